@@ -1,0 +1,90 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// pilegate: a TCP gateway for EV charging piles speaking the YKC (云快充) protocol.
+///
+/// Targets, one job each (see docs/ARCHITECTURE in the README):
+/// - `YKC`: the protocol alone (framing, CRC, field encodings, a typed value per frame, JSON form).
+/// - `PileGate`: the gateway (listener, sessions, registry, limits, admin API, metrics, config).
+/// - `PileSim`: simulated piles that behave like real firmware, for tests, load and demos.
+/// - `pilegate`: the one executable.
+let package = Package(
+    name: "pilegate",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "pilegate", targets: ["pilegate"]),
+        .library(name: "YKC", targets: ["YKC"]),
+        .library(name: "PileGate", targets: ["PileGate"]),
+        .library(name: "PileSim", targets: ["PileSim"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+    ],
+    targets: [
+        .target(
+            name: "YKC",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .target(
+            name: "PileGate",
+            dependencies: [
+                "YKC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        .target(
+            name: "PileSim",
+            dependencies: [
+                "YKC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Atomics", package: "swift-atomics"),
+            ]
+        ),
+        .executableTarget(
+            name: "pilegate",
+            dependencies: [
+                "YKC", "PileGate", "PileSim",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "YKCTests",
+            dependencies: ["YKC", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "PileGateTests",
+            dependencies: [
+                "PileGate", "PileSim", "YKC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

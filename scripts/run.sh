@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs the gateway on its embedded defaults (piles on :8767, API on 127.0.0.1:8780, data in ./pilegate-data).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+swift build -c release --product pilegate
+exec .build/release/pilegate serve "$@"

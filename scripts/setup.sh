@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine needs to build and test pilegate, then builds it.
+# Idempotent: safe to run again. Needs Swift 6 on PATH (the toolchain is not a Debian package).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+dpkg -s libsqlite3-dev >/dev/null 2>&1 || need+=(libsqlite3-dev)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "setup: installing ${need[*]}" >&2
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+
+command -v swift >/dev/null 2>&1 || { echo "setup: swift is not on PATH (expected Swift 6.x, e.g. /opt/swift/usr/bin)" >&2; exit 1; }
