@@ -1,6 +1,66 @@
 import ArgumentParser
+import Foundation
+import Logging
+import Metrics
+import PileGate
+import Prometheus
+import ServiceLifecycle
 
+/// `pilegate serve`: runs the gateway until SIGTERM/SIGINT, then drains and exits 0.
 struct ServeCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run the gateway.")
-    func run() async throws { throw ValidationError("not yet implemented") }
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the gateway (piles on 0.0.0.0:8767, API on 127.0.0.1:8780, data in ./pilegate-data by default).",
+        discussion: """
+            Settings come from the embedded defaults, then --config FILE (a JSON object of settings), then \
+            PILEGATE_* environment variables (pilePort → PILEGATE_PILE_PORT). An invalid setting stops start-up \
+            with a message naming it. --print-config shows the effective settings and exits.
+            """)
+
+    @Option(name: .long, help: "A JSON file of settings.")
+    var config: String?
+
+    @Flag(name: .long, help: "Print the effective configuration as JSON and exit.")
+    var printConfig = false
+
+    func run() async throws {
+        let settings: GatewayConfiguration
+        do {
+            settings = try GatewayConfiguration.load(file: config)
+        } catch {
+            FileHandle.standardError.write(Data("pilegate: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        if printConfig {
+            print(settings.jsonDescription)
+            return
+        }
+        let level = Logger.Level(rawValue: settings.logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "pilegate")
+        logger.logLevel = level
+        let gateway: Gateway
+        do {
+            gateway = try GatewayAssembly.make(config: settings, logger: logger)
+        } catch {
+            logger.critical("cannot start", metadata: ["error": "\(error)"])
+            throw ExitCode(1)
+        }
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: gateway.metrics.registry))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: gateway)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            logger.critical("gateway failed", metadata: ["error": "\(error)"])
+            throw ExitCode(1)
+        }
+    }
 }

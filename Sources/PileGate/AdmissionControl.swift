@@ -1,0 +1,201 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// Global protection of the gateway and the platform behind it: connection caps (total, per
+/// source address, still logging in), flapping bans by address and by pile id, and the pace of
+/// accepts and logins, so a reconnect storm of every pile at once is admitted steadily.
+///
+/// Consulted once per connection and once per login — never per frame.
+public final class AdmissionControl: Sendable {
+    let config: GatewayConfiguration
+    let counters: GatewayCounters
+    let addressFlaps: FlapDetector
+    let pileFlaps: FlapDetector
+    private let perAddress = NIOLockedValueBox<[String: Int]>([:])
+    private let acceptBucket: NIOLockedValueBox<TokenBucket>
+    private let loginBucket: NIOLockedValueBox<TokenBucket>
+    private let episodeLog: EpisodeLogger
+
+    init(config: GatewayConfiguration, counters: GatewayCounters, logger: Logger) {
+        self.config = config
+        self.counters = counters
+        let window = TimeAmount.nanoseconds(Int64(config.flapWindow * 1e9))
+        let ban = TimeAmount.nanoseconds(Int64(config.flapBanDuration * 1e9))
+        addressFlaps = FlapDetector(maxConnects: config.flapMaxConnects, window: window, banDuration: ban)
+        pileFlaps = FlapDetector(maxConnects: config.flapMaxConnects, window: window, banDuration: ban)
+        let now = NIODeadline.now()
+        acceptBucket = NIOLockedValueBox(
+            TokenBucket(rate: config.acceptRatePerSecond, burst: max(config.acceptRatePerSecond, 1), now: now))
+        loginBucket = NIOLockedValueBox(
+            TokenBucket(rate: config.loginRatePerSecond, burst: max(config.loginRatePerSecond, 1), now: now))
+        episodeLog = EpisodeLogger(logger: logger, interval: .seconds(10))
+    }
+
+    /// Decides whether a new connection from `host` may stay. On success it is counted as open
+    /// and pending login until `loggedIn`/`released`.
+    func admit(host: String) -> AdmissionRefusal? {
+        // Connections from loopback/test tools are still counted for flapping: a pile behind a
+        // concentrator shares its address, so the address limit is generous by default.
+        var refusal: AdmissionRefusal?
+        if counters.connections.load(ordering: .relaxed) >= config.maxConnections {
+            refusal = .maxConnections
+        } else if counters.pendingLogins.load(ordering: .relaxed) >= config.maxPendingLogins {
+            refusal = .maxPendingLogins
+        } else {
+            switch addressFlaps.record(host) {
+            case .allowed: break
+            case .newlyBanned:
+                counters.flapBans.wrappingIncrement(ordering: .relaxed)
+                episodeLog.log(.warning, "source address banned for flapping", key: "flap-address:\(host)", metadata: ["address": "\(host)"])
+                refusal = .addressBanned
+            case .banned: refusal = .addressBanned
+            }
+        }
+        if refusal == nil {
+            let ok = perAddress.withLockedValue { map -> Bool in
+                let n = map[host, default: 0]
+                guard n < config.maxConnectionsPerAddress else { return false }
+                map[host] = n + 1
+                return true
+            }
+            if !ok { refusal = .maxConnectionsPerAddress }
+        }
+        if let refusal {
+            counters.refused[refusal]?.wrappingIncrement(ordering: .relaxed)
+            episodeLog.log(.notice, "connections refused at admission", key: "refused:\(refusal.rawValue)", metadata: ["reason": "\(refusal.rawValue)"])
+            return refusal
+        }
+        counters.accepted.wrappingIncrement(ordering: .relaxed)
+        counters.connections.wrappingIncrement(ordering: .relaxed)
+        counters.pendingLogins.wrappingIncrement(ordering: .relaxed)
+        return nil
+    }
+
+    /// The pile behind a pending connection logged in.
+    func loggedIn() {
+        counters.pendingLogins.wrappingDecrement(ordering: .relaxed)
+    }
+
+    /// An admitted connection ended.
+    func released(host: String, wasPending: Bool) {
+        counters.connections.wrappingDecrement(ordering: .relaxed)
+        if wasPending { counters.pendingLogins.wrappingDecrement(ordering: .relaxed) }
+        perAddress.withLockedValue { map in
+            let n = map[host, default: 1] - 1
+            map[host] = n > 0 ? n : nil
+        }
+    }
+
+    /// Records a login attempt by pile id; false when the pile id is banned for flapping.
+    func pileMayLogin(_ pile: String) -> Bool {
+        switch pileFlaps.record(pile) {
+        case .allowed: return true
+        case .newlyBanned:
+            counters.flapBans.wrappingIncrement(ordering: .relaxed)
+            episodeLog.log(.warning, "pile banned for flapping", key: "flap-pile:\(pile)", metadata: ["pile": "\(pile)"])
+            return false
+        case .banned: return false
+        }
+    }
+
+    /// Takes a login token; returns how long to wait before processing the login (zero when
+    /// within the pace).
+    func loginDelay() -> TimeAmount {
+        loginBucket.withLockedValue { b in
+            _ = b.take(1, now: .now())
+            return b.delay()
+        }
+    }
+
+    /// Takes an accept token; returns how long the listener should pause before accepting more.
+    func acceptDelay(count: Int) -> TimeAmount {
+        acceptBucket.withLockedValue { b in
+            _ = b.take(Double(count), now: .now())
+            return b.delay()
+        }
+    }
+
+    var bannedAddresses: Int { addressFlaps.bannedCount }
+    var bannedPiles: Int { pileFlaps.bannedCount }
+}
+
+/// Logs a kind of event at most once per interval per key, with how many were suppressed, so a
+/// storm produces a few lines rather than one per connection.
+final class EpisodeLogger: Sendable {
+    private let logger: Logger
+    private let interval: TimeAmount
+    private let state = NIOLockedValueBox<[String: (last: NIODeadline, suppressed: Int)]>([:])
+
+    init(logger: Logger, interval: TimeAmount) {
+        self.logger = logger
+        self.interval = interval
+    }
+
+    func log(_ level: Logger.Level, _ message: String, key: String, metadata: Logger.Metadata) {
+        let now = NIODeadline.now()
+        let suppressed: Int? = state.withLockedValue { map in
+            if let e = map[key], now - e.last < interval {
+                map[key] = (e.last, e.suppressed + 1)
+                return nil
+            }
+            let s = map[key]?.suppressed ?? 0
+            map[key] = (now, 0)
+            if map.count > 10_000 { map = map.filter { now - $0.value.last < interval } }
+            return s
+        }
+        guard let suppressed else { return }
+        var md = metadata
+        if suppressed > 0 { md["suppressed"] = "\(suppressed)" }
+        logger.log(level: level, "\(message)", metadata: md)
+    }
+}
+
+/// Paces accepts on the listening socket: each accepted connection takes a token, and when the
+/// bucket is empty the listener stops reading (accepting) until it refills. The kernel backlog
+/// holds the wave meanwhile.
+final class AcceptPacer: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = any Channel
+    typealias InboundOut = any Channel
+    typealias OutboundIn = Never
+
+    private let admission: AdmissionControl
+    private var paused = false
+    private var pendingRead = false
+    private var acceptedSinceCheck = 0
+
+    init(admission: AdmissionControl) {
+        self.admission = admission
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        acceptedSinceCheck += 1
+        context.fireChannelRead(data)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if acceptedSinceCheck > 0 {
+            let delay = admission.acceptDelay(count: acceptedSinceCheck)
+            acceptedSinceCheck = 0
+            if delay > .zero && !paused {
+                paused = true
+                context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+                    paused = false
+                    if pendingRead {
+                        pendingRead = false
+                        context.read()
+                    }
+                }
+            }
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if paused {
+            pendingRead = true
+        } else {
+            context.read()
+        }
+    }
+}

@@ -1,0 +1,312 @@
+import Foundation
+import NIOCore
+
+/// Every setting of the gateway, with embedded defaults so `pilegate serve` runs with no file.
+///
+/// Sources, later ones winning: the defaults below, a JSON config file (`--config`, keys as named
+/// here), then `PILEGATE_*` environment variables (the key in UPPER_SNAKE_CASE, e.g. `pilePort` →
+/// `PILEGATE_PILE_PORT`). An invalid value stops start-up with a `ConfigurationError` naming the key.
+public struct GatewayConfiguration: Sendable, Equatable {
+    // Listeners and storage.
+    public var nodeId = ProcessInfo.processInfo.hostName
+    public var pileHost = "0.0.0.0"
+    public var pilePort = 8767
+    public var apiHost = "127.0.0.1"
+    public var apiPort = 8780
+    public var dataDirectory = "./pilegate-data"
+
+    // Sessions (facts §5.1, §5.2).
+    /// The first frame must be a login within this time.
+    public var loginTimeout: TimeInterval = 10
+    /// A pile that sends nothing for this long is closed (≈ 3 heartbeats + margin).
+    public var livenessTimeout: TimeInterval = 35
+    public var loginPolicy: LoginPolicy = .open
+    /// How long a backend-decided login waits for an answer before the fallback applies.
+    public var backendLoginTimeout: TimeInterval = 5
+    /// Accept logins when no backend answers in time under the `backend` policy.
+    public var backendLoginFallbackAccept = true
+    /// Send a 0x56 time sync right after a successful login (common practice, facts §5.1).
+    public var timeSyncOnLogin = true
+    /// UTC offset of the piles' wall clock, used for CP56Time2a times (China Standard Time).
+    public var pileUTCOffsetSeconds = 8 * 3600
+
+    // Per-connection limits.
+    public var frameRatePerSecond: Double = 50
+    public var frameBurst: Double = 200
+    public var byteRatePerSecond: Double = 16_384
+    public var byteBurst: Double = 65_536
+    /// How long reading stops when a pile exceeds its rate (backpressure).
+    public var throttlePause: TimeInterval = 1
+    /// Throttle episodes within `throttleWindow` after which the connection is closed.
+    public var maxThrottleEpisodes = 5
+    public var throttleWindow: TimeInterval = 60
+    /// Malformed-input events (garbage runs, CRC errors, bad lengths) tolerated per connection.
+    public var maxMalformedFrames = 20
+    /// Frames refused for coming before login or carrying another pile's id, before closing.
+    public var maxRefusedFrames = 20
+    /// Bytes a pile may leave unread in our send buffer before we stop reading it, then close it.
+    public var writeBufferHighWater = 32_768
+    public var slowReaderTimeout: TimeInterval = 30
+
+    // Flapping (EMQX-like: 15 connects a minute → banned 5 minutes).
+    public var flapMaxConnects = 15
+    public var flapWindow: TimeInterval = 60
+    public var flapBanDuration: TimeInterval = 300
+
+    // Global admission.
+    public var maxConnections = 1_000_000
+    public var maxConnectionsPerAddress = 1_000
+    public var maxPendingLogins = 20_000
+    public var acceptRatePerSecond: Double = 20_000
+    public var loginRatePerSecond: Double = 20_000
+    public var listenBacklog = 4_096
+    /// Accepts per wake-up of the listening socket (NIO's default is 4).
+    public var acceptsPerRead = 256
+    public var eventLoopThreads = 0
+
+    // Shutdown.
+    /// Pile connections are closed spread over this window on SIGTERM, so a restart does not
+    /// turn into a reconnect storm.
+    public var drainWindow: TimeInterval = 10
+
+    // Registry.
+    public var registryFlushInterval: TimeInterval = 0.2
+    public var logLevel = "info"
+
+    public init() {}
+
+    /// How logins are decided.
+    public enum LoginPolicy: String, Sendable, Equatable, CaseIterable {
+        /// Accept and register any well-formed pile.
+        case open
+        /// Accept only piles already present in the registry.
+        case registry
+        /// Ask a backend (`login` events with a reply); fall back per `backendLoginFallbackAccept`.
+        case backend
+    }
+
+    /// The effective event-loop count.
+    public var resolvedEventLoopThreads: Int {
+        eventLoopThreads > 0 ? eventLoopThreads : System.coreCount
+    }
+}
+
+/// A setting that could not be applied, naming the key and where it came from.
+public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
+    public var key: String
+    public var source: String
+    public var problem: String
+    public var description: String { "invalid setting '\(key)' (from \(source)): \(problem)" }
+}
+
+extension GatewayConfiguration {
+    /// One settable key: its name and how to apply a textual or JSON value.
+    struct Setting: Sendable {
+        let key: String
+        let apply: @Sendable (inout GatewayConfiguration, Any) throws(SettingProblem) -> Void
+    }
+
+    struct SettingProblem: Error {
+        var message: String
+    }
+
+    static func string(_ key: String, _ kp: WritableKeyPath<GatewayConfiguration, String> & Sendable, nonEmpty: Bool = true) -> Setting {
+        Setting(key: key) { config, value throws(SettingProblem) in
+            guard let s = value as? String else { throw SettingProblem(message: "expected a string") }
+            if nonEmpty && s.isEmpty { throw SettingProblem(message: "must not be empty") }
+            config[keyPath: kp] = s
+        }
+    }
+
+    static func int(_ key: String, _ kp: WritableKeyPath<GatewayConfiguration, Int> & Sendable, _ range: ClosedRange<Int>) -> Setting {
+        Setting(key: key) { config, value throws(SettingProblem) in
+            let parsed: Int?
+            if let s = value as? String { parsed = Int(s.trimmingCharacters(in: .whitespaces)) }
+            else if let n = value as? NSNumber, !(value is Bool), n.doubleValue.rounded() == n.doubleValue { parsed = n.intValue }
+            else { parsed = nil }
+            guard let v = parsed else { throw SettingProblem(message: "expected an integer, got '\(value)'") }
+            guard range.contains(v) else { throw SettingProblem(message: "\(v) is outside \(range.lowerBound)...\(range.upperBound)") }
+            config[keyPath: kp] = v
+        }
+    }
+
+    static func double(_ key: String, _ kp: WritableKeyPath<GatewayConfiguration, Double> & Sendable, _ range: ClosedRange<Double>) -> Setting {
+        Setting(key: key) { config, value throws(SettingProblem) in
+            let parsed: Double?
+            if let s = value as? String { parsed = Double(s.trimmingCharacters(in: .whitespaces)) }
+            else if let n = value as? NSNumber, !(value is Bool) { parsed = n.doubleValue }
+            else { parsed = nil }
+            guard let v = parsed, v.isFinite else { throw SettingProblem(message: "expected a number, got '\(value)'") }
+            guard range.contains(v) else { throw SettingProblem(message: "\(v) is outside \(range.lowerBound)...\(range.upperBound)") }
+            config[keyPath: kp] = v
+        }
+    }
+
+    static func bool(_ key: String, _ kp: WritableKeyPath<GatewayConfiguration, Bool> & Sendable) -> Setting {
+        Setting(key: key) { config, value throws(SettingProblem) in
+            if let b = value as? Bool { config[keyPath: kp] = b; return }
+            if let s = value as? String {
+                switch s.lowercased() {
+                case "true", "1", "yes", "on": config[keyPath: kp] = true; return
+                case "false", "0", "no", "off": config[keyPath: kp] = false; return
+                default: break
+                }
+            }
+            throw SettingProblem(message: "expected true or false, got '\(value)'")
+        }
+    }
+
+    /// All keys, in documentation order.
+    static let settings: [Setting] = [
+        string("nodeId", \.nodeId),
+        string("pileHost", \.pileHost),
+        int("pilePort", \.pilePort, 0...65535),
+        string("apiHost", \.apiHost),
+        int("apiPort", \.apiPort, 0...65535),
+        string("dataDirectory", \.dataDirectory),
+        double("loginTimeout", \.loginTimeout, 0.05...3600),
+        double("livenessTimeout", \.livenessTimeout, 0.05...86_400),
+        Setting(key: "loginPolicy") { config, value throws(SettingProblem) in
+            guard let s = value as? String, let p = LoginPolicy(rawValue: s) else {
+                throw SettingProblem(message: "expected one of \(LoginPolicy.allCases.map(\.rawValue).joined(separator: ", ")), got '\(value)'")
+            }
+            config.loginPolicy = p
+        },
+        double("backendLoginTimeout", \.backendLoginTimeout, 0.01...60),
+        bool("backendLoginFallbackAccept", \.backendLoginFallbackAccept),
+        bool("timeSyncOnLogin", \.timeSyncOnLogin),
+        int("pileUTCOffsetSeconds", \.pileUTCOffsetSeconds, -50_400...50_400),
+        double("frameRatePerSecond", \.frameRatePerSecond, 0.1...1_000_000),
+        double("frameBurst", \.frameBurst, 1...10_000_000),
+        double("byteRatePerSecond", \.byteRatePerSecond, 1...1_000_000_000),
+        double("byteBurst", \.byteBurst, 259...1_000_000_000),
+        double("throttlePause", \.throttlePause, 0.01...3600),
+        int("maxThrottleEpisodes", \.maxThrottleEpisodes, 1...1_000_000),
+        double("throttleWindow", \.throttleWindow, 0.1...86_400),
+        int("maxMalformedFrames", \.maxMalformedFrames, 1...1_000_000),
+        int("maxRefusedFrames", \.maxRefusedFrames, 1...1_000_000),
+        int("writeBufferHighWater", \.writeBufferHighWater, 1_024...64 << 20),
+        double("slowReaderTimeout", \.slowReaderTimeout, 0.05...86_400),
+        int("flapMaxConnects", \.flapMaxConnects, 1...1_000_000),
+        double("flapWindow", \.flapWindow, 0.1...86_400),
+        double("flapBanDuration", \.flapBanDuration, 0...604_800),
+        int("maxConnections", \.maxConnections, 1...100_000_000),
+        int("maxConnectionsPerAddress", \.maxConnectionsPerAddress, 1...100_000_000),
+        int("maxPendingLogins", \.maxPendingLogins, 1...100_000_000),
+        double("acceptRatePerSecond", \.acceptRatePerSecond, 1...10_000_000),
+        double("loginRatePerSecond", \.loginRatePerSecond, 1...10_000_000),
+        int("listenBacklog", \.listenBacklog, 1...1_000_000),
+        int("acceptsPerRead", \.acceptsPerRead, 1...100_000),
+        int("eventLoopThreads", \.eventLoopThreads, 0...1024),
+        double("drainWindow", \.drainWindow, 0...3600),
+        double("registryFlushInterval", \.registryFlushInterval, 0.001...60),
+        Setting(key: "logLevel") { config, value throws(SettingProblem) in
+            let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+            guard let s = value as? String, levels.contains(s) else {
+                throw SettingProblem(message: "expected one of \(levels.joined(separator: ", ")), got '\(value)'")
+            }
+            config.logLevel = s
+        },
+    ]
+
+    /// The environment variable for a key: `pilePort` → `PILEGATE_PILE_PORT`.
+    public static func environmentName(for key: String) -> String {
+        var out = "PILEGATE_"
+        var previousLower = false
+        for c in key {
+            if c.isUppercase && previousLower { out.append("_") }
+            out.append(contentsOf: c.uppercased())
+            previousLower = c.isLowercase || c.isNumber
+        }
+        return out
+    }
+
+    /// All documented keys.
+    public static var keys: [String] { settings.map(\.key) }
+
+    /// Defaults, then the file (if any), then the environment.
+    public static func load(
+        file: String?, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws(ConfigurationError) -> GatewayConfiguration {
+        var config = GatewayConfiguration()
+        if let file {
+            try config.apply(fileAt: file)
+        }
+        try config.apply(environment: environment)
+        try config.validate()
+        return config
+    }
+
+    /// Applies a JSON object of settings; unknown keys are an error (a typo must not pass silently).
+    public mutating func apply(fileAt path: String) throws(ConfigurationError) {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigurationError(key: "config", source: path, problem: "cannot read the file")
+        }
+        let object: Any
+        do {
+            object = try JSONSerialization.jsonObject(with: data)
+        } catch {
+            throw ConfigurationError(key: "config", source: path, problem: "not valid JSON: \(error.localizedDescription)")
+        }
+        guard let dict = object as? [String: Any] else {
+            throw ConfigurationError(key: "config", source: path, problem: "expected a JSON object of settings")
+        }
+        let byKey = Dictionary(uniqueKeysWithValues: Self.settings.map { ($0.key, $0) })
+        for (key, value) in dict.sorted(by: { $0.key < $1.key }) {
+            guard let setting = byKey[key] else {
+                throw ConfigurationError(key: key, source: path, problem: "unknown setting (known: \(Self.keys.joined(separator: ", ")))")
+            }
+            do { try setting.apply(&self, value) } catch {
+                throw ConfigurationError(key: key, source: path, problem: error.message)
+            }
+        }
+    }
+
+    /// Applies `PILEGATE_*` variables; an unknown `PILEGATE_` variable is an error too.
+    public mutating func apply(environment: [String: String]) throws(ConfigurationError) {
+        let byEnv = Dictionary(uniqueKeysWithValues: Self.settings.map { (Self.environmentName(for: $0.key), $0) })
+        for (name, value) in environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix("PILEGATE_") {
+            guard let setting = byEnv[name] else {
+                throw ConfigurationError(key: name, source: "environment", problem: "unknown setting")
+            }
+            do { try setting.apply(&self, value) } catch {
+                throw ConfigurationError(key: setting.key, source: "environment \(name)", problem: error.message)
+            }
+        }
+    }
+
+    /// Cross-field checks.
+    public func validate() throws(ConfigurationError) {
+        if livenessTimeout <= 0 {
+            throw ConfigurationError(key: "livenessTimeout", source: "configuration", problem: "must be positive")
+        }
+        if maxConnectionsPerAddress > maxConnections {
+            throw ConfigurationError(
+                key: "maxConnectionsPerAddress", source: "configuration",
+                problem: "\(maxConnectionsPerAddress) exceeds maxConnections \(maxConnections)")
+        }
+        if frameBurst < 1 || byteBurst < 259 {
+            throw ConfigurationError(key: "byteBurst", source: "configuration", problem: "must allow at least one full frame (259 bytes)")
+        }
+    }
+}
+
+extension GatewayConfiguration {
+    /// The effective settings as a JSON object (keys as accepted in a config file).
+    public var jsonDescription: String {
+        let mirror = Mirror(reflecting: self)
+        var parts: [String] = []
+        for child in mirror.children {
+            guard let key = child.label, Self.keys.contains(key) else { continue }
+            let value: String
+            switch child.value {
+            case let s as String: value = "\"\(s.replacingOccurrences(of: "\"", with: "\\\""))\""
+            case let p as LoginPolicy: value = "\"\(p.rawValue)\""
+            case let b as Bool: value = b ? "true" : "false"
+            default: value = "\(child.value)"
+            }
+            parts.append("  \"\(key)\": \(value)")
+        }
+        return "{\n" + parts.joined(separator: ",\n") + "\n}"
+    }
+}

@@ -1,0 +1,35 @@
+import Atomics
+import Logging
+import NIOCore
+
+/// What every pile connection shares: configuration, counters, the session directory, the
+/// registry, admission control and the event sink. Created once per gateway.
+public final class GatewayContext: Sendable {
+    public let config: GatewayConfiguration
+    public let counters: GatewayCounters
+    public let directory: SessionDirectory
+    public let registry: PileRegistry
+    public let admission: AdmissionControl
+    public let sink: any GatewayEventSink
+    public let logger: Logger
+    let connectionIds = ManagedAtomic<UInt64>(0)
+    /// Set when shutdown begins: new connections are closed at once.
+    let shuttingDown = ManagedAtomic(false)
+
+    init(
+        config: GatewayConfiguration, counters: GatewayCounters, directory: SessionDirectory, registry: PileRegistry,
+        sink: any GatewayEventSink, logger: Logger
+    ) {
+        self.config = config
+        self.counters = counters
+        self.directory = directory
+        self.registry = registry
+        self.admission = AdmissionControl(config: config, counters: counters, logger: logger)
+        self.sink = sink
+        self.logger = logger
+    }
+
+    func nextConnectionId() -> UInt64 {
+        connectionIds.wrappingIncrementThenLoad(ordering: .relaxed)
+    }
+}

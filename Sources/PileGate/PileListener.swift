@@ -1,0 +1,67 @@
+import Logging
+import NIOCore
+import NIOExtras
+import NIOPosix
+import YKC
+
+/// The TCP listener piles connect to, tuned for hundreds of thousands of long-lived, mostly idle
+/// connections: a listen backlog sized for a reconnect wave, many accepts per wake-up, a small
+/// receive allocator (pile frames are ≤ 259 bytes, and NIO keeps each channel's last receive
+/// buffer, which sets the idle cost per pile), and accept pacing.
+public final class PileListener: Sendable {
+    public let channel: any Channel
+    let quiesce: ServerQuiescingHelper
+
+    /// The bound address (the port matters when configured as 0).
+    public var localAddress: SocketAddress? { channel.localAddress }
+
+    private init(channel: any Channel, quiesce: ServerQuiescingHelper) {
+        self.channel = channel
+        self.quiesce = quiesce
+    }
+
+    public static func bind(gateway: GatewayContext, group: any EventLoopGroup) async throws -> PileListener {
+        let config = gateway.config
+        let quiesce = ServerQuiescingHelper(group: group)
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: Int32(clamping: config.listenBacklog))
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.maxMessagesPerRead, value: UInt(config.acceptsPerRead))
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        quiesce.makeServerChannelHandler(channel: channel))
+                    try channel.pipeline.syncOperations.addHandler(AcceptPacer(admission: gateway.admission))
+                }
+            }
+            .childChannelOption(.socketOption(.so_keepalive), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 4)
+            .childChannelOption(
+                .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 4096))
+            .childChannelOption(
+                .writeBufferWaterMark,
+                value: .init(low: config.writeBufferHighWater / 2, high: config.writeBufferHighWater))
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try configurePipeline(channel: channel, gateway: gateway)
+                }
+            }
+        let channel = try await bootstrap.bind(host: config.pileHost, port: config.pilePort).get()
+        return PileListener(channel: channel, quiesce: quiesce)
+    }
+
+    /// Handlers of one pile connection: liveness, framing (bounded buffer), session.
+    static func configurePipeline(channel: any Channel, gateway: GatewayContext) throws {
+        let ops = channel.pipeline.syncOperations
+        let liveness = TimeAmount.nanoseconds(Int64(gateway.config.livenessTimeout * 1e9))
+        try ops.addHandler(IdleStateHandler(readTimeout: liveness))
+        try ops.addHandler(ByteToMessageHandler(YKCFrameDecoder(), maximumBufferSize: 4 * YKCFrameParser.maximumFrameSize))
+        try ops.addHandler(PileSessionHandler(gateway: gateway))
+    }
+
+    /// Stops accepting new connections (the listening socket closes); existing ones stay.
+    public func stopAccepting() async {
+        try? await channel.close()
+    }
+}

@@ -1,0 +1,625 @@
+import Foundation
+import Logging
+import NIOCore
+import YKC
+
+/// One pile connection: executes the session state machine's rules, answers what the gateway
+/// answers alone (login, per-gun heartbeats, time sync), hands the rest to the event sink, and
+/// enforces the per-connection limits (frame/byte token buckets with read backpressure, malformed
+/// and refused frame caps, slow readers).
+///
+/// All state is confined to the channel's event loop; the per-frame path takes no lock and logs
+/// nothing at info level.
+final class PileSessionHandler: ChannelDuplexHandler {
+    typealias InboundIn = YKCParseEvent
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let gateway: GatewayContext
+    private var machine: PileSessionStateMachine
+    private var frameBucket: TokenBucket
+    private var byteBucket: TokenBucket
+    private var context: ChannelHandlerContext?
+
+    private var connectionId: UInt64 = 0
+    private var remoteAddress = "?"
+    private var remoteHost = "?"
+    private var connectedAt = Date()
+    private var admitted = false
+    private var loggedIn = false
+    private var session: PileSessionInfo?
+    private var closeReason: OfflineReason?
+
+    private var loginTimer: Scheduled<Void>?
+    private var slowReaderTimer: Scheduled<Void>?
+    private var readPaused = false
+    private var throttlePaused = false
+    private var writePaused = false
+    private var pendingRead = false
+
+    private var platformSequence: UInt16 = 0
+    private var guns: [GunTrack] = []
+    private var framesIn = 0
+    private var framesOut = 0
+    private var lastFrameAt: NIODeadline?
+    private var pendingRequests: [PendingRequest] = []
+
+    private struct GunTrack {
+        var gun: GunNumber
+        var state: GunState
+        var lastHeartbeat: Date?
+        var status: GunStatus?
+    }
+
+    /// A platform-originated frame waiting for the pile's reply (commands).
+    private struct PendingRequest {
+        var id: UInt64
+        var replyCode: UInt8
+        var sequence: YKCSequence
+        var gun: Int?
+        var promise: EventLoopPromise<YKCMessage>
+        var timer: Scheduled<Void>?
+    }
+
+    init(gateway: GatewayContext) {
+        self.gateway = gateway
+        let c = gateway.config
+        let now = NIODeadline.now()
+        machine = PileSessionStateMachine(
+            limits: .init(
+                maxMalformed: c.maxMalformedFrames, maxRefused: c.maxRefusedFrames,
+                maxThrottleEpisodes: c.maxThrottleEpisodes,
+                throttleWindow: .nanoseconds(Int64(c.throttleWindow * 1e9))))
+        frameBucket = TokenBucket(rate: c.frameRatePerSecond, burst: c.frameBurst, now: now)
+        byteBucket = TokenBucket(rate: c.byteRatePerSecond, burst: c.byteBurst, now: now)
+    }
+
+    // MARK: lifecycle
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        connectionId = gateway.nextConnectionId()
+        connectedAt = Date()
+        if let remote = context.channel.remoteAddress {
+            remoteHost = remote.ipAddress ?? "?"
+            remoteAddress = "\(remoteHost):\(remote.port ?? 0)"
+        }
+        if gateway.shuttingDown.load(ordering: .relaxed) {
+            close(context: context, reason: .shutdown)
+            context.fireChannelActive()
+            return
+        }
+        if gateway.admission.admit(host: remoteHost) != nil {
+            closeReason = .admissionRefused
+            context.close(promise: nil)
+            context.fireChannelActive()
+            return
+        }
+        admitted = true
+        let timeout = TimeAmount.nanoseconds(Int64(gateway.config.loginTimeout * 1e9))
+        loginTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+            guard !machine.isOnline, let ctx = self.context else { return }
+            close(context: ctx, reason: .loginTimeout)
+        }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let reason = closeReason ?? .closedByPile
+        closeReason = reason
+        loginTimer?.cancel()
+        slowReaderTimer?.cancel()
+        for p in pendingRequests {
+            p.timer?.cancel()
+            p.promise.fail(PileCommandError.pileOffline)
+        }
+        pendingRequests.removeAll()
+        gateway.counters.closed[reason]?.wrappingIncrement(ordering: .relaxed)
+        if admitted {
+            gateway.admission.released(host: remoteHost, wasPending: !loggedIn)
+        }
+        if let session {
+            gateway.directory.remove(pileId: session.pileId, connectionId: connectionId)
+            gateway.counters.online.wrappingDecrement(ordering: .relaxed)
+            // A replaced session must not mark the pile offline: the new connection owns it.
+            if reason != .replaced {
+                gateway.registry.recordOffline(session.pileId, reason: reason)
+            }
+            gateway.sink.sessionOffline(session, reason: reason)
+            let level: Logger.Level = (reason == .kicked || reason == .replaced) ? .info : .debug
+            gateway.logger.log(
+                level: level, "pile offline",
+                metadata: [
+                    "pile": "\(session.pileId)", "lane": "\(session.lane)", "connection": "\(connectionId)",
+                    "address": "\(remoteAddress)", "reason": "\(reason.rawValue)",
+                ])
+        }
+        _ = machine.close()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if closeReason == nil {
+            // Connection resets are the pile going away; anything else is worth a debug line.
+            closeReason = isReset(error) ? .closedByPile : .error
+        }
+        gateway.logger.debug("pile connection error", metadata: ["connection": "\(connectionId)", "error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    private func isReset(_ error: any Error) -> Bool {
+        if let e = error as? IOError { return e.errnoCode == ECONNRESET || e.errnoCode == EPIPE }
+        return false
+    }
+
+    // MARK: inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard closeReason == nil else { return }
+        switch unwrapInboundIn(data) {
+        case .error(let error):
+            malformed(context: context, error: error)
+        case .frame(let frame):
+            let size = frame.body.readableBytes + 8
+            if !charge(context: context, bytes: size, frames: 1) { return }
+            lastFrameAt = .now()
+            framesIn += 1
+            gateway.counters.frameIn(code: frame.code, bytes: size)
+            if frame.crcOrder == .highFirst { gateway.counters.swappedCRC.wrappingIncrement(ordering: .relaxed) }
+            let message = YKCMessage.decode(frame)
+            if case .raw(let raw) = message {
+                gateway.counters.undecoded[raw.reason.kind]?.wrappingIncrement(ordering: .relaxed)
+            }
+            switch machine.frameReceived(message) {
+            case .decideLogin(let login):
+                beginLogin(context: context, login: login, frame: frame)
+            case .reconfirmLogin:
+                writeReply(context: context, code: LoginReply.code, sequence: frame.sequence) {
+                    LoginReply(pileId: self.machine.pileId ?? PileID(raw: 0), result: .accepted).encode(into: &$0)
+                }
+            case .ignore:
+                break
+            case .process:
+                process(context: context, message: message, frame: frame)
+            case .refuse(let r):
+                countRefusal(r, code: frame.code)
+            case .refuseAndClose(let r):
+                countRefusal(r, code: frame.code)
+                close(context: context, reason: .refusedFrames)
+            }
+        }
+    }
+
+    private func countRefusal(_ r: PileSessionStateMachine.Refusal, code: UInt8) {
+        switch r {
+        case .beforeLogin: gateway.counters.refusedBeforeLogin.wrappingIncrement(ordering: .relaxed)
+        case .foreignPile: gateway.counters.refusedForeignPile.wrappingIncrement(ordering: .relaxed)
+        }
+        gateway.logger.debug(
+            "frame refused",
+            metadata: ["connection": "\(connectionId)", "code": "\(code)", "why": "\(r)", "address": "\(remoteAddress)"])
+    }
+
+    private func malformed(context: ChannelHandlerContext, error: YKCFrameError) {
+        gateway.counters.malformed[error.kind]?.wrappingIncrement(ordering: .relaxed)
+        var bytes = 1
+        if case .garbage(let n) = error {
+            bytes = n
+            gateway.counters.garbageBytes.wrappingIncrement(by: n, ordering: .relaxed)
+        }
+        if !charge(context: context, bytes: bytes, frames: 0) { return }
+        if machine.malformed() {
+            gateway.logger.notice(
+                "closing connection sending malformed input",
+                metadata: [
+                    "connection": "\(connectionId)", "address": "\(remoteAddress)",
+                    "pile": "\(machine.pileId?.description ?? "-")", "last": "\(error)",
+                ])
+            close(context: context, reason: .malformedInput)
+        }
+    }
+
+    /// Charges the token buckets; on overdraft starts a throttle episode (pause reading) or
+    /// closes. Returns false when the connection is being closed.
+    private func charge(context: ChannelHandlerContext, bytes: Int, frames: Int) -> Bool {
+        let now = NIODeadline.now()
+        let framesOK = frames == 0 || frameBucket.take(Double(frames), now: now)
+        let bytesOK = byteBucket.take(Double(bytes), now: now)
+        if framesOK && bytesOK { return true }
+        if throttlePaused { return true }  // already in an episode; the frame is still served
+        gateway.counters.throttleEpisodes.wrappingIncrement(ordering: .relaxed)
+        switch machine.throttled(now: now) {
+        case .close:
+            gateway.logger.notice(
+                "closing connection over its rate limit",
+                metadata: ["connection": "\(connectionId)", "address": "\(remoteAddress)", "pile": "\(machine.pileId?.description ?? "-")"])
+            close(context: context, reason: .rateLimited)
+            return false
+        case .pause:
+            let pause = max(
+                TimeAmount.nanoseconds(Int64(gateway.config.throttlePause * 1e9)),
+                max(frameBucket.delay(), byteBucket.delay()))
+            gateway.logger.info(
+                "pile over its rate limit: pausing reads",
+                metadata: [
+                    "connection": "\(connectionId)", "address": "\(remoteAddress)",
+                    "pile": "\(machine.pileId?.description ?? "-")", "pause_ms": "\(pause.nanoseconds / 1_000_000)",
+                ])
+            throttlePaused = true
+            updateReadPause()
+            context.eventLoop.assumeIsolated().scheduleTask(in: pause) { [self] in
+                throttlePaused = false
+                updateReadPause()
+            }
+            return true
+        }
+    }
+
+    // MARK: login
+
+    private func beginLogin(context: ChannelHandlerContext, login: Login, frame: YKCFrame) {
+        guard gateway.admission.pileMayLogin(login.pileId.description) else {
+            gateway.counters.refused[.pileBanned]?.wrappingIncrement(ordering: .relaxed)
+            finishLogin(context: context, login: login, sequence: frame.sequence, accepted: false, reason: .admissionRefused)
+            return
+        }
+        let delay = gateway.admission.loginDelay()
+        if delay > .zero {
+            gateway.counters.loginsDeferred.wrappingIncrement(ordering: .relaxed)
+            context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+                guard let ctx = self.context, closeReason == nil else { return }
+                decideLogin(context: ctx, login: login, sequence: frame.sequence)
+            }
+        } else {
+            decideLogin(context: context, login: login, sequence: frame.sequence)
+        }
+    }
+
+    private func decideLogin(context: ChannelHandlerContext, login: Login, sequence: YKCSequence) {
+        switch gateway.config.loginPolicy {
+        case .open:
+            finishLogin(context: context, login: login, sequence: sequence, accepted: true)
+        case .registry:
+            finishLogin(context: context, login: login, sequence: sequence, accepted: gateway.registry.isKnown(login.pileId))
+        case .backend:
+            let timeout = TimeAmount.nanoseconds(Int64(gateway.config.backendLoginTimeout * 1e9))
+            let fallback = gateway.config.backendLoginFallbackAccept
+            let decision = gateway.sink.decideLogin(login, remoteAddress: remoteAddress, on: context.eventLoop)
+            let timer = context.eventLoop.makePromise(of: Bool?.self)
+            let scheduled = context.eventLoop.scheduleTask(in: timeout) { timer.succeed(nil) }
+            decision.cascade(to: timer)
+            timer.futureResult.assumeIsolated().whenComplete { [self] result in
+                scheduled.cancel()
+                guard let ctx = self.context, closeReason == nil else { return }
+                let answer = (try? result.get()) ?? nil
+                finishLogin(context: ctx, login: login, sequence: sequence, accepted: answer ?? fallback)
+            }
+        }
+    }
+
+    private func finishLogin(
+        context: ChannelHandlerContext, login: Login, sequence: YKCSequence, accepted: Bool,
+        reason: OfflineReason = .loginRejected
+    ) {
+        guard machine.loginDecided(accepted: accepted) else { return }
+        writeReply(context: context, code: LoginReply.code, sequence: sequence) {
+            LoginReply(pileId: login.pileId, result: accepted ? .accepted : .rejected).encode(into: &$0)
+        }
+        guard accepted else {
+            gateway.counters.loginsRejected.wrappingIncrement(ordering: .relaxed)
+            gateway.logger.debug(
+                "login rejected", metadata: ["pile": "\(login.pileId)", "address": "\(remoteAddress)", "connection": "\(connectionId)"])
+            close(context: context, reason: reason)
+            return
+        }
+        loginTimer?.cancel()
+        loginTimer = nil
+        loggedIn = true
+        gateway.admission.loggedIn()
+        let lane = gateway.sink.lane(for: login, remoteHost: remoteHost)
+        let info = PileSessionInfo(
+            connectionId: connectionId, pileId: login.pileId, remoteAddress: remoteAddress, remoteHost: remoteHost,
+            login: login, lane: lane, connectedAt: connectedAt, loggedInAt: Date())
+        session = info
+        gateway.counters.loginsAccepted.wrappingIncrement(ordering: .relaxed)
+        gateway.counters.sessionOnline()
+        let handle = PileSessionHandle(info: info, channel: context.channel)
+        if let old = gateway.directory.register(handle) {
+            gateway.counters.takeovers.wrappingIncrement(ordering: .relaxed)
+            gateway.logger.info(
+                "duplicate login: new connection replaces the old one",
+                metadata: [
+                    "pile": "\(login.pileId)", "lane": "\(lane)", "new_address": "\(remoteAddress)",
+                    "new_connection": "\(connectionId)", "old_address": "\(old.info.remoteAddress)",
+                    "old_connection": "\(old.info.connectionId)",
+                ])
+            old.close(reason: .replaced)
+        }
+        gateway.registry.recordLogin(info, node: gateway.config.nodeId)
+        gateway.sink.sessionOnline(info)
+        if gateway.config.timeSyncOnLogin {
+            let sync = TimeSync(pileId: login.pileId, time: CP56Time2a(date: Date(), utcOffsetSeconds: gateway.config.pileUTCOffsetSeconds))
+            writePlatformFrame(context: context, message: .timeSync(sync))
+        }
+    }
+
+    // MARK: logged-in traffic
+
+    private func process(context: ChannelHandlerContext, message: YKCMessage, frame: YKCFrame) {
+        guard let session else { return }
+        switch message {
+        case .heartbeat(let hb):
+            gateway.counters.heartbeats.wrappingIncrement(ordering: .relaxed)
+            trackGun(hb.gun) { $0.state = hb.gunState; $0.lastHeartbeat = Date() }
+            writeReply(context: context, code: HeartbeatReply.code, sequence: frame.sequence) {
+                HeartbeatReply(pileId: hb.pileId, gun: hb.gun, reply: 0).encode(into: &$0)
+            }
+            if gateway.sink.wants(code: frame.code) {
+                gateway.sink.frameReceived(message, frame: frame, session: session, receivedAt: Date())
+            }
+            return
+        case .realtimeData(let rt):
+            trackGun(rt.gun) { $0.status = rt.status }
+        default:
+            break
+        }
+        if completePendingRequest(message: message, frame: frame) {
+            // A reply to a command: the command's caller gets it; backends still get the event.
+            if gateway.sink.wants(code: frame.code) {
+                gateway.sink.frameReceived(message, frame: frame, session: session, receivedAt: Date())
+            }
+            return
+        }
+        if Self.requestCodes.contains(frame.code) {
+            let promise = context.eventLoop.makePromise(of: YKCMessage?.self)
+            let sequence = frame.sequence
+            gateway.sink.request(message, frame: frame, session: session, receivedAt: Date(), respond: promise)
+            promise.futureResult.assumeIsolated().whenComplete { [self] result in
+                guard let ctx = self.context, closeReason == nil else { return }
+                if case .success(let reply?) = result {
+                    writeMessage(context: ctx, message: reply, sequence: sequence)
+                } else if let fallback = Self.fallbackReply(to: message) {
+                    writeMessage(context: ctx, message: fallback, sequence: sequence)
+                }
+            }
+            return
+        }
+        if gateway.sink.wants(code: frame.code) {
+            gateway.sink.frameReceived(message, frame: frame, session: session, receivedAt: Date())
+        }
+    }
+
+    /// Pile requests that expect a business answer from the platform (facts §5.7).
+    static let requestCodes: Set<UInt8> = [0x05, 0x09, 0x31, 0x3B, 0xA1]
+
+    /// The gateway's own answer when no backend decides: start requests are refused with a
+    /// reason so the pile shows it; billing-model and bill answers need data the sink owns.
+    static func fallbackReply(to message: YKCMessage) -> YKCMessage? {
+        switch message {
+        case .startRequest(let r):
+            return .startRequestReply(
+                StartRequestReply(
+                    tradeSerial: .zero, pileId: r.pileId, gun: r.gun, logicalCardNumber: BCDDigits("0", byteCount: 8) ?? "0000000000000000",
+                    balance: YKCDecimal(units: 0, scale: 2), authResult: .failed, failureReason: .pileDisabled))
+        case .parallelStartRequest(let r):
+            return .parallelStartRequestReply(
+                ParallelStartRequestReply(
+                    tradeSerial: .zero, pileId: r.pileId, gun: r.gun, logicalCardNumber: BCDDigits("0", byteCount: 8) ?? "0000000000000000",
+                    balance: YKCDecimal(units: 0, scale: 2), authResult: .failed, failureReason: .pileDisabled,
+                    parallelSerial: r.parallelSerial))
+        default:
+            return nil
+        }
+    }
+
+    private func trackGun(_ gun: GunNumber, _ update: (inout GunTrack) -> Void) {
+        if let i = guns.firstIndex(where: { $0.gun == gun }) {
+            update(&guns[i])
+        } else if guns.count < 64 {
+            var t = GunTrack(gun: gun, state: .normal, lastHeartbeat: nil, status: nil)
+            update(&t)
+            guns.append(t)
+        }
+    }
+
+    // MARK: commands
+
+    /// Replies the pile sends to platform commands (facts §5.7).
+    static let replyCode: [UInt8: UInt8] = [
+        0x12: 0x13, 0x34: 0x33, 0x36: 0x35, 0x42: 0x41, 0x44: 0x43, 0x46: 0x45, 0x48: 0x47, 0x52: 0x51,
+        0x56: 0x55, 0x58: 0x57, 0x62: 0x63, 0x92: 0x91, 0x94: 0x93, 0xA4: 0xA3, 0xF0: 0xF1,
+    ]
+
+    private var nextRequestId: UInt64 = 0
+
+    private func startRequest(context: ChannelHandlerContext, message: YKCMessage, timeout: TimeAmount, promise: EventLoopPromise<YKCMessage>) {
+        guard let replyCode = Self.replyCode[message.code] else {
+            promise.fail(PileCommandError.invalidArguments("frame 0x\(String(message.code, radix: 16)) expects no reply"))
+            return
+        }
+        let sequence = writePlatformFrame(context: context, message: message)
+        nextRequestId += 1
+        let id = nextRequestId
+        let timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+            if let i = pendingRequests.firstIndex(where: { $0.id == id }) {
+                let p = pendingRequests.remove(at: i)
+                p.promise.fail(PileCommandError.timeout)
+            }
+        }
+        pendingRequests.append(
+            PendingRequest(id: id, replyCode: replyCode, sequence: sequence, gun: message.gun, promise: promise, timer: timer))
+    }
+
+    /// Matches a pile frame to a waiting command: same reply code and sequence bytes; piles that
+    /// do not echo the sequence are matched by code and gun, oldest first.
+    private func completePendingRequest(message: YKCMessage, frame: YKCFrame) -> Bool {
+        guard !pendingRequests.isEmpty else { return false }
+        var index = pendingRequests.firstIndex { $0.replyCode == frame.code && $0.sequence == frame.sequence }
+        if index == nil {
+            index = pendingRequests.firstIndex { $0.replyCode == frame.code && ($0.gun == nil || $0.gun == message.gun) }
+        }
+        guard let i = index else { return false }
+        let p = pendingRequests.remove(at: i)
+        p.timer?.cancel()
+        p.promise.succeed(message)
+        return true
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let command = event as? SessionCommand {
+            switch command {
+            case .close(let reason):
+                close(context: context, reason: reason)
+            case .send(let message, let promise):
+                guard closeReason == nil else { return promise.fail(PileCommandError.pileOffline) }
+                promise.succeed(writePlatformFrame(context: context, message: message))
+            case .request(let message, let timeout, let promise):
+                guard closeReason == nil, machine.isOnline else { return promise.fail(PileCommandError.pileOffline) }
+                startRequest(context: context, message: message, timeout: timeout, promise: promise)
+            case .reply(let message, let sequence):
+                guard closeReason == nil else { return }
+                writeMessage(context: context, message: message, sequence: sequence)
+            case .inspect(let promise):
+                promise.succeed(liveState())
+            }
+            return
+        }
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            if machine.isOnline || admitted {
+                gateway.logger.debug("liveness timeout", metadata: ["connection": "\(connectionId)", "pile": "\(machine.pileId?.description ?? "-")"])
+                close(context: context, reason: machine.isOnline ? .livenessTimeout : .loginTimeout)
+            }
+            return
+        }
+        if let q = event as? ChannelShouldQuiesceEvent {
+            _ = q
+            close(context: context, reason: .shutdown)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    private func liveState() -> PileLiveState {
+        let wallNow = Date()
+        let monoNow = NIODeadline.now()
+        return PileLiveState(
+            guns: guns.map {
+                .init(gun: $0.gun.number, state: $0.state.name ?? "\($0.state.rawValue)", lastHeartbeat: $0.lastHeartbeat, status: $0.status?.name)
+            },
+            framesIn: framesIn, framesOut: framesOut,
+            lastFrameAt: lastFrameAt.map { wallNow.addingTimeInterval(-Double((monoNow - $0).nanoseconds) / 1e9) })
+    }
+
+    // MARK: outbound
+
+    private func writeMessage(context: ChannelHandlerContext, message: YKCMessage, sequence: YKCSequence) {
+        writeReply(context: context, code: message.code, sequence: sequence) { message.encodeBody(into: &$0) }
+    }
+
+    /// Writes a platform-originated frame with the next sequence number (little-endian counter,
+    /// facts §1.2); returns the sequence used.
+    @discardableResult
+    private func writePlatformFrame(context: ChannelHandlerContext, message: YKCMessage) -> YKCSequence {
+        platformSequence &+= 1
+        let sequence = YKCSequence(counter: platformSequence)
+        writeMessage(context: context, message: message, sequence: sequence)
+        return sequence
+    }
+
+    private func writeReply(
+        context: ChannelHandlerContext, code: UInt8, sequence: YKCSequence, body: (inout ByteBuffer) -> Void
+    ) {
+        var buffer = context.channel.allocator.buffer(capacity: 64)
+        YKCFrame.write(sequence: sequence, code: code, into: &buffer, writeBody: body)
+        framesOut += 1
+        gateway.counters.frameOut(code: code, bytes: buffer.readableBytes)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        context.write(data, promise: promise)
+    }
+
+    // MARK: backpressure
+
+    func read(context: ChannelHandlerContext) {
+        if readPaused {
+            pendingRead = true
+        } else {
+            context.read()
+        }
+    }
+
+    private func updateReadPause() {
+        let shouldPause = throttlePaused || writePaused
+        guard shouldPause != readPaused else { return }
+        readPaused = shouldPause
+        if !readPaused && pendingRead, let ctx = context {
+            pendingRead = false
+            ctx.read()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            writePaused = false
+            slowReaderTimer?.cancel()
+            slowReaderTimer = nil
+        } else {
+            // The pile is not reading what we send: stop reading its requests (so we stop
+            // producing replies) and give it a while to catch up.
+            writePaused = true
+            gateway.counters.slowReaderEpisodes.wrappingIncrement(ordering: .relaxed)
+            let timeout = TimeAmount.nanoseconds(Int64(gateway.config.slowReaderTimeout * 1e9))
+            slowReaderTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+                guard let ctx = self.context else { return }
+                gateway.logger.notice(
+                    "closing slow reader", metadata: ["connection": "\(connectionId)", "address": "\(remoteAddress)"])
+                close(context: ctx, reason: .slowReader)
+            }
+        }
+        updateReadPause()
+        context.fireChannelWritabilityChanged()
+    }
+
+    private func close(context: ChannelHandlerContext, reason: OfflineReason) {
+        guard closeReason == nil else { return }
+        closeReason = reason
+        // Flush what is queued (a rejection's 0x02), then close.
+        context.close(promise: nil)
+    }
+}
+
+/// Why a command to a pile failed.
+public enum PileCommandError: Error, Equatable, Sendable, CustomStringConvertible {
+    case pileOffline
+    case timeout
+    case invalidArguments(String)
+    case forbidden(String)
+
+    /// The stable error code of the backend API.
+    public var code: String {
+        switch self {
+        case .pileOffline: "pile_offline"
+        case .timeout: "timeout"
+        case .invalidArguments: "invalid_args"
+        case .forbidden: "forbidden"
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .pileOffline: "the pile is not online on this gateway"
+        case .timeout: "the pile did not answer in time"
+        case .invalidArguments(let m): m
+        case .forbidden(let m): m
+        }
+    }
+}
