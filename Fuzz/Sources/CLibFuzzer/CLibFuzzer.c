@@ -1,0 +1,2 @@
+// Header-only module: the driver itself comes from libclang_rt.fuzzer, linked by -sanitize=fuzzer.
+#include "CLibFuzzer.h"
