@@ -329,7 +329,8 @@ for fr in SPEC["frames"]:
             L.append(f"        for _ in 0..<{cnt} {{ items.append({f['itemType']}(decoding: &body)) }}")
             L.append(f"        self.{f['name']} = items")
         elif enc == "asciiVariable":
-            L.append(f"        self.{f['name']} = body.ykcReadASCII({f['lengthField']})")
+            # Keep every byte (also trailing 0x00): the length byte is derived from the text on encode.
+            L.append(f"        self.{f['name']} = body.ykcReadASCIIExact({f['lengthField']})")
         else:
             L.append(f"        self.{f['name']} = {read_expr(f, fields)}")
     L.append("    }")

@@ -47,6 +47,14 @@ extension ByteBuffer {
     mutating func ykcReadASCII(_ n: Int, reversed: Bool = false) -> String {
         FixedASCII.read(from: &self, count: n, reversed: reversed) ?? ""
     }
+    /// Text whose length is given by a length byte: every byte is kept (Latin-1 scalars, including
+    /// trailing 0x00), so the length byte re-encodes to the same value.
+    mutating func ykcReadASCIIExact(_ n: Int) -> String {
+        guard let slice = readSlice(length: n) else { return "" }
+        var s = String.UnicodeScalarView()
+        for b in slice.readableBytesView { s.append(UnicodeScalar(b)) }
+        return String(s)
+    }
 }
 
 /// JSON readers used by the generated `init(json:)`: each names the field in its error.

@@ -35,7 +35,7 @@ public struct QRCodePrefix: YKCMessageBody {
         guard total == 9 + prefixLength else {
             throw .countMismatch(field: "prefixLength", count: prefixLength, bodyLength: total)
         }
-        self.prefix = body.ykcReadASCII(prefixLength)
+        self.prefix = body.ykcReadASCIIExact(prefixLength)
     }
 
     public func encode(into buffer: inout ByteBuffer) {
