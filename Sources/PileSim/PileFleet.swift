@@ -1,0 +1,132 @@
+import NIOCore
+import NIOPosix
+import YKC
+
+/// How a fleet of simulated piles is built and started.
+public struct PileFleetConfig: Sendable {
+    /// The gateway's pile port.
+    public var target: SocketAddress
+    public var pileCount: Int
+    /// Pile ids are `firstPileID`, `firstPileID + 1`, … as 14 decimal digits.
+    public var firstPileID: UInt64 = 32_010_600_000_001
+    /// Per-pile settings; `pileID`, `sourceAddress` and `counters` are filled in per pile.
+    /// Defaults to firmware timings with per-pile diagnostics off (small piles).
+    public var template: SimulatedPileConfig
+    /// Spread connections over this many local addresses `sourceAddressPrefix` + 1…k
+    /// (127.0.0.1…127.0.0.k), each with its own ephemeral port range. 0 = don't bind.
+    public var sourceAddressCount: Int = 1
+    public var sourceAddressPrefix: String = "127.0.0."
+    /// New connections per second; nil starts all piles at once (a reconnect storm).
+    public var connectRate: Double? = 1000
+
+    public init(target: SocketAddress, pileCount: Int, gunCount: Int = 2) {
+        self.target = target
+        self.pileCount = max(0, pileCount)
+        var t = SimulatedPileConfig(pileID: PileID(raw: 0), gunCount: gunCount)
+        t.recordFrames = 0
+        t.detailedStats = false
+        self.template = t
+    }
+}
+
+/// Many simulated piles on a shared event-loop group, with aggregate counters: the load driver
+/// behind `pilegate simulate` and the gateway's scale tests.
+///
+/// Piles are spread round-robin over the group's loops and over `sourceAddressCount` source
+/// addresses; each is a handful of small objects on its loop, so ~19,000 fit in one process.
+public final class PileFleet: Sendable {
+    public let config: PileFleetConfig
+    public let counters: SimulatorCounters
+    public let group: any EventLoopGroup
+    /// All piles, in pile-id order.
+    public let piles: [SimulatedPile]
+    private let ownsGroup: Bool
+
+    /// Builds (but does not start) the fleet. Without a group, one is created with a thread per core
+    /// and shut down by `stop()`.
+    public init(config: PileFleetConfig, group: (any EventLoopGroup)? = nil) throws {
+        self.config = config
+        let counters = SimulatorCounters()
+        self.counters = counters
+        if let group {
+            self.group = group
+            self.ownsGroup = false
+        } else {
+            self.group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+            self.ownsGroup = true
+        }
+        var sources: [SocketAddress] = []
+        for i in 0..<max(0, config.sourceAddressCount) {
+            sources.append(try SocketAddress(ipAddress: config.sourceAddressPrefix + String(i + 1), port: 0))
+        }
+        var piles: [SimulatedPile] = []
+        piles.reserveCapacity(config.pileCount)
+        for i in 0..<config.pileCount {
+            var c = config.template
+            c.pileID = try Self.pileID(config.firstPileID, offset: i)
+            c.counters = counters
+            c.sourceAddress = sources.isEmpty ? nil : sources[i % sources.count]
+            piles.append(SimulatedPile(target: config.target, config: c, eventLoop: self.group.next()))
+        }
+        self.piles = piles
+    }
+
+    /// The pile id `first + offset` as 14 decimal digits.
+    public static func pileID(_ first: UInt64, offset: Int) throws -> PileID {
+        let value = first + UInt64(offset)
+        let text = String(value)
+        guard text.count <= 14, let id = PileID(text) else { throw PileFleetError.pileIDOutOfRange(value) }
+        return id
+    }
+
+    /// Starts the piles at `connectRate` per second (or all at once) and returns when every pile
+    /// has been started; they keep connecting and logging in in the background.
+    public func start() async {
+        guard let rate = config.connectRate, rate > 0 else {
+            for pile in piles { pile.start() }
+            return
+        }
+        let begin = ContinuousClock.now
+        var started = 0
+        while started < piles.count {
+            let elapsed = ContinuousClock.now - begin
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let due = min(piles.count, max(started + 1, Int(seconds * rate) + 1))
+            while started < due {
+                piles[started].start()
+                started += 1
+            }
+            if started < piles.count { try? await Task.sleep(for: .milliseconds(5)) }
+        }
+    }
+
+    /// Queues a simulated bill on a random logged-in pile (skipped if the pile is offline).
+    public func uploadRandomBill() {
+        guard let pile = piles.randomElement() else { return }
+        let counter = Int.random(in: 0..<10_000)
+        pile.withCore { core in
+            guard core.phase == .loggedIn else { return }
+            let gun = core.guns[Int.random(in: 0..<core.guns.count)].number
+            let serial = TradeSerial.simulated(pileID: core.pileID, gun: gun, counter: counter)
+            try? core.enqueueBill(.simulated(pileID: core.pileID, gun: gun, tradeSerial: serial))
+        }
+    }
+
+    /// Stops every pile, waits for their connections to close, and shuts down an owned group.
+    public func stop() async {
+        await withTaskGroup(of: Void.self) { tasks in
+            for pile in piles { tasks.addTask { await pile.stop() } }
+        }
+        if ownsGroup { try? await group.shutdownGracefully() }
+    }
+}
+
+public enum PileFleetError: Error, Sendable, CustomStringConvertible {
+    case pileIDOutOfRange(UInt64)
+
+    public var description: String {
+        switch self {
+        case .pileIDOutOfRange(let v): "pile id \(v) does not fit 14 digits"
+        }
+    }
+}

@@ -1,0 +1,164 @@
+import Atomics
+import NIOCore
+
+/// Aggregate counters shared by many simulated piles (a fleet, a load run).
+///
+/// Piles on different event loops update them concurrently, so they are atomics; each update is
+/// one relaxed add, which keeps the per-frame path free of locks. Read them with `snapshot()`.
+public final class SimulatorCounters: Sendable {
+    public let connectAttempts = ManagedAtomic<Int>(0)
+    /// Gauge: connections open now.
+    public let connected = ManagedAtomic<Int>(0)
+    public let connectFailures = ManagedAtomic<Int>(0)
+    /// Gauge: piles logged in now.
+    public let loggedIn = ManagedAtomic<Int>(0)
+    public let loginsSent = ManagedAtomic<Int>(0)
+    public let loginsAccepted = ManagedAtomic<Int>(0)
+    public let loginsRejected = ManagedAtomic<Int>(0)
+    public let loginTimeouts = ManagedAtomic<Int>(0)
+    public let heartbeatsSent = ManagedAtomic<Int>(0)
+    public let heartbeatsAcked = ManagedAtomic<Int>(0)
+    public let heartbeatTimeouts = ManagedAtomic<Int>(0)
+    /// Reconnects scheduled (after a drop, a failed connect or a failed login).
+    public let reconnects = ManagedAtomic<Int>(0)
+    /// Connections that ended, for any reason.
+    public let closes = ManagedAtomic<Int>(0)
+    /// 0x3B frames sent, retries included.
+    public let billFramesSent = ManagedAtomic<Int>(0)
+    /// Distinct bills queued for upload.
+    public let billsQueued = ManagedAtomic<Int>(0)
+    public let billsAcked = ManagedAtomic<Int>(0)
+    public let billsAbandoned = ManagedAtomic<Int>(0)
+    public let billingModelsReceived = ManagedAtomic<Int>(0)
+    public let commandsAnswered = ManagedAtomic<Int>(0)
+    public let framesSent = ManagedAtomic<Int>(0)
+    public let framesReceived = ManagedAtomic<Int>(0)
+    public let parseErrors = ManagedAtomic<Int>(0)
+    /// Time from 0x01 sent to 0x02 received.
+    public let loginLatency = LatencyHistogram()
+
+    public init() {}
+
+    /// A plain copy of every counter.
+    public func snapshot() -> Snapshot {
+        Snapshot(
+            connectAttempts: connectAttempts.load(ordering: .relaxed),
+            connected: connected.load(ordering: .relaxed),
+            connectFailures: connectFailures.load(ordering: .relaxed),
+            loggedIn: loggedIn.load(ordering: .relaxed),
+            loginsSent: loginsSent.load(ordering: .relaxed),
+            loginsAccepted: loginsAccepted.load(ordering: .relaxed),
+            loginsRejected: loginsRejected.load(ordering: .relaxed),
+            loginTimeouts: loginTimeouts.load(ordering: .relaxed),
+            heartbeatsSent: heartbeatsSent.load(ordering: .relaxed),
+            heartbeatsAcked: heartbeatsAcked.load(ordering: .relaxed),
+            heartbeatTimeouts: heartbeatTimeouts.load(ordering: .relaxed),
+            reconnects: reconnects.load(ordering: .relaxed),
+            closes: closes.load(ordering: .relaxed),
+            billFramesSent: billFramesSent.load(ordering: .relaxed),
+            billsQueued: billsQueued.load(ordering: .relaxed),
+            billsAcked: billsAcked.load(ordering: .relaxed),
+            billsAbandoned: billsAbandoned.load(ordering: .relaxed),
+            billingModelsReceived: billingModelsReceived.load(ordering: .relaxed),
+            commandsAnswered: commandsAnswered.load(ordering: .relaxed),
+            framesSent: framesSent.load(ordering: .relaxed),
+            framesReceived: framesReceived.load(ordering: .relaxed),
+            parseErrors: parseErrors.load(ordering: .relaxed),
+            loginLatency: loginLatency.snapshot())
+    }
+
+    public struct Snapshot: Sendable, Hashable {
+        public var connectAttempts: Int
+        public var connected: Int
+        public var connectFailures: Int
+        public var loggedIn: Int
+        public var loginsSent: Int
+        public var loginsAccepted: Int
+        public var loginsRejected: Int
+        public var loginTimeouts: Int
+        public var heartbeatsSent: Int
+        public var heartbeatsAcked: Int
+        public var heartbeatTimeouts: Int
+        public var reconnects: Int
+        public var closes: Int
+        public var billFramesSent: Int
+        public var billsQueued: Int
+        public var billsAcked: Int
+        public var billsAbandoned: Int
+        public var billingModelsReceived: Int
+        public var commandsAnswered: Int
+        public var framesSent: Int
+        public var framesReceived: Int
+        public var parseErrors: Int
+        public var loginLatency: LatencyHistogram.Snapshot
+    }
+}
+
+/// A fixed-bucket latency histogram with atomic buckets, so thousands of piles can record into
+/// one without locking. Percentiles are reported as the upper bound of the bucket they fall in.
+public final class LatencyHistogram: Sendable {
+    /// Bucket upper bounds in milliseconds; the last bucket is unbounded.
+    public static let boundsMs: [Int] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000]
+
+    private let buckets: [ManagedAtomic<Int>]
+    private let count = ManagedAtomic<Int>(0)
+    private let sumMicros = ManagedAtomic<Int>(0)
+    private let maxMicros = ManagedAtomic<Int>(0)
+
+    public init() {
+        buckets = (0...Self.boundsMs.count).map { _ in ManagedAtomic<Int>(0) }
+    }
+
+    public func record(_ amount: TimeAmount) {
+        let micros = max(0, Int(amount.nanoseconds / 1000))
+        var index = Self.boundsMs.count
+        for (i, bound) in Self.boundsMs.enumerated() where micros <= bound * 1000 {
+            index = i
+            break
+        }
+        buckets[index].wrappingIncrement(ordering: .relaxed)
+        count.wrappingIncrement(ordering: .relaxed)
+        sumMicros.wrappingIncrement(by: micros, ordering: .relaxed)
+        var current = maxMicros.load(ordering: .relaxed)
+        while micros > current {
+            let (exchanged, original) = maxMicros.weakCompareExchange(
+                expected: current, desired: micros, ordering: .relaxed)
+            if exchanged { break }
+            current = original
+        }
+    }
+
+    public func snapshot() -> Snapshot {
+        Snapshot(
+            buckets: buckets.map { $0.load(ordering: .relaxed) },
+            count: count.load(ordering: .relaxed),
+            sumMicros: sumMicros.load(ordering: .relaxed),
+            maxMicros: maxMicros.load(ordering: .relaxed))
+    }
+
+    public struct Snapshot: Sendable, Hashable {
+        /// Counts per bucket, aligned with `LatencyHistogram.boundsMs` plus one overflow bucket.
+        public var buckets: [Int]
+        public var count: Int
+        public var sumMicros: Int
+        public var maxMicros: Int
+
+        public var meanMs: Double { count == 0 ? 0 : Double(sumMicros) / Double(count) / 1000 }
+        public var maxMs: Double { Double(maxMicros) / 1000 }
+
+        /// The bucket upper bound (ms) below which `fraction` (0…1) of samples fall; nil when empty.
+        /// The overflow bucket reports the maximum seen.
+        public func percentileMs(_ fraction: Double) -> Double? {
+            guard count > 0 else { return nil }
+            let target = Int((Double(count) * min(max(fraction, 0), 1)).rounded(.up))
+            var seen = 0
+            for (i, n) in buckets.enumerated() {
+                seen += n
+                if seen >= max(target, 1) {
+                    return i < LatencyHistogram.boundsMs.count ? Double(LatencyHistogram.boundsMs[i]) : maxMs
+                }
+            }
+            return maxMs
+        }
+    }
+}
