@@ -92,7 +92,12 @@ public final class Gateway: Service, Sendable {
                 if index < sessions.count && pause > 0 { try? await Task.sleep(nanoseconds: UInt64(pause * 1e9)) }
             }
         }
-        // Connections that never logged in are closed too.
+        // Connections that never logged in are closed too: the quiescing helper tells every
+        // remaining child channel to quiesce, and the session handler closes on that.
+        if let listener {
+            let done = listener.channel.eventLoop.makePromise(of: Void.self)
+            listener.quiesce.initiateShutdown(promise: done)
+        }
         await waitForConnections(timeout: 2)
         flushTask.withLockedValue { $0?.cancel() }
         _ = try? await context.registry.flush()

@@ -47,6 +47,10 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// Bytes a pile may leave unread in our send buffer before we stop reading it, then close it.
     public var writeBufferHighWater = 32_768
     public var slowReaderTimeout: TimeInterval = 30
+    /// SO_SNDBUF / SO_RCVBUF for pile sockets in bytes (0 = kernel default). Kernel buffers,
+    /// not user space, dominate per-pile memory at a million connections.
+    public var socketSendBuffer = 0
+    public var socketReceiveBuffer = 0
 
     // Flapping (EMQX-like: 15 connects a minute → banned 5 minutes).
     public var flapMaxConnects = 15
@@ -187,6 +191,8 @@ extension GatewayConfiguration {
         int("maxRefusedFrames", \.maxRefusedFrames, 1...1_000_000),
         int("writeBufferHighWater", \.writeBufferHighWater, 1_024...64 << 20),
         double("slowReaderTimeout", \.slowReaderTimeout, 0.05...86_400),
+        int("socketSendBuffer", \.socketSendBuffer, 0...64 << 20),
+        int("socketReceiveBuffer", \.socketReceiveBuffer, 0...64 << 20),
         int("flapMaxConnects", \.flapMaxConnects, 1...1_000_000),
         double("flapWindow", \.flapWindow, 0.1...86_400),
         double("flapBanDuration", \.flapBanDuration, 0...604_800),

@@ -23,7 +23,7 @@ public final class PileListener: Sendable {
     public static func bind(gateway: GatewayContext, group: any EventLoopGroup) async throws -> PileListener {
         let config = gateway.config
         let quiesce = ServerQuiescingHelper(group: group)
-        let bootstrap = ServerBootstrap(group: group)
+        var bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: Int32(clamping: config.listenBacklog))
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.maxMessagesPerRead, value: UInt(config.acceptsPerRead))
@@ -47,6 +47,12 @@ public final class PileListener: Sendable {
                     try configurePipeline(channel: channel, gateway: gateway)
                 }
             }
+        if config.socketSendBuffer > 0 {
+            bootstrap = bootstrap.childChannelOption(.socketOption(.so_sndbuf), value: config.socketSendBuffer)
+        }
+        if config.socketReceiveBuffer > 0 {
+            bootstrap = bootstrap.childChannelOption(.socketOption(.so_rcvbuf), value: config.socketReceiveBuffer)
+        }
         let channel = try await bootstrap.bind(host: config.pileHost, port: config.pilePort).get()
         return PileListener(channel: channel, quiesce: quiesce)
     }

@@ -1,0 +1,18 @@
+import PileGate
+
+/// Runs `body` against a fresh gateway and always stops it afterwards.
+func withGateway<T>(
+    sink: any GatewayEventSink = NoBackendSink(), routeInstallers: [AdminAPI.RouteInstaller] = [],
+    _ configure: (inout GatewayConfiguration) -> Void = { _ in },
+    _ body: (TestGateway) async throws -> T
+) async throws -> T {
+    let gw = try await TestGateway.start(sink: sink, routeInstallers: routeInstallers, configure)
+    do {
+        let result = try await body(gw)
+        await gw.stop()
+        return result
+    } catch {
+        await gw.stop()
+        throw error
+    }
+}
