@@ -214,7 +214,9 @@ def bits_struct(f, indent="    "):
             L.append(f"{indent}    public var {b['name']}: Bool {{ raw & (1 << {b['bit']}) != 0 }}")
         else:
             L.append(f"{indent}    /// bits {b['bit']}...{b['bit'] + b['width'] - 1}")
-            L.append(f"{indent}    public var {b['name']}: UInt8 {{ UInt8(truncatingIfNeeded: (raw >> {b['bit']}) & 0x{mask:X}) }}")
+            # The field type must hold `width` bits (0x23's highest-cell voltage is 12 bits wide).
+            bt = "UInt8" if b["width"] <= 8 else "UInt16" if b["width"] <= 16 else "UInt32"
+            L.append(f"{indent}    public var {b['name']}: {bt} {{ {bt}(truncatingIfNeeded: (raw >> {b['bit']}) & 0x{mask:X}) }}")
     L.append(f"{indent}    func writeJSON(into json: inout JSONWriter) {{")
     L.append(f"{indent}        json.beginObject()")
     L.append(f'{indent}        json.field("raw", raw)')

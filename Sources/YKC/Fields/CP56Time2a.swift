@@ -35,7 +35,10 @@ public struct CP56Time2a: Hashable, Sendable, CustomStringConvertible {
 
     /// The wall-clock time of `date` at `utcOffsetSeconds` (default +08:00, China Standard Time).
     public init(date: Date, utcOffsetSeconds: Int = 8 * 3600) {
-        let totalMs = Int64((date.timeIntervalSince1970 * 1000).rounded(.down)) + Int64(utcOffsetSeconds) * 1000
+        // Round to the nearest millisecond, not down: a Date built from a millisecond time (as when
+        // parsing ISO 8601 with an offset) can sit a hair below it in binary floating point, and
+        // rounding down lost a millisecond on the JSON → frame path.
+        let totalMs = Int64((date.timeIntervalSince1970 * 1000).rounded()) + Int64(utcOffsetSeconds) * 1000
         let days = Int(totalMs.quotientFloorDiv(86_400_000))
         let msOfDay = Int(totalMs - Int64(days) * 86_400_000)
         let (y, m, d) = civilFromDays(days)

@@ -16,7 +16,7 @@ public struct BMSDemand: YKCMessageBody {
         public var raw: UInt16
         public init(raw: UInt16) { self.raw = raw }
         /// bits 0...11
-        public var voltageCentivolts: UInt8 { UInt8(truncatingIfNeeded: (raw >> 0) & 0xFFF) }
+        public var voltageCentivolts: UInt16 { UInt16(truncatingIfNeeded: (raw >> 0) & 0xFFF) }
         /// bits 12...15
         public var group: UInt8 { UInt8(truncatingIfNeeded: (raw >> 12) & 0xF) }
         func writeJSON(into json: inout JSONWriter) {
