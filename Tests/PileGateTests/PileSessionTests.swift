@@ -65,7 +65,7 @@ struct PileSessionTests {
             }
             try await pile.waitForLogin()
             try await pile.waitUntil(timeout: .seconds(4), "closed") { $0.connectionsClosed >= 1 }
-            #expect(gw.counters.closed[.livenessTimeout]?.load(ordering: .relaxed) == 1)
+            #expect(await gw.eventually { gw.counters.closed[.livenessTimeout]?.load(ordering: .relaxed) == 1 })
             let offline = try await gw.eventually {
                 try await gw.gateway.registry.record(PileID("32010600019240")!)?.offlineReason == "liveness_timeout"
             }
@@ -79,7 +79,7 @@ struct PileSessionTests {
         try await withGateway({ $0.loginTimeout = 0.3 }) { gw in
             let raw = try await RawClient.connect(port: gw.pilePort)
             #expect(await gw.eventually(timeout: 3) { raw.isClosed })
-            #expect(gw.counters.closed[.loginTimeout]?.load(ordering: .relaxed) == 1)
+            #expect(await gw.eventually { gw.counters.closed[.loginTimeout]?.load(ordering: .relaxed) == 1 })
             #expect(gw.counters.pendingLogins.load(ordering: .relaxed) == 0)
         }
     }
@@ -94,7 +94,7 @@ struct PileSessionTests {
                 try await Task.sleep(nanoseconds: 100_000_000)
             }
             #expect(await gw.eventually(timeout: 3) { raw.isClosed })
-            #expect(gw.counters.closed[.loginTimeout]?.load(ordering: .relaxed) == 1)
+            #expect(await gw.eventually { gw.counters.closed[.loginTimeout]?.load(ordering: .relaxed) == 1 })
             #expect(gw.counters.loginsAccepted.load(ordering: .relaxed) == 0)
         }
     }
@@ -109,7 +109,7 @@ struct PileSessionTests {
             try await second.waitForLogin()
             try await first.waitUntil(timeout: .seconds(3), "old closed") { $0.connectionsClosed >= 1 }
             #expect(gw.counters.takeovers.load(ordering: .relaxed) == 1)
-            #expect(gw.counters.closed[.replaced]?.load(ordering: .relaxed) == 1)
+            #expect(await gw.eventually { gw.counters.closed[.replaced]?.load(ordering: .relaxed) == 1 })
             let now = gw.gateway.directory.session(for: PileID("32010600019242")!)
             #expect(now != nil && now?.info.connectionId != oldConnection)
             #expect(gw.counters.online.load(ordering: .relaxed) == 1)
@@ -129,7 +129,7 @@ struct PileSessionTests {
             #expect(try await stranger.waitForLoginResult() == .rejected)
             try await stranger.waitUntil(timeout: .seconds(3), "closed") { $0.connectionsClosed >= 1 }
             #expect(gw.counters.loginsRejected.load(ordering: .relaxed) == 1)
-            #expect(gw.counters.closed[.loginRejected]?.load(ordering: .relaxed) == 1)
+            #expect(await gw.eventually { gw.counters.closed[.loginRejected]?.load(ordering: .relaxed) == 1 })
             await stranger.stop()
 
             let put = try await gw.http("PUT", "/v1/piles/32010600019243")
@@ -166,7 +166,7 @@ struct PileSessionTests {
             let r = try await gw.http("DELETE", "/v1/piles/32010600019245/connection")
             #expect(r.status == 202)
             try await pile.waitUntil(timeout: .seconds(3), "kicked") { $0.connectionsClosed >= 1 }
-            #expect(gw.counters.closed[.kicked]?.load(ordering: .relaxed) == 1)
+            #expect(await gw.eventually { gw.counters.closed[.kicked]?.load(ordering: .relaxed) == 1 })
             try await pile.waitUntil(timeout: .seconds(5), "back") { $0.loginsAccepted >= 2 && $0.isLoggedIn }
             let missing = try await gw.http("DELETE", "/v1/piles/11111111111111/connection")
             #expect(missing.status == 404)

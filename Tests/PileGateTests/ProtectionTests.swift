@@ -24,7 +24,7 @@ struct ProtectionTests {
                 try? await hostile.send(junk)
             }
             #expect(await gw.eventually(timeout: 3) { hostile.isClosed })
-            #expect(gw.counters.closed[.malformedInput]?.load(ordering: .relaxed) == 1)
+            #expect(await gw.eventually { gw.counters.closed[.malformedInput]?.load(ordering: .relaxed) == 1 })
             let malformed = gw.counters.malformed.values.reduce(0) { $0 + $1.load(ordering: .relaxed) }
             #expect(malformed > 5)
             try await good.waitUntil(timeout: .seconds(3), "still served") { $0.heartbeatsAcked >= before + 4 && $0.isLoggedIn }
@@ -127,7 +127,9 @@ struct ProtectionTests {
             }
             #expect(await gw.eventually(timeout: 5) { raw.isClosed })
             #expect(gw.counters.throttleEpisodes.load(ordering: .relaxed) >= 2)
-            #expect(gw.counters.closed[.rateLimited]?.load(ordering: .relaxed) == 1)
+            #expect(
+                await gw.eventually { gw.counters.closed[.rateLimited]?.load(ordering: .relaxed) == 1 },
+                "closed: \(gw.counters.snapshot().closed.filter { $0.value > 0 })")
             // A well-behaved pile on the same gateway is unaffected.
             let good = try await gw.pile("32010600019255")
             try await good.waitUntil(timeout: .seconds(3), "served") { $0.heartbeatsAcked >= 2 }
@@ -230,7 +232,7 @@ struct ProtectionTests {
         for p in piles {
             try await p.waitUntil(timeout: .seconds(3), "closed by shutdown") { $0.connectionsClosed >= 1 }
         }
-        #expect(gw.counters.closed[.shutdown]?.load(ordering: .relaxed) == 5)
+        #expect(await gw.eventually { gw.counters.closed[.shutdown]?.load(ordering: .relaxed) == 5 })
         let offline = try await registry.records(online: false, after: nil, limit: 100)
         #expect(offline.filter { $0.offlineReason == "shutdown" }.count == 5)
         // The listener is gone.
