@@ -112,6 +112,19 @@ public final class PileFleet: Sendable {
         }
     }
 
+    /// Counts of piles per phase and per last close reason (e.g. "connect failed: …"), gathered
+    /// from every pile's loop: the "why" behind the counters, for a load run's final summary.
+    public func breakdown() async -> (phases: [PilePhase: Int], lastCloseReasons: [String: Int]) {
+        var phases: [PilePhase: Int] = [:]
+        var reasons: [String: Int] = [:]
+        for pile in piles {
+            let (phase, reason) = await pile.phaseAndLastCloseReason()
+            phases[phase, default: 0] += 1
+            if let reason { reasons["\(reason)", default: 0] += 1 }
+        }
+        return (phases, reasons)
+    }
+
     /// Stops every pile, waits for their connections to close, and shuts down an owned group.
     public func stop() async {
         await withTaskGroup(of: Void.self) { tasks in

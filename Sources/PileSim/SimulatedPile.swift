@@ -81,6 +81,12 @@ public final class SimulatedPile: Sendable {
         return (try? await eventLoop.submit { core.value.snapshot() }.get()) ?? Self.emptyState(config)
     }
 
+    /// The phase and last close reason only: cheap enough to poll for thousands of piles.
+    public func phaseAndLastCloseReason() async -> (PilePhase, PileCloseReason?) {
+        let core = self.core
+        return (try? await eventLoop.submit { (core.value.phase, core.value.lastCloseReason) }.get()) ?? (.stopped, nil)
+    }
+
     /// Waits until `predicate` holds for the pile's state (checked now and after every change)
     /// and returns that state. Throws `SimulatedPileError.timeout` with the state summary.
     @discardableResult

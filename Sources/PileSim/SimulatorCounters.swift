@@ -146,8 +146,8 @@ public final class LatencyHistogram: Sendable {
         public var meanMs: Double { count == 0 ? 0 : Double(sumMicros) / Double(count) / 1000 }
         public var maxMs: Double { Double(maxMicros) / 1000 }
 
-        /// The bucket upper bound (ms) below which `fraction` (0…1) of samples fall; nil when empty.
-        /// The overflow bucket reports the maximum seen.
+        /// The bucket upper bound (ms) below which `fraction` (0…1) of samples fall, capped at the
+        /// maximum seen; nil when empty.
         public func percentileMs(_ fraction: Double) -> Double? {
             guard count > 0 else { return nil }
             let target = Int((Double(count) * min(max(fraction, 0), 1)).rounded(.up))
@@ -155,7 +155,8 @@ public final class LatencyHistogram: Sendable {
             for (i, n) in buckets.enumerated() {
                 seen += n
                 if seen >= max(target, 1) {
-                    return i < LatencyHistogram.boundsMs.count ? Double(LatencyHistogram.boundsMs[i]) : maxMs
+                    // Never report more than the largest sample seen.
+                    return i < LatencyHistogram.boundsMs.count ? min(Double(LatencyHistogram.boundsMs[i]), maxMs) : maxMs
                 }
             }
             return maxMs

@@ -145,6 +145,11 @@ struct SimulateCommand: AsyncParsableCommand {
         await starter.value
         let final = fleet.counters.snapshot()
         Self.out(Self.summary(final, piles: piles, elapsed: ContinuousClock.now - begin))
+        let (phases, reasons) = await fleet.breakdown()
+        Self.out("  pile phases      " + phases.sorted { $0.value > $1.value }.map { "\($0.key.rawValue)=\($0.value)" }.joined(separator: " "))
+        if !reasons.isEmpty {
+            Self.out("  last close       " + reasons.sorted { $0.value > $1.value }.prefix(5).map { "\($0.key) (\($0.value))" }.joined(separator: "; "))
+        }
         await fleet.stop()
         try? await group.shutdownGracefully()
 

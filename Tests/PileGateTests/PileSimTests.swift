@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOPosix
 import PileSim
@@ -45,6 +46,7 @@ final class FakePlatform: Sendable {
         }.get()
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(ChannelOptions.backlog, value: 4096)
             .childChannelInitializer { channel in FakePlatform.initializeChild(channel, state: state) }
             .bind(host: "127.0.0.1", port: 0).get()
         return FakePlatform(group: group, state: state, server: server)
@@ -372,6 +374,39 @@ struct PileSimTests {
         await platform.shutdown()
     }
 
+    @Test("rawSend delivers garbage and split frames as given")
+    func rawSendGarbageAndSplitFrame() async throws {
+        let platform = try await FakePlatform.start()
+        let pile = try await SimulatedPile.connect(to: platform.port, Self.config())
+        try await pile.waitForLogin()
+        let frame = Reboot(pileId: Self.pileID, when: .immediately).frame(sequence: YKCSequence(0, 9)).bytes
+        // Garbage, then one frame in two writes: the platform must still get it whole.
+        try await pile.rawSend([0x00, 0xFF, 0x13])
+        try await pile.rawSend(Array(frame.prefix(5)))
+        try await pile.rawSend(Array(frame.dropFirst(5)))
+        #expect(await platform.eventually { await !platform.frames(code: 0x92).isEmpty })
+        await pile.stop()
+        await platform.shutdown()
+    }
+
+    @Test("a paused reader answers nothing until reading resumes")
+    func pausedReading() async throws {
+        let platform = try await FakePlatform.start()
+        var config = Self.config()
+        config.heartbeatInterval = .seconds(10)
+        let pile = try await SimulatedPile.connect(to: platform.port, config)
+        try await pile.waitForLogin()
+        await pile.setReading(false)
+        try await platform.send(Reboot(pileId: Self.pileID, when: .immediately).frame(sequence: YKCSequence(0, 1)))
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(await platform.frames(code: 0x91).isEmpty)
+        #expect(await pile.state().readingPaused)
+        await pile.setReading(true)
+        #expect(await platform.eventually { await platform.frames(code: 0x91).count == 1 })
+        await pile.stop()
+        await platform.shutdown()
+    }
+
     @Test("a small fleet logs in over two source addresses")
     func fleet() async throws {
         let platform = try await FakePlatform.start()
@@ -392,5 +427,54 @@ struct PileSimTests {
         await fleet.stop()
         #expect(fleet.counters.snapshot().connected == 0)
         await platform.shutdown()
+    }
+}
+
+/// Scale check, off by default: `PILESIM_SCALE_PILES=10000 swift test --filter PileSimScale`
+/// runs that many 2-gun piles against the fake platform and prints the process's memory, so the
+/// per-pile cost can be read off (it includes the fake platform's side of each connection).
+@Suite("PileSim scale check")
+struct PileSimScale {
+    static let piles = Int(ProcessInfoShim.environment("PILESIM_SCALE_PILES") ?? "") ?? 0
+
+    @Test(.enabled(if: piles > 0))
+    func manyPiles() async throws {
+        let platform = try await FakePlatform.start()
+        let before = ProcessInfoShim.residentKB()
+        var config = PileFleetConfig(
+            target: try SocketAddress(ipAddress: "127.0.0.1", port: platform.port), pileCount: Self.piles, gunCount: 2)
+        config.sourceAddressCount = 4
+        config.connectRate = 5000
+        let fleet = try PileFleet(config: config, group: MultiThreadedEventLoopGroup.singleton)
+        let start = ContinuousClock.now
+        await fleet.start()
+        let allIn = await platform.eventually(timeout: .seconds(60)) {
+            fleet.counters.snapshot().loggedIn == Self.piles
+        }
+        let elapsed = ContinuousClock.now - start
+        let after = ProcessInfoShim.residentKB()
+        let snap = fleet.counters.snapshot()
+        print(
+            "scale: \(Self.piles) piles logged in=\(snap.loggedIn) in \(elapsed); RSS \(before) KB -> \(after) KB, "
+                + "\((after - before) * 1024 / max(Self.piles, 1)) B per pile (pile + fake platform side); "
+                + "login p50 \(snap.loginLatency.percentileMs(0.5) ?? -1) ms p99 \(snap.loginLatency.percentileMs(0.99) ?? -1) ms")
+        #expect(allIn)
+        await fleet.stop()
+        await platform.shutdown()
+    }
+}
+
+enum ProcessInfoShim {
+    static func environment(_ name: String) -> String? {
+        ProcessInfo.processInfo.environment[name]
+    }
+
+    /// VmRSS from /proc/self/status (Linux); 0 elsewhere.
+    static func residentKB() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+        }
+        return 0
     }
 }
