@@ -263,7 +263,7 @@ for fr in SPEC["frames"]:
             for g in f["fields"]: L.append(f"            self.{g['name']} = {g['name']}")
             L.append("        }")
             L.append("")
-            L.append("        init(decoding body: inout ByteBuffer) {")
+            L.append("        init(decoding body: inout YKCBodyReader) {")
             for g in f["fields"]: L.append(f"            self.{g['name']} = {read_expr(g, f['fields'])}")
             L.append("        }")
             L.append("")
@@ -291,50 +291,54 @@ for fr in SPEC["frames"]:
     for f in stored(fields): L.append(f"        self.{f['name']} = {f['name']}")
     L.append("    }")
     L.append("")
-    # decode
-    L.append("    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {")
+    # decode: the length checks on the buffer, then every field from the body's bytes in place
+    # (one pointer access per body, see YKCBodyReader), then the memberwise init.
+    L.append("    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {")
     if fixed:
-        L.append(f"        guard body.readableBytes == {fr['bodyLength']} else {{")
-        L.append(f'            throw .lengthMismatch(expected: "{fr["bodyLength"]}", actual: body.readableBytes)')
+        L.append(f"        guard buffer.readableBytes == {fr['bodyLength']} else {{")
+        L.append(f'            throw .lengthMismatch(expected: "{fr["bodyLength"]}", actual: buffer.readableBytes)')
         L.append("        }")
     else:
         bl = fr["bodyLength"]
         base = bl["base"]
-        L.append(f"        let total = body.readableBytes")
+        L.append(f"        let total = buffer.readableBytes")
         L.append(f"        guard total >= {base} else {{")
         L.append(f'            throw .lengthMismatch(expected: "at least {base}", actual: total)')
         L.append("        }")
+    L.append("        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in")
     for f in fields:
         enc = f["encoding"]
         if enc == "count":
             grp = next(g for g in fields if g["name"] == f["of"])
-            L.append(f"        let {f['name']} = Int(body.ykcReadUInt(1))")
-            L.append(f"        guard total == {grp['offset']} + {f['name']} * {grp['itemSize']} else {{")
-            L.append(f'            throw .countMismatch(field: "{f["name"]}", count: {f["name"]}, bodyLength: total)')
-            L.append("        }")
+            L.append(f"            let {f['name']} = Int(body.ykcReadUInt(1))")
+            L.append(f"            guard total == {grp['offset']} + {f['name']} * {grp['itemSize']} else {{")
+            L.append(f'                throw .countMismatch(field: "{f["name"]}", count: {f["name"]}, bodyLength: total)')
+            L.append("            }")
         elif enc == "length":
             tgt = next(g for g in fields if g["name"] == f["of"])
-            L.append(f"        let {f['name']} = Int(body.ykcReadUInt(1))")
-            L.append(f"        guard total == {tgt['offset']} + {f['name']} else {{")
-            L.append(f'            throw .countMismatch(field: "{f["name"]}", count: {f["name"]}, bodyLength: total)')
-            L.append("        }")
+            L.append(f"            let {f['name']} = Int(body.ykcReadUInt(1))")
+            L.append(f"            guard total == {tgt['offset']} + {f['name']} else {{")
+            L.append(f'                throw .countMismatch(field: "{f["name"]}", count: {f["name"]}, bodyLength: total)')
+            L.append("            }")
         elif enc == "group":
             if f["count"] == "rest":
-                L.append(f"        guard (total - {f['offset']}) % {f['itemSize']} == 0 else {{")
-                L.append(f'            throw .lengthMismatch(expected: "{f["offset"]} + {f["itemSize"]} x n", actual: total)')
-                L.append("        }")
+                L.append(f"            guard (total - {f['offset']}) % {f['itemSize']} == 0 else {{")
+                L.append(f'                throw .lengthMismatch(expected: "{f["offset"]} + {f["itemSize"]} x n", actual: total)')
+                L.append("            }")
                 cnt = f"(total - {f['offset']}) / {f['itemSize']}"
             else:
                 cnt = f["count"]
-            L.append(f"        var items: [{f['itemType']}] = []")
-            L.append(f"        items.reserveCapacity({cnt})")
-            L.append(f"        for _ in 0..<{cnt} {{ items.append({f['itemType']}(decoding: &body)) }}")
-            L.append(f"        self.{f['name']} = items")
+            L.append(f"            var {f['name']}: [{f['itemType']}] = []")
+            L.append(f"            {f['name']}.reserveCapacity({cnt})")
+            L.append(f"            for _ in 0..<{cnt} {{ {f['name']}.append({f['itemType']}(decoding: &body)) }}")
         elif enc == "asciiVariable":
             # Keep every byte (also trailing 0x00): the length byte is derived from the text on encode.
-            L.append(f"        self.{f['name']} = body.ykcReadASCIIExact({f['lengthField']})")
+            L.append(f"            let {f['name']} = body.ykcReadASCIIExact({f['lengthField']})")
         else:
-            L.append(f"        self.{f['name']} = {read_expr(f, fields)}")
+            L.append(f"            let {f['name']} = {read_expr(f, fields)}")
+    args = ", ".join(f"{f['name']}: {f['name']}" for f in stored(fields))
+    L.append(f"            return Self({args})")
+    L.append("        }")
     L.append("    }")
     L.append("")
     # encode
@@ -407,6 +411,10 @@ L.append("        return decode(code: frame.code, body: frame.body)")
 L.append("    }")
 L.append("")
 L.append("    /// Decodes a plain body of type `code`.")
+L.append("    ///")
+L.append("    /// Inlinable so the caller's specialization builds the (large) enum value in place instead of")
+L.append("    /// copying it out of a call; the typed decoders it calls are not inlined.")
+L.append("    @inlinable")
 L.append("    public static func decode(code: UInt8, body: ByteBuffer) -> YKCMessage {")
 L.append("        var b = body")
 L.append("        do throws(YKCDecodeError) {")

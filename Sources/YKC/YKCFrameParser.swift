@@ -38,43 +38,48 @@ public struct YKCFrameParser: Sendable {
     public mutating func next(_ buffer: inout ByteBuffer) -> YKCParseEvent? {
         let readable = buffer.readableBytes
         guard readable > 0 else { return nil }
-        // Inspect in place; the closure says what it found and how many bytes that used up.
-        let (found, consumed) = buffer.withUnsafeReadableBytes { raw -> (Found?, Int) in
+        // Inspect in place, with one pointer access: the closure says what it found and how many
+        // bytes that used up; for a frame it also reads the header bytes.
+        let found = buffer.withUnsafeReadableBytes { raw -> Found? in
             if raw[0] != 0x68 {
                 var skip = 1
                 while skip < readable && raw[skip] != 0x68 { skip += 1 }
-                return (.error(.garbage(skipped: skip)), skip)
+                return .error(.garbage(skipped: skip), consumed: skip)
             }
-            guard readable >= 2 else { return (nil, 0) }
+            guard readable >= 2 else { return nil }
             let length = raw[1]
-            if length < 4 { return (.error(.invalidLength(length)), 1) }
-            if readable >= 5 && raw[4] > 1 { return (.error(.invalidEncryptionFlag(raw[4])), 1) }
+            if length < 4 { return .error(.invalidLength(length), consumed: 1) }
+            if readable >= 5 && raw[4] > 1 { return .error(.invalidEncryptionFlag(raw[4]), consumed: 1) }
             let total = Int(length) + 4
-            guard readable >= total else { return (nil, 0) }
+            guard readable >= total else { return nil }
             let computed = CRC16.compute(UnsafeRawBufferPointer(rebasing: raw[2..<(2 + Int(length))]))
             let lo = UInt16(raw[total - 2])
             let hi = UInt16(raw[total - 1])
             let wire = lo | hi << 8
-            if computed == wire { return (.frame(wire, .lowFirst), total) }
-            if computed == (hi | lo << 8) { return (.frame(wire, .highFirst), total) }
-            return (.error(.crcMismatch(wire: wire, computed: computed)), 1)
+            let order: CRCByteOrder
+            if computed == wire {
+                order = .lowFirst
+            } else if computed == (hi | lo << 8) {
+                order = .highFirst
+            } else {
+                return .error(.crcMismatch(wire: wire, computed: computed), consumed: 1)
+            }
+            return .frame(
+                sequence: YKCSequence(raw[2], raw[3]), encryption: raw[4], code: raw[5], wireCRC: wire,
+                order: order, total: total)
         }
         guard let found else { return nil }
         switch found {
-        case .frame(let wireCRC, let order):
-            let base = buffer.readerIndex
-            // Sequence (2), flag, type packed big-endian so no array is allocated.
-            let header = buffer.getInteger(at: base + 2, endianness: .big, as: UInt32.self) ?? 0
-            let body = buffer.getSlice(at: base + 6, length: consumed - 8) ?? ByteBuffer()
-            buffer.moveReaderIndex(forwardBy: consumed)
+        case .frame(let sequence, let encryption, let code, let wireCRC, let order, let total):
+            let body = buffer.getSlice(at: buffer.readerIndex + 6, length: total - 8) ?? ByteBuffer()
+            buffer.moveReaderIndex(forwardBy: total)
             counters.frames += 1
             if order == .highFirst { counters.swappedCRC += 1 }
             return .frame(
                 YKCFrame(
-                    sequence: YKCSequence(UInt8(truncatingIfNeeded: header >> 24), UInt8(truncatingIfNeeded: header >> 16)),
-                    encryption: UInt8(truncatingIfNeeded: header >> 8), code: UInt8(truncatingIfNeeded: header),
-                    body: body, wireCRC: wireCRC, crcOrder: order))
-        case .error(let error):
+                    sequence: sequence, encryption: encryption, code: code, body: body, wireCRC: wireCRC,
+                    crcOrder: order))
+        case .error(let error, let consumed):
             buffer.moveReaderIndex(forwardBy: consumed)
             count(error)
             return .error(error)
@@ -82,8 +87,9 @@ public struct YKCFrameParser: Sendable {
     }
 
     private enum Found {
-        case frame(UInt16, CRCByteOrder)
-        case error(YKCFrameError)
+        case frame(
+            sequence: YKCSequence, encryption: UInt8, code: UInt8, wireCRC: UInt16, order: CRCByteOrder, total: Int)
+        case error(YKCFrameError, consumed: Int)
     }
 
     private mutating func count(_ error: YKCFrameError) {

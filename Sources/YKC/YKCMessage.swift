@@ -71,6 +71,10 @@ public enum YKCMessage: Sendable, Hashable {
     }
 
     /// Decodes a plain body of type `code`.
+    ///
+    /// Inlinable so the caller's specialization builds the (large) enum value in place instead of
+    /// copying it out of a call; the typed decoders it calls are not inlined.
+    @inlinable
     public static func decode(code: UInt8, body: ByteBuffer) -> YKCMessage {
         var b = body
         do throws(YKCDecodeError) {

@@ -74,24 +74,27 @@ public struct BMSDemand: YKCMessageBody {
         self.chargingMinutes = chargingMinutes
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 44 else {
-            throw .lengthMismatch(expected: "44", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 44 else {
+            throw .lengthMismatch(expected: "44", actual: buffer.readableBytes)
         }
-        self.tradeSerial = body.ykcReadTradeSerial()
-        self.pileId = body.ykcReadPileID()
-        self.gun = body.ykcReadGun()
-        self.voltageDemand = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
-        self.currentDemand = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: -400)
-        self.chargeMode = ChargeMode(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.measuredVoltage = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
-        self.measuredCurrent = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: -400)
-        self.highestCell = HighestCell(raw: UInt16(truncatingIfNeeded: body.ykcReadUInt(2)))
-        self.soc = UInt8(truncatingIfNeeded: body.ykcReadUInt(1))
-        self.remainingMinutes = UInt16(truncatingIfNeeded: body.ykcReadUInt(2))
-        self.chargerOutputVoltage = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
-        self.chargerOutputCurrent = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: -400)
-        self.chargingMinutes = UInt16(truncatingIfNeeded: body.ykcReadUInt(2))
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let tradeSerial = body.ykcReadTradeSerial()
+            let pileId = body.ykcReadPileID()
+            let gun = body.ykcReadGun()
+            let voltageDemand = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
+            let currentDemand = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: -400)
+            let chargeMode = ChargeMode(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let measuredVoltage = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
+            let measuredCurrent = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: -400)
+            let highestCell = HighestCell(raw: UInt16(truncatingIfNeeded: body.ykcReadUInt(2)))
+            let soc = UInt8(truncatingIfNeeded: body.ykcReadUInt(1))
+            let remainingMinutes = UInt16(truncatingIfNeeded: body.ykcReadUInt(2))
+            let chargerOutputVoltage = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
+            let chargerOutputCurrent = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: -400)
+            let chargingMinutes = UInt16(truncatingIfNeeded: body.ykcReadUInt(2))
+            return Self(tradeSerial: tradeSerial, pileId: pileId, gun: gun, voltageDemand: voltageDemand, currentDemand: currentDemand, chargeMode: chargeMode, measuredVoltage: measuredVoltage, measuredCurrent: measuredCurrent, highestCell: highestCell, soc: soc, remainingMinutes: remainingMinutes, chargerOutputVoltage: chargerOutputVoltage, chargerOutputCurrent: chargerOutputCurrent, chargingMinutes: chargingMinutes)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

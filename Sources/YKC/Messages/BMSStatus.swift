@@ -72,19 +72,22 @@ public struct BMSStatus: YKCMessageBody {
         self.statusWord = statusWord
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 31 else {
-            throw .lengthMismatch(expected: "31", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 31 else {
+            throw .lengthMismatch(expected: "31", actual: buffer.readableBytes)
         }
-        self.tradeSerial = body.ykcReadTradeSerial()
-        self.pileId = body.ykcReadPileID()
-        self.gun = body.ykcReadGun()
-        self.highestVoltageCell = YKCDecimal(raw: body.ykcReadUInt(1), scale: 0, offset: 1)
-        self.maxBatteryTemperature = YKCDecimal(raw: body.ykcReadUInt(1), scale: 0, offset: -50)
-        self.maxTemperatureProbe = YKCDecimal(raw: body.ykcReadUInt(1), scale: 0, offset: 1)
-        self.minBatteryTemperature = YKCDecimal(raw: body.ykcReadUInt(1), scale: 0, offset: -50)
-        self.minTemperatureProbe = YKCDecimal(raw: body.ykcReadUInt(1), scale: 0, offset: 1)
-        self.statusWord = StatusWord(raw: UInt16(truncatingIfNeeded: body.ykcReadUInt(2)))
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let tradeSerial = body.ykcReadTradeSerial()
+            let pileId = body.ykcReadPileID()
+            let gun = body.ykcReadGun()
+            let highestVoltageCell = YKCDecimal(raw: body.ykcReadUInt(1), scale: 0, offset: 1)
+            let maxBatteryTemperature = YKCDecimal(raw: body.ykcReadUInt(1), scale: 0, offset: -50)
+            let maxTemperatureProbe = YKCDecimal(raw: body.ykcReadUInt(1), scale: 0, offset: 1)
+            let minBatteryTemperature = YKCDecimal(raw: body.ykcReadUInt(1), scale: 0, offset: -50)
+            let minTemperatureProbe = YKCDecimal(raw: body.ykcReadUInt(1), scale: 0, offset: 1)
+            let statusWord = StatusWord(raw: UInt16(truncatingIfNeeded: body.ykcReadUInt(2)))
+            return Self(tradeSerial: tradeSerial, pileId: pileId, gun: gun, highestVoltageCell: highestVoltageCell, maxBatteryTemperature: maxBatteryTemperature, maxTemperatureProbe: maxTemperatureProbe, minBatteryTemperature: minBatteryTemperature, minTemperatureProbe: minTemperatureProbe, statusWord: statusWord)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

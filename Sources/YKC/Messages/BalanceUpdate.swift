@@ -25,14 +25,17 @@ public struct BalanceUpdate: YKCMessageBody {
         self.balance = balance
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 20 else {
-            throw .lengthMismatch(expected: "20", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 20 else {
+            throw .lengthMismatch(expected: "20", actual: buffer.readableBytes)
         }
-        self.pileId = body.ykcReadPileID()
-        self.gun = body.ykcReadGun()
-        self.physicalCardNumber = body.ykcReadBinaryID()
-        self.balance = YKCDecimal(raw: body.ykcReadUInt(4), scale: 2, offset: 0)
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let pileId = body.ykcReadPileID()
+            let gun = body.ykcReadGun()
+            let physicalCardNumber = body.ykcReadBinaryID()
+            let balance = YKCDecimal(raw: body.ykcReadUInt(4), scale: 2, offset: 0)
+            return Self(pileId: pileId, gun: gun, physicalCardNumber: physicalCardNumber, balance: balance)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

@@ -22,13 +22,16 @@ public struct BalanceUpdateReply: YKCMessageBody {
         self.result = result
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 16 else {
-            throw .lengthMismatch(expected: "16", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 16 else {
+            throw .lengthMismatch(expected: "16", actual: buffer.readableBytes)
         }
-        self.pileId = body.ykcReadPileID()
-        self.physicalCardNumber = body.ykcReadBinaryID()
-        self.result = BalanceUpdateResult(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let pileId = body.ykcReadPileID()
+            let physicalCardNumber = body.ykcReadBinaryID()
+            let result = BalanceUpdateResult(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            return Self(pileId: pileId, physicalCardNumber: physicalCardNumber, result: result)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

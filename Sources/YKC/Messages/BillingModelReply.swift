@@ -49,22 +49,25 @@ public struct BillingModelReply: YKCMessageBody {
         self.periods = periods
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 90 else {
-            throw .lengthMismatch(expected: "90", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 90 else {
+            throw .lengthMismatch(expected: "90", actual: buffer.readableBytes)
         }
-        self.pileId = body.ykcReadPileID()
-        self.billingModel = body.ykcReadBCD(2)
-        self.sharpEnergyPrice = YKCDecimal(raw: body.ykcReadUInt(4), scale: 5, offset: 0)
-        self.sharpServiceFee = YKCDecimal(raw: body.ykcReadUInt(4), scale: 5, offset: 0)
-        self.peakEnergyPrice = YKCDecimal(raw: body.ykcReadUInt(4), scale: 5, offset: 0)
-        self.peakServiceFee = YKCDecimal(raw: body.ykcReadUInt(4), scale: 5, offset: 0)
-        self.flatEnergyPrice = YKCDecimal(raw: body.ykcReadUInt(4), scale: 5, offset: 0)
-        self.flatServiceFee = YKCDecimal(raw: body.ykcReadUInt(4), scale: 5, offset: 0)
-        self.valleyEnergyPrice = YKCDecimal(raw: body.ykcReadUInt(4), scale: 5, offset: 0)
-        self.valleyServiceFee = YKCDecimal(raw: body.ykcReadUInt(4), scale: 5, offset: 0)
-        self.lossRatio = UInt8(truncatingIfNeeded: body.ykcReadUInt(1))
-        self.periods = (0..<48).map { _ in TariffPeriod(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1))) }
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let pileId = body.ykcReadPileID()
+            let billingModel = body.ykcReadBCD(2)
+            let sharpEnergyPrice = YKCDecimal(raw: body.ykcReadUInt(4), scale: 5, offset: 0)
+            let sharpServiceFee = YKCDecimal(raw: body.ykcReadUInt(4), scale: 5, offset: 0)
+            let peakEnergyPrice = YKCDecimal(raw: body.ykcReadUInt(4), scale: 5, offset: 0)
+            let peakServiceFee = YKCDecimal(raw: body.ykcReadUInt(4), scale: 5, offset: 0)
+            let flatEnergyPrice = YKCDecimal(raw: body.ykcReadUInt(4), scale: 5, offset: 0)
+            let flatServiceFee = YKCDecimal(raw: body.ykcReadUInt(4), scale: 5, offset: 0)
+            let valleyEnergyPrice = YKCDecimal(raw: body.ykcReadUInt(4), scale: 5, offset: 0)
+            let valleyServiceFee = YKCDecimal(raw: body.ykcReadUInt(4), scale: 5, offset: 0)
+            let lossRatio = UInt8(truncatingIfNeeded: body.ykcReadUInt(1))
+            let periods = (0..<48).map { _ in TariffPeriod(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1))) }
+            return Self(pileId: pileId, billingModel: billingModel, sharpEnergyPrice: sharpEnergyPrice, sharpServiceFee: sharpServiceFee, peakEnergyPrice: peakEnergyPrice, peakServiceFee: peakServiceFee, flatEnergyPrice: flatEnergyPrice, flatServiceFee: flatServiceFee, valleyEnergyPrice: valleyEnergyPrice, valleyServiceFee: valleyServiceFee, lossRatio: lossRatio, periods: periods)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

@@ -16,11 +16,14 @@ public struct BillingModelRequest: YKCMessageBody {
         self.pileId = pileId
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 7 else {
-            throw .lengthMismatch(expected: "7", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 7 else {
+            throw .lengthMismatch(expected: "7", actual: buffer.readableBytes)
         }
-        self.pileId = body.ykcReadPileID()
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let pileId = body.ykcReadPileID()
+            return Self(pileId: pileId)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

@@ -19,12 +19,15 @@ public struct BillingModelVerify: YKCMessageBody {
         self.billingModel = billingModel
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 9 else {
-            throw .lengthMismatch(expected: "9", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 9 else {
+            throw .lengthMismatch(expected: "9", actual: buffer.readableBytes)
         }
-        self.pileId = body.ykcReadPileID()
-        self.billingModel = body.ykcReadBCD(2)
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let pileId = body.ykcReadPileID()
+            let billingModel = body.ykcReadBCD(2)
+            return Self(pileId: pileId, billingModel: billingModel)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

@@ -22,13 +22,16 @@ public struct BillingModelVerifyReply: YKCMessageBody {
         self.result = result
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 10 else {
-            throw .lengthMismatch(expected: "10", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 10 else {
+            throw .lengthMismatch(expected: "10", actual: buffer.readableBytes)
         }
-        self.pileId = body.ykcReadPileID()
-        self.billingModel = body.ykcReadBCD(2)
-        self.result = ModelCheckResult(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let pileId = body.ykcReadPileID()
+            let billingModel = body.ykcReadBCD(2)
+            let result = ModelCheckResult(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            return Self(pileId: pileId, billingModel: billingModel, result: result)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

@@ -100,16 +100,19 @@ public struct ChargerStop: YKCMessageBody {
         self.errorCause = errorCause
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 28 else {
-            throw .lengthMismatch(expected: "28", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 28 else {
+            throw .lengthMismatch(expected: "28", actual: buffer.readableBytes)
         }
-        self.tradeSerial = body.ykcReadTradeSerial()
-        self.pileId = body.ykcReadPileID()
-        self.gun = body.ykcReadGun()
-        self.stopCause = StopCause(raw: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.faultCause = FaultCause(raw: UInt16(truncatingIfNeeded: body.ykcReadUInt(2)))
-        self.errorCause = ErrorCause(raw: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let tradeSerial = body.ykcReadTradeSerial()
+            let pileId = body.ykcReadPileID()
+            let gun = body.ykcReadGun()
+            let stopCause = StopCause(raw: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let faultCause = FaultCause(raw: UInt16(truncatingIfNeeded: body.ykcReadUInt(2)))
+            let errorCause = ErrorCause(raw: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            return Self(tradeSerial: tradeSerial, pileId: pileId, gun: gun, stopCause: stopCause, faultCause: faultCause, errorCause: errorCause)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

@@ -46,21 +46,24 @@ public struct ChargingEnd: YKCMessageBody {
         self.chargerNumber = chargerNumber
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 39 else {
-            throw .lengthMismatch(expected: "39", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 39 else {
+            throw .lengthMismatch(expected: "39", actual: buffer.readableBytes)
         }
-        self.tradeSerial = body.ykcReadTradeSerial()
-        self.pileId = body.ykcReadPileID()
-        self.gun = body.ykcReadGun()
-        self.finalSoc = UInt8(truncatingIfNeeded: body.ykcReadUInt(1))
-        self.minCellVoltage = YKCDecimal(raw: body.ykcReadUInt(2), scale: 2, offset: 0)
-        self.maxCellVoltage = YKCDecimal(raw: body.ykcReadUInt(2), scale: 2, offset: 0)
-        self.minBatteryTemperature = YKCDecimal(raw: body.ykcReadUInt(1), scale: 0, offset: -50)
-        self.maxBatteryTemperature = YKCDecimal(raw: body.ykcReadUInt(1), scale: 0, offset: -50)
-        self.chargingMinutes = UInt16(truncatingIfNeeded: body.ykcReadUInt(2))
-        self.outputEnergy = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
-        self.chargerNumber = UInt32(truncatingIfNeeded: body.ykcReadUInt(4))
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let tradeSerial = body.ykcReadTradeSerial()
+            let pileId = body.ykcReadPileID()
+            let gun = body.ykcReadGun()
+            let finalSoc = UInt8(truncatingIfNeeded: body.ykcReadUInt(1))
+            let minCellVoltage = YKCDecimal(raw: body.ykcReadUInt(2), scale: 2, offset: 0)
+            let maxCellVoltage = YKCDecimal(raw: body.ykcReadUInt(2), scale: 2, offset: 0)
+            let minBatteryTemperature = YKCDecimal(raw: body.ykcReadUInt(1), scale: 0, offset: -50)
+            let maxBatteryTemperature = YKCDecimal(raw: body.ykcReadUInt(1), scale: 0, offset: -50)
+            let chargingMinutes = UInt16(truncatingIfNeeded: body.ykcReadUInt(2))
+            let outputEnergy = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
+            let chargerNumber = UInt32(truncatingIfNeeded: body.ykcReadUInt(4))
+            return Self(tradeSerial: tradeSerial, pileId: pileId, gun: gun, finalSoc: finalSoc, minCellVoltage: minCellVoltage, maxCellVoltage: maxCellVoltage, minBatteryTemperature: minBatteryTemperature, maxBatteryTemperature: maxBatteryTemperature, chargingMinutes: chargingMinutes, outputEnergy: outputEnergy, chargerNumber: chargerNumber)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

@@ -64,27 +64,30 @@ public struct ChargingHandshake: YKCMessageBody {
         self.bmsSoftwareVersion = bmsSoftwareVersion
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 73 else {
-            throw .lengthMismatch(expected: "73", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 73 else {
+            throw .lengthMismatch(expected: "73", actual: buffer.readableBytes)
         }
-        self.tradeSerial = body.ykcReadTradeSerial()
-        self.pileId = body.ykcReadPileID()
-        self.gun = body.ykcReadGun()
-        self.bmsProtocolVersion = body.ykcReadHex(3)
-        self.batteryType = BatteryType(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.ratedCapacity = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
-        self.ratedVoltage = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
-        self.batteryManufacturer = body.ykcReadASCII(4)
-        self.batteryPackSerial = body.ykcReadHex(4)
-        self.productionYear = YKCDecimal(raw: body.ykcReadUInt(1), scale: 0, offset: 1985)
-        self.productionMonth = UInt8(truncatingIfNeeded: body.ykcReadUInt(1))
-        self.productionDay = UInt8(truncatingIfNeeded: body.ykcReadUInt(1))
-        self.chargeCycles = UInt32(truncatingIfNeeded: body.ykcReadUInt(3))
-        self.ownership = BatteryOwnership(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.reserved = body.ykcReadHex(1)
-        self.vin = body.ykcReadASCII(17)
-        self.bmsSoftwareVersion = body.ykcReadHex(8)
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let tradeSerial = body.ykcReadTradeSerial()
+            let pileId = body.ykcReadPileID()
+            let gun = body.ykcReadGun()
+            let bmsProtocolVersion = body.ykcReadHex(3)
+            let batteryType = BatteryType(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let ratedCapacity = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
+            let ratedVoltage = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
+            let batteryManufacturer = body.ykcReadASCII(4)
+            let batteryPackSerial = body.ykcReadHex(4)
+            let productionYear = YKCDecimal(raw: body.ykcReadUInt(1), scale: 0, offset: 1985)
+            let productionMonth = UInt8(truncatingIfNeeded: body.ykcReadUInt(1))
+            let productionDay = UInt8(truncatingIfNeeded: body.ykcReadUInt(1))
+            let chargeCycles = UInt32(truncatingIfNeeded: body.ykcReadUInt(3))
+            let ownership = BatteryOwnership(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let reserved = body.ykcReadHex(1)
+            let vin = body.ykcReadASCII(17)
+            let bmsSoftwareVersion = body.ykcReadHex(8)
+            return Self(tradeSerial: tradeSerial, pileId: pileId, gun: gun, bmsProtocolVersion: bmsProtocolVersion, batteryType: batteryType, ratedCapacity: ratedCapacity, ratedVoltage: ratedVoltage, batteryManufacturer: batteryManufacturer, batteryPackSerial: batteryPackSerial, productionYear: productionYear, productionMonth: productionMonth, productionDay: productionDay, chargeCycles: chargeCycles, ownership: ownership, reserved: reserved, vin: vin, bmsSoftwareVersion: bmsSoftwareVersion)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

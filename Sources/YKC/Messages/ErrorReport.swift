@@ -184,21 +184,24 @@ public struct ErrorReport: YKCMessageBody {
         self.bsdStatus = bsdStatus
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 32 else {
-            throw .lengthMismatch(expected: "32", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 32 else {
+            throw .lengthMismatch(expected: "32", actual: buffer.readableBytes)
         }
-        self.tradeSerial = body.ykcReadTradeSerial()
-        self.pileId = body.ykcReadPileID()
-        self.gun = body.ykcReadGun()
-        self.crmStatus = CrmStatus(raw: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.ctsCroStatus = CtsCroStatus(raw: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.ccsCstStatus = CcsCstStatus(raw: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.csdStatus = CsdStatus(raw: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.brmStatus = BrmStatus(raw: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.bcpBroStatus = BcpBroStatus(raw: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.bcsBclBstStatus = BcsBclBstStatus(raw: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.bsdStatus = BsdStatus(raw: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let tradeSerial = body.ykcReadTradeSerial()
+            let pileId = body.ykcReadPileID()
+            let gun = body.ykcReadGun()
+            let crmStatus = CrmStatus(raw: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let ctsCroStatus = CtsCroStatus(raw: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let ccsCstStatus = CcsCstStatus(raw: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let csdStatus = CsdStatus(raw: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let brmStatus = BrmStatus(raw: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let bcpBroStatus = BcpBroStatus(raw: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let bcsBclBstStatus = BcsBclBstStatus(raw: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let bsdStatus = BsdStatus(raw: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            return Self(tradeSerial: tradeSerial, pileId: pileId, gun: gun, crmStatus: crmStatus, ctsCroStatus: ctsCroStatus, ccsCstStatus: ccsCstStatus, csdStatus: csdStatus, brmStatus: brmStatus, bcpBroStatus: bcpBroStatus, bcsBclBstStatus: bcsBclBstStatus, bsdStatus: bsdStatus)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

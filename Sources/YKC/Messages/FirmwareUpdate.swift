@@ -43,20 +43,23 @@ public struct FirmwareUpdate: YKCMessageBody {
         self.downloadTimeoutMinutes = downloadTimeoutMinutes
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 94 else {
-            throw .lengthMismatch(expected: "94", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 94 else {
+            throw .lengthMismatch(expected: "94", actual: buffer.readableBytes)
         }
-        self.pileId = body.ykcReadPileID()
-        self.pileModel = UpdatePileModel(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.pilePower = UInt16(truncatingIfNeeded: body.ykcReadUInt(2))
-        self.serverAddress = body.ykcReadASCII(16)
-        self.serverPort = UInt16(truncatingIfNeeded: body.ykcReadUInt(2))
-        self.username = body.ykcReadASCII(16)
-        self.password = body.ykcReadASCII(16)
-        self.filePath = body.ykcReadASCII(32)
-        self.when = ExecutionTiming(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.downloadTimeoutMinutes = UInt8(truncatingIfNeeded: body.ykcReadUInt(1))
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let pileId = body.ykcReadPileID()
+            let pileModel = UpdatePileModel(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let pilePower = UInt16(truncatingIfNeeded: body.ykcReadUInt(2))
+            let serverAddress = body.ykcReadASCII(16)
+            let serverPort = UInt16(truncatingIfNeeded: body.ykcReadUInt(2))
+            let username = body.ykcReadASCII(16)
+            let password = body.ykcReadASCII(16)
+            let filePath = body.ykcReadASCII(32)
+            let when = ExecutionTiming(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let downloadTimeoutMinutes = UInt8(truncatingIfNeeded: body.ykcReadUInt(1))
+            return Self(pileId: pileId, pileModel: pileModel, pilePower: pilePower, serverAddress: serverAddress, serverPort: serverPort, username: username, password: password, filePath: filePath, when: when, downloadTimeoutMinutes: downloadTimeoutMinutes)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

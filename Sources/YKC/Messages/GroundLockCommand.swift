@@ -25,14 +25,17 @@ public struct GroundLockCommand: YKCMessageBody {
         self.reserved = reserved
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 13 else {
-            throw .lengthMismatch(expected: "13", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 13 else {
+            throw .lengthMismatch(expected: "13", actual: buffer.readableBytes)
         }
-        self.pileId = body.ykcReadPileID()
-        self.gun = UInt8(body.ykcReadUInt(1))
-        self.command = LockCommand(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.reserved = body.ykcReadHex(4)
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let pileId = body.ykcReadPileID()
+            let gun = UInt8(body.ykcReadUInt(1))
+            let command = LockCommand(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let reserved = body.ykcReadHex(4)
+            return Self(pileId: pileId, gun: gun, command: command, reserved: reserved)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

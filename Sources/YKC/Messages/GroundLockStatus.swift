@@ -36,17 +36,20 @@ public struct GroundLockStatus: YKCMessageBody {
         self.reserved = reserved
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 16 else {
-            throw .lengthMismatch(expected: "16", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 16 else {
+            throw .lengthMismatch(expected: "16", actual: buffer.readableBytes)
         }
-        self.pileId = body.ykcReadPileID()
-        self.gun = UInt8(body.ykcReadUInt(1))
-        self.lockState = LockState(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.spaceState = SpaceState(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.lockBattery = UInt8(truncatingIfNeeded: body.ykcReadUInt(1))
-        self.alarm = LockAlarm(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.reserved = body.ykcReadHex(4)
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let pileId = body.ykcReadPileID()
+            let gun = UInt8(body.ykcReadUInt(1))
+            let lockState = LockState(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let spaceState = SpaceState(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let lockBattery = UInt8(truncatingIfNeeded: body.ykcReadUInt(1))
+            let alarm = LockAlarm(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let reserved = body.ykcReadHex(4)
+            return Self(pileId: pileId, gun: gun, lockState: lockState, spaceState: spaceState, lockBattery: lockBattery, alarm: alarm, reserved: reserved)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

@@ -24,13 +24,16 @@ public struct Heartbeat: YKCMessageBody {
         self.gunState = gunState
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 9 else {
-            throw .lengthMismatch(expected: "9", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 9 else {
+            throw .lengthMismatch(expected: "9", actual: buffer.readableBytes)
         }
-        self.pileId = body.ykcReadPileID()
-        self.gun = body.ykcReadGun()
-        self.gunState = GunState(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let pileId = body.ykcReadPileID()
+            let gun = body.ykcReadGun()
+            let gunState = GunState(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            return Self(pileId: pileId, gun: gun, gunState: gunState)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

@@ -37,18 +37,21 @@ public struct Login: YKCMessageBody {
         self.carrier = carrier
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 30 else {
-            throw .lengthMismatch(expected: "30", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 30 else {
+            throw .lengthMismatch(expected: "30", actual: buffer.readableBytes)
         }
-        self.pileId = body.ykcReadPileID()
-        self.pileType = PileType(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.gunCount = UInt8(truncatingIfNeeded: body.ykcReadUInt(1))
-        self.protocolVersion = UInt8(truncatingIfNeeded: body.ykcReadUInt(1))
-        self.firmwareVersion = body.ykcReadASCII(8)
-        self.networkType = NetworkType(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.sim = body.ykcReadBCD(10)
-        self.carrier = Carrier(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let pileId = body.ykcReadPileID()
+            let pileType = PileType(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let gunCount = UInt8(truncatingIfNeeded: body.ykcReadUInt(1))
+            let protocolVersion = UInt8(truncatingIfNeeded: body.ykcReadUInt(1))
+            let firmwareVersion = body.ykcReadASCII(8)
+            let networkType = NetworkType(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let sim = body.ykcReadBCD(10)
+            let carrier = Carrier(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            return Self(pileId: pileId, pileType: pileType, gunCount: gunCount, protocolVersion: protocolVersion, firmwareVersion: firmwareVersion, networkType: networkType, sim: sim, carrier: carrier)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

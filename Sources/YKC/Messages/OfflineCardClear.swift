@@ -18,7 +18,7 @@ public struct OfflineCardClear: YKCMessageBody {
             self.physicalCardNumber = physicalCardNumber
         }
 
-        init(decoding body: inout ByteBuffer) {
+        init(decoding body: inout YKCBodyReader) {
             self.physicalCardNumber = body.ykcReadBinaryID()
         }
 
@@ -48,20 +48,22 @@ public struct OfflineCardClear: YKCMessageBody {
         self.cards = cards
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        let total = body.readableBytes
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        let total = buffer.readableBytes
         guard total >= 8 else {
             throw .lengthMismatch(expected: "at least 8", actual: total)
         }
-        self.pileId = body.ykcReadPileID()
-        let cardCount = Int(body.ykcReadUInt(1))
-        guard total == 8 + cardCount * 8 else {
-            throw .countMismatch(field: "cardCount", count: cardCount, bodyLength: total)
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let pileId = body.ykcReadPileID()
+            let cardCount = Int(body.ykcReadUInt(1))
+            guard total == 8 + cardCount * 8 else {
+                throw .countMismatch(field: "cardCount", count: cardCount, bodyLength: total)
+            }
+            var cards: [CardNumber] = []
+            cards.reserveCapacity(cardCount)
+            for _ in 0..<cardCount { cards.append(CardNumber(decoding: &body)) }
+            return Self(pileId: pileId, cards: cards)
         }
-        var items: [CardNumber] = []
-        items.reserveCapacity(cardCount)
-        for _ in 0..<cardCount { items.append(CardNumber(decoding: &body)) }
-        self.cards = items
     }
 
     public func encode(into buffer: inout ByteBuffer) {

@@ -24,7 +24,7 @@ public struct OfflineCardClearReply: YKCMessageBody {
             self.reason = reason
         }
 
-        init(decoding body: inout ByteBuffer) {
+        init(decoding body: inout YKCBodyReader) {
             self.physicalCardNumber = body.ykcReadBinaryID()
             self.cleared = SuccessFlag(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
             self.reason = UInt8(truncatingIfNeeded: body.ykcReadUInt(1))
@@ -62,19 +62,21 @@ public struct OfflineCardClearReply: YKCMessageBody {
         self.results = results
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        let total = body.readableBytes
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        let total = buffer.readableBytes
         guard total >= 7 else {
             throw .lengthMismatch(expected: "at least 7", actual: total)
         }
-        self.pileId = body.ykcReadPileID()
-        guard (total - 7) % 10 == 0 else {
-            throw .lengthMismatch(expected: "7 + 10 x n", actual: total)
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let pileId = body.ykcReadPileID()
+            guard (total - 7) % 10 == 0 else {
+                throw .lengthMismatch(expected: "7 + 10 x n", actual: total)
+            }
+            var results: [ClearResult] = []
+            results.reserveCapacity((total - 7) / 10)
+            for _ in 0..<(total - 7) / 10 { results.append(ClearResult(decoding: &body)) }
+            return Self(pileId: pileId, results: results)
         }
-        var items: [ClearResult] = []
-        items.reserveCapacity((total - 7) / 10)
-        for _ in 0..<(total - 7) / 10 { items.append(ClearResult(decoding: &body)) }
-        self.results = items
     }
 
     public func encode(into buffer: inout ByteBuffer) {

@@ -21,7 +21,7 @@ public struct OfflineCardQueryReply: YKCMessageBody {
             self.presence = presence
         }
 
-        init(decoding body: inout ByteBuffer) {
+        init(decoding body: inout YKCBodyReader) {
             self.physicalCardNumber = body.ykcReadBinaryID()
             self.presence = CardPresence(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
         }
@@ -55,19 +55,21 @@ public struct OfflineCardQueryReply: YKCMessageBody {
         self.results = results
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        let total = body.readableBytes
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        let total = buffer.readableBytes
         guard total >= 7 else {
             throw .lengthMismatch(expected: "at least 7", actual: total)
         }
-        self.pileId = body.ykcReadPileID()
-        guard (total - 7) % 9 == 0 else {
-            throw .lengthMismatch(expected: "7 + 9 x n", actual: total)
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let pileId = body.ykcReadPileID()
+            guard (total - 7) % 9 == 0 else {
+                throw .lengthMismatch(expected: "7 + 9 x n", actual: total)
+            }
+            var results: [QueryResult] = []
+            results.reserveCapacity((total - 7) / 9)
+            for _ in 0..<(total - 7) / 9 { results.append(QueryResult(decoding: &body)) }
+            return Self(pileId: pileId, results: results)
         }
-        var items: [QueryResult] = []
-        items.reserveCapacity((total - 7) / 9)
-        for _ in 0..<(total - 7) / 9 { items.append(QueryResult(decoding: &body)) }
-        self.results = items
     }
 
     public func encode(into buffer: inout ByteBuffer) {

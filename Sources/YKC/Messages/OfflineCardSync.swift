@@ -21,7 +21,7 @@ public struct OfflineCardSync: YKCMessageBody {
             self.physicalCardNumber = physicalCardNumber
         }
 
-        init(decoding body: inout ByteBuffer) {
+        init(decoding body: inout YKCBodyReader) {
             self.logicalCardNumber = body.ykcReadBCD(8)
             self.physicalCardNumber = body.ykcReadBinaryID()
         }
@@ -55,20 +55,22 @@ public struct OfflineCardSync: YKCMessageBody {
         self.cards = cards
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        let total = body.readableBytes
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        let total = buffer.readableBytes
         guard total >= 8 else {
             throw .lengthMismatch(expected: "at least 8", actual: total)
         }
-        self.pileId = body.ykcReadPileID()
-        let cardCount = Int(body.ykcReadUInt(1))
-        guard total == 8 + cardCount * 16 else {
-            throw .countMismatch(field: "cardCount", count: cardCount, bodyLength: total)
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let pileId = body.ykcReadPileID()
+            let cardCount = Int(body.ykcReadUInt(1))
+            guard total == 8 + cardCount * 16 else {
+                throw .countMismatch(field: "cardCount", count: cardCount, bodyLength: total)
+            }
+            var cards: [OfflineCard] = []
+            cards.reserveCapacity(cardCount)
+            for _ in 0..<cardCount { cards.append(OfflineCard(decoding: &body)) }
+            return Self(pileId: pileId, cards: cards)
         }
-        var items: [OfflineCard] = []
-        items.reserveCapacity(cardCount)
-        for _ in 0..<cardCount { items.append(OfflineCard(decoding: &body)) }
-        self.cards = items
     }
 
     public func encode(into buffer: inout ByteBuffer) {

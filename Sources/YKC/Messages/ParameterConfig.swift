@@ -55,24 +55,27 @@ public struct ParameterConfig: YKCMessageBody {
         self.chargerMinOutputCurrent = chargerMinOutputCurrent
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 45 else {
-            throw .lengthMismatch(expected: "45", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 45 else {
+            throw .lengthMismatch(expected: "45", actual: buffer.readableBytes)
         }
-        self.tradeSerial = body.ykcReadTradeSerial()
-        self.pileId = body.ykcReadPileID()
-        self.gun = body.ykcReadGun()
-        self.maxCellChargeVoltage = YKCDecimal(raw: body.ykcReadUInt(2), scale: 2, offset: 0)
-        self.maxChargeCurrent = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: -400)
-        self.nominalEnergy = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
-        self.maxChargeVoltage = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
-        self.maxTemperature = YKCDecimal(raw: body.ykcReadUInt(1), scale: 0, offset: -50)
-        self.soc = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
-        self.batteryVoltage = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
-        self.chargerMaxOutputVoltage = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
-        self.chargerMinOutputVoltage = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
-        self.chargerMaxOutputCurrent = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: -400)
-        self.chargerMinOutputCurrent = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: -400)
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let tradeSerial = body.ykcReadTradeSerial()
+            let pileId = body.ykcReadPileID()
+            let gun = body.ykcReadGun()
+            let maxCellChargeVoltage = YKCDecimal(raw: body.ykcReadUInt(2), scale: 2, offset: 0)
+            let maxChargeCurrent = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: -400)
+            let nominalEnergy = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
+            let maxChargeVoltage = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
+            let maxTemperature = YKCDecimal(raw: body.ykcReadUInt(1), scale: 0, offset: -50)
+            let soc = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
+            let batteryVoltage = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
+            let chargerMaxOutputVoltage = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
+            let chargerMinOutputVoltage = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
+            let chargerMaxOutputCurrent = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: -400)
+            let chargerMinOutputCurrent = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: -400)
+            return Self(tradeSerial: tradeSerial, pileId: pileId, gun: gun, maxCellChargeVoltage: maxCellChargeVoltage, maxChargeCurrent: maxChargeCurrent, nominalEnergy: nominalEnergy, maxChargeVoltage: maxChargeVoltage, maxTemperature: maxTemperature, soc: soc, batteryVoltage: batteryVoltage, chargerMaxOutputVoltage: chargerMaxOutputVoltage, chargerMinOutputVoltage: chargerMinOutputVoltage, chargerMaxOutputCurrent: chargerMaxOutputCurrent, chargerMinOutputCurrent: chargerMinOutputCurrent)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

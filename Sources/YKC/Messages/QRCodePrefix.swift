@@ -24,18 +24,21 @@ public struct QRCodePrefix: YKCMessageBody {
         self.prefix = prefix
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        let total = body.readableBytes
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        let total = buffer.readableBytes
         guard total >= 9 else {
             throw .lengthMismatch(expected: "at least 9", actual: total)
         }
-        self.pileId = body.ykcReadPileID()
-        self.format = QRCodeFormat(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        let prefixLength = Int(body.ykcReadUInt(1))
-        guard total == 9 + prefixLength else {
-            throw .countMismatch(field: "prefixLength", count: prefixLength, bodyLength: total)
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let pileId = body.ykcReadPileID()
+            let format = QRCodeFormat(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let prefixLength = Int(body.ykcReadUInt(1))
+            guard total == 9 + prefixLength else {
+                throw .countMismatch(field: "prefixLength", count: prefixLength, bodyLength: total)
+            }
+            let prefix = body.ykcReadASCIIExact(prefixLength)
+            return Self(pileId: pileId, format: format, prefix: prefix)
         }
-        self.prefix = body.ykcReadASCIIExact(prefixLength)
     }
 
     public func encode(into buffer: inout ByteBuffer) {

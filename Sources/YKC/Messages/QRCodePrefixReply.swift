@@ -21,12 +21,15 @@ public struct QRCodePrefixReply: YKCMessageBody {
         self.result = result
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 8 else {
-            throw .lengthMismatch(expected: "8", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 8 else {
+            throw .lengthMismatch(expected: "8", actual: buffer.readableBytes)
         }
-        self.pileId = body.ykcReadPileID()
-        self.result = UInt8(truncatingIfNeeded: body.ykcReadUInt(1))
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let pileId = body.ykcReadPileID()
+            let result = UInt8(truncatingIfNeeded: body.ykcReadUInt(1))
+            return Self(pileId: pileId, result: result)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

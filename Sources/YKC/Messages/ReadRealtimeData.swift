@@ -19,12 +19,15 @@ public struct ReadRealtimeData: YKCMessageBody {
         self.gun = gun
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 8 else {
-            throw .lengthMismatch(expected: "8", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 8 else {
+            throw .lengthMismatch(expected: "8", actual: buffer.readableBytes)
         }
-        self.pileId = body.ykcReadPileID()
-        self.gun = body.ykcReadGun()
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let pileId = body.ykcReadPileID()
+            let gun = body.ykcReadGun()
+            return Self(pileId: pileId, gun: gun)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

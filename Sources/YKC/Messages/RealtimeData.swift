@@ -119,28 +119,31 @@ public struct RealtimeData: YKCMessageBody {
         self.hardwareFaults = hardwareFaults
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 60 else {
-            throw .lengthMismatch(expected: "60", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 60 else {
+            throw .lengthMismatch(expected: "60", actual: buffer.readableBytes)
         }
-        self.tradeSerial = body.ykcReadTradeSerial()
-        self.pileId = body.ykcReadPileID()
-        self.gun = body.ykcReadGun()
-        self.status = GunStatus(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.gunHolstered = GunHolstered(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.gunPlugged = YesNo(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.outputVoltage = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
-        self.outputCurrent = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
-        self.gunTemperature = YKCDecimal(raw: body.ykcReadUInt(1), scale: 0, offset: -50)
-        self.gunCableCode = body.ykcReadBinaryID()
-        self.soc = UInt8(truncatingIfNeeded: body.ykcReadUInt(1))
-        self.maxBatteryTemperature = YKCDecimal(raw: body.ykcReadUInt(1), scale: 0, offset: -50)
-        self.chargingMinutes = UInt16(truncatingIfNeeded: body.ykcReadUInt(2))
-        self.remainingMinutes = UInt16(truncatingIfNeeded: body.ykcReadUInt(2))
-        self.energy = YKCDecimal(raw: body.ykcReadUInt(4), scale: 4, offset: 0)
-        self.lossAdjustedEnergy = YKCDecimal(raw: body.ykcReadUInt(4), scale: 4, offset: 0)
-        self.amount = YKCDecimal(raw: body.ykcReadUInt(4), scale: 4, offset: 0)
-        self.hardwareFaults = HardwareFaults(raw: UInt16(truncatingIfNeeded: body.ykcReadUInt(2)))
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let tradeSerial = body.ykcReadTradeSerial()
+            let pileId = body.ykcReadPileID()
+            let gun = body.ykcReadGun()
+            let status = GunStatus(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let gunHolstered = GunHolstered(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let gunPlugged = YesNo(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let outputVoltage = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
+            let outputCurrent = YKCDecimal(raw: body.ykcReadUInt(2), scale: 1, offset: 0)
+            let gunTemperature = YKCDecimal(raw: body.ykcReadUInt(1), scale: 0, offset: -50)
+            let gunCableCode = body.ykcReadBinaryID()
+            let soc = UInt8(truncatingIfNeeded: body.ykcReadUInt(1))
+            let maxBatteryTemperature = YKCDecimal(raw: body.ykcReadUInt(1), scale: 0, offset: -50)
+            let chargingMinutes = UInt16(truncatingIfNeeded: body.ykcReadUInt(2))
+            let remainingMinutes = UInt16(truncatingIfNeeded: body.ykcReadUInt(2))
+            let energy = YKCDecimal(raw: body.ykcReadUInt(4), scale: 4, offset: 0)
+            let lossAdjustedEnergy = YKCDecimal(raw: body.ykcReadUInt(4), scale: 4, offset: 0)
+            let amount = YKCDecimal(raw: body.ykcReadUInt(4), scale: 4, offset: 0)
+            let hardwareFaults = HardwareFaults(raw: UInt16(truncatingIfNeeded: body.ykcReadUInt(2)))
+            return Self(tradeSerial: tradeSerial, pileId: pileId, gun: gun, status: status, gunHolstered: gunHolstered, gunPlugged: gunPlugged, outputVoltage: outputVoltage, outputCurrent: outputCurrent, gunTemperature: gunTemperature, gunCableCode: gunCableCode, soc: soc, maxBatteryTemperature: maxBatteryTemperature, chargingMinutes: chargingMinutes, remainingMinutes: remainingMinutes, energy: energy, lossAdjustedEnergy: lossAdjustedEnergy, amount: amount, hardwareFaults: hardwareFaults)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

@@ -36,17 +36,20 @@ public struct RemoteParallelStart: YKCMessageBody {
         self.parallelSerial = parallelSerial
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 50 else {
-            throw .lengthMismatch(expected: "50", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 50 else {
+            throw .lengthMismatch(expected: "50", actual: buffer.readableBytes)
         }
-        self.tradeSerial = body.ykcReadTradeSerial()
-        self.pileId = body.ykcReadPileID()
-        self.gun = body.ykcReadGun()
-        self.logicalCardNumber = body.ykcReadBCD(8)
-        self.physicalCardNumber = body.ykcReadBinaryID()
-        self.balance = YKCDecimal(raw: body.ykcReadUInt(4), scale: 2, offset: 0)
-        self.parallelSerial = body.ykcReadBCD(6)
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let tradeSerial = body.ykcReadTradeSerial()
+            let pileId = body.ykcReadPileID()
+            let gun = body.ykcReadGun()
+            let logicalCardNumber = body.ykcReadBCD(8)
+            let physicalCardNumber = body.ykcReadBinaryID()
+            let balance = YKCDecimal(raw: body.ykcReadUInt(4), scale: 2, offset: 0)
+            let parallelSerial = body.ykcReadBCD(6)
+            return Self(tradeSerial: tradeSerial, pileId: pileId, gun: gun, logicalCardNumber: logicalCardNumber, physicalCardNumber: physicalCardNumber, balance: balance, parallelSerial: parallelSerial)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

@@ -36,17 +36,20 @@ public struct RemoteParallelStartReply: YKCMessageBody {
         self.parallelSerial = parallelSerial
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 33 else {
-            throw .lengthMismatch(expected: "33", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 33 else {
+            throw .lengthMismatch(expected: "33", actual: buffer.readableBytes)
         }
-        self.tradeSerial = body.ykcReadTradeSerial()
-        self.pileId = body.ykcReadPileID()
-        self.gun = body.ykcReadGun()
-        self.result = StartResult(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.failureReason = StartFailureReason(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.gunRole = GunRole(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.parallelSerial = body.ykcReadBCD(6)
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let tradeSerial = body.ykcReadTradeSerial()
+            let pileId = body.ykcReadPileID()
+            let gun = body.ykcReadGun()
+            let result = StartResult(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let failureReason = StartFailureReason(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let gunRole = GunRole(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let parallelSerial = body.ykcReadBCD(6)
+            return Self(tradeSerial: tradeSerial, pileId: pileId, gun: gun, result: result, failureReason: failureReason, gunRole: gunRole, parallelSerial: parallelSerial)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

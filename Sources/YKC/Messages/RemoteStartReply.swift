@@ -28,15 +28,18 @@ public struct RemoteStartReply: YKCMessageBody {
         self.failureReason = failureReason
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 26 else {
-            throw .lengthMismatch(expected: "26", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 26 else {
+            throw .lengthMismatch(expected: "26", actual: buffer.readableBytes)
         }
-        self.tradeSerial = body.ykcReadTradeSerial()
-        self.pileId = body.ykcReadPileID()
-        self.gun = body.ykcReadGun()
-        self.result = StartResult(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.failureReason = StartFailureReason(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let tradeSerial = body.ykcReadTradeSerial()
+            let pileId = body.ykcReadPileID()
+            let gun = body.ykcReadGun()
+            let result = StartResult(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let failureReason = StartFailureReason(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            return Self(tradeSerial: tradeSerial, pileId: pileId, gun: gun, result: result, failureReason: failureReason)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

@@ -25,14 +25,17 @@ public struct RemoteStopReply: YKCMessageBody {
         self.failureReason = failureReason
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 10 else {
-            throw .lengthMismatch(expected: "10", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 10 else {
+            throw .lengthMismatch(expected: "10", actual: buffer.readableBytes)
         }
-        self.pileId = body.ykcReadPileID()
-        self.gun = body.ykcReadGun()
-        self.result = StopResult(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.failureReason = StopFailureReason(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let pileId = body.ykcReadPileID()
+            let gun = body.ykcReadGun()
+            let result = StopResult(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let failureReason = StopFailureReason(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            return Self(pileId: pileId, gun: gun, result: result, failureReason: failureReason)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

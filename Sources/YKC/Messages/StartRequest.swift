@@ -34,17 +34,20 @@ public struct StartRequest: YKCMessageBody {
         self.vin = vin
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 51 else {
-            throw .lengthMismatch(expected: "51", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 51 else {
+            throw .lengthMismatch(expected: "51", actual: buffer.readableBytes)
         }
-        self.pileId = body.ykcReadPileID()
-        self.gun = body.ykcReadGun()
-        self.startMethod = StartMethod(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.passwordRequired = YesNo(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.cardNumber = body.ykcReadBinaryID()
-        self.password = body.ykcReadHex(16)
-        self.vin = body.ykcReadASCII(17, reversed: true)
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let pileId = body.ykcReadPileID()
+            let gun = body.ykcReadGun()
+            let startMethod = StartMethod(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let passwordRequired = YesNo(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let cardNumber = body.ykcReadBinaryID()
+            let password = body.ykcReadHex(16)
+            let vin = body.ykcReadASCII(17, reversed: true)
+            return Self(pileId: pileId, gun: gun, startMethod: startMethod, passwordRequired: passwordRequired, cardNumber: cardNumber, password: password, vin: vin)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

@@ -34,17 +34,20 @@ public struct StartRequestReply: YKCMessageBody {
         self.failureReason = failureReason
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 38 else {
-            throw .lengthMismatch(expected: "38", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 38 else {
+            throw .lengthMismatch(expected: "38", actual: buffer.readableBytes)
         }
-        self.tradeSerial = body.ykcReadTradeSerial()
-        self.pileId = body.ykcReadPileID()
-        self.gun = body.ykcReadGun()
-        self.logicalCardNumber = body.ykcReadBCD(8)
-        self.balance = YKCDecimal(raw: body.ykcReadUInt(4), scale: 2, offset: 0)
-        self.authResult = AuthResult(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.failureReason = AuthFailureReason(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let tradeSerial = body.ykcReadTradeSerial()
+            let pileId = body.ykcReadPileID()
+            let gun = body.ykcReadGun()
+            let logicalCardNumber = body.ykcReadBCD(8)
+            let balance = YKCDecimal(raw: body.ykcReadUInt(4), scale: 2, offset: 0)
+            let authResult = AuthResult(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let failureReason = AuthFailureReason(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            return Self(tradeSerial: tradeSerial, pileId: pileId, gun: gun, logicalCardNumber: logicalCardNumber, balance: balance, authResult: authResult, failureReason: failureReason)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

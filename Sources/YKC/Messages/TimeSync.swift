@@ -19,12 +19,15 @@ public struct TimeSync: YKCMessageBody {
         self.time = time
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 14 else {
-            throw .lengthMismatch(expected: "14", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 14 else {
+            throw .lengthMismatch(expected: "14", actual: buffer.readableBytes)
         }
-        self.pileId = body.ykcReadPileID()
-        self.time = body.ykcReadCP56()
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let pileId = body.ykcReadPileID()
+            let time = body.ykcReadCP56()
+            return Self(pileId: pileId, time: time)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

@@ -19,12 +19,15 @@ public struct TransactionRecordAck: YKCMessageBody {
         self.result = result
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 17 else {
-            throw .lengthMismatch(expected: "17", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 17 else {
+            throw .lengthMismatch(expected: "17", actual: buffer.readableBytes)
         }
-        self.tradeSerial = body.ykcReadTradeSerial()
-        self.result = BillAckResult(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let tradeSerial = body.ykcReadTradeSerial()
+            let result = BillAckResult(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            return Self(tradeSerial: tradeSerial, result: result)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {

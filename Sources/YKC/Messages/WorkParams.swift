@@ -22,13 +22,16 @@ public struct WorkParams: YKCMessageBody {
         self.maxOutputPercent = maxOutputPercent
     }
 
-    public init(decoding body: inout ByteBuffer) throws(YKCDecodeError) {
-        guard body.readableBytes == 9 else {
-            throw .lengthMismatch(expected: "9", actual: body.readableBytes)
+    public init(decoding buffer: inout ByteBuffer) throws(YKCDecodeError) {
+        guard buffer.readableBytes == 9 else {
+            throw .lengthMismatch(expected: "9", actual: buffer.readableBytes)
         }
-        self.pileId = body.ykcReadPileID()
-        self.workMode = WorkEnable(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
-        self.maxOutputPercent = UInt8(truncatingIfNeeded: body.ykcReadUInt(1))
+        self = try buffer.ykcDecodeBody { body throws(YKCDecodeError) -> Self in
+            let pileId = body.ykcReadPileID()
+            let workMode = WorkEnable(rawValue: UInt8(truncatingIfNeeded: body.ykcReadUInt(1)))
+            let maxOutputPercent = UInt8(truncatingIfNeeded: body.ykcReadUInt(1))
+            return Self(pileId: pileId, workMode: workMode, maxOutputPercent: maxOutputPercent)
+        }
     }
 
     public func encode(into buffer: inout ByteBuffer) {
