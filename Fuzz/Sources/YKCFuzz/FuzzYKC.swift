@@ -15,6 +15,7 @@ import YKC
 //    the way TCP would split them; the frames and the error counts must equal those of (1);
 // 3. the same chunks go through `ByteToMessageHandler(YKCFrameDecoder())` on an `EmbeddedChannel`, whose
 //    close runs `decodeLast`; its frames must equal those of (2);
+// 0. the slicing-by-8 CRC equals the byte-wise reference on the stream bytes;
 // 4. every frame is decoded with `YKCMessage.decode`; its JSON must parse; a typed body must re-encode to
 //    exactly the original body bytes, and re-framing it must parse back to the same frame; the JSON fed to
 //    `YKCMessage.fromJSON(name:_:)` must not crash (it may throw).
@@ -57,6 +58,9 @@ func synthesizedStream(_ records: UnsafeRawBufferPointer) -> ByteBuffer {
 }
 
 func checkStream(_ input: UnsafeRawBufferPointer) {
+    // The sliced CRC (pointer) equals the byte-wise reference (sequence) on any bytes.
+    check(CRC16.compute(input) == CRC16.compute(input.lazy.map { $0 }), "sliced CRC differs from byte-wise CRC")
+
     // 1. Whole input.
     var whole = ByteBuffer(bytes: input)
     var wholeParser = YKCFrameParser()
