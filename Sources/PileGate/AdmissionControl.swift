@@ -22,7 +22,7 @@ public final class AdmissionControl: Sendable {
         self.counters = counters
         let window = TimeAmount.nanoseconds(Int64(config.flapWindow * 1e9))
         let ban = TimeAmount.nanoseconds(Int64(config.flapBanDuration * 1e9))
-        addressFlaps = FlapDetector(maxConnects: config.flapMaxConnects, window: window, banDuration: ban)
+        addressFlaps = FlapDetector(maxConnects: config.flapMaxConnectsPerAddress, window: window, banDuration: ban)
         pileFlaps = FlapDetector(maxConnects: config.flapMaxConnects, window: window, banDuration: ban)
         let now = NIODeadline.now()
         acceptBucket = NIOLockedValueBox(

@@ -1,8 +1,28 @@
 import Logging
+import NIOConcurrencyHelpers
 
-/// Builds a gateway with every component attached, as `pilegate serve` runs it.
+/// Builds a gateway with every component attached, as `pilegate serve` runs it: the backend hub
+/// as the event sink (WebSocket subscriptions, commands), and the lane rule book deciding each
+/// session's lane at login (`GET/PUT /v1/lanes`).
 public enum GatewayAssembly {
-    public static func make(config: GatewayConfiguration, logger: Logger) throws -> Gateway {
-        try Gateway(config: config, logger: logger)
+    public static func make(config: GatewayConfiguration, hubConfig: HubConfiguration = HubConfiguration(), logger: Logger) throws -> Gateway {
+        let hub = BackendHub(config: hubConfig, logger: logger)
+        // Route installers run at start(); the rule book needs the gateway's database, so it is
+        // created right after the gateway and reached through this box.
+        let bookBox = NIOLockedValueBox<LaneRuleBook?>(nil)
+        let laneRoutes: AdminAPI.RouteInstaller = { router, gateway in
+            bookBox.withLockedValue { $0 }?.routes(router, gateway)
+        }
+        let gateway = try Gateway(
+            config: config, sink: hub, logger: logger, routeInstallers: [hub.routes, laneRoutes],
+            statsProviders: [
+                "hub": { hub.statsJSON() },
+                "lanes": { bookBox.withLockedValue { $0 }.map { .number(Double($0.version)) } ?? .null },
+            ])
+        let book = try LaneRuleBook(registry: gateway.registry, logger: logger)
+        bookBox.withLockedValue { $0 = book }
+        hub.decideLanes { login, host in book.lane(for: login, remoteHost: host) }
+        hub.attach(to: gateway)
+        return gateway
     }
 }

@@ -52,8 +52,11 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var socketSendBuffer = 0
     public var socketReceiveBuffer = 0
 
-    // Flapping (EMQX-like: 15 connects a minute → banned 5 minutes).
+    // Flapping (EMQX-like: 15 connects a minute → banned 5 minutes), counted per pile id.
     public var flapMaxConnects = 15
+    /// The same per source address. Piles behind one concentrator or NAT share an address, so
+    /// this is far higher than the per-pile limit; it stops a single host hammering the port.
+    public var flapMaxConnectsPerAddress = 600
     public var flapWindow: TimeInterval = 60
     public var flapBanDuration: TimeInterval = 300
 
@@ -194,6 +197,7 @@ extension GatewayConfiguration {
         int("socketSendBuffer", \.socketSendBuffer, 0...64 << 20),
         int("socketReceiveBuffer", \.socketReceiveBuffer, 0...64 << 20),
         int("flapMaxConnects", \.flapMaxConnects, 1...1_000_000),
+        int("flapMaxConnectsPerAddress", \.flapMaxConnectsPerAddress, 1...100_000_000),
         double("flapWindow", \.flapWindow, 0.1...86_400),
         double("flapBanDuration", \.flapBanDuration, 0...604_800),
         int("maxConnections", \.maxConnections, 1...100_000_000),

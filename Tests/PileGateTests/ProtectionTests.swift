@@ -60,7 +60,7 @@ struct ProtectionTests {
     @Test("an address that connects too often is banned for a while (flapping)")
     func flappingBan() async throws {
         try await withGateway({
-            $0.flapMaxConnects = 3
+            $0.flapMaxConnectsPerAddress = 3
             $0.flapWindow = 30
             $0.flapBanDuration = 60
         }) { gw in
@@ -203,7 +203,6 @@ struct ProtectionTests {
     func loginPacing() async throws {
         try await withGateway({
             $0.loginRatePerSecond = 10
-            $0.flapMaxConnects = 100
         }) { gw in
             var clients: [RawClient] = []
             for i in 0..<25 {

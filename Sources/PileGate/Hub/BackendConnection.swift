@@ -1,0 +1,228 @@
+import Foundation
+import HummingbirdWebSocket
+import NIOConcurrencyHelpers
+import YKC
+
+/// One backend WebSocket: parses its JSON messages (subscribe, ack, reply, command, drain),
+/// writes events as they become ready, and answers every malformed message with an error
+/// message naming the problem — never closing the socket or the gateway over it.
+struct BackendConnection: Sendable {
+    let hub: BackendHub
+    let outbound: WebSocketOutboundWriter
+    private let instanceBox = NIOLockedValueBox<BackendInstance?>(nil)
+
+    init(hub: BackendHub, outbound: WebSocketOutboundWriter) {
+        self.hub = hub
+        self.outbound = outbound
+    }
+
+    func run(inbound: WebSocketInboundStream) async {
+        await withTaskGroup(of: Void.self) { group in
+            do {
+                for try await message in inbound.messages(maxSize: 1 << 20) {
+                    switch message {
+                    case .text(let text):
+                        if let writer = await handle(text) { group.addTask { await writer() } }
+                    case .binary:
+                        await send(error: "unsupported", "binary messages are not supported; send JSON text")
+                    }
+                }
+            } catch {
+                hub.logger.debug("backend socket ended", metadata: ["error": "\(error)"])
+            }
+            if let instance = instanceBox.withLockedValue({ $0 }) { hub.unregister(instance) }
+            group.cancelAll()
+        }
+    }
+
+    /// Handles one message; may return work to run concurrently (the event writer, a command).
+    private func handle(_ text: String) async -> (@Sendable () async -> Void)? {
+        let json: JSONValue
+        do { json = try JSONValue.parse(text) } catch {
+            await send(error: "malformed_json", "message is not valid JSON: \(error)")
+            return nil
+        }
+        guard let object = json.objectValue else {
+            await send(error: "malformed_message", "expected a JSON object with a \"type\" key")
+            return nil
+        }
+        guard let type = object["type"]?.stringValue else {
+            await send(error: "malformed_message", "missing string key \"type\"")
+            return nil
+        }
+        let instance = instanceBox.withLockedValue { $0 }
+        switch type {
+        case "subscribe":
+            return await subscribe(object, existing: instance)
+        case "ack", "reply":
+            guard let instance else {
+                await send(error: "not_subscribed", "send a subscribe message first")
+                return nil
+            }
+            guard let id = object["id"]?.stringValue else {
+                await send(error: "malformed_message", "\(type) needs a string \"id\"")
+                return nil
+            }
+            if type == "reply" {
+                guard let data = object["data"], data.objectValue != nil else {
+                    await send(error: "malformed_message", "reply needs an object \"data\"", id: id)
+                    return nil
+                }
+                do {
+                    let accepted = try hub.replied(id, data: data)
+                    if !accepted { await send(error: "unknown_id", "no reply is pending for event '\(id)' (late or duplicate)", id: id) }
+                } catch {
+                    await send(error: "invalid_reply", error.description, id: id)
+                }
+            }
+            if !hub.acked(id, by: instance) && type == "ack" {
+                await send(error: "unknown_id", "event '\(id)' is not in flight on this socket (late or duplicate ack)", id: id)
+            }
+            return nil
+        case "command":
+            guard let instance else {
+                await send(error: "not_subscribed", "send a subscribe message first")
+                return nil
+            }
+            let requestId = object["requestId"]?.stringValue ?? ""
+            guard let pile = object["pile"]?.stringValue, let command = object["command"]?.stringValue else {
+                await sendResult(requestId: requestId, .failure("invalid_args", "command needs string \"pile\" and \"command\""))
+                return nil
+            }
+            let args = object["args"]
+            let timeout = object["timeout"]?.doubleValue
+            let lane = instance.lane
+            return { [hub] in
+                let result = await hub.runCommand(pile: pile, command: command, args: args, senderLane: lane, timeout: timeout)
+                await sendResult(requestId: requestId, result)
+            }
+        case "drain":
+            guard let instance else {
+                await send(error: "not_subscribed", "send a subscribe message first")
+                return nil
+            }
+            instance.setDraining()
+            hub.logger.info("backend instance draining", metadata: ["service": "\(instance.service)", "instance": "\(instance.name)"])
+            await write(#"{"type":"draining","inFlight":\#(instance.inFlightCount)}"#)
+            return nil
+        default:
+            await send(error: "unknown_type", "unknown message type '\(type)'; expected subscribe, ack, reply, command or drain")
+            return nil
+        }
+    }
+
+    private static let knownEvents: Set<String> = Set(YKCMessage.catalogue.map(\.name)).union(["pile_online", "pile_offline", "login", "raw_frame"])
+
+    private static func validTag(_ s: String) -> Bool {
+        !s.isEmpty && s.utf8.count <= 128
+            && s.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 45 || $0 == 46 || $0 == 95 }
+    }
+
+    private func subscribe(_ o: [String: JSONValue], existing: BackendInstance?) async -> (@Sendable () async -> Void)? {
+        if existing != nil {
+            await send(error: "already_subscribed", "one subscription per socket; open another socket for another subscription")
+            return nil
+        }
+        guard let service = o["service"]?.stringValue, Self.validTag(service) else {
+            await send(error: "invalid_subscription", "\"service\" must be a name of letters, digits, '-', '_', '.'")
+            return nil
+        }
+        guard let name = o["instance"]?.stringValue, Self.validTag(name) else {
+            await send(error: "invalid_subscription", "\"instance\" must be a name of letters, digits, '-', '_', '.'")
+            return nil
+        }
+        var lane = ""
+        if let l = o["lane"], l != .null {
+            guard let s = l.stringValue, s.isEmpty || Self.validTag(s) else {
+                await send(error: "invalid_subscription", "\"lane\" must be \"\" (base) or a tag of letters, digits, '-', '_', '.'")
+                return nil
+            }
+            lane = s
+        }
+        guard let list = o["events"]?.arrayValue, !list.isEmpty else {
+            await send(error: "invalid_subscription", "\"events\" must be a non-empty array of event names or [\"*\"]")
+            return nil
+        }
+        var events: Set<String>? = []
+        for e in list {
+            guard let s = e.stringValue else {
+                await send(error: "invalid_subscription", "\"events\" entries must be strings")
+                return nil
+            }
+            if s == "*" {
+                events = nil
+                break
+            }
+            guard Self.knownEvents.contains(s) else {
+                await send(error: "invalid_subscription", "unknown event type '\(s)'")
+                return nil
+            }
+            events?.insert(s)
+        }
+        var maxInFlight = hub.config.defaultMaxInFlight
+        if let m = o["maxInFlight"] {
+            guard let v = m.intValue, (1...100_000).contains(v) else {
+                await send(error: "invalid_subscription", "\"maxInFlight\" must be an integer 1...100000")
+                return nil
+            }
+            maxInFlight = v
+        }
+        let instance = hub.register(service: service, name: name, lane: lane, events: events, maxInFlight: maxInFlight)
+        instanceBox.withLockedValue { $0 = instance }
+        var w = JSONWriter()
+        w.beginObject()
+        w.field("type", "subscribed")
+        w.field("service", service)
+        w.field("instance", name)
+        w.field("lane", lane)
+        w.key("events")
+        w.beginArray()
+        for e in events.map({ Array($0).sorted() }) ?? ["*"] { w.string(e) }
+        w.endArray()
+        w.field("maxInFlight", maxInFlight)
+        w.field("node", hub.nodeId)
+        w.endObject()
+        await write(w.string)
+        return { [outbound] in
+            for await _ in instance.wakes {
+                for p in instance.takeReady() {
+                    do { try await outbound.write(.text(p.text)) } catch { return }
+                }
+            }
+        }
+    }
+
+    private func sendResult(requestId: String, _ result: BackendHub.CommandResult) async {
+        var w = JSONWriter()
+        w.beginObject()
+        w.field("type", "result")
+        w.field("requestId", requestId)
+        switch result {
+        case .success(let reply):
+            w.field("ok", true)
+            w.key("reply")
+            w.raw(reply)
+        case .failure(let code, let message):
+            w.field("ok", false)
+            w.field("error", code)
+            w.field("message", message)
+        }
+        w.endObject()
+        await write(w.string)
+    }
+
+    private func send(error code: String, _ message: String, id: String? = nil) async {
+        var w = JSONWriter()
+        w.beginObject()
+        w.field("type", "error")
+        w.field("error", code)
+        w.field("message", message)
+        if let id { w.field("id", id) }
+        w.endObject()
+        await write(w.string)
+    }
+
+    private func write(_ text: String) async {
+        try? await outbound.write(.text(text))
+    }
+}

@@ -1,0 +1,671 @@
+import Atomics
+import Foundation
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import YKC
+
+/// The embedded backend hub: backends subscribe over WebSocket (`GET /v1/events`), every pile
+/// frame and session change becomes a JSON event routed by lane, pile requests that need a
+/// business answer are asked of backends with a fallback, and backends send commands to piles.
+///
+/// Routing (DESIGN.md, Lanes): for each service subscribed to an event type, one healthy instance
+/// of that service in the session's lane, else its base-lane instances (a counted fallback); a
+/// base-lane session never reaches a lane instance. Within the candidates, weighted rendezvous
+/// hashing on the pile id keeps one pile on one instance (so its events stay in order) while the
+/// set is stable, and lets a warming instance's share rise smoothly. Failing or slow instances
+/// are ejected for a growing period; draining ones get no new work.
+public final class BackendHub: GatewayEventSink {
+    public let config: HubConfiguration
+    let logger: Logger
+    private let laneDeciderBox: NIOLockedValueBox<@Sendable (Login, String) -> String>
+    private var laneDecider: @Sendable (Login, String) -> String { laneDeciderBox.withLockedValue { $0 } }
+    private let gatewayBox = NIOLockedValueBox<Gateway?>(nil)
+    private let instances = NIOLockedValueBox<[String: [BackendInstance]]>([:])
+    /// Event names some instance subscribed to, for the per-frame `wants` check (lock-free read).
+    private let wanted = NIOLockedValueBox<WantedSet>(WantedSet())
+    private let traffic = NIOLockedValueBox<[RouteKey: LaneTraffic]>([:])
+    private let pendingReplies = NIOLockedValueBox<[String: PendingReply]>([:])
+    private let eventCounter = ManagedAtomic<UInt64>(0)
+    private let instanceCounter = ManagedAtomic<UInt64>(0)
+    private let bootTag = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+    let undeliverable = ManagedAtomic(0)
+    private let sweeper = NIOLockedValueBox<Task<Void, Never>?>(nil)
+    let billingModels = NIOLockedValueBox<BillingModelCache?>(nil)
+
+    struct WantedSet: Sendable {
+        var all = false
+        var names: Set<String> = []
+        func contains(_ n: String) -> Bool { all || names.contains(n) }
+    }
+
+    /// Per (lane, service) traffic.
+    public struct LaneTraffic: Codable, Sendable {
+        public var routed = 0
+        public var fallbacks = 0
+        public var acks = 0
+        public var failures = 0
+        public var ejections = 0
+        public var overflows = 0
+        public var latencyCount = 0
+        public var latencySumSeconds = 0.0
+        public var latencyBuckets: [Int] = Array(repeating: 0, count: LaneTraffic.bounds.count + 1)
+        /// Upper bounds (seconds) of the delivery-latency histogram.
+        public static let bounds: [Double] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+        mutating func observe(_ seconds: Double) {
+            latencyCount += 1
+            latencySumSeconds += seconds
+            let i = Self.bounds.firstIndex { seconds <= $0 } ?? Self.bounds.count
+            latencyBuckets[i] += 1
+        }
+
+        /// Approximate quantile from the buckets (upper bound of the bucket holding it).
+        func quantile(_ q: Double) -> Double? {
+            guard latencyCount > 0 else { return nil }
+            let target = Int((Double(latencyCount) * q).rounded(.up))
+            var seen = 0
+            for (i, n) in latencyBuckets.enumerated() {
+                seen += n
+                if seen >= target { return i < Self.bounds.count ? Self.bounds[i] : Self.bounds.last.map { $0 * 2 } }
+            }
+            return nil
+        }
+    }
+
+    struct PendingReply: Sendable {
+        var promise: EventLoopPromise<YKCMessage?>
+        var replyName: String
+        var defaults: [String: JSONValue]
+        var deadline: Date
+    }
+
+    /// - Parameter lanes: decides a session's lane at login (the lane rule book); "" = base.
+    public init(
+        config: HubConfiguration = HubConfiguration(), logger: Logger,
+        lanes: @escaping @Sendable (Login, String) -> String = { _, _ in "" }
+    ) {
+        self.config = config
+        self.logger = logger
+        self.laneDeciderBox = NIOLockedValueBox(lanes)
+    }
+
+    /// Replaces how lanes are decided (the assembly installs the lane rule book once the
+    /// gateway's database is open).
+    public func decideLanes(with decider: @escaping @Sendable (Login, String) -> String) {
+        laneDeciderBox.withLockedValue { $0 = decider }
+    }
+
+    /// The hub's stats as JSON, for `/v1/stats`.
+    public func statsJSON() -> JSONValue {
+        guard let data = try? AdminAPI.encoder.encode(statsDocument()), let v = try? JSONValue.parse(data) else { return .null }
+        return v
+    }
+
+    /// Connects the hub to its gateway (commands look sessions up there) and starts the sweeper
+    /// that times out acks and replies.
+    public func attach(to gateway: Gateway) {
+        gatewayBox.withLockedValue { $0 = gateway }
+        billingModels.withLockedValue { $0 = try? BillingModelCache(database: gateway.registry.database) }
+        gateway.metrics.addCollector { [weak self] w in self?.collectMetrics(w) }
+        let task = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(nanoseconds: 100_000_000)
+                self?.sweep()
+            }
+        }
+        sweeper.withLockedValue { $0 = task }
+    }
+
+    public func detach() {
+        sweeper.withLockedValue { $0?.cancel() }
+    }
+
+    var gateway: Gateway? { gatewayBox.withLockedValue { $0 } }
+    var nodeId: String { gateway?.config.nodeId ?? "pilegate" }
+
+    /// The route installer for `GET /v1/events` (WebSocket) and the command and hub endpoints.
+    public var routes: AdminAPI.RouteInstaller {
+        { [self] router, gateway in
+            router.ws("/v1/events") { _, _ in
+                .upgrade([:])
+            } onUpgrade: { inbound, outbound, _ in
+                await BackendConnection(hub: self, outbound: outbound).run(inbound: inbound)
+            }
+            router.post("/v1/piles/:id/commands/:command") { request, context in
+                try await self.httpCommand(request: request, context: context, gateway: gateway)
+            }
+            router.get("/v1/hub") { _, _ in
+                try AdminAPI.encode(self.statsDocument())
+            }
+        }
+    }
+
+    // MARK: GatewayEventSink
+
+    public func lane(for login: Login, remoteHost: String) -> String {
+        laneDecider(login, remoteHost)
+    }
+
+    public func wants(code: UInt8) -> Bool {
+        guard let info = YKCMessageInfo.of(code: code) else { return wanted.withLockedValue { $0.contains("raw_frame") } }
+        return wanted.withLockedValue { $0.contains(info.name) }
+    }
+
+    public func sessionOnline(_ session: PileSessionInfo) {
+        guard wanted.withLockedValue({ $0.contains("pile_online") }) else { return }
+        var w = JSONWriter()
+        w.beginObject()
+        w.field("remoteAddress", session.remoteAddress)
+        w.field("connectionId", session.connectionId)
+        w.field("lane", session.lane)
+        w.key("login")
+        session.login.writeJSON(into: &w)
+        w.endObject()
+        publish(event: "pile_online", code: 0x01, session: session, gun: nil, data: w.string, receivedAt: session.loggedInAt)
+    }
+
+    public func sessionOffline(_ session: PileSessionInfo, reason: OfflineReason) {
+        guard wanted.withLockedValue({ $0.contains("pile_offline") }) else { return }
+        var w = JSONWriter()
+        w.beginObject()
+        w.field("reason", reason.rawValue)
+        w.field("remoteAddress", session.remoteAddress)
+        w.field("connectionId", session.connectionId)
+        w.endObject()
+        publish(event: "pile_offline", code: nil, session: session, gun: nil, data: w.string, receivedAt: Date())
+    }
+
+    public func frameReceived(_ message: YKCMessage, frame: YKCFrame, session: PileSessionInfo, receivedAt: Date) {
+        var w = JSONWriter(utcOffsetSeconds: gateway?.config.pileUTCOffsetSeconds ?? 8 * 3600)
+        message.writeJSON(into: &w)
+        publish(event: message.name, code: frame.code, session: session, gun: message.gun, data: w.string, receivedAt: receivedAt)
+    }
+
+    public func request(
+        _ message: YKCMessage, frame: YKCFrame, session: PileSessionInfo, receivedAt: Date,
+        respond: EventLoopPromise<YKCMessage?>
+    ) {
+        guard let replyInfo = YKCMessageInfo.of(code: frame.code).flatMap({ $0.repliedBy }).flatMap({ YKCMessageInfo.of(code: $0) })
+        else { return respond.succeed(nil) }
+        var defaults: [String: JSONValue] = ["pileId": .string(session.pileId.description)]
+        if let gun = message.gun { defaults["gun"] = .number(Double(gun)) }
+        if let t = message.tradeSerial { defaults["tradeSerial"] = .string(t.description) }
+        switch message {
+        case .billingModelVerify(let v): defaults["billingModel"] = .string(v.billingModel.description)
+        case .parallelStartRequest(let r): defaults["parallelSerial"] = .string(r.parallelSerial.description)
+        default: break
+        }
+        let fallback = localAnswer(to: message)
+        guard wanted.withLockedValue({ $0.contains(message.name) }) else {
+            return respond.succeed(fallback)
+        }
+        var w = JSONWriter(utcOffsetSeconds: gateway?.config.pileUTCOffsetSeconds ?? 8 * 3600)
+        message.writeJSON(into: &w)
+        let id = nextEventId()
+        let promise = respond.futureResult.eventLoop.makePromise(of: YKCMessage?.self)
+        pendingReplies.withLockedValue {
+            $0[id] = PendingReply(
+                promise: promise, replyName: replyInfo.name, defaults: defaults,
+                deadline: Date().addingTimeInterval(config.replyTimeout))
+        }
+        let delivered = publish(
+            event: message.name, code: frame.code, session: session, gun: message.gun, data: w.string,
+            receivedAt: receivedAt, replyExpected: true, id: id)
+        if delivered == 0 {
+            pendingReplies.withLockedValue { _ = $0.removeValue(forKey: id) }
+            return respond.succeed(fallback)
+        }
+        promise.futureResult.whenComplete { [self] result in
+            let answer = (try? result.get()) ?? nil
+            if let answer { self.remember(answer) }
+            respond.succeed(answer ?? fallback)
+        }
+    }
+
+    public func decideLogin(_ login: Login, remoteAddress: String, on eventLoop: any EventLoop) -> EventLoopFuture<Bool?> {
+        guard wanted.withLockedValue({ $0.contains("login") }) else { return eventLoop.makeSucceededFuture(nil) }
+        let id = nextEventId()
+        let promise = eventLoop.makePromise(of: YKCMessage?.self)
+        pendingReplies.withLockedValue {
+            $0[id] = PendingReply(
+                promise: promise, replyName: "login_reply", defaults: ["pileId": .string(login.pileId.description)],
+                deadline: Date().addingTimeInterval(config.replyTimeout))
+        }
+        var w = JSONWriter()
+        login.writeJSON(into: &w)
+        let pseudo = PileSessionInfo(
+            connectionId: 0, pileId: login.pileId, remoteAddress: remoteAddress,
+            remoteHost: String(remoteAddress.split(separator: ":").first ?? ""), login: login,
+            lane: laneDecider(login, String(remoteAddress.split(separator: ":").first ?? "")), connectedAt: Date(),
+            loggedInAt: Date())
+        let delivered = publish(
+            event: "login", code: 0x01, session: pseudo, gun: nil, data: w.string, receivedAt: Date(),
+            replyExpected: true, id: id)
+        if delivered == 0 {
+            pendingReplies.withLockedValue { _ = $0.removeValue(forKey: id) }
+            return eventLoop.makeSucceededFuture(nil)
+        }
+        return promise.futureResult.map { reply in
+            if case .loginReply(let r)? = reply { return r.result == .accepted }
+            return nil
+        }
+    }
+
+    /// What the gateway answers itself when no backend does (DESIGN: keep the lights on): the
+    /// last billing model seen for the pile, from SQLite.
+    func localAnswer(to message: YKCMessage) -> YKCMessage? {
+        guard let cache = billingModels.withLockedValue({ $0 }) else { return nil }
+        switch message {
+        case .billingModelVerify(let v):
+            guard let model = cache.model(for: v.pileId) else { return nil }
+            return .billingModelVerifyReply(
+                BillingModelVerifyReply(
+                    pileId: v.pileId, billingModel: v.billingModel,
+                    result: model.billingModel == v.billingModel ? .same : .different))
+        case .billingModelRequest(let r):
+            guard var model = cache.model(for: r.pileId) else { return nil }
+            model.pileId = r.pileId
+            return .billingModelReply(model)
+        default:
+            return nil
+        }
+    }
+
+    /// Caches billing models the gateway sees going to piles.
+    func remember(_ message: YKCMessage) {
+        guard let cache = billingModels.withLockedValue({ $0 }) else { return }
+        switch message {
+        case .billingModelReply(let m): cache.store(m)
+        case .billingModelSet(let m):
+            cache.store(
+                BillingModelReply(
+                    pileId: m.pileId, billingModel: m.billingModel, sharpEnergyPrice: m.sharpEnergyPrice,
+                    sharpServiceFee: m.sharpServiceFee, peakEnergyPrice: m.peakEnergyPrice, peakServiceFee: m.peakServiceFee,
+                    flatEnergyPrice: m.flatEnergyPrice, flatServiceFee: m.flatServiceFee,
+                    valleyEnergyPrice: m.valleyEnergyPrice, valleyServiceFee: m.valleyServiceFee, lossRatio: m.lossRatio,
+                    periods: m.periods))
+        default: break
+        }
+    }
+
+    // MARK: routing
+
+    func nextEventId() -> String {
+        "\(nodeId)-\(bootTag)-\(eventCounter.wrappingIncrementThenLoad(ordering: .relaxed))"
+    }
+
+    /// Builds the event envelope and routes it to one instance per subscribed service.
+    /// Returns how many instances it went to.
+    @discardableResult
+    func publish(
+        event: String, code: UInt8?, session: PileSessionInfo, gun: Int?, data: String, receivedAt: Date,
+        replyExpected: Bool = false, id: String? = nil
+    ) -> Int {
+        let id = id ?? nextEventId()
+        var w = JSONWriter()
+        w.beginObject()
+        w.field("type", "event")
+        w.field("id", id)
+        w.field("event", event)
+        w.key("code")
+        if let code { w.int(code) } else { w.null() }
+        w.field("pile", session.pileId.description)
+        w.key("gun")
+        if let gun { w.int(gun) } else { w.null() }
+        w.field("lane", session.lane)
+        w.field("node", nodeId)
+        w.field("receivedAt", Self.iso8601(receivedAt))
+        w.field("replyExpected", replyExpected)
+        w.key("data")
+        w.raw(data)
+        w.endObject()
+        let text = w.string
+        return route(
+            BackendInstance.Pending(
+                id: id, text: text, event: event, pile: session.pileId.raw, route: RouteKey(lane: session.lane, service: "")))
+    }
+
+    /// Routes to every subscribed service; `exclude` skips one instance (re-routing after failure).
+    func route(_ p: BackendInstance.Pending, onlyService: String? = nil, exclude: UInt64? = nil) -> Int {
+        let now = Date()
+        let lane = p.route.lane
+        var chosen: [(BackendInstance, Bool)] = []
+        instances.withLockedValue { all in
+            for (service, list) in all where onlyService == nil || onlyService == service {
+                let subscribed = list.filter { $0.wants(p.event) && $0.id != exclude }
+                guard !subscribed.isEmpty else { continue }
+                var candidates = subscribed.filter { $0.lane == lane && $0.isHealthy(now: now) }
+                var fallback = false
+                if candidates.isEmpty && !lane.isEmpty {
+                    candidates = subscribed.filter { $0.lane.isEmpty && $0.isHealthy(now: now) }
+                    fallback = !candidates.isEmpty
+                }
+                guard let pick = Self.rendezvous(pile: p.pile, among: candidates, now: now, warmup: config.warmupWindow) else {
+                    continue
+                }
+                chosen.append((pick, fallback))
+            }
+        }
+        if chosen.isEmpty { undeliverable.wrappingIncrement(ordering: .relaxed) }
+        for (instance, fallback) in chosen {
+            var item = p
+            item.route = RouteKey(lane: lane, service: instance.service)
+            let result = instance.enqueue(item, queueLimit: config.queueLimit)
+            traffic.withLockedValue { t in
+                var entry = t[item.route] ?? LaneTraffic()
+                entry.routed += 1
+                if fallback { entry.fallbacks += 1 }
+                if case .overflow = result { entry.overflows += 1 }
+                t[item.route] = entry
+            }
+        }
+        return chosen.count
+    }
+
+    /// Weighted rendezvous (highest random weight) hashing: score = w / −ln(h(pile, instance)).
+    /// Stable while the set is stable; a warming instance (w < 1) takes a proportional share.
+    static func rendezvous(pile: UInt64, among candidates: [BackendInstance], now: Date, warmup: TimeInterval) -> BackendInstance? {
+        var best: BackendInstance?
+        var bestScore = -Double.infinity
+        for c in candidates {
+            let h = mix(pile ^ stableHash(c.service + "/" + c.name))
+            let u = (Double(h >> 11) + 0.5) / Double(1 << 53)
+            let score = c.weight(now: now, warmup: warmup) / -log(u)
+            if score > bestScore {
+                bestScore = score
+                best = c
+            }
+        }
+        return best
+    }
+
+    static func mix(_ x0: UInt64) -> UInt64 {
+        var x = x0 &+ 0x9E37_79B9_7F4A_7C15
+        x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
+        return x ^ (x >> 31)
+    }
+
+    /// FNV-1a, stable across processes (Swift's Hasher is seeded per process).
+    static func stableHash(_ s: String) -> UInt64 {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for b in s.utf8 {
+            h ^= UInt64(b)
+            h = h &* 0x100_0000_01B3
+        }
+        return h
+    }
+
+    // MARK: instances
+
+    func register(service: String, name: String, lane: String, events: Set<String>?, maxInFlight: Int) -> BackendInstance {
+        let instance = BackendInstance(
+            id: instanceCounter.wrappingIncrementThenLoad(ordering: .relaxed), service: service, name: name, lane: lane,
+            events: events, maxInFlight: maxInFlight)
+        instances.withLockedValue { $0[service, default: []].append(instance) }
+        refreshWanted()
+        logger.info(
+            "backend subscribed",
+            metadata: ["service": "\(service)", "instance": "\(name)", "lane": "\(lane)", "events": "\(events.map { Array($0).sorted() } ?? ["*"])"])
+        return instance
+    }
+
+    func unregister(_ instance: BackendInstance) {
+        instance.close()
+        instances.withLockedValue { all in
+            all[instance.service]?.removeAll { $0.id == instance.id }
+            if all[instance.service]?.isEmpty == true { all[instance.service] = nil }
+        }
+        refreshWanted()
+        let leftovers = instance.takeUnacked()
+        for p in leftovers { _ = route(p, onlyService: instance.service, exclude: instance.id) }
+        logger.info(
+            "backend unsubscribed",
+            metadata: ["service": "\(instance.service)", "instance": "\(instance.name)", "rerouted": "\(leftovers.count)"])
+    }
+
+    private func refreshWanted() {
+        let set = instances.withLockedValue { all -> WantedSet in
+            var w = WantedSet()
+            for list in all.values {
+                for i in list {
+                    if let e = i.events { w.names.formUnion(e) } else { w.all = true }
+                }
+            }
+            return w
+        }
+        wanted.withLockedValue { $0 = set }
+    }
+
+    func acked(_ id: String, by instance: BackendInstance) -> Bool {
+        guard let f = instance.ack(id) else { return false }
+        let seconds = Double((NIODeadline.now() - f.sentAt).nanoseconds) / 1e9
+        let slow = seconds > config.latencyBound
+        traffic.withLockedValue { t in
+            var e = t[f.pending.route] ?? LaneTraffic()
+            e.acks += 1
+            e.observe(seconds)
+            if slow { e.failures += 1 }
+            t[f.pending.route] = e
+        }
+        if let period = instance.record(success: !slow, config: config) { ejected(instance, period: period, route: f.pending.route) }
+        return true
+    }
+
+    private func ejected(_ instance: BackendInstance, period: TimeInterval, route key: RouteKey) {
+        traffic.withLockedValue { t in t[key, default: LaneTraffic()].ejections += 1 }
+        logger.warning(
+            "backend instance ejected",
+            metadata: ["service": "\(instance.service)", "instance": "\(instance.name)", "lane": "\(instance.lane)", "seconds": "\(period)"])
+        // Its waiting work goes elsewhere now rather than waiting out the ejection.
+        let waiting = instance.state.withLockedValue { s -> [BackendInstance.Pending] in
+            let w = Array(s.waiting)
+            s.waiting.removeAll()
+            return w
+        }
+        for p in waiting { _ = self.route(p, onlyService: instance.service, exclude: instance.id) }
+    }
+
+    /// Reply from a backend to a `replyExpected` event.
+    func replied(_ id: String, data: JSONValue) throws(YKCJSONError) -> Bool {
+        guard let pending = pendingReplies.withLockedValue({ $0[id] }) else { return false }
+        var object = data.objectValue ?? [:]
+        for (k, v) in pending.defaults where object[k] == nil { object[k] = v }
+        if pending.replyName == "login_reply", object["result"] == nil, let accepted = object["accepted"]?.boolValue {
+            object["result"] = .string(accepted ? "accepted" : "rejected")
+        }
+        let message = try YKCMessage.fromJSON(name: pending.replyName, .object(object))
+        guard pendingReplies.withLockedValue({ $0.removeValue(forKey: id) }) != nil else { return false }
+        pending.promise.succeed(message)
+        return true
+    }
+
+    /// Times out acks and replies.
+    func sweep() {
+        let now = Date()
+        let expiredReplies = pendingReplies.withLockedValue { p -> [PendingReply] in
+            let gone = p.filter { $0.value.deadline <= now }
+            for k in gone.keys { p[k] = nil }
+            return Array(gone.values)
+        }
+        for r in expiredReplies { r.promise.succeed(nil) }
+        let timeout = TimeAmount.nanoseconds(Int64(config.ackTimeout * 1e9))
+        let all = instances.withLockedValue { $0.values.flatMap { $0 } }
+        for instance in all {
+            let expired = instance.expired(timeout: timeout, now: .now())
+            guard !expired.isEmpty else { continue }
+            var ejectPeriod: TimeInterval?
+            for f in expired {
+                guard instance.ack(f.pending.id) != nil else { continue }
+                traffic.withLockedValue { $0[f.pending.route, default: LaneTraffic()].failures += 1 }
+                if let p = instance.record(success: false, config: config) { ejectPeriod = p }
+                // Unacked within the timeout: try another instance of the same service.
+                _ = route(f.pending, onlyService: instance.service, exclude: instance.id)
+            }
+            if let p = ejectPeriod, let f = expired.first { ejected(instance, period: p, route: f.pending.route) }
+        }
+    }
+
+    // MARK: commands
+
+    /// Platform-initiated frames a backend may send, by command name.
+    public static let commandNames: Set<String> = Set(
+        PileSessionHandlerCommands.replyCodes.keys.compactMap { YKCMessageInfo.of(code: $0)?.name })
+
+    /// Runs a command for a backend of lane `senderLane` ("" = base).
+    func runCommand(pile pileText: String, command: String, args: JSONValue?, senderLane: String, timeout: TimeInterval?) async -> CommandResult {
+        guard let gateway else { return .failure("unavailable", "gateway not attached") }
+        guard let pileId = PileID(pileText), pileText.utf8.count <= 14 else {
+            return .failure("invalid_args", "pile must be up to 14 digits, got '\(pileText)'")
+        }
+        guard Self.commandNames.contains(command) else {
+            return .failure("unknown_command", "unknown command '\(command)'; one of \(Self.commandNames.sorted().joined(separator: ", "))")
+        }
+        var object = args?.objectValue ?? [:]
+        if args != nil && args?.objectValue == nil { return .failure("invalid_args", "args must be a JSON object") }
+        object["pileId"] = .string(pileId.description)
+        if command == "time_sync" && object["time"] == nil {
+            object["time"] = .string(CP56Time2a(date: Date(), utcOffsetSeconds: gateway.config.pileUTCOffsetSeconds).iso8601(utcOffsetSeconds: gateway.config.pileUTCOffsetSeconds))
+        }
+        let message: YKCMessage
+        do {
+            message = try YKCMessage.fromJSON(name: command, .object(object))
+        } catch {
+            return .failure("invalid_args", error.description)
+        }
+        guard let session = gateway.directory.session(for: pileId) else {
+            return .failure("pile_offline", "pile \(pileId) is not online on this gateway")
+        }
+        if !senderLane.isEmpty && session.info.lane != senderLane {
+            return .failure("lane_mismatch", "pile \(pileId) is in lane '\(session.info.lane)', the sender in '\(senderLane)'")
+        }
+        let wait = TimeAmount.nanoseconds(Int64((timeout ?? config.commandTimeout) * 1e9))
+        do {
+            let reply = try await session.request(message, timeout: wait).get()
+            if case .billingModelSet = message, case .billingModelSetReply(let r) = reply, r.result == .succeeded {
+                remember(message)
+            }
+            var w = JSONWriter(utcOffsetSeconds: gateway.config.pileUTCOffsetSeconds)
+            w.beginObject()
+            w.field("event", reply.name)
+            w.field("code", reply.code)
+            w.key("data")
+            reply.writeJSON(into: &w)
+            w.endObject()
+            return .success(w.string)
+        } catch let e as PileCommandError {
+            return .failure(e.code, e.description)
+        } catch {
+            return .failure("error", "\(error)")
+        }
+    }
+
+    enum CommandResult: Sendable {
+        case success(String)
+        case failure(String, String)
+    }
+
+    private func httpCommand(request: Request, context: AdminAPI.Context, gateway: Gateway) async throws -> Response {
+        let pile = context.parameters.get("id") ?? ""
+        let command = context.parameters.get("command") ?? ""
+        let body = try await request.body.collect(upTo: 1 << 20)
+        var args: JSONValue?
+        if body.readableBytes > 0 {
+            do { args = try JSONValue.parse(String(buffer: body)) } catch {
+                return AdminAPI.error(.badRequest, "invalid_args", "body is not valid JSON: \(error.description)")
+            }
+        }
+        let timeout = request.uri.queryParameters.get("timeout").flatMap(Double.init)
+        let lane = request.uri.queryParameters.get("lane") ?? ""
+        switch await runCommand(pile: pile, command: command, args: args, senderLane: lane, timeout: timeout) {
+        case .success(let reply):
+            return Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: #"{"ok":true,"reply":"# + reply + "}")))
+        case .failure(let code, let message):
+            let status: HTTPResponse.Status =
+                switch code {
+                case "pile_offline": .notFound
+                case "timeout": .gatewayTimeout
+                case "lane_mismatch": .forbidden
+                default: .badRequest
+                }
+            var w = JSONWriter()
+            w.beginObject()
+            w.field("ok", false)
+            w.field("error", code)
+            w.field("message", message)
+            w.endObject()
+            return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: w.buffer))
+        }
+    }
+
+    // MARK: visibility
+
+    public struct HubStats: Codable, Sendable {
+        public var instances: [InstanceStatus]
+        public var lanes: [String: [String: LaneTraffic]]
+        public var undeliverable: Int
+        public var pendingReplies: Int
+    }
+
+    public func statsDocument() -> HubStats {
+        let now = Date()
+        let list = instances.withLockedValue { $0.values.flatMap { $0 } }
+        var lanes: [String: [String: LaneTraffic]] = [:]
+        for (k, v) in traffic.withLockedValue({ $0 }) { lanes[k.lane, default: [:]][k.service] = v }
+        return HubStats(
+            instances: list.map { $0.status(now: now, warmup: config.warmupWindow) }.sorted { ($0.service, $0.instance) < ($1.service, $1.instance) },
+            lanes: lanes, undeliverable: undeliverable.load(ordering: .relaxed),
+            pendingReplies: pendingReplies.withLockedValue { $0.count })
+    }
+
+    func collectMetrics(_ w: MetricsWriter) {
+        for (k, t) in traffic.withLockedValue({ $0 }) {
+            let labels = [("lane", k.lane.isEmpty ? "base" : k.lane), ("service", k.service)]
+            w.counter("pilegate_hub_events_routed_total", labels, t.routed)
+            w.counter("pilegate_hub_fallbacks_total", labels, t.fallbacks)
+            w.counter("pilegate_hub_acks_total", labels, t.acks)
+            w.counter("pilegate_hub_delivery_failures_total", labels, t.failures)
+            w.counter("pilegate_hub_ejections_total", labels, t.ejections)
+            w.counter("pilegate_hub_queue_overflows_total", labels, t.overflows)
+            var cumulative = 0
+            for (i, bound) in LaneTraffic.bounds.enumerated() {
+                cumulative += t.latencyBuckets[i]
+                w.counter("pilegate_hub_delivery_latency_seconds_bucket", labels + [("le", String(bound))], cumulative)
+            }
+            w.counter("pilegate_hub_delivery_latency_seconds_bucket", labels + [("le", "+Inf")], t.latencyCount)
+            w.counter("pilegate_hub_delivery_latency_seconds_count", labels, t.latencyCount)
+            w.gauge("pilegate_hub_delivery_latency_seconds_sum", labels, t.latencySumSeconds)
+        }
+        let now = Date()
+        var inflight: [RouteKey: Int] = [:]
+        var states: [String: Int] = [:]
+        for i in instances.withLockedValue({ $0.values.flatMap { $0 } }) {
+            inflight[RouteKey(lane: i.lane, service: i.service), default: 0] += i.inFlightCount
+            states[i.status(now: now, warmup: config.warmupWindow).state, default: 0] += 1
+        }
+        for (k, n) in inflight {
+            w.gauge("pilegate_hub_in_flight", [("lane", k.lane.isEmpty ? "base" : k.lane), ("service", k.service)], Double(n))
+        }
+        for s in ["healthy", "warming", "ejected", "draining"] {
+            w.gauge("pilegate_hub_instances", [("state", s)], Double(states[s] ?? 0))
+        }
+        w.counter("pilegate_hub_undeliverable_events_total", [], undeliverable.load(ordering: .relaxed))
+    }
+
+    static func iso8601(_ date: Date) -> String {
+        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+    }
+}
+
+/// The reply code table, shared with the session handler.
+enum PileSessionHandlerCommands {
+    static let replyCodes: [UInt8: UInt8] = [
+        0x12: 0x13, 0x34: 0x33, 0x36: 0x35, 0x42: 0x41, 0x44: 0x43, 0x46: 0x45, 0x48: 0x47, 0x52: 0x51,
+        0x56: 0x55, 0x58: 0x57, 0x62: 0x63, 0x92: 0x91, 0x94: 0x93, 0xA4: 0xA3, 0xF0: 0xF1,
+    ]
+}

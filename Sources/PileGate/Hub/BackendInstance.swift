@@ -1,0 +1,193 @@
+import DequeModule
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// One subscribed backend socket: a (service, instance, lane, event types) subscription with
+/// in-flight credit (`maxInFlight`), a bounded waiting queue, health (failures, ejection) and
+/// drain state. Pile event loops enqueue; the socket's writer task drains.
+final class BackendInstance: Sendable {
+    let id: UInt64
+    let service: String
+    let name: String
+    let lane: String
+    /// nil = every event type.
+    let events: Set<String>?
+    let maxInFlight: Int
+    let joinedAt: Date
+
+    struct Pending: Sendable {
+        var id: String
+        var text: String
+        var event: String
+        var pile: UInt64
+        var route: RouteKey
+    }
+
+    struct InFlight: Sendable {
+        var pending: Pending
+        var sentAt: NIODeadline
+    }
+
+    struct State {
+        var ready: Deque<Pending> = []
+        var waiting: Deque<Pending> = []
+        var inFlight: [String: InFlight] = [:]
+        var draining = false
+        var closed = false
+        var consecutiveFailures = 0
+        var ejections = 0
+        var ejectedUntil: Date?
+    }
+
+    let state = NIOLockedValueBox(State())
+    private let wake: AsyncStream<Void>.Continuation
+    let wakes: AsyncStream<Void>
+
+    init(id: UInt64, service: String, name: String, lane: String, events: Set<String>?, maxInFlight: Int) {
+        self.id = id
+        self.service = service
+        self.name = name
+        self.lane = lane
+        self.events = events
+        self.maxInFlight = maxInFlight
+        self.joinedAt = Date()
+        (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    func wants(_ event: String) -> Bool { events?.contains(event) ?? true }
+
+    /// Healthy = may take new work: connected, not draining, not ejected.
+    func isHealthy(now: Date) -> Bool {
+        state.withLockedValue { s in
+            !s.closed && !s.draining && (s.ejectedUntil.map { $0 <= now } ?? true)
+        }
+    }
+
+    /// The warm-up weight in (0, 1]: a new instance's share rises over the window.
+    func weight(now: Date, warmup: TimeInterval) -> Double {
+        guard warmup > 0 else { return 1 }
+        return min(1, max(0.02, now.timeIntervalSince(joinedAt) / warmup))
+    }
+
+    enum EnqueueResult { case sent, queued, overflow }
+
+    /// Adds an event: ready to write when credit allows, else waiting (bounded).
+    func enqueue(_ p: Pending, queueLimit: Int) -> EnqueueResult {
+        let result = state.withLockedValue { s -> EnqueueResult in
+            if s.inFlight.count + s.ready.count < maxInFlight {
+                s.ready.append(p)
+                return .sent
+            }
+            guard s.waiting.count < queueLimit else { return .overflow }
+            s.waiting.append(p)
+            return .queued
+        }
+        if case .sent = result { wake.yield() }
+        return result
+    }
+
+    /// Takes what is ready to write, marking it in flight.
+    func takeReady() -> [Pending] {
+        state.withLockedValue { s in
+            let out = Array(s.ready)
+            s.ready.removeAll()
+            let now = NIODeadline.now()
+            for p in out { s.inFlight[p.id] = InFlight(pending: p, sentAt: now) }
+            return out
+        }
+    }
+
+    /// An ack arrived: frees credit and promotes waiting events. Returns the acked event, if it
+    /// was in flight here.
+    func ack(_ id: String) -> InFlight? {
+        let (done, promoted) = state.withLockedValue { s -> (InFlight?, Bool) in
+            guard let f = s.inFlight.removeValue(forKey: id) else { return (nil, false) }
+            var promoted = false
+            while s.inFlight.count + s.ready.count < maxInFlight, let next = s.waiting.popFirst() {
+                s.ready.append(next)
+                promoted = true
+            }
+            return (f, promoted)
+        }
+        if promoted { wake.yield() }
+        return done
+    }
+
+    /// Everything not yet acked, removed (for re-routing after disconnect or ejection).
+    func takeUnacked() -> [Pending] {
+        state.withLockedValue { s in
+            let out = s.inFlight.values.sorted { $0.sentAt < $1.sentAt }.map(\.pending) + Array(s.ready) + Array(s.waiting)
+            s.inFlight.removeAll()
+            s.ready.removeAll()
+            s.waiting.removeAll()
+            return out
+        }
+    }
+
+    /// In-flight events older than `timeout`.
+    func expired(timeout: TimeAmount, now: NIODeadline) -> [InFlight] {
+        state.withLockedValue { s in s.inFlight.values.filter { now - $0.sentAt > timeout } }
+    }
+
+    /// Records a success or failure; returns the ejection period when this failure ejects it.
+    func record(success: Bool, config: HubConfiguration) -> TimeInterval? {
+        state.withLockedValue { s in
+            if success {
+                s.consecutiveFailures = 0
+                return nil
+            }
+            s.consecutiveFailures += 1
+            guard s.consecutiveFailures >= config.failuresToEject else { return nil }
+            s.consecutiveFailures = 0
+            let period = min(config.maxEjection, config.baseEjection * pow(2, Double(s.ejections)))
+            s.ejections += 1
+            s.ejectedUntil = Date().addingTimeInterval(period)
+            return period
+        }
+    }
+
+    func setDraining() { state.withLockedValue { $0.draining = true } }
+
+    func close() {
+        state.withLockedValue { $0.closed = true }
+        wake.finish()
+    }
+
+    var inFlightCount: Int { state.withLockedValue { $0.inFlight.count } }
+
+    /// What ops see about an instance.
+    func status(now: Date, warmup: TimeInterval) -> InstanceStatus {
+        state.withLockedValue { s in
+            let ejected = s.ejectedUntil.map { $0 > now } ?? false
+            let warming = warmup > 0 && now.timeIntervalSince(joinedAt) < warmup
+            return InstanceStatus(
+                service: service, instance: name, lane: lane, events: events.map { Array($0).sorted() } ?? ["*"],
+                maxInFlight: maxInFlight, inFlight: s.inFlight.count, queued: s.waiting.count,
+                state: s.closed ? "closed" : s.draining ? "draining" : ejected ? "ejected" : warming ? "warming" : "healthy",
+                ejections: s.ejections, joinedAt: joinedAt, weight: weight(now: now, warmup: warmup))
+        }
+    }
+}
+
+/// One instance as `/v1/stats` shows it.
+public struct InstanceStatus: Codable, Sendable {
+    public var service: String
+    public var instance: String
+    public var lane: String
+    public var events: [String]
+    public var maxInFlight: Int
+    public var inFlight: Int
+    public var queued: Int
+    /// healthy, warming, ejected, draining or closed.
+    public var state: String
+    public var ejections: Int
+    public var joinedAt: Date
+    public var weight: Double
+}
+
+/// A (session lane, service) pair: the unit of lane traffic accounting.
+struct RouteKey: Hashable, Sendable {
+    var lane: String
+    var service: String
+}

@@ -1,0 +1,25 @@
+import Foundation
+
+/// Tuning of the backend hub. Defaults suit a production platform; tests shorten them.
+public struct HubConfiguration: Sendable {
+    /// A new instance's share of piles rises linearly over this window.
+    public var warmupWindow: TimeInterval = 30
+    /// An event not acked within this time counts as a failure of its instance.
+    public var ackTimeout: TimeInterval = 10
+    /// An ack slower than this counts as a failure too.
+    public var latencyBound: TimeInterval = 2
+    /// Consecutive failures that eject an instance.
+    public var failuresToEject = 3
+    /// First ejection period; it doubles with every further ejection, up to `maxEjection`.
+    public var baseEjection: TimeInterval = 5
+    public var maxEjection: TimeInterval = 300
+    /// Events waiting for credit per instance; beyond it they are dropped and counted.
+    public var queueLimit = 10_000
+    /// How long a pile request (billing model, start, login) waits for a backend reply.
+    public var replyTimeout: TimeInterval = 5
+    /// How long a command waits for the pile's reply by default.
+    public var commandTimeout: TimeInterval = 15
+    /// Default `maxInFlight` when a subscription does not say.
+    public var defaultMaxInFlight = 256
+    public init() {}
+}
