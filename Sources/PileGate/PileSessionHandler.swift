@@ -122,9 +122,6 @@ final class PileSessionHandler: ChannelDuplexHandler {
         }
         pendingRequests.removeAll()
         gateway.counters.closed[reason]?.wrappingIncrement(ordering: .relaxed)
-        if admitted {
-            gateway.admission.released(host: remoteHost, wasPending: !loggedIn)
-        }
         if let session {
             gateway.directory.remove(pileId: session.pileId, connectionId: connectionId)
             gateway.counters.online.wrappingDecrement(ordering: .relaxed)
@@ -140,6 +137,11 @@ final class PileSessionHandler: ChannelDuplexHandler {
                     "pile": "\(session.pileId)", "lane": "\(session.lane)", "connection": "\(connectionId)",
                     "address": "\(remoteAddress)", "reason": "\(reason.rawValue)",
                 ])
+        }
+        // Released last: shutdown waits for the connection count to reach zero and then flushes
+        // the registry, so the offline record above must already be queued.
+        if admitted {
+            gateway.admission.released(host: remoteHost, wasPending: !loggedIn)
         }
         _ = machine.close()
         context.fireChannelInactive()

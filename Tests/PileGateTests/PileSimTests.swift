@@ -377,7 +377,10 @@ struct PileSimTests {
     @Test("rawSend delivers garbage and split frames as given")
     func rawSendGarbageAndSplitFrame() async throws {
         let platform = try await FakePlatform.start()
-        let pile = try await SimulatedPile.connect(to: platform.port, Self.config())
+        // No periodic heartbeats: one written between the two halves would split the frame.
+        var config = Self.config()
+        config.heartbeatInterval = .seconds(60)
+        let pile = try await SimulatedPile.connect(to: platform.port, config)
         try await pile.waitForLogin()
         let frame = Reboot(pileId: Self.pileID, when: .immediately).frame(sequence: YKCSequence(0, 9)).bytes
         // Garbage, then one frame in two writes: the platform must still get it whole.
