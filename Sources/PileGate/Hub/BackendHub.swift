@@ -441,6 +441,13 @@ public final class BackendHub: GatewayEventSink {
     }
 
     func acked(_ id: String, by instance: BackendInstance) -> Bool {
+        // A bill's ack is its acceptance: the pile gets 0x40 once a backend has it.
+        if let pending = pendingReplies.withLockedValue({ p -> PendingReply? in
+            guard p[id]?.replyName == TransactionRecordAck.name else { return nil }
+            return p.removeValue(forKey: id)
+        }), let serial = pending.defaults["tradeSerial"]?.stringValue.flatMap({ TradeSerial($0) }) {
+            pending.promise.succeed(.transactionRecordAck(TransactionRecordAck(tradeSerial: serial, result: .accepted)))
+        }
         guard let f = instance.ack(id) else { return false }
         let seconds = Double((NIODeadline.now() - f.sentAt).nanoseconds) / 1e9
         let slow = seconds > config.latencyBound
@@ -474,6 +481,7 @@ public final class BackendHub: GatewayEventSink {
         guard let pending = pendingReplies.withLockedValue({ $0[id] }) else { return false }
         var object = data.objectValue ?? [:]
         for (k, v) in pending.defaults where object[k] == nil { object[k] = v }
+        if pending.replyName == TransactionRecordAck.name, object["result"] == nil { object["result"] = .string("accepted") }
         if pending.replyName == "login_reply", object["result"] == nil, let accepted = object["accepted"]?.boolValue {
             object["result"] = .string(accepted ? "accepted" : "rejected")
         }
