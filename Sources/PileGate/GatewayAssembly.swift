@@ -5,8 +5,8 @@ import NIOConcurrencyHelpers
 /// as the event sink (WebSocket subscriptions, commands), and the lane rule book deciding each
 /// session's lane at login (`GET/PUT /v1/lanes`).
 public enum GatewayAssembly {
-    public static func make(config: GatewayConfiguration, hubConfig: HubConfiguration = HubConfiguration(), logger: Logger) throws -> Gateway {
-        let hub = BackendHub(config: hubConfig, logger: logger)
+    public static func make(config: GatewayConfiguration, logger: Logger) throws -> Gateway {
+        let hub = BackendHub(config: config.hub, logger: logger)
         // Route installers run at start(); the rule book needs the gateway's database, so it is
         // created right after the gateway and reached through this box.
         let bookBox = NIOLockedValueBox<LaneRuleBook?>(nil)

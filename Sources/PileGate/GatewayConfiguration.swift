@@ -76,6 +76,18 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// turn into a reconnect storm.
     public var drainWindow: TimeInterval = 10
 
+    // Backend hub (see HubConfiguration for what each means).
+    public var hubWarmupWindow: TimeInterval = 30
+    public var hubAckTimeout: TimeInterval = 10
+    public var hubLatencyBound: TimeInterval = 2
+    public var hubFailuresToEject = 3
+    public var hubBaseEjection: TimeInterval = 5
+    public var hubMaxEjection: TimeInterval = 300
+    public var hubQueueLimit = 10_000
+    public var hubReplyTimeout: TimeInterval = 5
+    public var hubCommandTimeout: TimeInterval = 15
+    public var hubDefaultMaxInFlight = 256
+
     // Registry.
     public var registryFlushInterval: TimeInterval = 0.2
     public var logLevel = "info"
@@ -90,6 +102,22 @@ public struct GatewayConfiguration: Sendable, Equatable {
         case registry
         /// Ask a backend (`login` events with a reply); fall back per `backendLoginFallbackAccept`.
         case backend
+    }
+
+    /// The hub's tuning from these settings.
+    public var hub: HubConfiguration {
+        var h = HubConfiguration()
+        h.warmupWindow = hubWarmupWindow
+        h.ackTimeout = hubAckTimeout
+        h.latencyBound = hubLatencyBound
+        h.failuresToEject = hubFailuresToEject
+        h.baseEjection = hubBaseEjection
+        h.maxEjection = hubMaxEjection
+        h.queueLimit = hubQueueLimit
+        h.replyTimeout = hubReplyTimeout
+        h.commandTimeout = hubCommandTimeout
+        h.defaultMaxInFlight = hubDefaultMaxInFlight
+        return h
     }
 
     /// The effective event-loop count.
@@ -209,6 +237,16 @@ extension GatewayConfiguration {
         int("acceptsPerRead", \.acceptsPerRead, 1...100_000),
         int("eventLoopThreads", \.eventLoopThreads, 0...1024),
         double("drainWindow", \.drainWindow, 0...3600),
+        double("hubWarmupWindow", \.hubWarmupWindow, 0...3600),
+        double("hubAckTimeout", \.hubAckTimeout, 0.01...3600),
+        double("hubLatencyBound", \.hubLatencyBound, 0.001...3600),
+        int("hubFailuresToEject", \.hubFailuresToEject, 1...1_000_000),
+        double("hubBaseEjection", \.hubBaseEjection, 0...86_400),
+        double("hubMaxEjection", \.hubMaxEjection, 0...86_400),
+        int("hubQueueLimit", \.hubQueueLimit, 0...100_000_000),
+        double("hubReplyTimeout", \.hubReplyTimeout, 0.01...60),
+        double("hubCommandTimeout", \.hubCommandTimeout, 0.01...3600),
+        int("hubDefaultMaxInFlight", \.hubDefaultMaxInFlight, 1...100_000),
         double("registryFlushInterval", \.registryFlushInterval, 0.001...60),
         Setting(key: "logLevel") { config, value throws(SettingProblem) in
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]

@@ -30,6 +30,14 @@ struct GatewayConfigurationTests {
         #expect(c.livenessTimeout == 40.5)
     }
 
+    @Test("hub tuning comes from the same settings")
+    func hubSettings() throws {
+        let c = try GatewayConfiguration.load(file: nil, environment: ["PILEGATE_HUB_ACK_TIMEOUT": "2.5", "PILEGATE_HUB_WARMUP_WINDOW": "0"])
+        #expect(c.hub.ackTimeout == 2.5)
+        #expect(c.hub.warmupWindow == 0)
+        #expect(c.hub.queueLimit == 10_000)
+    }
+
     @Test("environment names are PILEGATE_ plus the key in upper snake case")
     func environmentNames() {
         #expect(GatewayConfiguration.environmentName(for: "pilePort") == "PILEGATE_PILE_PORT")
