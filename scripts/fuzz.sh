@@ -5,11 +5,11 @@
 #   scripts/fuzz.sh --seeds                            only (re)write Fuzz/seeds from the vectors file
 #
 # Corpus: Fuzz/corpus (gitignored, grows), past crashes: Fuzz/regressions (committed, replayed first), read-only seeds: Fuzz/seeds (committed, generated from
-# $YKC_VECTORS, default /work/shared/ykc/vectors.tsv). Crashes go to Fuzz/artifacts/. Log: Fuzz/artifacts/last-run.log.
+# $YKC_VECTORS, default Tests/YKCTests/Fixtures/vectors.tsv, a copy of the research vectors). Crashes go to Fuzz/artifacts/. Log: Fuzz/artifacts/last-run.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-VECTORS="${YKC_VECTORS:-/work/shared/ykc/vectors.tsv}"
+VECTORS="${YKC_VECTORS:-Tests/YKCTests/Fixtures/vectors.tsv}"
 
 write_seeds() {
     # Each vector frame becomes two seeds: the raw stream (mode byte 0x00 + frame bytes) and a
