@@ -21,7 +21,7 @@ public enum GatewayAssembly {
             ])
         let book = try LaneRuleBook(registry: gateway.registry, logger: logger)
         bookBox.withLockedValue { $0 = book }
-        hub.decideLanes { login, host in book.lane(for: login, remoteHost: host) }
+        hub.decideLanes(with: { login, host in book.lane(for: login, remoteHost: host) }, version: { book.version })
         hub.attach(to: gateway)
         return gateway
     }

@@ -24,6 +24,8 @@ public protocol GatewayEventSink: Sendable {
         respond: EventLoopPromise<YKCMessage?>)
     /// Decides the lane of a session at login ("" = base).
     func lane(for login: Login, remoteHost: String) -> String
+    /// Changes whenever the lane rules change; an idle session re-decides its lane when it moves.
+    var laneRulesVersion: Int { get }
     /// Under the `backend` login policy: accept or refuse; nil = no answer (fallback applies).
     func decideLogin(_ login: Login, remoteAddress: String, on eventLoop: any EventLoop) -> EventLoopFuture<Bool?>
 }
@@ -42,7 +44,13 @@ public struct NoBackendSink: GatewayEventSink {
         respond.succeed(nil)
     }
     public func lane(for login: Login, remoteHost: String) -> String { "" }
+    public var laneRulesVersion: Int { 0 }
     public func decideLogin(_ login: Login, remoteAddress: String, on eventLoop: any EventLoop) -> EventLoopFuture<Bool?> {
         eventLoop.makeSucceededFuture(nil)
     }
+}
+
+extension GatewayEventSink {
+    /// Sinks without changing lane rules never move a session.
+    public var laneRulesVersion: Int { 0 }
 }

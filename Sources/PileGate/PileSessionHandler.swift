@@ -43,6 +43,10 @@ final class PileSessionHandler: ChannelDuplexHandler {
     private var framesOut = 0
     private var lastFrameAt: NIODeadline?
     private var pendingRequests: [PendingRequest] = []
+    /// Lane rules version the session's lane was decided under.
+    private var laneVersion = 0
+    /// Guns with an open charging transaction (by trade serial), which pins the lane.
+    private var openTransactions: [GunNumber: TradeSerial] = [:]
 
     private struct GunTrack {
         var gun: GunNumber
@@ -325,6 +329,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
         loginTimer = nil
         loggedIn = true
         gateway.admission.loggedIn()
+        laneVersion = gateway.sink.laneRulesVersion
         let lane = gateway.sink.lane(for: login, remoteHost: remoteHost)
         let info = PileSessionInfo(
             connectionId: connectionId, pileId: login.pileId, remoteAddress: remoteAddress, remoteHost: remoteHost,
@@ -355,6 +360,8 @@ final class PileSessionHandler: ChannelDuplexHandler {
     // MARK: logged-in traffic
 
     private func process(context: ChannelHandlerContext, message: YKCMessage, frame: YKCFrame) {
+        trackTransactions(message)
+        if openTransactions.isEmpty { reconsiderLane(context: context) }
         guard let session else { return }
         switch message {
         case .heartbeat(let hb):
@@ -419,6 +426,41 @@ final class PileSessionHandler: ChannelDuplexHandler {
         default:
             return nil
         }
+    }
+
+    /// Charging opens a transaction on a gun (a charging 0x13 or a start reply with a serial);
+    /// its bill (0x3B) or an idle 0x13 closes it.
+    private func trackTransactions(_ message: YKCMessage) {
+        switch message {
+        case .realtimeData(let rt):
+            if rt.status == .charging && !rt.tradeSerial.isZero {
+                openTransactions[rt.gun] = rt.tradeSerial
+            } else if rt.status == .idle || rt.status == .offline {
+                openTransactions[rt.gun] = nil
+            }
+        case .remoteStartReply(let r) where r.result == .started:
+            openTransactions[r.gun] = r.tradeSerial
+        case .transactionRecord(let t):
+            if openTransactions[t.gun] == t.tradeSerial || openTransactions[t.gun] != nil { openTransactions[t.gun] = nil }
+        default:
+            break
+        }
+    }
+
+    /// A changed rule reaches an idle session: re-decide its lane (never during a transaction).
+    private func reconsiderLane(context: ChannelHandlerContext) {
+        guard var info = session else { return }
+        let version = gateway.sink.laneRulesVersion
+        guard version != laneVersion else { return }
+        laneVersion = version
+        let lane = gateway.sink.lane(for: info.login, remoteHost: info.remoteHost)
+        guard lane != info.lane else { return }
+        gateway.logger.info(
+            "session moved to a new lane after a rule change",
+            metadata: ["pile": "\(info.pileId)", "from": "\(info.lane)", "to": "\(lane)", "connection": "\(connectionId)"])
+        info.lane = lane
+        session = info
+        gateway.directory.update(PileSessionHandle(info: info, channel: context.channel))
     }
 
     private func trackGun(_ gun: GunNumber, _ update: (inout GunTrack) -> Void) {

@@ -134,6 +134,13 @@ public final class SessionDirectory: Sendable {
         }
     }
 
+    /// Replaces the handle of the same connection (its info changed, e.g. its lane).
+    func update(_ handle: PileSessionHandle) {
+        shard(handle.info.pileId).withLockedValue { map in
+            if map[handle.info.pileId]?.info.connectionId == handle.info.connectionId { map[handle.info.pileId] = handle }
+        }
+    }
+
     public func session(for id: PileID) -> PileSessionHandle? {
         shard(id).withLockedValue { $0[id] }
     }

@@ -356,4 +356,34 @@ struct BackendHubTests {
             await billing.close()
         }
     }
+
+    @Test("a changed lane rule reaches an idle session at its next frame, a charging one only after its bill")
+    func laneChangeWaitsForIdle() async throws {
+        try await withHub { gw, hub in
+            let idle = try await gw.pile("55010600001000", guns: 1) { $0.requestBillingModel = false }
+            let charging = try await gw.pile("55010600001001", guns: 1) { $0.requestBillingModel = false }
+            try await idle.waitForLogin()
+            try await charging.waitForLogin()
+            let start = await hub.runCommand(
+                pile: "55010600001001", command: "remote_start",
+                args: .object([
+                    "gun": .number(1), "tradeSerial": .string("55010600001001012411231200000001"),
+                    "logicalCardNumber": .string("1"), "physicalCardNumber": .string("1"), "balance": .number(100),
+                ]), senderLane: "", timeout: 3)
+            guard case .success = start else { Issue.record("remote start failed: \(start)"); return }
+            try await charging.waitUntil(timeout: .seconds(3), "charging") { $0.gun(1)?.isCharging == true }
+            try await Task.sleep(nanoseconds: 300_000_000)
+            // Every pile now belongs in "gray".
+            hub.decideLanes(with: { _, _ in "gray" }, version: { 1 })
+            let lane: @Sendable (String) -> String = { gw.gateway.directory.session(for: PileID($0)!)?.info.lane ?? "?" }
+            #expect(await gw.eventually(timeout: 3) { lane("55010600001000") == "gray" })
+            try await Task.sleep(nanoseconds: 500_000_000)
+            #expect(lane("55010600001001") == "", "a session changed lane during a transaction")
+            let stop = await hub.runCommand(pile: "55010600001001", command: "remote_stop", args: .object(["gun": .number(1)]), senderLane: "", timeout: 3)
+            guard case .success = stop else { Issue.record("remote stop failed: \(stop)"); return }
+            #expect(await gw.eventually(timeout: 3) { lane("55010600001001") == "gray" })
+            await idle.stop()
+            await charging.stop()
+        }
+    }
 }

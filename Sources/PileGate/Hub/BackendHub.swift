@@ -94,9 +94,16 @@ public final class BackendHub: GatewayEventSink {
 
     /// Replaces how lanes are decided (the assembly installs the lane rule book once the
     /// gateway's database is open).
-    public func decideLanes(with decider: @escaping @Sendable (Login, String) -> String) {
+    public func decideLanes(
+        with decider: @escaping @Sendable (Login, String) -> String, version: @escaping @Sendable () -> Int = { 0 }
+    ) {
         laneDeciderBox.withLockedValue { $0 = decider }
+        laneVersionBox.withLockedValue { $0 = version }
     }
+
+    private let laneVersionBox = NIOLockedValueBox<@Sendable () -> Int>({ 0 })
+
+    public var laneRulesVersion: Int { laneVersionBox.withLockedValue { $0 }() }
 
     /// The hub's stats as JSON, for `/v1/stats`.
     public func statsJSON() -> JSONValue {
