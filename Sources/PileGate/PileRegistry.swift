@@ -103,6 +103,17 @@ public final class PileRegistry: Sendable {
             return b
         }
         guard !batch.isEmpty else { return 0 }
+        do {
+            try await write(batch)
+        } catch {
+            // Keep the updates for the next round rather than losing them.
+            pending.withLockedValue { $0.insert(contentsOf: batch, at: 0) }
+            throw error
+        }
+        return batch.count
+    }
+
+    private func write(_ batch: [Update]) async throws {
         try await database.write { db in
             for update in batch {
                 switch update {
@@ -135,7 +146,6 @@ public final class PileRegistry: Sendable {
                 }
             }
         }
-        return batch.count
     }
 
     /// Runs the flush loop until cancelled; a failed flush is logged and retried next round
@@ -143,11 +153,12 @@ public final class PileRegistry: Sendable {
     public func runFlushLoop(interval: TimeInterval) async {
         while !Task.isCancelled {
             try? await Task.sleep(nanoseconds: UInt64(interval * 1e9))
+            if Task.isCancelled { break }
             do { try await flush() } catch {
                 logger.error("registry flush failed", metadata: ["error": "\(error)"])
             }
         }
-        _ = try? await flush()
+        // The final flush is the owner's (Gateway.shutdown), outside this cancelled task.
     }
 
     /// Adds or updates a pile by hand (provisioning for the `registry` login policy).

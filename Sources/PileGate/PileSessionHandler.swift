@@ -38,6 +38,9 @@ final class PileSessionHandler: ChannelDuplexHandler {
     private var pendingRead = false
 
     private var platformSequence: UInt16 = 0
+    /// True between a channelRead and its channelReadComplete: writes are flushed once at the end.
+    private var inReadBatch = false
+    private var needsFlush = false
     private var guns: [GunTrack] = []
     private var framesIn = 0
     private var framesOut = 0
@@ -169,6 +172,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard closeReason == nil else { return }
+        inReadBatch = true
         switch unwrapInboundIn(data) {
         case .error(let error):
             malformed(context: context, error: error)
@@ -584,7 +588,23 @@ final class PileSessionHandler: ChannelDuplexHandler {
         YKCFrame.write(sequence: sequence, code: code, into: &buffer, writeBody: body)
         framesOut += 1
         gateway.counters.frameOut(code: code, bytes: buffer.readableBytes)
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        if inReadBatch {
+            // Replies produced while handling a read go out with one flush at channelReadComplete:
+            // a pile's per-gun heartbeats then cost one write syscall, not one each.
+            context.write(wrapOutboundOut(buffer), promise: nil)
+            needsFlush = true
+        } else {
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        inReadBatch = false
+        if needsFlush {
+            needsFlush = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -637,6 +657,10 @@ final class PileSessionHandler: ChannelDuplexHandler {
         guard closeReason == nil else { return }
         closeReason = reason
         // Flush what is queued (a rejection's 0x02), then close.
+        if needsFlush {
+            needsFlush = false
+            context.flush()
+        }
         context.close(promise: nil)
     }
 }
