@@ -24,6 +24,14 @@ public final class Gateway: Service, Sendable {
     /// Extra sections of `/v1/stats`, by name.
     public let statsProviders: [String: @Sendable () -> JSONValue]
 
+    private let shutdownHooks = NIOLockedValueBox<[@Sendable () async -> Void]>([])
+
+    /// Work to finish at the end of a graceful shutdown (after piles are closed), e.g. the
+    /// outbox's last commit.
+    public func onShutdown(_ hook: @escaping @Sendable () async -> Void) {
+        shutdownHooks.withLockedValue { $0.append(hook) }
+    }
+
     public var config: GatewayConfiguration { context.config }
     public var counters: GatewayCounters { context.counters }
     public var directory: SessionDirectory { context.directory }
@@ -99,8 +107,13 @@ public final class Gateway: Service, Sendable {
             listener.quiesce.initiateShutdown(promise: done)
         }
         await waitForConnections(timeout: 2)
-        flushTask.withLockedValue { $0?.cancel() }
+        // Stop the flush loop and wait for it (a write it had started, or put back after a
+        // cancellation, must be in `pending` before the final flush takes it).
+        let loop = flushTask.withLockedValue { $0 }
+        loop?.cancel()
+        await loop?.value
         _ = try? await context.registry.flush()
+        for hook in shutdownHooks.withLockedValue({ $0 }) { await hook() }
         let api = apiBox.withLockedValue { $0 }
         await api?.stop()
         context.logger.notice("pilegate stopped")

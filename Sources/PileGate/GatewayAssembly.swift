@@ -18,11 +18,16 @@ public enum GatewayAssembly {
             statsProviders: [
                 "hub": { hub.statsJSON() },
                 "lanes": { bookBox.withLockedValue { $0 }.map { .number(Double($0.version)) } ?? .null },
+                "outbox": { hub.outboxJSON() },
             ])
         let book = try LaneRuleBook(registry: gateway.registry, logger: logger)
         bookBox.withLockedValue { $0 = book }
         hub.decideLanes(with: { login, host in book.lane(for: login, remoteHost: host) }, version: { book.version })
         hub.attach(to: gateway)
+        // Recovered before any pile is accepted (start() binds the listener later).
+        let outbox = try Outbox(directory: config.dataDirectory, logger: logger)
+        hub.attach(outbox: outbox)
+        gateway.onShutdown { await outbox.stop() }
         return gateway
     }
 }

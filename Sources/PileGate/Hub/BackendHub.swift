@@ -105,6 +105,14 @@ public final class BackendHub: GatewayEventSink {
 
     public var laneRulesVersion: Int { laneVersionBox.withLockedValue { $0 }() }
 
+    /// The outbox's latest summary as JSON, for `/v1/stats`.
+    public func outboxJSON() -> JSONValue {
+        guard let summary = outbox?.latestSummary.withLockedValue({ $0 }), let data = try? AdminAPI.encoder.encode(summary),
+            let v = try? JSONValue.parse(data)
+        else { return .null }
+        return v
+    }
+
     /// The hub's stats as JSON, for `/v1/stats`.
     public func statsJSON() -> JSONValue {
         guard let data = try? AdminAPI.encoder.encode(statsDocument()), let v = try? JSONValue.parse(data) else { return .null }
@@ -128,6 +136,33 @@ public final class BackendHub: GatewayEventSink {
 
     public func detach() {
         sweeper.withLockedValue { $0?.cancel() }
+        refresherBox.withLockedValue { $0?.cancel() }
+    }
+
+    private let refresherBox = NIOLockedValueBox<Task<Void, Never>?>(nil)
+
+    let outboxBox = NIOLockedValueBox<Outbox?>(nil)
+    var outbox: Outbox? { outboxBox.withLockedValue { $0 } }
+
+    /// Routes must-deliver events through `outbox` from now on and starts its delivery.
+    public func attach(outbox: Outbox) {
+        outboxBox.withLockedValue { $0 = outbox }
+        outbox.start { [weak self] id, text, event, pile, lane, service in
+            guard let self else { return false }
+            let pending = BackendInstance.Pending(id: id, text: text, event: event, pile: pile, route: RouteKey(lane: lane, service: ""))
+            return self.route(pending, onlyService: service) > 0
+        }
+        let refresher = Task { [weak outbox] in
+            while !Task.isCancelled {
+                await outbox?.refreshSummary()
+                try? await Task.sleep(nanoseconds: 1_000_000_000)
+            }
+        }
+        refresherBox.withLockedValue { $0 = refresher }
+        gateway?.metrics.addCollector { [weak outbox] w in outbox?.collectMetrics(w) }
+        for (service, list) in instances.withLockedValue({ $0 }) {
+            for i in list { outbox.serviceSubscribed(service, events: i.events) }
+        }
     }
 
     var gateway: Gateway? { gatewayBox.withLockedValue { $0 } }
@@ -147,6 +182,32 @@ public final class BackendHub: GatewayEventSink {
             router.get("/v1/hub") { _, _ in
                 try AdminAPI.encode(self.statsDocument())
             }
+            router.get("/v1/outbox") { _, _ in
+                guard let outbox = self.outbox else { return AdminAPI.error(.notFound, "no_outbox", "the outbox is not enabled") }
+                return try AdminAPI.encode(try await outbox.summary())
+            }
+            router.get("/v1/outbox/events") { request, _ in
+                guard let outbox = self.outbox else { return AdminAPI.error(.notFound, "no_outbox", "the outbox is not enabled") }
+                let q = request.uri.queryParameters
+                guard let after = Int64(q.get("after") ?? "0"), after >= 0 else {
+                    return AdminAPI.error(.badRequest, "invalid_after", "after must be a sequence number >= 0")
+                }
+                guard let limit = Int(q.get("limit") ?? "100"), (1...10_000).contains(limit) else {
+                    return AdminAPI.error(.badRequest, "invalid_limit", "limit must be an integer 1...10000")
+                }
+                return try AdminAPI.encode(["events": try await outbox.events(service: q.get("service"), after: after, limit: limit)])
+            }
+            router.post("/v1/outbox/replay") { request, _ in
+                guard let outbox = self.outbox else { return AdminAPI.error(.notFound, "no_outbox", "the outbox is not enabled") }
+                let body = try await request.body.collect(upTo: 1 << 16)
+                guard let json = try? JSONValue.parse(String(buffer: body)), let service = json["service"]?.stringValue, !service.isEmpty
+                else { return AdminAPI.error(.badRequest, "invalid_replay", "body must be {\"service\": name, \"from\": seq, \"to\": seq}") }
+                let from = Int64(json["from"]?.intValue ?? 0)
+                let to = Int64(json["to"]?.intValue ?? Int(Int64.max))
+                guard from <= to else { return AdminAPI.error(.badRequest, "invalid_replay", "from must not exceed to") }
+                let n = try await outbox.replay(service: service, from: from, to: to)
+                return AdminAPI.json(["service": service, "replayed": String(n)])
+            }
         }
     }
 
@@ -158,6 +219,7 @@ public final class BackendHub: GatewayEventSink {
 
     public func wants(code: UInt8) -> Bool {
         guard let info = YKCMessageInfo.of(code: code) else { return wanted.withLockedValue { $0.contains("raw_frame") } }
+        if let outbox, outbox.isDurable(info.name) { return true }
         return wanted.withLockedValue { $0.contains(info.name) }
     }
 
@@ -188,6 +250,14 @@ public final class BackendHub: GatewayEventSink {
     public func frameReceived(_ message: YKCMessage, frame: YKCFrame, session: PileSessionInfo, receivedAt: Date) {
         var w = JSONWriter(utcOffsetSeconds: gateway?.config.pileUTCOffsetSeconds ?? 8 * 3600)
         message.writeJSON(into: &w)
+        if let outbox, outbox.isDurable(message.name) {
+            let (id, text) = envelope(
+                event: message.name, code: frame.code, session: session, gun: message.gun, data: w.string, receivedAt: receivedAt)
+            outbox.append(
+                id: id, event: message.name, code: frame.code, pile: session.pileId, gun: message.gun, lane: session.lane,
+                tradeSerial: message.tradeSerial, receivedAt: receivedAt, payload: text, promise: nil)
+            return
+        }
         publish(event: message.name, code: frame.code, session: session, gun: message.gun, data: w.string, receivedAt: receivedAt)
     }
 
@@ -204,6 +274,24 @@ public final class BackendHub: GatewayEventSink {
         case .billingModelVerify(let v): defaults["billingModel"] = .string(v.billingModel.description)
         case .parallelStartRequest(let r): defaults["parallelSerial"] = .string(r.parallelSerial.description)
         default: break
+        }
+        if frame.code == 0x3B, let outbox, let serial = message.tradeSerial {
+            // The bill is acknowledged to the pile only after it is committed (facts §5.5).
+            var w = JSONWriter(utcOffsetSeconds: gateway?.config.pileUTCOffsetSeconds ?? 8 * 3600)
+            message.writeJSON(into: &w)
+            let name = message.name == "raw_frame" ? "transaction_record" : message.name
+            let (id, text) = envelope(event: name, code: frame.code, session: session, gun: message.gun, data: w.string, receivedAt: receivedAt)
+            let stored = respond.futureResult.eventLoop.makePromise(of: Outbox.AppendResult.self)
+            outbox.append(
+                id: id, event: name, code: frame.code, pile: session.pileId, gun: message.gun, lane: session.lane,
+                tradeSerial: serial, receivedAt: receivedAt, payload: text, promise: stored)
+            stored.futureResult.whenComplete { result in
+                switch result {
+                case .success: respond.succeed(.transactionRecordAck(TransactionRecordAck(tradeSerial: serial, result: .accepted)))
+                case .failure: respond.succeed(nil)
+                }
+            }
+            return
         }
         let fallback = localAnswer(to: message)
         guard wanted.withLockedValue({ $0.contains(message.name) }) else {
@@ -311,6 +399,20 @@ public final class BackendHub: GatewayEventSink {
         event: String, code: UInt8?, session: PileSessionInfo, gun: Int?, data: String, receivedAt: Date,
         replyExpected: Bool = false, id: String? = nil
     ) -> Int {
+        let (id, text) = envelope(
+            event: event, code: code, session: session, gun: gun, data: data, receivedAt: receivedAt,
+            replyExpected: replyExpected, id: id)
+        return route(
+            BackendInstance.Pending(
+                id: id, text: text, event: event, pile: session.pileId.raw, route: RouteKey(lane: session.lane, service: "")))
+    }
+
+    /// The JSON event envelope (DESIGN.md "Events"): id, type name, frame code, pile, gun, lane,
+    /// node, time received, whether a reply is expected, and the decoded frame as `data`.
+    func envelope(
+        event: String, code: UInt8?, session: PileSessionInfo, gun: Int?, data: String, receivedAt: Date,
+        replyExpected: Bool = false, id: String? = nil
+    ) -> (String, String) {
         let id = id ?? nextEventId()
         var w = JSONWriter()
         w.beginObject()
@@ -329,10 +431,7 @@ public final class BackendHub: GatewayEventSink {
         w.key("data")
         w.raw(data)
         w.endObject()
-        let text = w.string
-        return route(
-            BackendInstance.Pending(
-                id: id, text: text, event: event, pile: session.pileId.raw, route: RouteKey(lane: session.lane, service: "")))
+        return (id, w.string)
     }
 
     /// Routes to every subscribed service; `exclude` skips one instance (re-routing after failure).
@@ -414,6 +513,7 @@ public final class BackendHub: GatewayEventSink {
             events: events, maxInFlight: maxInFlight)
         instances.withLockedValue { $0[service, default: []].append(instance) }
         refreshWanted()
+        outbox?.serviceSubscribed(service, events: events)
         logger.info(
             "backend subscribed",
             metadata: ["service": "\(service)", "instance": "\(name)", "lane": "\(lane)", "events": "\(events.map { Array($0).sorted() } ?? ["*"])"])
@@ -456,6 +556,7 @@ public final class BackendHub: GatewayEventSink {
             pending.promise.succeed(.transactionRecordAck(TransactionRecordAck(tradeSerial: serial, result: .accepted)))
         }
         guard let f = instance.ack(id) else { return false }
+        outbox?.acked(id: id, service: instance.service)
         let seconds = Double((NIODeadline.now() - f.sentAt).nanoseconds) / 1e9
         let slow = seconds > config.latencyBound
         traffic.withLockedValue { t in

@@ -54,7 +54,10 @@ final class TestGateway: Sendable {
 
     func stop() async {
         await gateway.shutdown()
-        try? FileManager.default.removeItem(atPath: dataDirectory)
+        // Only directories this harness made are removed; a test that names one keeps it.
+        if (dataDirectory as NSString).lastPathComponent.hasPrefix("pilegate-test-") {
+            try? FileManager.default.removeItem(atPath: dataDirectory)
+        }
     }
 
     /// A simulated pile with fast timers aimed at this gateway.

@@ -1,0 +1,471 @@
+import Foundation
+import GRDB
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import YKC
+
+/// The durable outbox for must-deliver events (transaction records first of all).
+///
+/// A pile deletes its bill when it gets 0x40, so the gateway sends 0x40 only after the bill is
+/// committed here, and delivers it to every subscribed service at least once, each service with
+/// its own progress, surviving kill -9 (facts §5.5, issue 5).
+///
+/// - Writes are group-committed by one writer task: every append waiting when a transaction
+///   starts goes into it, so one fsync (`synchronous = FULL`) covers many bills under load.
+/// - A bill's trade serial is unique: a re-sent bill is acknowledged again, not stored twice.
+/// - Delivery: a loop hands pending events of each known service to the hub (lane routing with
+///   fallback); an event leaves the outbox for that service only when an instance acks it.
+///   Unacked events become eligible again after `redeliveryTimeout`.
+public final class Outbox: Sendable {
+    public struct Settings: Sendable {
+        /// Event types that go through the outbox.
+        public var events: Set<String> = [
+            "transaction_record", "charging_end", "remote_start_reply", "remote_stop_reply", "remote_parallel_start_reply",
+        ]
+        /// Delivered events older than this are compacted away.
+        public var retention: TimeInterval = 3600
+        public var compactionInterval: TimeInterval = 60
+        /// An event handed to an instance and not acked within this time is delivered again.
+        public var redeliveryTimeout: TimeInterval = 20
+        /// Events handed out per service per delivery round.
+        public var deliveryBatch = 500
+        public var deliveryInterval: TimeInterval = 0.05
+        public init() {}
+    }
+
+    /// What an append became.
+    public enum AppendResult: Sendable, Equatable {
+        case stored(seq: Int64)
+        /// The same bill (trade serial) was stored before.
+        case duplicate
+    }
+
+    struct Append {
+        var id: String
+        var event: String
+        var code: Int?
+        var pile: String
+        var gun: Int?
+        var lane: String
+        var tradeSerial: String?
+        var receivedAt: Double
+        var payload: String
+        var promise: EventLoopPromise<AppendResult>?
+    }
+
+    struct InFlight {
+        var seq: Int64
+        var until: Date
+    }
+
+    let settings: Settings
+    let database: DatabasePool
+    let logger: Logger
+    private let appends = NIOLockedValueBox<[Append]>([])
+    private let progress = NIOLockedValueBox<[(String, Int64)]>([])
+    private let wake: AsyncStream<Void>.Continuation
+    private let wakes: AsyncStream<Void>
+    /// Per service: event id → in-flight record.
+    private let inFlight = NIOLockedValueBox<[String: [String: InFlight]]>([:])
+    /// Known services and the event types they subscribed to ("*" = all).
+    private let services = NIOLockedValueBox<[String: Set<String>]>([:])
+    private let tasks = NIOLockedValueBox<[Task<Void, Never>]>([])
+    let stats = NIOLockedValueBox(OutboxCounters())
+
+    public struct OutboxCounters: Codable, Sendable {
+        public var commits = 0
+        public var eventsStored = 0
+        public var duplicates = 0
+        public var commitFailures = 0
+        public var delivered = 0
+        public var redeliveries = 0
+        public var compacted = 0
+        public var commitLatencySumSeconds = 0.0
+        public var commitLatencyBuckets: [Int] = Array(repeating: 0, count: OutboxCounters.bounds.count + 1)
+        public static let bounds: [Double] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]
+
+        mutating func observeCommit(_ s: Double) {
+            commitLatencySumSeconds += s
+            commitLatencyBuckets[Self.bounds.firstIndex { s <= $0 } ?? Self.bounds.count] += 1
+        }
+    }
+
+    /// Opens `directory/outbox.sqlite` (its own file, so its fsync policy is its own) and
+    /// recovers: pending events are delivered again by the delivery loop.
+    public init(directory: String, settings: Settings = Settings(), logger: Logger) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var config = Configuration()
+        config.prepareDatabase { db in
+            // FULL: the WAL is synced at every commit, so an acknowledged bill survives power loss
+            // too, not only kill -9. Group commit keeps that affordable.
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        database = try DatabasePool(path: (directory as NSString).appendingPathComponent("outbox.sqlite"), configuration: config)
+        self.settings = settings
+        self.logger = logger
+        (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-outbox") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE outbox_events (
+                        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                        id TEXT NOT NULL UNIQUE,
+                        event TEXT NOT NULL, code INTEGER, pile TEXT NOT NULL, gun INTEGER, lane TEXT NOT NULL,
+                        tradeSerial TEXT, dedupKey TEXT UNIQUE,
+                        receivedAt REAL NOT NULL, createdAt REAL NOT NULL, payload TEXT NOT NULL
+                    );
+                    CREATE INDEX outbox_events_event ON outbox_events(event, seq);
+                    CREATE TABLE outbox_subscriptions (service TEXT NOT NULL, event TEXT NOT NULL, PRIMARY KEY(service, event));
+                    CREATE TABLE outbox_progress (service TEXT NOT NULL, seq INTEGER NOT NULL, deliveredAt REAL NOT NULL,
+                                                  PRIMARY KEY(service, seq));
+                    """)
+        }
+        try migrator.migrate(database)
+        let subs = try database.read { db in try Row.fetchAll(db, sql: "SELECT service, event FROM outbox_subscriptions") }
+        var known: [String: Set<String>] = [:]
+        for row in subs { known[row["service"] as String, default: []].insert(row["event"] as String) }
+        services.withLockedValue { $0 = known }
+        let pending = try database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM outbox_events") ?? 0 }
+        logger.notice("outbox recovered", metadata: ["events": "\(pending)", "services": "\(known.keys.sorted())"])
+    }
+
+    public func isDurable(_ event: String) -> Bool { settings.events.contains(event) }
+
+    /// Starts the writer, the delivery loop and compaction. `deliver` hands an event to one
+    /// instance of a service (returns false when the service has no instance to take it).
+    func start(deliver: @escaping @Sendable (_ id: String, _ text: String, _ event: String, _ pile: UInt64, _ lane: String, _ service: String) -> Bool) {
+        let writer = Task { [self] in
+            for await _ in wakes { await commitPending() }
+        }
+        let delivery = Task { [self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(nanoseconds: UInt64(settings.deliveryInterval * 1e9))
+                await deliverRound(deliver)
+            }
+        }
+        let compaction = Task { [self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(nanoseconds: UInt64(settings.compactionInterval * 1e9))
+                if Task.isCancelled { break }
+                _ = try? await compact()
+            }
+        }
+        tasks.withLockedValue { $0 = [writer, delivery, compaction] }
+    }
+
+    public func stop() async {
+        // Let the writer commit what is queued before it stops.
+        await commitPending()
+        for t in tasks.withLockedValue({ $0 }) { t.cancel() }
+        wake.finish()
+    }
+
+    // MARK: writing
+
+    /// Queues an event for the next group commit; the promise completes after the commit.
+    func append(
+        id: String, event: String, code: UInt8?, pile: PileID, gun: Int?, lane: String, tradeSerial: TradeSerial?,
+        receivedAt: Date, payload: String, promise: EventLoopPromise<AppendResult>?
+    ) {
+        appends.withLockedValue {
+            $0.append(
+                Append(
+                    id: id, event: event, code: code.map(Int.init), pile: pile.description, gun: gun, lane: lane,
+                    tradeSerial: tradeSerial?.description, receivedAt: receivedAt.timeIntervalSince1970, payload: payload,
+                    promise: promise))
+        }
+        wake.yield()
+    }
+
+    /// One transaction for everything queued: appends (dedup by trade serial for bills) and
+    /// delivery progress.
+    func commitPending() async {
+        let batch = appends.withLockedValue { a -> [Append] in
+            let b = a
+            a.removeAll(keepingCapacity: true)
+            return b
+        }
+        let marks = progress.withLockedValue { p -> [(String, Int64)] in
+            let b = p
+            p.removeAll(keepingCapacity: true)
+            return b
+        }
+        guard !batch.isEmpty || !marks.isEmpty else { return }
+        let started = NIODeadline.now()
+        do {
+            let results = try await database.write { db -> [AppendResult] in
+                var out: [AppendResult] = []
+                out.reserveCapacity(batch.count)
+                let now = Date().timeIntervalSince1970
+                for a in batch {
+                    let dedup = a.event == "transaction_record" ? a.tradeSerial.map { "bill:" + $0 } : nil
+                    try db.execute(
+                        sql: """
+                            INSERT OR IGNORE INTO outbox_events (id, event, code, pile, gun, lane, tradeSerial, dedupKey, receivedAt, createdAt, payload)
+                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                            """,
+                        arguments: [a.id, a.event, a.code, a.pile, a.gun, a.lane, a.tradeSerial, dedup, a.receivedAt, now, a.payload])
+                    out.append(db.changesCount > 0 ? .stored(seq: db.lastInsertedRowID) : .duplicate)
+                }
+                for (service, seq) in marks {
+                    try db.execute(
+                        sql: "INSERT OR IGNORE INTO outbox_progress (service, seq, deliveredAt) VALUES (?, ?, ?)",
+                        arguments: [service, seq, now])
+                }
+                return out
+            }
+            let seconds = Double((NIODeadline.now() - started).nanoseconds) / 1e9
+            stats.withLockedValue { s in
+                s.commits += 1
+                s.observeCommit(seconds)
+                for r in results {
+                    if case .stored = r { s.eventsStored += 1 } else { s.duplicates += 1 }
+                }
+                s.delivered += marks.count
+            }
+            for (a, r) in zip(batch, results) { a.promise?.succeed(r) }
+        } catch {
+            stats.withLockedValue { $0.commitFailures += 1 }
+            logger.error("outbox commit failed: no 0x40 is sent; piles will retry", metadata: ["error": "\(error)", "events": "\(batch.count)"])
+            for a in batch { a.promise?.fail(error) }
+            // Delivery marks are idempotent: keep them for the next commit.
+            progress.withLockedValue { $0.insert(contentsOf: marks, at: 0) }
+        }
+    }
+
+    // MARK: delivery
+
+    /// A service subscribed: it becomes known for the durable types it takes, from now on and
+    /// across restarts, so its events wait for it while it has no instance.
+    func serviceSubscribed(_ service: String, events: Set<String>?) {
+        let types = events.map { $0.intersection(settings.events) } ?? ["*"]
+        guard !types.isEmpty else { return }
+        let added = services.withLockedValue { s -> Set<String> in
+            let before = s[service] ?? []
+            s[service, default: []].formUnion(types)
+            return types.subtracting(before)
+        }
+        guard !added.isEmpty else { return }
+        let database = self.database
+        Task {
+            try? await database.write { db in
+                for t in added {
+                    try db.execute(sql: "INSERT OR IGNORE INTO outbox_subscriptions (service, event) VALUES (?, ?)", arguments: [service, t])
+                }
+            }
+        }
+    }
+
+    /// An instance of `service` acked event `id`.
+    func acked(id: String, service: String) {
+        guard let f = inFlight.withLockedValue({ $0[service]?.removeValue(forKey: id) }) else { return }
+        progress.withLockedValue { $0.append((service, f.seq)) }
+        wake.yield()
+    }
+
+    func isInFlight(id: String, service: String) -> Bool {
+        inFlight.withLockedValue { $0[service]?[id] != nil }
+    }
+
+    private func deliverRound(_ deliver: @Sendable (String, String, String, UInt64, String, String) -> Bool) async {
+        let known = services.withLockedValue { $0 }
+        let now = Date()
+        for (service, types) in known {
+            // Expired hand-outs become eligible again (the instance died or never acked).
+            let busy = inFlight.withLockedValue { m -> Set<Int64> in
+                var entries = m[service] ?? [:]
+                let expired = entries.filter { $0.value.until <= now }
+                for k in expired.keys { entries[k] = nil }
+                m[service] = entries
+                if !expired.isEmpty { stats.withLockedValue { $0.redeliveries += expired.count } }
+                return Set(entries.values.map(\.seq))
+            }
+            guard busy.count < settings.deliveryBatch else { continue }
+            let rows: [DeliveryRow]
+            let typeFilter = types.contains("*") ? "" : "AND e.event IN (\(types.map { _ in "?" }.joined(separator: ",")))"
+            var values: [String] = [service]
+            if !types.contains("*") { values += types.sorted() }
+            let sql = """
+                SELECT e.seq, e.id, e.event, e.pile, e.lane, e.payload FROM outbox_events e
+                WHERE NOT EXISTS (SELECT 1 FROM outbox_progress p WHERE p.service = ? AND p.seq = e.seq) \(typeFilter)
+                ORDER BY e.seq LIMIT \(settings.deliveryBatch + busy.count)
+                """
+            let arguments = values
+            do {
+                rows = try await database.read { db in
+                    try Row.fetchAll(db, sql: sql, arguments: StatementArguments(arguments)).map {
+                        DeliveryRow(seq: $0["seq"], id: $0["id"], event: $0["event"], pile: $0["pile"], lane: $0["lane"], payload: $0["payload"])
+                    }
+                }
+            } catch {
+                logger.error("outbox read failed", metadata: ["error": "\(error)"])
+                continue
+            }
+            for row in rows {
+                let seq = row.seq
+                guard !busy.contains(seq) else { continue }
+                let id = row.id
+                let pile = PileID(row.pile)?.raw ?? 0
+                inFlight.withLockedValue {
+                    $0[service, default: [:]][id] = InFlight(seq: seq, until: now.addingTimeInterval(settings.redeliveryTimeout))
+                }
+                if !deliver(id, row.payload, row.event, pile, row.lane, service) {
+                    // No instance of this service now: it waits.
+                    inFlight.withLockedValue { _ = $0[service]?.removeValue(forKey: id) }
+                    break
+                }
+            }
+        }
+    }
+
+    struct DeliveryRow: Sendable {
+        var seq: Int64
+        var id: String
+        var event: String
+        var pile: String
+        var lane: String
+        var payload: String
+    }
+
+    // MARK: compaction and inspection
+
+    /// Deletes events older than the retention that every service subscribed to their type has
+    /// acked (and that at least one service has: an event nobody ever took is never dropped).
+    @discardableResult
+    public func compact(now: Date = Date()) async throws -> Int {
+        let cutoff = now.timeIntervalSince1970 - settings.retention
+        let removed = try await database.write { db -> Int in
+            try db.execute(
+                sql: """
+                    DELETE FROM outbox_events WHERE createdAt < ?
+                      AND EXISTS (SELECT 1 FROM outbox_progress p WHERE p.seq = outbox_events.seq)
+                      AND NOT EXISTS (
+                        SELECT 1 FROM outbox_subscriptions s
+                        WHERE (s.event = outbox_events.event OR s.event = '*')
+                          AND NOT EXISTS (SELECT 1 FROM outbox_progress p WHERE p.service = s.service AND p.seq = outbox_events.seq))
+                    """, arguments: [cutoff])
+            let n = db.changesCount
+            try db.execute(sql: "DELETE FROM outbox_progress WHERE seq NOT IN (SELECT seq FROM outbox_events)")
+            return n
+        }
+        stats.withLockedValue { $0.compacted += removed }
+        return removed
+    }
+
+    /// Pending counts per service and type, and the age of the oldest pending event per service.
+    public struct Summary: Codable, Sendable {
+        public var events: Int
+        public var pending: [String: [String: Int]]
+        public var oldestPendingAgeSeconds: [String: Double]
+        public var counters: OutboxCounters
+        public var services: [String: [String]]
+    }
+
+    public func summary() async throws -> Summary {
+        let known = services.withLockedValue { $0 }
+        let now = Date().timeIntervalSince1970
+        return try await database.read { db in
+            let total = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM outbox_events") ?? 0
+            var pending: [String: [String: Int]] = [:]
+            var oldest: [String: Double] = [:]
+            for (service, types) in known {
+                let rows = try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT e.event AS event, COUNT(*) AS n, MIN(e.createdAt) AS oldest FROM outbox_events e
+                        WHERE NOT EXISTS (SELECT 1 FROM outbox_progress p WHERE p.service = ? AND p.seq = e.seq)
+                        GROUP BY e.event
+                        """, arguments: [service])
+                var perType: [String: Int] = [:]
+                var minCreated: Double?
+                for r in rows {
+                    let event: String = r["event"]
+                    guard types.contains("*") || types.contains(event) else { continue }
+                    perType[event] = r["n"]
+                    let o: Double = r["oldest"]
+                    minCreated = min(minCreated ?? o, o)
+                }
+                pending[service] = perType
+                oldest[service] = minCreated.map { max(0, now - $0) } ?? 0
+            }
+            return Summary(
+                events: total, pending: pending, oldestPendingAgeSeconds: oldest, counters: self.stats.withLockedValue { $0 },
+                services: known.mapValues { Array($0).sorted() })
+        }
+    }
+
+    /// A page of stored events, with whether `service` has acked each.
+    public struct StoredEvent: Codable, Sendable {
+        public var seq: Int64
+        public var id: String
+        public var event: String
+        public var pile: String
+        public var lane: String
+        public var tradeSerial: String?
+        public var createdAt: Date
+        public var delivered: Bool?
+        public var payload: JSONValue
+    }
+
+    public func events(service: String?, after: Int64, limit: Int) async throws -> [StoredEvent] {
+        try await database.read { db in
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT e.*, (SELECT COUNT(*) FROM outbox_progress p WHERE p.service = ? AND p.seq = e.seq) AS done
+                    FROM outbox_events e WHERE e.seq > ? ORDER BY e.seq LIMIT ?
+                    """, arguments: [service ?? "", after, limit])
+            return rows.map { r in
+                StoredEvent(
+                    seq: r["seq"], id: r["id"], event: r["event"], pile: r["pile"], lane: r["lane"], tradeSerial: r["tradeSerial"],
+                    createdAt: Date(timeIntervalSince1970: r["createdAt"]), delivered: service == nil ? nil : (r["done"] as Int) > 0,
+                    payload: (try? JSONValue.parse(r["payload"] as String)) ?? .null)
+            }
+        }
+    }
+
+    /// Forgets `service`'s progress for seq in `from...to`, so those events are delivered again.
+    public func replay(service: String, from: Int64, to: Int64) async throws -> Int {
+        let n = try await database.write { db -> Int in
+            try db.execute(
+                sql: "DELETE FROM outbox_progress WHERE service = ? AND seq BETWEEN ? AND ?", arguments: [service, from, to])
+            return db.changesCount
+        }
+        return n
+    }
+
+    func collectMetrics(_ w: MetricsWriter) {
+        let s = stats.withLockedValue { $0 }
+        w.counter("pilegate_outbox_commits_total", [], s.commits)
+        w.counter("pilegate_outbox_events_stored_total", [], s.eventsStored)
+        w.counter("pilegate_outbox_duplicates_total", [], s.duplicates)
+        w.counter("pilegate_outbox_commit_failures_total", [], s.commitFailures)
+        w.counter("pilegate_outbox_delivered_total", [], s.delivered)
+        w.counter("pilegate_outbox_redeliveries_total", [], s.redeliveries)
+        w.counter("pilegate_outbox_compacted_total", [], s.compacted)
+        var cumulative = 0
+        for (i, b) in OutboxCounters.bounds.enumerated() {
+            cumulative += s.commitLatencyBuckets[i]
+            w.counter("pilegate_outbox_commit_latency_seconds_bucket", [("le", String(b))], cumulative)
+        }
+        w.counter("pilegate_outbox_commit_latency_seconds_bucket", [("le", "+Inf")], s.commits)
+        w.counter("pilegate_outbox_commit_latency_seconds_count", [], s.commits)
+        w.gauge("pilegate_outbox_commit_latency_seconds_sum", [], s.commitLatencySumSeconds)
+        if let summary = latestSummary.withLockedValue({ $0 }) {
+            w.gauge("pilegate_outbox_events", [], Double(summary.events))
+            for (service, age) in summary.oldestPendingAgeSeconds {
+                w.gauge("pilegate_outbox_oldest_pending_age_seconds", [("service", service)], age)
+                w.gauge("pilegate_outbox_pending_events", [("service", service)], Double(summary.pending[service]?.values.reduce(0, +) ?? 0))
+            }
+        }
+    }
+
+    /// The summary as of the last refresh (metrics read it without touching SQLite).
+    let latestSummary = NIOLockedValueBox<Summary?>(nil)
+
+    func refreshSummary() async {
+        if let s = try? await summary() { latestSummary.withLockedValue { $0 = s } }
+    }
+}
