@@ -1,0 +1,55 @@
+import ArgumentParser
+import Foundation
+import YKC
+
+/// `pilegate outbox`: the durable outbox's depth per service and event type (GET /v1/outbox).
+struct OutboxCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "outbox",
+        abstract: "Show the durable outbox: events stored, pending per service and type, oldest pending age.")
+
+    @OptionGroup var options: APIOptions
+    @Flag(name: .long, help: "Print the API's JSON.") var json = false
+
+    func run() async throws {
+        let client = try options.client()
+        try await AdminCommand.run {
+            let answer: AdminClient.Answer
+            do {
+                answer = try await client.get("/v1/outbox")
+            } catch AdminClient.Failure.http(_, _, 404, let code, _) where code == nil || code == "not_found" {
+                AdminCommand.printError("this gateway has no outbox (GET /v1/outbox answers 404)")
+                throw ExitCode(1)
+            }
+            if json { return AdminCommand.printJSON(answer) }
+            AdminCommand.write(Self.render(answer.json ?? .null))
+        }
+    }
+
+    static func render(_ doc: JSONValue) -> String {
+        let (depth, oldest) = OutboxFigures.of(doc)
+        var out = "depth \(depth.map(String.init) ?? "?")   oldest pending \(oldest.map(Format.duration) ?? "-")"
+        if let stored = doc["events"]?.intValue { out += "   stored \(stored)" }
+        out += "\n"
+        if let pending = doc["pending"]?.objectValue, !pending.isEmpty {
+            var t = TextTable(["service", "event", "pending", "oldest"], rightAligned: [2, 3], indent: "  ")
+            for service in pending.keys.sorted() {
+                let age = doc["oldestPendingAgeSeconds"]?[service]?.doubleValue
+                let types = pending[service]?.objectValue ?? [:]
+                if types.isEmpty { t.add([service, "-", "0", "-"]) }
+                for type in types.keys.sorted() {
+                    t.add([service, type, String(types[type]?.intValue ?? 0), age.map(Format.duration) ?? "-"])
+                }
+            }
+            out += t.rendered
+        }
+        if let counters = doc["counters"]?.objectValue, !counters.isEmpty {
+            let parts = counters.keys.sorted().compactMap { k -> String? in
+                guard let n = counters[k]?.doubleValue else { return nil }
+                return "\(k) \(n.rounded() == n ? String(Int(n)) : Format.rate(n))"
+            }
+            out += "counters  " + parts.joined(separator: "   ") + "\n"
+        }
+        return out
+    }
+}
