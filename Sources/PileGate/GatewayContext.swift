@@ -15,6 +15,7 @@ public final class GatewayContext: Sendable {
     let connectionIds = ManagedAtomic<UInt64>(0)
     /// Set when shutdown begins: new connections are closed at once.
     let shuttingDown = ManagedAtomic(false)
+    let liveness: LivenessSweeper.Registry
 
     init(
         config: GatewayConfiguration, counters: GatewayCounters, directory: SessionDirectory, registry: PileRegistry,
@@ -25,6 +26,7 @@ public final class GatewayContext: Sendable {
         self.directory = directory
         self.registry = registry
         self.admission = AdmissionControl(config: config, counters: counters, logger: logger)
+        self.liveness = LivenessSweeper.Registry(loginTimeout: config.loginTimeout, livenessTimeout: config.livenessTimeout)
         self.sink = sink
         self.logger = logger
     }

@@ -57,11 +57,10 @@ public final class PileListener: Sendable {
         return PileListener(channel: channel, quiesce: quiesce)
     }
 
-    /// Handlers of one pile connection: liveness, framing (bounded buffer), session.
+    /// Handlers of one pile connection: framing (bounded buffer), session. Login timeout and
+    /// liveness are checked by the event loop's `LivenessSweeper`, not a handler per connection.
     static func configurePipeline(channel: any Channel, gateway: GatewayContext) throws {
         let ops = channel.pipeline.syncOperations
-        let liveness = TimeAmount.nanoseconds(Int64(gateway.config.livenessTimeout * 1e9))
-        try ops.addHandler(IdleStateHandler(readTimeout: liveness))
         try ops.addHandler(ByteToMessageHandler(YKCFrameDecoder(), maximumBufferSize: 4 * YKCFrameParser.maximumFrameSize))
         try ops.addHandler(PileSessionHandler(gateway: gateway))
     }

@@ -30,7 +30,10 @@ final class PileSessionHandler: ChannelDuplexHandler {
     private var session: PileSessionInfo?
     private var closeReason: OfflineReason?
 
-    private var loginTimer: Scheduled<Void>?
+    /// Checked by the loop's sweeper: before login, the login deadline; after, the last read.
+    private var loginDeadline: NIODeadline?
+    private var lastActivity = NIODeadline.now()
+    private var sweeper: LivenessSweeper?
     private var slowReaderTimer: Scheduled<Void>?
     private var readPaused = false
     private var throttlePaused = false
@@ -110,18 +113,18 @@ final class PileSessionHandler: ChannelDuplexHandler {
             return
         }
         admitted = true
-        let timeout = TimeAmount.nanoseconds(Int64(gateway.config.loginTimeout * 1e9))
-        loginTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
-            guard !machine.isOnline, let ctx = self.context else { return }
-            close(context: ctx, reason: .loginTimeout)
-        }
+        lastActivity = .now()
+        loginDeadline = lastActivity + .nanoseconds(Int64(gateway.config.loginTimeout * 1e9))
+        sweeper = gateway.liveness.sweeper(for: context.eventLoop)
+        sweeper?.add(connectionId, self)
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         let reason = closeReason ?? .closedByPile
         closeReason = reason
-        loginTimer?.cancel()
+        sweeper?.remove(connectionId)
+        sweeper = nil
         slowReaderTimer?.cancel()
         for p in pendingRequests {
             p.timer?.cancel()
@@ -173,6 +176,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard closeReason == nil else { return }
         inReadBatch = true
+        lastActivity = .now()
         switch unwrapInboundIn(data) {
         case .error(let error):
             malformed(context: context, error: error)
@@ -329,8 +333,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
             close(context: context, reason: reason)
             return
         }
-        loginTimer?.cancel()
-        loginTimer = nil
+        loginDeadline = nil
         loggedIn = true
         gateway.admission.loggedIn()
         laneVersion = gateway.sink.laneRulesVersion
@@ -539,19 +542,27 @@ final class PileSessionHandler: ChannelDuplexHandler {
             }
             return
         }
-        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
-            if machine.isOnline || admitted {
-                gateway.logger.debug("liveness timeout", metadata: ["connection": "\(connectionId)", "pile": "\(machine.pileId?.description ?? "-")"])
-                close(context: context, reason: machine.isOnline ? .livenessTimeout : .loginTimeout)
-            }
-            return
-        }
         if let q = event as? ChannelShouldQuiesceEvent {
             _ = q
             close(context: context, reason: .shutdown)
             return
         }
         context.fireUserInboundEventTriggered(event)
+    }
+
+    // MARK: liveness (called by the loop's sweeper)
+
+    func isExpired(now: NIODeadline) -> Bool {
+        guard closeReason == nil else { return false }
+        if let loginDeadline { return now >= loginDeadline }
+        return now - lastActivity >= .nanoseconds(Int64(gateway.config.livenessTimeout * 1e9))
+    }
+
+    func expire() {
+        guard let ctx = context else { return }
+        let reason: OfflineReason = loginDeadline == nil ? .livenessTimeout : .loginTimeout
+        gateway.logger.debug("connection expired", metadata: ["connection": "\(connectionId)", "reason": "\(reason.rawValue)"])
+        close(context: ctx, reason: reason)
     }
 
     private func liveState() -> PileLiveState {
