@@ -78,7 +78,7 @@ public final class AdminAPI: Sendable {
                 : json(["status": "not_ready"], status: .serviceUnavailable)
         }
         router.get("/metrics") { _, _ in
-            let text = gateway.metrics.exposition()
+            let text = gateway.metrics.exposition(extraGauges: gateway.stateGauges())
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(string: text)))

@@ -14,7 +14,7 @@ public enum GatewayAssembly {
             bookBox.withLockedValue { $0 }?.routes(router, gateway)
         }
         let gateway = try Gateway(
-            config: config, sink: hub, logger: logger, routeInstallers: [hub.routes, laneRoutes],
+            config: config, sink: hub, logger: logger, routeInstallers: [hub.routes, laneRoutes, WebView.routes],
             statsProviders: [
                 "hub": { hub.statsJSON() },
                 "lanes": { bookBox.withLockedValue { $0 }.map { .number(Double($0.version)) } ?? .null },

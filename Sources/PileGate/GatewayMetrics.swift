@@ -52,8 +52,10 @@ public final class GatewayMetrics: Sendable {
                 if delta > 0 { counter.increment(by: delta) }
                 s.last[key] = max(value, s.last[key, default: 0])
             }
+            var reported: Set<String> = []
             for (name, labels, value) in writer.gauges {
                 let key = Self.key(name, labels)
+                reported.insert(key)
                 let gauge = s.gaugeCache[key] ?? {
                     let g = CoreMetrics.Gauge(label: name, dimensions: labels, factory: factory)
                     s.gaugeCache[key] = g
@@ -61,8 +63,50 @@ public final class GatewayMetrics: Sendable {
                 }()
                 gauge.record(value)
             }
+            // A label set no longer reported (a lane without sessions, a service gone) reads 0,
+            // not its last value.
+            for (key, gauge) in s.gaugeCache where !reported.contains(key) { gauge.record(0) }
         }
-        return registry.emitToString()
+        return registry.emitToString() + Self.render(histograms: writer.histograms)
+    }
+
+    /// Histograms whose buckets are counted elsewhere (relaxed atomics, locked structs) cannot be
+    /// fed through swift-metrics observation by observation, so they are written here in the
+    /// exposition format: `# TYPE name histogram`, cumulative `name_bucket{…,le="…"}`, `name_sum`
+    /// and `name_count`.
+    static func render(histograms: [MetricsWriter.Histogram]) -> String {
+        var out = ""
+        var byName: [String: [MetricsWriter.Histogram]] = [:]
+        for h in histograms { byName[h.name, default: []].append(h) }
+        for name in byName.keys.sorted() {
+            out += "# TYPE \(name) histogram\n"
+            for h in byName[name, default: []].sorted(by: { labelText($0.labels) < labelText($1.labels) }) {
+                var cumulative = 0
+                for (i, bound) in h.bounds.enumerated() {
+                    cumulative += i < h.buckets.count ? h.buckets[i] : 0
+                    out += "\(name)_bucket\(labelText(h.labels + [("le", boundText(bound))])) \(cumulative)\n"
+                }
+                let count = h.buckets.reduce(0, +)
+                out += "\(name)_bucket\(labelText(h.labels + [("le", "+Inf")])) \(count)\n"
+                out += "\(name)_sum\(labelText(h.labels)) \(h.sum)\n"
+                out += "\(name)_count\(labelText(h.labels)) \(count)\n"
+            }
+        }
+        return out
+    }
+
+    static func labelText(_ labels: [(String, String)]) -> String {
+        guard !labels.isEmpty else { return "" }
+        let escaped = labels.map { k, v in
+            let e = v.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+                .replacingOccurrences(of: "\n", with: "\\n")
+            return "\(k)=\"\(e)\""
+        }
+        return "{" + escaped.joined(separator: ",") + "}"
+    }
+
+    static func boundText(_ bound: Double) -> String {
+        bound.rounded() == bound && abs(bound) < 1e15 ? String(Int(bound)) + ".0" : String(bound)
     }
 
     private static func key(_ name: String, _ labels: [(String, String)]) -> String {
@@ -115,6 +159,22 @@ public final class MetricsWriter: @unchecked Sendable {
     var gauges: [(String, [(String, String)], Double)] = []
     public func counter(_ name: String, _ labels: [(String, String)], _ value: Int) { counters.append((name, labels, value)) }
     public func gauge(_ name: String, _ labels: [(String, String)], _ value: Double) { gauges.append((name, labels, value)) }
+
+    struct Histogram {
+        var name: String
+        var labels: [(String, String)]
+        var bounds: [Double]
+        var buckets: [Int]
+        var sum: Double
+    }
+    var histograms: [Histogram] = []
+
+    /// A histogram counted by its owner: `buckets[i]` observations fell in `(bounds[i-1], bounds[i]]`
+    /// (not cumulative), `buckets[bounds.count]` (if present) above the last bound; `sum` of all
+    /// observed values. Written as a Prometheus histogram named `name` (`_bucket`, `_sum`, `_count`).
+    public func histogram(_ name: String, _ labels: [(String, String)], bounds: [Double], buckets: [Int], sum: Double) {
+        histograms.append(Histogram(name: name, labels: labels, bounds: bounds, buckets: buckets, sum: sum))
+    }
 }
 
 /// Resident memory, CPU time and open files of this process, from /proc (Linux).

@@ -748,14 +748,9 @@ public final class BackendHub: GatewayEventSink {
             w.counter("pilegate_hub_delivery_failures_total", labels, t.failures)
             w.counter("pilegate_hub_ejections_total", labels, t.ejections)
             w.counter("pilegate_hub_queue_overflows_total", labels, t.overflows)
-            var cumulative = 0
-            for (i, bound) in LaneTraffic.bounds.enumerated() {
-                cumulative += t.latencyBuckets[i]
-                w.counter("pilegate_hub_delivery_latency_seconds_bucket", labels + [("le", String(bound))], cumulative)
-            }
-            w.counter("pilegate_hub_delivery_latency_seconds_bucket", labels + [("le", "+Inf")], t.latencyCount)
-            w.counter("pilegate_hub_delivery_latency_seconds_count", labels, t.latencyCount)
-            w.gauge("pilegate_hub_delivery_latency_seconds_sum", labels, t.latencySumSeconds)
+            w.histogram(
+                "pilegate_hub_delivery_latency_seconds", labels, bounds: LaneTraffic.bounds, buckets: t.latencyBuckets,
+                sum: t.latencySumSeconds)
         }
         let now = Date()
         var inflight: [RouteKey: Int] = [:]

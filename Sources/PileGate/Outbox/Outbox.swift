@@ -445,14 +445,9 @@ public final class Outbox: Sendable {
         w.counter("pilegate_outbox_delivered_total", [], s.delivered)
         w.counter("pilegate_outbox_redeliveries_total", [], s.redeliveries)
         w.counter("pilegate_outbox_compacted_total", [], s.compacted)
-        var cumulative = 0
-        for (i, b) in OutboxCounters.bounds.enumerated() {
-            cumulative += s.commitLatencyBuckets[i]
-            w.counter("pilegate_outbox_commit_latency_seconds_bucket", [("le", String(b))], cumulative)
-        }
-        w.counter("pilegate_outbox_commit_latency_seconds_bucket", [("le", "+Inf")], s.commits)
-        w.counter("pilegate_outbox_commit_latency_seconds_count", [], s.commits)
-        w.gauge("pilegate_outbox_commit_latency_seconds_sum", [], s.commitLatencySumSeconds)
+        w.histogram(
+            "pilegate_outbox_commit_latency_seconds", [], bounds: OutboxCounters.bounds, buckets: s.commitLatencyBuckets,
+            sum: s.commitLatencySumSeconds)
         if let summary = latestSummary.withLockedValue({ $0 }) {
             w.gauge("pilegate_outbox_events", [], Double(summary.events))
             for (service, age) in summary.oldestPendingAgeSeconds {
