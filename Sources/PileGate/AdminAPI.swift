@@ -27,6 +27,7 @@ public final class AdminAPI: Sendable {
 
     static func start(gateway: Gateway) async throws -> AdminAPI {
         let router = Router(context: Context.self)
+        router.add(middleware: APIErrorMiddleware())
         installCoreRoutes(router, gateway: gateway)
         for install in gateway.routeInstallers { install(router, gateway) }
         let (stream, continuation) = AsyncStream.makeStream(of: Int.self)
@@ -109,17 +110,17 @@ public final class AdminAPI: Sendable {
                 }
             }
             let after = q.get("after")
-            if let after, PileID(after) == nil {
+            if let after, parsePileId(after) == nil {
                 return error(.badRequest, "invalid_after", "after must be a pile id (up to 14 digits), got '\(after)'")
             }
             if online == true {
                 // Live sessions are authoritative for "online now".
-                let page = gateway.directory.page(after: after.flatMap { PileID($0) }, limit: limit)
+                let page = gateway.directory.page(after: after.flatMap { parsePileId($0) }, limit: limit)
                 var views: [PileView] = []
                 for h in page { views.append(try await PileView(record: placeholderRecord(h.info), session: h)) }
                 return try encode(PilePage(piles: views, next: page.count == limit ? page.last?.info.pileId.description : nil))
             }
-            let records = try await gateway.registry.records(online: online, after: after.map { PileID($0)?.description ?? $0 }, limit: limit)
+            let records = try await gateway.registry.records(online: online, after: after.flatMap { parsePileId($0)?.description }, limit: limit)
             var views: [PileView] = []
             for r in records {
                 let live = PileID(r.id).flatMap { gateway.directory.session(for: $0) }
@@ -151,14 +152,23 @@ public final class AdminAPI: Sendable {
         }
     }
 
+    /// The one rule for pile ids in API input: 1–14 decimal digits (left-padded), or exactly 14
+    /// hex digits for piles whose BCD id holds letters.
+    public static func parsePileId(_ text: String) -> PileID? {
+        let decimal = !text.isEmpty && text.utf8.count <= 14 && text.utf8.allSatisfy { $0 >= 48 && $0 <= 57 }
+        guard decimal || text.utf8.count == 14 else { return nil }
+        return PileID(text)
+    }
+
     static func pileId(_ context: Context) throws -> PileID {
         let text = context.parameters.get("id") ?? ""
-        // Decimal digits as issued by the platform; 14 hex digits for piles with odd BCD ids.
-        let decimal = !text.isEmpty && text.utf8.count <= 14 && text.utf8.allSatisfy { $0 >= 48 && $0 <= 57 }
-        guard decimal || text.utf8.count == 14, let id = PileID(text) else {
-            throw HTTPError(.badRequest, message: "invalid pile id '\(text)': expected up to 14 digits")
-        }
+        guard let id = parsePileId(text) else { throw InvalidPileId(text: text) }
         return id
+    }
+
+    /// Turns into a 400 `{"error":"invalid_pile_id","message":…}` (see `errorMiddleware`).
+    struct InvalidPileId: Error {
+        var text: String
     }
 
     static func placeholderRecord(_ info: PileSessionInfo) -> PileRegistry.Record {
@@ -229,6 +239,27 @@ struct PilePage: Codable, Sendable {
     var piles: [PileView]
     /// Pass as `after` to get the next page; null on the last page.
     var next: String?
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(piles, forKey: .piles)
+        try c.encode(next, forKey: .next)  // explicit null on the last page
+    }
+}
+
+/// Gives every API error the same body, `{"error": code, "message": text}`.
+struct APIErrorMiddleware: RouterMiddleware {
+    typealias Context = AdminAPI.Context
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let e as AdminAPI.InvalidPileId {
+            return AdminAPI.error(.badRequest, "invalid_pile_id", "invalid pile id '\(e.text)': expected 1-14 decimal digits or 14 hex digits")
+        } catch let e as HTTPError {
+            let code = e.status.code == 413 ? "body_too_large" : e.status.code == 404 ? "not_found" : "bad_request"
+            return AdminAPI.error(e.status, code, e.body ?? e.status.reasonPhrase)
+        }
+    }
 }
 
 /// The `/v1/stats` document.

@@ -27,7 +27,10 @@ public enum GatewayAssembly {
         // Recovered before any pile is accepted (start() binds the listener later).
         let outbox = try Outbox(directory: config.dataDirectory, logger: logger)
         hub.attach(outbox: outbox)
-        gateway.onShutdown { await outbox.stop() }
+        gateway.onShutdown {
+            await outbox.stop()
+            hub.detach()
+        }
         return gateway
     }
 }

@@ -17,6 +17,7 @@ struct AdminAPITests {
             let bad = try await gw.http("GET", "/v1/piles/abc")
             #expect(bad.status == 400)
             #expect((bad.body).contains("abc"))
+            #expect(bad.object["error"] as? String == "invalid_pile_id")
             #expect(try await gw.http("GET", "/v1/piles?limit=0").status == 400)
             #expect(try await gw.http("GET", "/v1/piles?online=maybe").status == 400)
             #expect(try await gw.http("GET", "/v1/piles?after=xyz").status == 400)
@@ -44,7 +45,7 @@ struct AdminAPITests {
             let second = try await gw.http("GET", "/v1/piles?online=true&limit=10&after=\(next ?? "")")
             let page2 = (second.object["piles"] as? [[String: Any]] ?? []).compactMap { ($0["pile"] as? [String: Any])?["id"] as? String }
             #expect(page2 == ["32010600019502", "32010600019503", "32010600019504"])
-            #expect(second.object["next"] is NSNull || second.object["next"] == nil)
+            #expect(second.object["next"] is NSNull, "the last page carries an explicit null")
             await piles[0].stop()
             _ = try await gw.eventually { try await gw.gateway.registry.records(online: false, after: nil, limit: 10).count == 1 }
             let offline = try await gw.http("GET", "/v1/piles?online=false")

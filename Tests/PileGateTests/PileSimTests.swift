@@ -356,7 +356,8 @@ struct PileSimTests {
         try await pile.waitForBillAck(serial)
         #expect(await platform.eventually { await !platform.frames(code: 0x35).isEmpty })
         #expect(await platform.frames(code: 0x35).first?.sequence == YKCSequence(0x00, 0x08))
-        #expect(await platform.billReceipts(serial) == 1)
+        // At least once: under load the 0.2 s retry may fire before the ack lands.
+        #expect(await platform.billReceipts(serial) >= 1)
         await pile.stop()
         await platform.shutdown()
     }

@@ -113,8 +113,9 @@ struct BackendConnection: Sendable {
 
     private static let knownEvents: Set<String> = Set(YKCMessage.catalogue.map(\.name)).union(["pile_online", "pile_offline", "login", "raw_frame"])
 
+    /// Names of letters, digits, '-', '_', '.'; at most 64 bytes, as lane rules allow.
     private static func validTag(_ s: String) -> Bool {
-        !s.isEmpty && s.utf8.count <= 128
+        !s.isEmpty && s.utf8.count <= 64
             && s.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 45 || $0 == 46 || $0 == 95 }
     }
 

@@ -150,7 +150,8 @@ public final class BackendHub: GatewayEventSink {
         outbox.start { [weak self] id, text, event, pile, lane, service in
             guard let self else { return false }
             let pending = BackendInstance.Pending(id: id, text: text, event: event, pile: pile, route: RouteKey(lane: lane, service: ""))
-            return self.route(pending, onlyService: service) > 0
+            // The outbox keeps what finds no instance, so that is not a loss.
+            return self.route(pending, onlyService: service, countUndeliverable: false) > 0
         }
         let refresher = Task { [weak outbox] in
             while !Task.isCancelled {
@@ -220,7 +221,8 @@ public final class BackendHub: GatewayEventSink {
     public func wants(code: UInt8) -> Bool {
         guard let info = YKCMessageInfo.of(code: code) else { return wanted.withLockedValue { $0.contains("raw_frame") } }
         if let outbox, outbox.isDurable(info.name) { return true }
-        return wanted.withLockedValue { $0.contains(info.name) }
+        // A known code whose body does not decode is published as raw_frame.
+        return wanted.withLockedValue { $0.contains(info.name) || $0.contains("raw_frame") }
     }
 
     public func sessionOnline(_ session: PileSessionInfo) {
@@ -435,7 +437,7 @@ public final class BackendHub: GatewayEventSink {
     }
 
     /// Routes to every subscribed service; `exclude` skips one instance (re-routing after failure).
-    func route(_ p: BackendInstance.Pending, onlyService: String? = nil, exclude: UInt64? = nil) -> Int {
+    func route(_ p: BackendInstance.Pending, onlyService: String? = nil, exclude: UInt64? = nil, countUndeliverable: Bool = true) -> Int {
         let now = Date()
         let lane = p.route.lane
         var chosen: [(BackendInstance, Bool)] = []
@@ -455,7 +457,7 @@ public final class BackendHub: GatewayEventSink {
                 chosen.append((pick, fallback))
             }
         }
-        if chosen.isEmpty { undeliverable.wrappingIncrement(ordering: .relaxed) }
+        if chosen.isEmpty && countUndeliverable { undeliverable.wrappingIncrement(ordering: .relaxed) }
         for (instance, fallback) in chosen {
             var item = p
             item.route = RouteKey(lane: lane, service: instance.service)
@@ -634,8 +636,8 @@ public final class BackendHub: GatewayEventSink {
     /// Runs a command for a backend of lane `senderLane` ("" = base).
     func runCommand(pile pileText: String, command: String, args: JSONValue?, senderLane: String, timeout: TimeInterval?) async -> CommandResult {
         guard let gateway else { return .failure("unavailable", "gateway not attached") }
-        guard let pileId = PileID(pileText), pileText.utf8.count <= 14 else {
-            return .failure("invalid_args", "pile must be up to 14 digits, got '\(pileText)'")
+        guard let pileId = AdminAPI.parsePileId(pileText) else {
+            return .failure("invalid_args", "pile must be 1-14 decimal digits or 14 hex digits, got '\(pileText)'")
         }
         guard Self.commandNames.contains(command) else {
             return .failure("unknown_command", "unknown command '\(command)'; one of \(Self.commandNames.sorted().joined(separator: ", "))")
@@ -691,7 +693,13 @@ public final class BackendHub: GatewayEventSink {
         var args: JSONValue?
         if body.readableBytes > 0 {
             do { args = try JSONValue.parse(String(buffer: body)) } catch {
-                return AdminAPI.error(.badRequest, "invalid_args", "body is not valid JSON: \(error.description)")
+                var w = JSONWriter()
+                w.beginObject()
+                w.field("ok", false)
+                w.field("error", "invalid_args")
+                w.field("message", "body is not valid JSON: \(error.description)")
+                w.endObject()
+                return Response(status: .badRequest, headers: [.contentType: "application/json"], body: .init(byteBuffer: w.buffer))
             }
         }
         let timeout = request.uri.queryParameters.get("timeout").flatMap(Double.init)

@@ -28,8 +28,10 @@ final class TestGateway: Sendable {
         config.pilePort = 0
         config.apiPort = 0
         config.dataDirectory = NSTemporaryDirectory() + "pilegate-test-" + UUID().uuidString
-        config.loginTimeout = 2
-        config.livenessTimeout = 5
+        // Generous by default so a loaded machine does not close test clients; tests of the
+        // timeouts set their own.
+        config.loginTimeout = 10
+        config.livenessTimeout = 10
         config.drainWindow = 0.2
         config.registryFlushInterval = 0.02
         config.timeSyncOnLogin = false
