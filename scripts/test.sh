@@ -2,6 +2,8 @@
 # The one test command: installs prerequisites, builds, and runs every test (XCTest and Swift Testing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The toolchain lives in /opt/swift on the project's machines; use it when PATH lacks swift.
+command -v swift >/dev/null 2>&1 || export PATH="/opt/swift/usr/bin:$PATH"
 scripts/setup.sh
 swift build --build-tests
 swift test --skip-build --parallel --num-workers 2 "$@"
