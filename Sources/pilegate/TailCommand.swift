@@ -1,0 +1,405 @@
+import ArgumentParser
+import Foundation
+import HummingbirdWSClient
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// `pilegate tail`: a backend subscriber for operations and measurement.
+///
+/// It connects to the gateway's `/v1/events` WebSocket like a backend service instance,
+/// subscribes, acks every event, and either prints each event (`--print`) or reports every
+/// `--stats-interval` seconds how many events per second arrived and the delivery latency
+/// (arrival time − the event's `receivedAt`, both from this machine's wall clock, so only
+/// meaningful when tail runs on the gateway's host). `receivedAt` is parsed by a fixed-format
+/// scanner (no DateFormatter), so measuring costs little more than acking.
+struct TailCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tail",
+        abstract: "Subscribe to a gateway's backend events, ack them, print them or measure rate and latency.",
+        discussion: """
+            Connects to <api>/v1/events, sends one subscribe message (--service, --instance, --lane, --events, \
+            --max-in-flight) and acks every event it receives. With --print each event's JSON is written to \
+            stdout as one line (reports go to stderr). Without it, a line is printed every --stats-interval \
+            seconds: events/s received and delivery latency p50/p99/max, where latency = arrival time − \
+            receivedAt (same machine clock; receivedAt has millisecond resolution, so each sample is \
+            over-stated by 0–1 ms). With --duration the subscriber closes after that many seconds and \
+            prints a summary as one JSON line; --warmup excludes the first seconds from the summary. Exits 1 \
+            if the connection or the subscription fails.
+            """)
+
+    @Option(help: "Gateway admin API base URL (http://host:port); the WebSocket is <api>/v1/events.")
+    var api: String = "http://127.0.0.1:8780"
+
+    @Option(help: "Service name to subscribe as.")
+    var service: String = "tail"
+
+    @Option(help: "Instance name within the service.")
+    var instance: String = "tail-1"
+
+    @Option(help: "Lane (\"\" = base lane).")
+    var lane: String = ""
+
+    @Option(help: "Comma-separated event names, or * for all.")
+    var events: String = "*"
+
+    @Option(name: .customLong("max-in-flight"), help: "Unacked events the gateway may have outstanding (1...100000).")
+    var maxInFlight: Int?
+
+    @Flag(help: "Print every event's JSON (one line each) to stdout.")
+    var print = false
+
+    @Option(help: "Seconds to run; 0 runs until interrupted.")
+    var duration: Double = 0
+
+    @Option(help: "Seconds at the start left out of the final summary (latency and rate).")
+    var warmup: Double = 0
+
+    @Option(name: .customLong("stats-interval"), help: "Seconds between report lines.")
+    var statsInterval: Double = 5
+
+    func validate() throws {
+        guard duration >= 0, warmup >= 0 else { throw ValidationError("--duration and --warmup must be >= 0") }
+        guard statsInterval > 0 else { throw ValidationError("--stats-interval must be > 0") }
+        if let maxInFlight, !(1...100_000).contains(maxInFlight) {
+            throw ValidationError("--max-in-flight must be 1...100000")
+        }
+        _ = try Self.webSocketURL(api)
+        let names = events.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard !names.isEmpty else { throw ValidationError("--events must name at least one event or *") }
+    }
+
+    static func webSocketURL(_ api: String) throws -> String {
+        var base = api
+        while base.hasSuffix("/") { base.removeLast() }
+        if base.hasPrefix("http://") {
+            base = "ws://" + base.dropFirst("http://".count)
+        } else if base.hasPrefix("https://") {
+            base = "wss://" + base.dropFirst("https://".count)
+        } else if !base.hasPrefix("ws://") && !base.hasPrefix("wss://") {
+            base = "ws://" + base
+        }
+        guard base.count > "ws://".count else { throw ValidationError("--api must be http://host:port, got '\(api)'") }
+        return base + "/v1/events"
+    }
+
+    func subscribeMessage() -> String {
+        let names = events.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let list = names.contains("*") ? [#""*""#] : names.map { Self.jsonString($0) }
+        let credit = maxInFlight.map { #","maxInFlight":\#($0)"# } ?? ""
+        return #"{"type":"subscribe","service":\#(Self.jsonString(service)),"instance":\#(Self.jsonString(instance)),"#
+            + #""lane":\#(Self.jsonString(lane)),"events":[\#(list.joined(separator: ","))]\#(credit)}"#
+    }
+
+    static func jsonString(_ s: String) -> String {
+        var out = "\""
+        for c in s.unicodeScalars {
+            switch c {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case _ where c.value < 0x20: out += String(format: "\\u%04x", c.value)
+            default: out.unicodeScalars.append(c)
+            }
+        }
+        return out + "\""
+    }
+
+    func run() async throws {
+        let url = try Self.webSocketURL(api)
+        let stats = NIOLockedValueBox(TailStats())
+        let outcome = NIOLockedValueBox(TailOutcome())
+        let printEvents = self.print
+        let subscribe = subscribeMessage()
+        let duration = self.duration
+        let interval = self.statsInterval
+        let warmupEnd = TailClock.nowMicros() + Int64(warmup * 1e6)
+        let begin = TailClock.nowMicros()
+        var logger = Logger(label: "pilegate-tail")
+        logger.logLevel = .critical
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        var wsConfig = WebSocketClientConfiguration()
+        wsConfig.maxFrameSize = 1 << 22
+
+        let client = WebSocketClient(url: url, configuration: wsConfig, eventLoopGroup: group, logger: logger) { inbound, outbound, _ in
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                try await outbound.write(.text(subscribe))
+                if duration > 0 {
+                    tasks.addTask {
+                        try await Task.sleep(nanoseconds: UInt64(duration * 1e9))
+                        try await outbound.close(.normalClosure, reason: "tail --duration elapsed")
+                    }
+                }
+                if !printEvents {
+                    tasks.addTask {
+                        var next = begin + Int64(interval * 1e6)
+                        while !Task.isCancelled {
+                            let wait = max(next - TailClock.nowMicros(), 1_000)
+                            try await Task.sleep(nanoseconds: UInt64(wait) * 1_000)
+                            let window = stats.withLockedValue { $0.takeWindow() }
+                            let elapsed = Double(TailClock.nowMicros() - begin) / 1e6
+                            TailCommand.out(window.line(elapsed: elapsed, seconds: interval))
+                            next += Int64(interval * 1e6)
+                        }
+                    }
+                }
+                for try await message in inbound.messages(maxSize: 1 << 22) {
+                    guard case .text(let text) = message else { continue }
+                    let arrival = TailClock.nowMicros()
+                    var scan = TailScan()
+                    var copy = text
+                    copy.withUTF8 { scan = TailScan.parse($0) }
+                    switch scan.kind {
+                    case .event:
+                        if let id = scan.id {
+                            try await outbound.write(.text(#"{"type":"ack","id":"\#(id)"}"#))
+                        }
+                        let latency = scan.receivedAtMicros.map { arrival - $0 }
+                        stats.withLockedValue { $0.record(latency: latency, countInSummary: arrival >= warmupEnd, at: arrival) }
+                        if printEvents { TailCommand.out(text) }
+                    case .subscribed:
+                        outcome.withLockedValue { $0.subscribed = true }
+                        TailCommand.err("tail: subscribed: \(text)")
+                    case .error:
+                        TailCommand.err("tail: gateway error: \(text)")
+                        if !outcome.withLockedValue({ $0.subscribed }) {
+                            outcome.withLockedValue { $0.failure = text }
+                            try await outbound.close(.normalClosure, reason: nil)
+                        }
+                    case .other:
+                        if printEvents { TailCommand.out(text) }
+                    }
+                }
+                tasks.cancelAll()
+            }
+        }
+        do {
+            try await client.run()
+        } catch {
+            outcome.withLockedValue { $0.failure = $0.failure ?? "\(error)" }
+        }
+        try? await group.shutdownGracefully()
+        let end = TailClock.nowMicros()
+        let result = outcome.withLockedValue { $0 }
+        let summary = stats.withLockedValue { $0.summary(from: max(begin, warmupEnd), to: end) }
+        let line = summary.json(service: service, instance: instance, failure: result.failure, subscribed: result.subscribed)
+        if printEvents { Self.err(line) } else { Self.out(line) }
+        if let failure = result.failure, !result.subscribed || summary.events == 0 {
+            Self.err("tail: failed: \(failure)")
+            throw ExitCode(1)
+        }
+        if !result.subscribed { throw ExitCode(1) }
+    }
+
+    static func out(_ line: String) {
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+
+    static func err(_ line: String) {
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+}
+
+struct TailOutcome: Sendable {
+    var subscribed = false
+    var failure: String?
+}
+
+/// Wall-clock microseconds since 1970 (CLOCK_REALTIME, the clock the gateway stamps with).
+enum TailClock {
+    static func nowMicros() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1_000
+    }
+}
+
+/// What `tail` needs from one gateway message, found by scanning the bytes: the type, the
+/// event id and `receivedAt`. The gateway writes `type` first and `id`/`receivedAt` before
+/// `data`, so the first occurrence of each key is the envelope's.
+struct TailScan {
+    enum Kind { case event, subscribed, error, other }
+    var kind: Kind = .other
+    var id: Substring?
+    var receivedAtMicros: Int64?
+
+    static func parse(_ b: UnsafeBufferPointer<UInt8>) -> TailScan {
+        var s = TailScan()
+        guard let type = value(of: #""type":""#, in: b, from: 0) else { return s }
+        let typeBytes = UnsafeBufferPointer(rebasing: b[type.start..<type.end])
+        if typeBytes.elementsEqual("event".utf8) {
+            s.kind = .event
+        } else if typeBytes.elementsEqual("subscribed".utf8) {
+            s.kind = .subscribed
+            return s
+        } else if typeBytes.elementsEqual("error".utf8) {
+            s.kind = .error
+            return s
+        } else {
+            return s
+        }
+        if let r = value(of: #""id":""#, in: b, from: type.end) {
+            s.id = Substring(decoding: UnsafeBufferPointer(rebasing: b[r.start..<r.end]), as: UTF8.self)
+        }
+        if let r = value(of: #""receivedAt":""#, in: b, from: type.end) {
+            s.receivedAtMicros = parseTimestamp(UnsafeBufferPointer(rebasing: b[r.start..<r.end]))
+        }
+        return s
+    }
+
+    /// The bytes of the string value after `key` (which includes the opening quote), up to the
+    /// closing quote; values the gateway writes here contain no escapes.
+    static func value(of key: StaticString, in b: UnsafeBufferPointer<UInt8>, from: Int) -> (start: Int, end: Int)? {
+        let k = UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount)
+        guard k.count > 0, b.count >= k.count else { return nil }
+        var i = from
+        let last = b.count - k.count
+        while i <= last {
+            if b[i] == k[0] {
+                var j = 1
+                while j < k.count && b[i + j] == k[j] { j += 1 }
+                if j == k.count {
+                    let start = i + k.count
+                    var end = start
+                    while end < b.count && b[end] != UInt8(ascii: "\"") { end += 1 }
+                    return end < b.count ? (start, end) : nil
+                }
+            }
+            i += 1
+        }
+        return nil
+    }
+
+    /// Microseconds since 1970 of `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH[:]MM)`, or nil.
+    static func parseTimestamp(_ t: UnsafeBufferPointer<UInt8>) -> Int64? {
+        func digits(_ at: Int, _ n: Int) -> Int? {
+            guard at + n <= t.count else { return nil }
+            var v = 0
+            for i in at..<(at + n) {
+                let d = Int(t[i]) - 48
+                guard d >= 0 && d <= 9 else { return nil }
+                v = v * 10 + d
+            }
+            return v
+        }
+        guard t.count >= 20, t[4] == UInt8(ascii: "-"), t[7] == UInt8(ascii: "-"), t[10] == UInt8(ascii: "T"),
+            t[13] == UInt8(ascii: ":"), t[16] == UInt8(ascii: ":"),
+            let year = digits(0, 4), let month = digits(5, 2), let day = digits(8, 2), let hour = digits(11, 2),
+            let minute = digits(14, 2), let second = digits(17, 2), (1...12).contains(month), (1...31).contains(day)
+        else { return nil }
+        var i = 19
+        var micros = 0
+        if i < t.count && t[i] == UInt8(ascii: ".") {
+            i += 1
+            var scale = 100_000
+            while i < t.count, t[i] >= 48, t[i] <= 57 {
+                micros += Int(t[i] - 48) * scale
+                scale /= 10
+                i += 1
+            }
+        }
+        guard i < t.count else { return nil }
+        var offsetSeconds = 0
+        switch t[i] {
+        case UInt8(ascii: "Z"):
+            break
+        case UInt8(ascii: "+"), UInt8(ascii: "-"):
+            guard let oh = digits(i + 1, 2) else { return nil }
+            let mAt = (i + 3 < t.count && t[i + 3] == UInt8(ascii: ":")) ? i + 4 : i + 3
+            let om = digits(mAt, 2) ?? 0
+            offsetSeconds = (oh * 3600 + om * 60) * (t[i] == UInt8(ascii: "-") ? -1 : 1)
+        default:
+            return nil
+        }
+        // Days from civil (Howard Hinnant's algorithm).
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let mp = (month + 9) % 12
+        let doy = (153 * mp + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        let days = era * 146_097 + doe - 719_468
+        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
+        return Int64(seconds) * 1_000_000 + Int64(micros)
+    }
+}
+
+/// Counts and latency samples (µs) for the current report window and for the summary.
+struct TailStats: Sendable {
+    struct Window {
+        var events = 0
+        var latencies: [Int32] = []
+
+        func line(elapsed: Double, seconds: Double) -> String {
+            let rate = Double(events) / seconds
+            let sorted = latencies.sorted()
+            return "t=\(String(format: "%.0f", elapsed))s events/s=\(String(format: "%.0f", rate)) "
+                + "latency p50=\(TailStats.ms(TailStats.quantile(sorted, 0.5))) p99=\(TailStats.ms(TailStats.quantile(sorted, 0.99))) "
+                + "max=\(TailStats.ms(sorted.last))"
+        }
+    }
+
+    struct Summary {
+        var events = 0
+        var totalEvents = 0
+        var seconds = 0.0
+        var sorted: [Int32] = []
+        var unparsed = 0
+
+        func json(service: String, instance: String, failure: String?, subscribed: Bool) -> String {
+            func num(_ v: Int32?) -> String { v.map { String(format: "%.3f", Double($0) / 1000) } ?? "null" }
+            let mean = sorted.isEmpty ? "null" : String(format: "%.3f", Double(sorted.reduce(0) { $0 + Int64($1) }) / Double(sorted.count) / 1000)
+            var s = #"{"tail":"summary","service":\#(TailCommand.jsonString(service)),"instance":\#(TailCommand.jsonString(instance)),"#
+            s += #""subscribed":\#(subscribed),"events":\#(events),"totalEvents":\#(totalEvents),"#
+            s += #""seconds":\#(String(format: "%.3f", seconds)),"eventsPerSecond":\#(String(format: "%.1f", seconds > 0 ? Double(events) / seconds : 0)),"#
+            s += #""latencyMs":{"p50":\#(num(TailStats.quantile(sorted, 0.5))),"p90":\#(num(TailStats.quantile(sorted, 0.9))),"#
+            s += #""p99":\#(num(TailStats.quantile(sorted, 0.99))),"p999":\#(num(TailStats.quantile(sorted, 0.999))),"#
+            s += #""max":\#(num(sorted.last)),"mean":\#(mean)},"unparsedReceivedAt":\#(unparsed)"#
+            if let failure { s += #","error":\#(TailCommand.jsonString(failure))"# }
+            return s + "}"
+        }
+    }
+
+    var window = Window()
+    var totalEvents = 0
+    var summaryEvents = 0
+    var summaryLatencies: [Int32] = []
+    var unparsed = 0
+
+    mutating func record(latency: Int64?, countInSummary: Bool, at: Int64) {
+        totalEvents += 1
+        window.events += 1
+        guard let latency else {
+            unparsed += 1
+            return
+        }
+        let clamped = Int32(clamping: latency)
+        window.latencies.append(clamped)
+        if countInSummary {
+            summaryEvents += 1
+            summaryLatencies.append(clamped)
+        }
+    }
+
+    mutating func takeWindow() -> Window {
+        defer { window = Window() }
+        return window
+    }
+
+    func summary(from: Int64, to: Int64) -> Summary {
+        Summary(
+            events: summaryEvents, totalEvents: totalEvents, seconds: Double(max(to - from, 0)) / 1e6,
+            sorted: summaryLatencies.sorted(), unparsed: unparsed)
+    }
+
+    static func quantile(_ sorted: [Int32], _ q: Double) -> Int32? {
+        guard !sorted.isEmpty else { return nil }
+        let rank = Int((Double(sorted.count) * q).rounded(.up)) - 1
+        return sorted[min(max(rank, 0), sorted.count - 1)]
+    }
+
+    static func ms(_ micros: Int32?) -> String {
+        guard let micros else { return "-" }
+        return String(format: "%.2fms", Double(micros) / 1000)
+    }
+}
