@@ -76,17 +76,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// turn into a reconnect storm.
     public var drainWindow: TimeInterval = 10
 
-    // Backend hub (see HubConfiguration for what each means).
-    public var hubWarmupWindow: TimeInterval = 30
-    public var hubAckTimeout: TimeInterval = 10
-    public var hubLatencyBound: TimeInterval = 2
-    public var hubFailuresToEject = 3
-    public var hubBaseEjection: TimeInterval = 5
-    public var hubMaxEjection: TimeInterval = 300
-    public var hubQueueLimit = 10_000
-    public var hubReplyTimeout: TimeInterval = 5
-    public var hubCommandTimeout: TimeInterval = 15
-    public var hubDefaultMaxInFlight = 256
+    /// Backend hub tuning; its settings are the `hub*` keys.
+    public var hub = HubConfiguration()
 
     // Registry.
     public var registryFlushInterval: TimeInterval = 0.2
@@ -102,22 +93,6 @@ public struct GatewayConfiguration: Sendable, Equatable {
         case registry
         /// Ask a backend (`login` events with a reply); fall back per `backendLoginFallbackAccept`.
         case backend
-    }
-
-    /// The hub's tuning from these settings.
-    public var hub: HubConfiguration {
-        var h = HubConfiguration()
-        h.warmupWindow = hubWarmupWindow
-        h.ackTimeout = hubAckTimeout
-        h.latencyBound = hubLatencyBound
-        h.failuresToEject = hubFailuresToEject
-        h.baseEjection = hubBaseEjection
-        h.maxEjection = hubMaxEjection
-        h.queueLimit = hubQueueLimit
-        h.replyTimeout = hubReplyTimeout
-        h.commandTimeout = hubCommandTimeout
-        h.defaultMaxInFlight = hubDefaultMaxInFlight
-        return h
     }
 
     /// The effective event-loop count.
@@ -237,16 +212,16 @@ extension GatewayConfiguration {
         int("acceptsPerRead", \.acceptsPerRead, 1...100_000),
         int("eventLoopThreads", \.eventLoopThreads, 0...1024),
         double("drainWindow", \.drainWindow, 0...3600),
-        double("hubWarmupWindow", \.hubWarmupWindow, 0...3600),
-        double("hubAckTimeout", \.hubAckTimeout, 0.01...3600),
-        double("hubLatencyBound", \.hubLatencyBound, 0.001...3600),
-        int("hubFailuresToEject", \.hubFailuresToEject, 1...1_000_000),
-        double("hubBaseEjection", \.hubBaseEjection, 0...86_400),
-        double("hubMaxEjection", \.hubMaxEjection, 0...86_400),
-        int("hubQueueLimit", \.hubQueueLimit, 0...100_000_000),
-        double("hubReplyTimeout", \.hubReplyTimeout, 0.01...60),
-        double("hubCommandTimeout", \.hubCommandTimeout, 0.01...3600),
-        int("hubDefaultMaxInFlight", \.hubDefaultMaxInFlight, 1...100_000),
+        double("hubWarmupWindow", \.hub.warmupWindow, 0...3600),
+        double("hubAckTimeout", \.hub.ackTimeout, 0.01...3600),
+        double("hubLatencyBound", \.hub.latencyBound, 0.001...3600),
+        int("hubFailuresToEject", \.hub.failuresToEject, 1...1_000_000),
+        double("hubBaseEjection", \.hub.baseEjection, 0...86_400),
+        double("hubMaxEjection", \.hub.maxEjection, 0...86_400),
+        int("hubQueueLimit", \.hub.queueLimit, 0...100_000_000),
+        double("hubReplyTimeout", \.hub.replyTimeout, 0.01...60),
+        double("hubCommandTimeout", \.hub.commandTimeout, 0.01...3600),
+        int("hubDefaultMaxInFlight", \.hub.defaultMaxInFlight, 1...100_000),
         double("registryFlushInterval", \.registryFlushInterval, 0.001...60),
         Setting(key: "logLevel") { config, value throws(SettingProblem) in
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
@@ -333,8 +308,13 @@ extension GatewayConfiguration {
                 key: "maxConnectionsPerAddress", source: "configuration",
                 problem: "\(maxConnectionsPerAddress) exceeds maxConnections \(maxConnections)")
         }
-        if frameBurst < 1 || byteBurst < 259 {
+        if byteBurst < 259 {
             throw ConfigurationError(key: "byteBurst", source: "configuration", problem: "must allow at least one full frame (259 bytes)")
+        }
+        if hub.baseEjection > hub.maxEjection {
+            throw ConfigurationError(
+                key: "hubBaseEjection", source: "configuration",
+                problem: "\(hub.baseEjection) exceeds hubMaxEjection \(hub.maxEjection)")
         }
     }
 }
@@ -344,14 +324,20 @@ extension GatewayConfiguration {
     public var jsonDescription: String {
         let mirror = Mirror(reflecting: self)
         var parts: [String] = []
-        for child in mirror.children {
-            guard let key = child.label, Self.keys.contains(key) else { continue }
+        var children = mirror.children.map { ($0.label ?? "", $0.value) }
+        // Nested hub tuning appears under its hub* keys.
+        for child in Mirror(reflecting: hub).children {
+            guard let label = child.label else { continue }
+            children.append(("hub" + label.prefix(1).uppercased() + label.dropFirst(), child.value))
+        }
+        for (key, childValue) in children {
+            guard Self.keys.contains(key) else { continue }
             let value: String
-            switch child.value {
+            switch childValue {
             case let s as String: value = "\"\(s.replacingOccurrences(of: "\"", with: "\\\""))\""
             case let p as LoginPolicy: value = "\"\(p.rawValue)\""
             case let b as Bool: value = b ? "true" : "false"
-            default: value = "\(child.value)"
+            default: value = "\(childValue)"
             }
             parts.append("  \"\(key)\": \(value)")
         }

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Tuning of the backend hub. Defaults suit a production platform; tests shorten them.
-public struct HubConfiguration: Sendable {
+public struct HubConfiguration: Sendable, Equatable {
     /// A new instance's share of piles rises linearly over this window.
     public var warmupWindow: TimeInterval = 30
     /// An event not acked within this time counts as a failure of its instance.

@@ -23,12 +23,12 @@ final class OpsGateway: Sendable {
         config.apiPort = 0
         config.eventLoopThreads = 1
         config.dataDirectory = NSTemporaryDirectory() + "pilegate-ops-" + UUID().uuidString
-        config.loginTimeout = 2
-        config.livenessTimeout = 5
+        config.loginTimeout = 10
+        config.livenessTimeout = 10
         config.drainWindow = 0.1
         config.registryFlushInterval = 0.02
         config.timeSyncOnLogin = false
-        config.hubWarmupWindow = 0
+        config.hub.warmupWindow = 0
         var logger = Logger(label: "pilegate-ops-test")
         logger.logLevel = .critical
         let gateway = try GatewayAssembly.make(config: config, logger: logger)
