@@ -132,14 +132,17 @@ struct TailCommand: AsyncParsableCommand {
                 }
                 if !printEvents {
                     tasks.addTask {
-                        var next = begin + Int64(interval * 1e6)
+                        let step = Int64(interval * 1e6)
+                        var last = TailClock.nowMicros()
+                        var next = last + step
                         while !Task.isCancelled {
-                            let wait = max(next - TailClock.nowMicros(), 1_000)
-                            try await Task.sleep(nanoseconds: UInt64(wait) * 1_000)
+                            try await Task.sleep(nanoseconds: UInt64(max(next - TailClock.nowMicros(), 1_000)) * 1_000)
+                            let now = TailClock.nowMicros()
                             let window = stats.withLockedValue { $0.takeWindow() }
-                            let elapsed = Double(TailClock.nowMicros() - begin) / 1e6
-                            TailCommand.out(window.line(elapsed: elapsed, seconds: interval))
-                            next += Int64(interval * 1e6)
+                            TailCommand.out(window.line(elapsed: Double(now - begin) / 1e6, seconds: Double(now - last) / 1e6))
+                            last = now
+                            next += step
+                            if next <= now { next = now + step }  // a late wake-up skips windows rather than printing empty ones
                         }
                     }
                 }

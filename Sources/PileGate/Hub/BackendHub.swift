@@ -20,8 +20,16 @@ import YKC
 public final class BackendHub: GatewayEventSink {
     public let config: HubConfiguration
     let logger: Logger
-    private let laneDeciderBox: NIOLockedValueBox<@Sendable (Login, String) -> String>
-    private var laneDecider: @Sendable (Login, String) -> String { laneDeciderBox.withLockedValue { $0 } }
+    /// The lane decider and rule version, kept in a struct: a closure stored directly as a generic
+    /// box's value is re-abstracted on every inout access (`withLockedValue { $0 }`), and the
+    /// write-back wraps it in two more thunks each call — per login and per frame that grew
+    /// without bound and made the gateway quadratic (found by scripts/bench-hub.sh).
+    private struct LaneSource: Sendable {
+        var decide: @Sendable (Login, String) -> String
+        var version: @Sendable () -> Int
+    }
+    private let laneSource: NIOLockedValueBox<LaneSource>
+    private var laneDecider: @Sendable (Login, String) -> String { laneSource.withLockedValue { $0.decide } }
     private let gatewayBox = NIOLockedValueBox<Gateway?>(nil)
     private let instances = NIOLockedValueBox<[String: [BackendInstance]]>([:])
     /// Event names some instance subscribed to, for the per-frame `wants` check (lock-free read).
@@ -89,7 +97,7 @@ public final class BackendHub: GatewayEventSink {
     ) {
         self.config = config
         self.logger = logger
-        self.laneDeciderBox = NIOLockedValueBox(lanes)
+        self.laneSource = NIOLockedValueBox(LaneSource(decide: lanes, version: { 0 }))
     }
 
     /// Replaces how lanes are decided (the assembly installs the lane rule book once the
@@ -97,13 +105,10 @@ public final class BackendHub: GatewayEventSink {
     public func decideLanes(
         with decider: @escaping @Sendable (Login, String) -> String, version: @escaping @Sendable () -> Int = { 0 }
     ) {
-        laneDeciderBox.withLockedValue { $0 = decider }
-        laneVersionBox.withLockedValue { $0 = version }
+        laneSource.withLockedValue { $0 = LaneSource(decide: decider, version: version) }
     }
 
-    private let laneVersionBox = NIOLockedValueBox<@Sendable () -> Int>({ 0 })
-
-    public var laneRulesVersion: Int { laneVersionBox.withLockedValue { $0 }() }
+    public var laneRulesVersion: Int { laneSource.withLockedValue { $0.version }() }
 
     /// The outbox's latest summary as JSON, for `/v1/stats`.
     public func outboxJSON() -> JSONValue {
