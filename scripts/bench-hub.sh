@@ -1,0 +1,307 @@
+#!/usr/bin/env bash
+# Backend hub benchmark (issue 4): simulated piles -> one `pilegate serve` -> `pilegate tail`
+# subscribers over the /v1/events WebSocket, all on loopback on this machine.
+#
+# Phases (each with a fresh gateway, simulators and subscribers):
+#   latency     ~20,000 heartbeat events/s (default 10,000 piles x 2 guns, 1 s heartbeat) delivered
+#               to service "bench" (instances b1, b2 share the piles by rendezvous hashing);
+#               pile->backend latency p50/p99 = tail arrival time - event receivedAt
+#   nohub       the same pile load with no subscriber (the hub builds no events): the gateway's
+#               CPU without the hub, so the hub's own share per event can be computed
+#   saturation  a higher offered load (default 8,000 piles x 20 guns, 1 s heartbeat = 160,000/s)
+#               to find the events/s actually delivered (heartbeats below ~0.5 s make the simulated
+#               piles drop their links under load, so the load is raised by guns, not interval)
+# For each: events/s delivered (sum over subscribers), gateway CPU per delivered event (Δ
+# /v1/stats process.cpuSeconds, cross-checked with /proc/<pid>/stat), events/s per gateway core
+# (= events / gateway CPU seconds), and the CPU of the simulators and subscribers that share the
+# cores. The measurement window starts --warmup seconds after the subscribers connect, once
+# every pile is logged in.
+#
+# Everything started is stopped on exit (trap); the gateway runs under `timeout`, each wait is
+# bounded. Waits (up to --wait-busy s) while another engineer's load test is running.
+#
+# Usage: scripts/bench-hub.sh [--phases latency,nohub,saturation] [--measure 30] [--warmup 5]
+#          [--lat-piles 10000] [--lat-guns 2] [--lat-heartbeat 1]
+#          [--sat-piles 8000] [--sat-guns 20] [--sat-heartbeat 1]
+#          [--subscribers 2] [--sims 2] [--sim-threads 1] [--sources 16] [--rate 2500]
+#          [--max-in-flight 1024] [--pile-port 18867] [--api-port 18880]
+#          [--bin PATH] [--no-build] [--out DIR] [--wait-busy 600]
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+PHASES=latency,nohub,saturation MEASURE=30 WARMUP=5
+LAT_PILES=10000 LAT_GUNS=2 LAT_HB=1
+SAT_PILES=8000 SAT_GUNS=20 SAT_HB=1
+SUBS=2 SIMS=2 SIM_THREADS=1 SOURCES=16 RATE=2500 MAX_IN_FLIGHT=1024
+PILE_PORT=18867 API_PORT=18880 BIN="" BUILD=1 OUT="" WAIT_BUSY=600
+COMMAND="scripts/bench-hub.sh $*"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --phases) PHASES=$2; shift 2 ;;
+        --measure) MEASURE=$2; shift 2 ;;
+        --warmup) WARMUP=$2; shift 2 ;;
+        --lat-piles) LAT_PILES=$2; shift 2 ;;
+        --lat-guns) LAT_GUNS=$2; shift 2 ;;
+        --lat-heartbeat) LAT_HB=$2; shift 2 ;;
+        --sat-piles) SAT_PILES=$2; shift 2 ;;
+        --sat-guns) SAT_GUNS=$2; shift 2 ;;
+        --sat-heartbeat) SAT_HB=$2; shift 2 ;;
+        --subscribers) SUBS=$2; shift 2 ;;
+        --sims) SIMS=$2; shift 2 ;;
+        --sim-threads) SIM_THREADS=$2; shift 2 ;;
+        --sources) SOURCES=$2; shift 2 ;;
+        --rate) RATE=$2; shift 2 ;;
+        --max-in-flight) MAX_IN_FLIGHT=$2; shift 2 ;;
+        --pile-port) PILE_PORT=$2; shift 2 ;;
+        --api-port) API_PORT=$2; shift 2 ;;
+        --bin) BIN=$2; BUILD=0; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        --out) OUT=$2; shift 2 ;;
+        --wait-busy) WAIT_BUSY=$2; shift 2 ;;
+        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+        *) echo "bench-hub: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+if [ "$SUBS" -lt 1 ] || [ "$SUBS" -gt 2 ]; then echo "bench-hub: --subscribers must be 1 or 2" >&2; exit 2; fi
+for n in "$LAT_PILES" "$SAT_PILES"; do
+    if [ "$n" -gt 19000 ]; then echo "bench-hub: at most 19,000 piles (20,000 open files per process)" >&2; exit 2; fi
+done
+
+RUN=${OUT:-$(mktemp -d /tmp/pilegate-benchhub.XXXXXX)}
+mkdir -p "$RUN"
+DATA=""
+GW_PID="" SIM_PIDS=() TAIL_PIDS=()
+API="http://127.0.0.1:$API_PORT"
+
+log() { printf '[bench-hub %s] %s\n' "$(date +%T)" "$*" >&2; }
+
+stop_all() {
+    local pids=("${TAIL_PIDS[@]}" "${SIM_PIDS[@]}") deadline=$((SECONDS + 15))
+    [ -n "$GW_PID" ] && pids+=("$GW_PID")
+    [ ${#pids[@]} -gt 0 ] || return 0
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    for pid in "${pids[@]}"; do
+        while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    if [ -n "$GW_PID" ]; then pkill -KILL -P "$GW_PID" 2>/dev/null || true; fi
+    wait "${pids[@]}" 2>/dev/null || true
+    GW_PID="" SIM_PIDS=() TAIL_PIDS=()
+    if [ -n "$DATA" ]; then rm -rf "$DATA"; DATA=""; fi
+}
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop_all
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Another engineer's load test or gateway disturbs every figure: wait for it (bounded), then
+# go ahead but record what was running.
+others() { pgrep -af "load-test.sh|chaos|pilegate (serve|simulate|tail)" | grep -v "bench-hub" || true; }
+busy_until=$((SECONDS + WAIT_BUSY))
+while [ -n "$(others)" ] && [ $SECONDS -lt $busy_until ]; do
+    log "waiting for other pilegate runs to finish: $(others | cut -c1-120 | head -n 3 | tr '\n' ';')"
+    sleep 10
+done
+OTHERS_AT_START=$(others | cut -c1-160 | tr '\n' ';')
+[ -z "$OTHERS_AT_START" ] || log "proceeding while these run: $OTHERS_AT_START"
+
+for port in "$PILE_PORT" "$API_PORT"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "bench-hub: port $port is already in use" >&2; exit 1; fi
+done
+
+if [ "$BUILD" = 1 ]; then
+    log "building release (swift build -c release --product pilegate; waits for other SwiftPM runs)"
+    swift build -c release --product pilegate 2>&1 | tail -n 2 >&2
+fi
+BIN=${BIN:-$ROOT/.build/release/pilegate}
+[ -x "$BIN" ] || { echo "bench-hub: $BIN missing" >&2; exit 1; }
+
+# utime+stime in seconds of live PIDs (summed); /proc/<pid>/stat fields 14, 15.
+cpu_of() {
+    local total=0 pid
+    for pid in "$@"; do
+        [ -r "/proc/$pid/stat" ] || continue
+        total=$(awk -v t="$total" -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%.2f", t + ($12 + $13) / hz}' "/proc/$pid/stat")
+    done
+    echo "$total"
+}
+gw_real_pid() { pgrep -P "$GW_PID" | head -n1; }
+stats_field() {  # stats_field 'python expression on d' (d = /v1/stats JSON); -1 when unanswered
+    local doc i
+    for i in 1 2 3; do
+        if doc=$(curl -fsS --max-time 10 "$API/v1/stats" 2>/dev/null); then
+            python3 -c "import json,sys; d=json.load(sys.stdin); print($1)" <<<"$doc" && return 0
+        fi
+    done
+    log "GET /v1/stats did not answer in 3 x 10 s"
+    echo -1
+}
+
+# run_phase NAME PILES GUNS HEARTBEAT SUBSCRIBERS
+run_phase() {
+    local name=$1 piles=$2 guns=$3 hb=$4 subs=$5
+    local dir="$RUN/$name" per=$(( (piles + SIMS - 1) / SIMS )) i
+    mkdir -p "$dir"
+    DATA=$(mktemp -d /tmp/pilegate-benchhub-data.XXXXXX)
+    local bound=$((MEASURE + WARMUP + 240))
+    log "$name: gateway on $PILE_PORT/$API_PORT; $piles piles x $guns guns @ ${hb}s; $subs subscriber(s); logs in $dir"
+    PILEGATE_PILE_HOST=127.0.0.1 PILEGATE_PILE_PORT=$PILE_PORT PILEGATE_API_PORT=$API_PORT \
+    PILEGATE_DATA_DIRECTORY=$DATA PILEGATE_LOG_LEVEL=warning \
+    PILEGATE_FRAME_RATE_PER_SECOND=1000000 PILEGATE_BYTE_RATE_PER_SECOND=100000000 \
+    PILEGATE_FLAP_MAX_CONNECTS=1000000 PILEGATE_FLAP_MAX_CONNECTS_PER_ADDRESS=1000000 \
+    PILEGATE_MAX_CONNECTIONS_PER_ADDRESS=1000000 PILEGATE_DRAIN_WINDOW=0 \
+        timeout -s TERM -k 10 "$bound" "$BIN" serve >"$dir/gateway.log" 2>&1 &
+    GW_PID=$!
+    local deadline=$((SECONDS + 30))
+    until curl -fsS --max-time 1 "$API/v1/stats" >/dev/null 2>&1; do
+        [ $SECONDS -lt $deadline ] || { log "$name: gateway did not come up"; cat "$dir/gateway.log" >&2; return 1; }
+        sleep 0.2
+    done
+    local gw; gw=$(gw_real_pid)
+
+    for ((i = 0; i < SIMS; i++)); do
+        local n=$per
+        if [ $(( (i + 1) * per )) -gt "$piles" ]; then n=$(( piles - i * per )); fi
+        [ "$n" -gt 0 ] || continue
+        "$BIN" simulate --gateway "127.0.0.1:$PILE_PORT" --piles "$n" --guns "$guns" --heartbeat "$hb" \
+            --first-id $((32010600000001 + i * per)) --source-addresses "$SOURCES" --rate "$(awk -v r="$RATE" -v s="$SIMS" 'BEGIN{print r/s}')" \
+            --threads "$SIM_THREADS" --duration $((bound - 20)) --report-interval 10 >"$dir/sim$i.log" 2>&1 &
+        SIM_PIDS+=($!)
+    done
+    deadline=$((SECONDS + 120))
+    while :; do
+        local online; online=$(stats_field "d['counters']['online']" 2>/dev/null || echo 0)
+        [ "$online" -ge "$piles" ] && break
+        [ $SECONDS -lt $deadline ] || { log "$name: only $online of $piles piles online after 120 s"; return 1; }
+        sleep 1
+    done
+    log "$name: all $piles piles online; settling 3 s"
+    sleep 3
+
+    local names=(b1 b2)
+    for ((i = 0; i < subs; i++)); do
+        "$BIN" tail --api "$API" --service bench --instance "${names[$i]}" --events heartbeat \
+            --max-in-flight "$MAX_IN_FLIGHT" --duration $((WARMUP + MEASURE + 3)) --warmup "$WARMUP" --stats-interval 5 \
+            >"$dir/tail-${names[$i]}.out" 2>"$dir/tail-${names[$i]}.err" &
+        TAIL_PIDS+=($!)
+    done
+    sleep "$WARMUP"
+    local t0 gw0 gwp0 sim0 tail0 hb0 fin0
+    t0=$(date +%s.%N)
+    gw0=$(stats_field "d['process']['cpuSeconds']"); gwp0=$(cpu_of "$gw")
+    sim0=$(cpu_of "${SIM_PIDS[@]}"); tail0=$(cpu_of "${TAIL_PIDS[@]}")
+    hb0=$(stats_field "d['counters']['heartbeats']"); fin0=$(stats_field "sum(d['counters']['framesIn'].values())")
+    sleep "$MEASURE"
+    local t1 gw1 gwp1 sim1 tail1 hb1 fin1
+    t1=$(date +%s.%N)
+    gw1=$(stats_field "d['process']['cpuSeconds']"); gwp1=$(cpu_of "$gw")
+    sim1=$(cpu_of "${SIM_PIDS[@]}"); tail1=$(cpu_of "${TAIL_PIDS[@]}")
+    hb1=$(stats_field "d['counters']['heartbeats']"); fin1=$(stats_field "sum(d['counters']['framesIn'].values())")
+    curl -fsS --max-time 5 "$API/v1/hub" >"$dir/hub.json" || echo '{}' >"$dir/hub.json"
+    curl -fsS --max-time 5 "$API/v1/stats" >"$dir/stats.json" || echo '{}' >"$dir/stats.json"
+    for pid in "${TAIL_PIDS[@]}"; do
+        local w=$((SECONDS + 20))
+        while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $w ]; do sleep 0.2; done
+    done
+    cat >"$dir/window.env" <<EOF
+name=$name piles=$piles guns=$guns heartbeat=$hb subscribers=$subs
+t0=$t0 t1=$t1 gw0=$gw0 gw1=$gw1 gwproc0=$gwp0 gwproc1=$gwp1 sim0=$sim0 sim1=$sim1 tail0=$tail0 tail1=$tail1
+hb0=$hb0 hb1=$hb1 framesIn0=$fin0 framesIn1=$fin1
+EOF
+    stop_all
+    log "$name: done"
+}
+
+IFS=, read -r -a PHASE_LIST <<<"$PHASES"
+for p in "${PHASE_LIST[@]}"; do
+    case "$p" in
+        latency) run_phase latency "$LAT_PILES" "$LAT_GUNS" "$LAT_HB" "$SUBS" ;;
+        nohub) run_phase nohub "$LAT_PILES" "$LAT_GUNS" "$LAT_HB" 0 ;;
+        saturation) run_phase saturation "$SAT_PILES" "$SAT_GUNS" "$SAT_HB" "$SUBS" ;;
+        *) echo "bench-hub: unknown phase $p" >&2; exit 2 ;;
+    esac
+done
+
+cat >"$RUN/run.env" <<EOF
+command=$COMMAND
+date=$(date -u +"%Y-%m-%d %H:%M UTC")
+cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n1)
+cores=$(nproc)
+git=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$( [ -n "$(git status --porcelain --untracked-files=no -- Sources Package.swift 2>/dev/null)" ] && echo " + uncommitted changes in Sources")
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+others=${OTHERS_AT_START:-none}
+EOF
+
+python3 - "$RUN" <<'PY'
+import glob, json, os, sys
+run = sys.argv[1]
+def env(path):
+    d = {}
+    for line in open(path):
+        for kv in line.split():
+            if "=" in kv:
+                k, v = kv.split("=", 1); d[k] = v
+    return d
+meta = {}
+for line in open(os.path.join(run, "run.env")):
+    k, v = line.rstrip("\n").split("=", 1); meta[k] = v
+print(f"bench-hub: {meta['date']}, {meta['cpu']}, {meta['cores']} cores, {meta['git']}; results in {run}")
+print(f"  load average at the end {meta['load']}; other pilegate processes at the start: {meta['others']}")
+rows = {}
+for name in ("latency", "nohub", "saturation"):
+    wpath = os.path.join(run, name, "window.env")
+    if not os.path.exists(wpath): continue
+    w = env(wpath)
+    secs = float(w["t1"]) - float(w["t0"])
+    gwp = float(w["gwproc1"]) - float(w["gwproc0"])
+    gw = float(w["gw1"]) - float(w["gw0"]) if min(float(w["gw0"]), float(w["gw1"])) >= 0 else float("nan")
+    sim = float(w["sim1"]) - float(w["sim0"]); tl = float(w["tail1"]) - float(w["tail0"])
+    hb = max(int(w["hb1"]) - int(w["hb0"]), 0); fin = max(int(w["framesIn1"]) - int(w["framesIn0"]), 0)
+    tails = []
+    for f in sorted(glob.glob(os.path.join(run, name, "tail-*.out"))):
+        lines = [l for l in open(f) if l.startswith("{")]
+        if lines: tails.append(json.loads(lines[-1]))
+    ev = sum(t["events"] for t in tails)
+    tsecs = max([t["seconds"] for t in tails] or [secs])
+    r = dict(name=name, piles=w["piles"], guns=w["guns"], hb=w["heartbeat"], subs=int(w["subscribers"]),
+             secs=secs, gw=gw, gwproc=gwp, sim=sim, tail=tl, hbps=hb / secs, finps=fin / secs,
+             evps=ev / tsecs if tails else 0.0, tails=tails)
+    try:
+        hub = json.load(open(os.path.join(run, name, "hub.json")))
+        r["hub"] = hub
+    except Exception:
+        r["hub"] = {}
+    rows[name] = r
+    print(f"\n[{name}] {w['piles']} piles x {w['guns']} guns @ {w['heartbeat']} s, {w['subscribers']} subscriber(s), window {secs:.1f} s")
+    print(f"  gateway frames in {fin / secs:,.0f}/s (heartbeats {hb / secs:,.0f}/s)")
+    if tails:
+        print(f"  events delivered  {r['evps']:,.0f}/s ({ev:,} in {tsecs:.1f} s over {len(tails)} subscriber(s))")
+        for t in tails:
+            l = t["latencyMs"]
+            print(f"  {t['instance']}: {t['eventsPerSecond']:,.0f}/s latency ms p50 {l['p50']} p90 {l['p90']} p99 {l['p99']} p99.9 {l['p999']} max {l['max']} mean {l['mean']}")
+    print(f"  CPU seconds: gateway {gw:.2f} (/v1/stats; /proc {gwp:.2f}) = {gwp / secs * 100:.0f}% of a core, "
+          f"simulators {sim:.2f} ({sim / secs * 100:.0f}%), subscribers {tl:.2f} ({tl / secs * 100:.0f}%)")
+    if tails and ev:
+        print(f"  gateway CPU per delivered event {gwp / ev * 1e6:.1f} us (/proc) / {gw / ev * 1e6:.1f} us (/v1/stats); "
+              f"events/s per gateway core {ev / gwp:,.0f}")
+        print(f"  subscriber CPU per event {tl / ev * 1e6:.1f} us; simulator CPU per heartbeat {sim / max(hb, 1) * 1e6:.1f} us")
+    elif hb:
+        print(f"  gateway CPU per heartbeat (no hub) {gwp / hb * 1e6:.1f} us; simulator CPU per heartbeat {sim / hb * 1e6:.1f} us")
+    for lane, services in (r["hub"].get("lanes") or {}).items():
+        for svc, t in services.items():
+            print(f"  hub traffic lane '{lane}' {svc}: routed {t['routed']:,} acks {t['acks']:,} failures {t['failures']} overflows {t['overflows']} ejections {t['ejections']}")
+    if r["hub"]: print(f"  hub undeliverable {r['hub'].get('undeliverable')}")
+if "latency" in rows and "nohub" in rows and rows["latency"]["tails"]:
+    a, b = rows["latency"], rows["nohub"]
+    ev = sum(t["events"] for t in a["tails"])
+    extra = a["gwproc"] / a["secs"] - b["gwproc"] / b["secs"]
+    print(f"\n[hub share] gateway CPU with hub {a['gwproc'] / a['secs']:.3f} s/s, without {b['gwproc'] / b['secs']:.3f} s/s "
+          f"-> hub {extra / (ev / a['secs']) * 1e6:.1f} us per event ({(ev / a['secs']) / extra if extra > 0 else float('inf'):,.0f} events/s per core of hub work)")
+json.dump(rows, open(os.path.join(run, "results.json"), "w"), indent=1, default=str)
+PY
