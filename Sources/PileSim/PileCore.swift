@@ -41,6 +41,8 @@ struct PendingBill {
     var gunIndex: Int
     var sends = 0
     var timer: Scheduled<Void>?
+    /// When the bill first went out, for the 0x3B → 0x40 latency.
+    var firstSentAt: NIODeadline?
 }
 
 /// The pile's firmware: all per-pile state and behaviour, confined to one event loop.
@@ -94,6 +96,8 @@ final class PileCore {
     var billAckResults: [TradeSerial: BillAckResult] = [:]
     var billsAbandoned: Set<TradeSerial> = []
     var billSends: [TradeSerial: Int] = [:]
+    /// Counter for the trade serials of simulated bills (unique per pile and second).
+    var billCounter = 0
     var offlineCards: Set<BinaryID> = []
     var startReplies: [StartRequestReply] = []
 
@@ -492,6 +496,7 @@ final class PileCore {
         }
         // Bills stored while offline go up right after login (facts §5.1).
         for serial in billOrder { sendBill(serial) }
+        refillBills()
     }
 
     func heartbeatTick(connectionID id: Int) {
@@ -792,6 +797,7 @@ final class PileCore {
             return
         }
         send(bill.record, nextSequence(gun: bill.gunIndex))
+        if bill.firstSentAt == nil { bill.firstSentAt = .now() }
         bill.sends += 1
         counters?.billFramesSent.wrappingIncrement(ordering: .relaxed)
         if config.detailedStats { billSends[serial] = (billSends[serial] ?? 0) + 1 }
@@ -809,6 +815,29 @@ final class PileCore {
         billsAcked.insert(ack.tradeSerial)
         billAckResults[ack.tradeSerial] = ack.result
         counters?.billsAcked.wrappingIncrement(ordering: .relaxed)
+        let latency = bill.firstSentAt.map { NIODeadline.now() - $0 } ?? .zero
+        counters?.billAckLatency.record(latency)
+        config.onBillAcked?(pileID, ack.tradeSerial, ack.result, latency)
+        refillBills()
+    }
+
+    /// Queues a simulated bill for a random gun with a serial unique to this pile (a per-pile
+    /// counter in the serial's last four digits, so two bills of one second never collide).
+    func enqueueSimulatedBill() {
+        let gun = guns[Int.random(in: 0..<guns.count)].number
+        billCounter &+= 1
+        let serial = TradeSerial.simulated(pileID: pileID, gun: gun, counter: billCounter)
+        try? enqueueBill(.simulated(pileID: pileID, gun: gun, tradeSerial: serial))
+    }
+
+    /// Closed-loop load (`billsInFlight`): tops the outstanding bills up while logged in.
+    func refillBills() {
+        guard config.billsInFlight > 0, phase == .loggedIn, config.billLoad?.isEnabled ?? true else { return }
+        var attempts = 0
+        while pendingBills.count < config.billsInFlight && attempts < config.billsInFlight * 2 {
+            enqueueSimulatedBill()
+            attempts += 1
+        }
     }
 
     // MARK: - Observation

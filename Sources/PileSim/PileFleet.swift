@@ -103,12 +103,9 @@ public final class PileFleet: Sendable {
     /// Queues a simulated bill on a random logged-in pile (skipped if the pile is offline).
     public func uploadRandomBill() {
         guard let pile = piles.randomElement() else { return }
-        let counter = Int.random(in: 0..<10_000)
         pile.withCore { core in
             guard core.phase == .loggedIn else { return }
-            let gun = core.guns[Int.random(in: 0..<core.guns.count)].number
-            let serial = TradeSerial.simulated(pileID: core.pileID, gun: gun, counter: counter)
-            try? core.enqueueBill(.simulated(pileID: core.pileID, gun: gun, tradeSerial: serial))
+            core.enqueueSimulatedBill()
         }
     }
 

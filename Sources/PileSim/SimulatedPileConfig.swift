@@ -1,3 +1,4 @@
+import Atomics
 import NIOCore
 import YKC
 
@@ -83,6 +84,14 @@ public struct SimulatedPileConfig: Sendable {
     public var billRetryInterval: TimeAmount = .seconds(30)
     /// Give up on a bill after this many sends of it (FW: more than 10 sends).
     public var billMaxSends: Int = 10
+    /// Closed-loop bill load: keep this many simulated bills outstanding, queuing a new one as
+    /// soon as one is acknowledged (and filling up at each login); 0 = off. `billLoad` switches it off.
+    public var billsInFlight: Int = 0
+    /// Shared switch for `billsInFlight` (a fleet passes one instance to all its piles); nil = always on.
+    public var billLoad: BillLoadControl?
+    /// Called on the pile's event loop for every bill the pile deletes on a 0x40 (each trade
+    /// serial once per upload), with the time from its first send to the 0x40. Keep it cheap.
+    public var onBillAcked: (@Sendable (_ pile: PileID, _ tradeSerial: TradeSerial, _ result: BillAckResult, _ latency: TimeAmount) -> Void)?
 
     // MARK: Observation
 
@@ -177,4 +186,16 @@ public struct ReconnectPolicy: Sendable, Hashable {
         let factor = Double.random(in: (1 - jitter)...(1 + jitter))
         return .nanoseconds(Int64(max(0, nanos * factor)))
     }
+}
+
+/// An on/off switch shared by the piles of a closed-loop bill load (`billsInFlight`): when it is
+/// off, acknowledged bills are no longer replaced, so the outstanding ones drain.
+public final class BillLoadControl: Sendable {
+    private let enabled = ManagedAtomic<Bool>(true)
+
+    public init() {}
+
+    public var isEnabled: Bool { enabled.load(ordering: .relaxed) }
+
+    public func stop() { enabled.store(false, ordering: .relaxed) }
 }

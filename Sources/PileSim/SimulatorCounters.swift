@@ -36,6 +36,9 @@ public final class SimulatorCounters: Sendable {
     public let parseErrors = ManagedAtomic<Int>(0)
     /// Time from 0x01 sent to 0x02 received.
     public let loginLatency = LatencyHistogram()
+    /// Time from a bill's first 0x3B send to its 0x40 (across reconnects and re-sends), with
+    /// sub-millisecond buckets: the gateway's durable-ack latency as a pile sees it.
+    public let billAckLatency = LatencyHistogram(boundsMicros: LatencyHistogram.fineBoundsMicros)
 
     public init() {}
 
@@ -64,7 +67,8 @@ public final class SimulatorCounters: Sendable {
             framesSent: framesSent.load(ordering: .relaxed),
             framesReceived: framesReceived.load(ordering: .relaxed),
             parseErrors: parseErrors.load(ordering: .relaxed),
-            loginLatency: loginLatency.snapshot())
+            loginLatency: loginLatency.snapshot(),
+            billAckLatency: billAckLatency.snapshot())
     }
 
     public struct Snapshot: Sendable, Hashable {
@@ -91,28 +95,47 @@ public final class SimulatorCounters: Sendable {
         public var framesReceived: Int
         public var parseErrors: Int
         public var loginLatency: LatencyHistogram.Snapshot
+        public var billAckLatency: LatencyHistogram.Snapshot
+
+        /// Bills queued and neither acknowledged nor abandoned yet.
+        public var billsPending: Int { max(0, billsQueued - billsAcked - billsAbandoned) }
     }
 }
 
 /// A fixed-bucket latency histogram with atomic buckets, so thousands of piles can record into
 /// one without locking. Percentiles are reported as the upper bound of the bucket they fall in.
 public final class LatencyHistogram: Sendable {
-    /// Bucket upper bounds in milliseconds; the last bucket is unbounded.
+    /// Default bucket upper bounds in milliseconds; the last bucket is unbounded.
     public static let boundsMs: [Int] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000]
+    /// Finer bounds in microseconds (0.1 ms steps at the low end) for latencies that should be a
+    /// few milliseconds, e.g. a bill's 0x40 after an fsync.
+    public static let fineBoundsMicros: [Int] = [
+        100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 1250, 1500, 1750, 2000, 2500, 3000, 3500, 4000, 5000,
+        6000, 7000, 8000, 9000, 10000, 12500, 15000, 20000, 30000, 50000, 75000, 100000, 200000, 500000,
+        1_000_000, 2_000_000, 5_000_000, 10_000_000, 30_000_000, 60_000_000, 120_000_000, 300_000_000,
+    ]
 
+    /// Bucket upper bounds in microseconds.
+    public let boundsMicros: [Int]
     private let buckets: [ManagedAtomic<Int>]
     private let count = ManagedAtomic<Int>(0)
     private let sumMicros = ManagedAtomic<Int>(0)
     private let maxMicros = ManagedAtomic<Int>(0)
 
-    public init() {
-        buckets = (0...Self.boundsMs.count).map { _ in ManagedAtomic<Int>(0) }
+    public convenience init() {
+        self.init(boundsMicros: Self.boundsMs.map { $0 * 1000 })
+    }
+
+    /// A histogram with the given ascending bucket upper bounds (microseconds) plus an overflow bucket.
+    public init(boundsMicros: [Int]) {
+        self.boundsMicros = boundsMicros.sorted()
+        buckets = (0...boundsMicros.count).map { _ in ManagedAtomic<Int>(0) }
     }
 
     public func record(_ amount: TimeAmount) {
         let micros = max(0, Int(amount.nanoseconds / 1000))
-        var index = Self.boundsMs.count
-        for (i, bound) in Self.boundsMs.enumerated() where micros <= bound * 1000 {
+        var index = boundsMicros.count
+        for (i, bound) in boundsMicros.enumerated() where micros <= bound {
             index = i
             break
         }
@@ -130,6 +153,7 @@ public final class LatencyHistogram: Sendable {
 
     public func snapshot() -> Snapshot {
         Snapshot(
+            boundsMicros: boundsMicros,
             buckets: buckets.map { $0.load(ordering: .relaxed) },
             count: count.load(ordering: .relaxed),
             sumMicros: sumMicros.load(ordering: .relaxed),
@@ -137,7 +161,9 @@ public final class LatencyHistogram: Sendable {
     }
 
     public struct Snapshot: Sendable, Hashable {
-        /// Counts per bucket, aligned with `LatencyHistogram.boundsMs` plus one overflow bucket.
+        /// Bucket upper bounds in microseconds.
+        public var boundsMicros: [Int]
+        /// Counts per bucket, aligned with `boundsMicros` plus one overflow bucket.
         public var buckets: [Int]
         public var count: Int
         public var sumMicros: Int
@@ -156,7 +182,7 @@ public final class LatencyHistogram: Sendable {
                 seen += n
                 if seen >= max(target, 1) {
                     // Never report more than the largest sample seen.
-                    return i < LatencyHistogram.boundsMs.count ? min(Double(LatencyHistogram.boundsMs[i]), maxMs) : maxMs
+                    return i < boundsMicros.count ? min(Double(boundsMicros[i]) / 1000, maxMs) : maxMs
                 }
             }
             return maxMs

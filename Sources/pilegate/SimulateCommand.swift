@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import PileSim
@@ -20,6 +21,16 @@ struct SimulateCommand: AsyncParsableCommand {
             runs them for --duration seconds, prints a progress line every --report-interval seconds \
             and a summary at the end. Exits non-zero when no pile logged in, or with \
             --expect-all-login when not every pile was logged in at the end.
+
+            Bills (0x3B): --bills-per-minute uploads bills at a steady rate across the fleet (open loop); \
+            --bills-in-flight N keeps N bills outstanding per pile, queuing a new one as each is \
+            acknowledged (closed loop: as fast as the 0x40s come). A pile re-sends an unacknowledged \
+            bill every --bill-retry seconds, also after reconnecting, and abandons it after \
+            --bill-max-sends sends. --acked-bills-out appends the trade serial of every bill a pile got \
+            0x40 for, one per line, written as each 0x40 arrives. With --drain-timeout, new bills stop \
+            after --duration and the run waits up to that long for the outstanding ones to be acked. \
+            The summary gives the bill-ack latency (first send of a bill to its 0x40) p50/p99/max; \
+            --summary-json writes the bill figures as JSON.
             """
     )
 
@@ -50,6 +61,30 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(name: .customLong("bills-per-minute"), help: "Bills (0x3B) uploaded per minute across the fleet.")
     var billsPerMinute: Double = 0
 
+    @Option(name: .customLong("bills-in-flight"), help: "Closed-loop bill load: bills kept outstanding per pile (0 = off).")
+    var billsInFlight: Int = 0
+
+    @Option(name: .customLong("bill-retry"), help: "Seconds before a pile re-sends an unacknowledged bill.")
+    var billRetry: Double = 30
+
+    @Option(name: .customLong("bill-max-sends"), help: "Sends of one bill before the pile abandons it.")
+    var billMaxSends: Int = 10
+
+    @Option(name: .customLong("acked-bills-out"), help: "Append the trade serial of every bill acked with 0x40 to this file.")
+    var ackedBillsOut: String?
+
+    @Option(name: .customLong("drain-timeout"), help: "After --duration, stop new bills and wait up to this many seconds for outstanding ones.")
+    var drainTimeout: Double = 0
+
+    @Option(name: .customLong("summary-json"), help: "Write the bill figures of the summary to this file as JSON.")
+    var summaryJSON: String?
+
+    @Option(name: .customLong("reconnect-min"), help: "Seconds before the first reconnect after a drop (doubles per failure).")
+    var reconnectMin: Double = 1
+
+    @Option(name: .customLong("reconnect-max"), help: "Longest reconnect delay in seconds.")
+    var reconnectMax: Double = 30
+
     @Option(name: .customLong("report-interval"), help: "Seconds between progress lines.")
     var reportInterval: Double = 5
 
@@ -78,6 +113,14 @@ struct SimulateCommand: AsyncParsableCommand {
             throw ValidationError("--source-addresses must be 0...254")
         }
         guard threads >= 1 else { throw ValidationError("--threads must be >= 1") }
+        guard billsPerMinute >= 0 else { throw ValidationError("--bills-per-minute must be >= 0") }
+        guard (0...1000).contains(billsInFlight) else { throw ValidationError("--bills-in-flight must be 0...1000") }
+        guard billRetry > 0 else { throw ValidationError("--bill-retry must be > 0") }
+        guard billMaxSends >= 1 else { throw ValidationError("--bill-max-sends must be >= 1") }
+        guard drainTimeout >= 0 else { throw ValidationError("--drain-timeout must be >= 0") }
+        guard reconnectMin > 0 && reconnectMax >= reconnectMin else {
+            throw ValidationError("--reconnect-min must be > 0 and <= --reconnect-max")
+        }
         guard String(firstID + UInt64(max(piles - 1, 0))).count <= 14 else {
             throw ValidationError("--first-id + --piles exceeds 14 digits")
         }
@@ -108,6 +151,27 @@ struct SimulateCommand: AsyncParsableCommand {
         config.template.protocolVersion = protocolVersion
         config.template.loginTimeout = Self.seconds(loginTimeout)
         config.template.loginRetryDelay = Self.seconds(loginRetry)
+        config.template.billRetryInterval = Self.seconds(billRetry)
+        config.template.billMaxSends = billMaxSends
+        config.template.reconnect = ReconnectPolicy(
+            enabled: true, initialDelay: Self.seconds(reconnectMin), maxDelay: Self.seconds(reconnectMax), multiplier: 2,
+            jitter: 0.2)
+        let billLoad = BillLoadControl()
+        config.template.billsInFlight = billsInFlight
+        config.template.billLoad = billLoad
+        let ackedFile: AckedBillsFile?
+        if let path = ackedBillsOut {
+            do {
+                ackedFile = try AckedBillsFile(path: path)
+            } catch {
+                Self.out("simulate: cannot open --acked-bills-out \(path): \(error)")
+                throw ExitCode(2)
+            }
+            config.template.onBillAcked = { _, serial, _, _ in ackedFile?.append(serial) }
+        } else {
+            ackedFile = nil
+        }
+        defer { ackedFile?.close() }
 
         let fleet = try PileFleet(config: config, group: group)
         let begin = ContinuousClock.now
@@ -120,11 +184,20 @@ struct SimulateCommand: AsyncParsableCommand {
         let billsPerMinute = self.billsPerMinute
         let biller = Task {
             guard billsPerMinute > 0 else { return }
-            let period = Duration.nanoseconds(Int64(60e9 / billsPerMinute))
+            // Paced by elapsed time rather than one sleep per bill, so high rates hold too.
+            let perSecond = billsPerMinute / 60
+            let tick = Duration.nanoseconds(Int64(min(1e9 / perSecond, 5e6)))
+            let start = ContinuousClock.now
+            var sent = 0
             while !Task.isCancelled {
-                try? await Task.sleep(for: period)
+                try? await Task.sleep(for: tick)
                 if Task.isCancelled { break }
-                fleet.uploadRandomBill()
+                let elapsed = ContinuousClock.now - start
+                let due = Int(Self.secondsOf(elapsed) * perSecond)
+                while sent < due {
+                    fleet.uploadRandomBill()
+                    sent += 1
+                }
             }
         }
 
@@ -141,6 +214,21 @@ struct SimulateCommand: AsyncParsableCommand {
         }
 
         biller.cancel()
+        billLoad.stop()
+        await biller.value
+        if drainTimeout > 0 {
+            let before = fleet.counters.snapshot()
+            Self.out("simulate: no new bills; waiting up to \(drainTimeout) s for \(before.billsPending) outstanding bill(s)")
+            let drainEnd = ContinuousClock.now + .nanoseconds(Int64(drainTimeout * 1e9))
+            var nextLine = ContinuousClock.now + step
+            while fleet.counters.snapshot().billsPending > 0 && ContinuousClock.now < drainEnd {
+                try? await Task.sleep(for: .milliseconds(100))
+                if ContinuousClock.now >= nextLine {
+                    Self.out("drain: " + Self.progress(fleet.counters.snapshot(), elapsed: ContinuousClock.now - begin))
+                    nextLine = nextLine + step
+                }
+            }
+        }
         starter.cancel()
         await starter.value
         let final = fleet.counters.snapshot()
@@ -152,6 +240,19 @@ struct SimulateCommand: AsyncParsableCommand {
         }
         await fleet.stop()
         try? await group.shutdownGracefully()
+        ackedFile?.close()
+        if let path = summaryJSON {
+            let json = Self.billJSON(final, elapsed: ContinuousClock.now - begin, ackFileErrors: ackedFile?.errors ?? 0)
+            do {
+                try Data((json + "\n").utf8).write(to: URL(fileURLWithPath: path))
+            } catch {
+                Self.out("simulate: cannot write --summary-json \(path): \(error)")
+            }
+        }
+        if let ackedFile, ackedFile.errors > 0 {
+            Self.out("simulate: FAILED: \(ackedFile.errors) write(s) to --acked-bills-out failed")
+            throw ExitCode(1)
+        }
 
         if piles > 0 && final.loginsAccepted == 0 {
             Self.out("simulate: FAILED: no pile logged in")
@@ -167,7 +268,8 @@ struct SimulateCommand: AsyncParsableCommand {
         let t = String(format: "%.0f", Double(elapsed.components.seconds))
         return "t=\(t)s connected=\(s.connected) loggedIn=\(s.loggedIn) logins=\(s.loginsAccepted) "
             + "rejected=\(s.loginsRejected) loginTimeouts=\(s.loginTimeouts) hbSent=\(s.heartbeatsSent) "
-            + "hbAcked=\(s.heartbeatsAcked) billsAcked=\(s.billsAcked)/\(s.billsQueued) reconnects=\(s.reconnects) "
+            + "hbAcked=\(s.heartbeatsAcked) billsAcked=\(s.billsAcked)/\(s.billsQueued) billsPending=\(s.billsPending) "
+            + "billAckP99=\(fine(s.billAckLatency.percentileMs(0.99))) reconnects=\(s.reconnects) "
             + "connectFailures=\(s.connectFailures) loginP50=\(ms(s.loginLatency.percentileMs(0.5))) "
             + "loginP99=\(ms(s.loginLatency.percentileMs(0.99)))"
     }
@@ -184,11 +286,34 @@ struct SimulateCommand: AsyncParsableCommand {
               login latency    mean \(String(format: "%.2f", s.loginLatency.meanMs)) ms, p50 \(ms(s.loginLatency.percentileMs(0.5))), p99 \(ms(s.loginLatency.percentileMs(0.99))), max \(String(format: "%.1f", s.loginLatency.maxMs)) ms
               heartbeats       \(s.heartbeatsSent) sent, \(s.heartbeatsAcked) acked, \(s.heartbeatTimeouts) link drops
               billing models   \(s.billingModelsReceived) received
-              bills            \(s.billsQueued) queued, \(s.billFramesSent) frames sent, \(s.billsAcked) acked, \(s.billsAbandoned) abandoned
+              bills            \(s.billsQueued) queued, \(s.billFramesSent) frames sent, \(s.billsAcked) acked, \(s.billsAbandoned) abandoned, \(s.billsPending) still pending
+              bill-ack latency first send -> 0x40: mean \(String(format: "%.2f", s.billAckLatency.meanMs)) ms, p50 \(fine(s.billAckLatency.percentileMs(0.5))), p99 \(fine(s.billAckLatency.percentileMs(0.99))), max \(String(format: "%.1f", s.billAckLatency.maxMs)) ms (\(s.billAckLatency.count) bills)
               commands         \(s.commandsAnswered) answered
               reconnects       \(s.reconnects) (closes \(s.closes))
               frames           \(s.framesSent) sent, \(s.framesReceived) received, \(s.parseErrors) parse errors
             """
+    }
+
+    static func secondsOf(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+
+    /// A bucketed percentile with sub-millisecond resolution ("<=1.25ms").
+    static func fine(_ value: Double?) -> String {
+        guard let value else { return "-" }
+        return "<=" + String(format: value < 10 ? "%.2f" : "%.0f", value) + "ms"
+    }
+
+    /// The bill figures as one JSON object (percentiles are bucket upper bounds, in ms).
+    static func billJSON(_ s: SimulatorCounters.Snapshot, elapsed: Duration, ackFileErrors: Int) -> String {
+        func num(_ v: Double?) -> String { v.map { String(format: "%.3f", $0) } ?? "null" }
+        let l = s.billAckLatency
+        return "{\"elapsedSeconds\":\(String(format: "%.3f", secondsOf(elapsed))),\"billsQueued\":\(s.billsQueued),"
+            + "\"billFramesSent\":\(s.billFramesSent),\"billsAcked\":\(s.billsAcked),\"billsAbandoned\":\(s.billsAbandoned),"
+            + "\"billsPending\":\(s.billsPending),\"ackLatencyCount\":\(l.count),\"ackLatencyMeanMs\":\(num(l.meanMs)),"
+            + "\"ackLatencyP50Ms\":\(num(l.percentileMs(0.5))),\"ackLatencyP90Ms\":\(num(l.percentileMs(0.9))),"
+            + "\"ackLatencyP99Ms\":\(num(l.percentileMs(0.99))),\"ackLatencyMaxMs\":\(num(l.maxMs)),"
+            + "\"reconnects\":\(s.reconnects),\"loginsAccepted\":\(s.loginsAccepted),\"ackFileErrors\":\(ackFileErrors)}"
     }
 
     static func ms(_ value: Double?) -> String {
@@ -199,5 +324,53 @@ struct SimulateCommand: AsyncParsableCommand {
     /// Writes a line straight to stdout so progress shows live even when piped.
     static func out(_ line: String) {
         FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+}
+
+/// `--acked-bills-out`: one trade serial per line, appended with one write(2) per 0x40 (O_APPEND,
+/// no user-space buffer), so every line is in the file as soon as the pile has deleted its bill.
+/// Called from many event loops; the lock keeps lines whole and counts failed writes.
+final class AckedBillsFile: Sendable {
+    private struct State {
+        var fd: Int32
+        var errors = 0
+    }
+    private let state: NIOLockedValueBox<State>
+
+    init(path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        state = NIOLockedValueBox(State(fd: fd))
+    }
+
+    var errors: Int { state.withLockedValue { $0.errors } }
+
+    func append(_ serial: TradeSerial) {
+        let bytes = Array((serial.description + "\n").utf8)
+        state.withLockedValue { s in
+            guard s.fd >= 0 else { return }
+            let ok = bytes.withUnsafeBytes { buffer -> Bool in
+                guard let base = buffer.baseAddress else { return false }
+                var offset = 0
+                while offset < buffer.count {
+                    let n = write(s.fd, base + offset, buffer.count - offset)
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        return false
+                    }
+                    offset += n
+                }
+                return true
+            }
+            if !ok { s.errors += 1 }
+        }
+    }
+
+    func close() {
+        state.withLockedValue { s in
+            guard s.fd >= 0 else { return }
+            _ = Foundation.close(s.fd)
+            s.fd = -1
+        }
     }
 }

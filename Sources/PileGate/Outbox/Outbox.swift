@@ -57,13 +57,30 @@ public final class Outbox: Sendable {
     struct InFlight {
         var seq: Int64
         var until: Date
+        /// Acked, its progress mark not committed yet: it stays busy (is not handed out again)
+        /// until the commit that records it, and never expires.
+        var acked = false
+    }
+
+    /// A service's delivery progress waiting for the next commit.
+    struct Mark {
+        var service: String
+        var seq: Int64
+        var id: String
     }
 
     let settings: Settings
     let database: DatabasePool
     let logger: Logger
     private let appends = NIOLockedValueBox<[Append]>([])
-    private let progress = NIOLockedValueBox<[(String, Int64)]>([])
+    private let progress = NIOLockedValueBox<[Mark]>([])
+    /// Per service: every event with seq <= this has been acked by the service and its mark
+    /// committed, so delivery scans and pending counts start above it instead of at the first
+    /// row (without it each delivery round re-checks every delivered row still retained).
+    /// In memory only: 0 after a restart, raised by the first delivery round. `epoch` changes
+    /// whenever a floor is lowered (replay, new types), so a round that read before that does
+    /// not raise the floor past events that became pending again.
+    private let floors = NIOLockedValueBox<(values: [String: Int64], epoch: Int)>(([:], 0))
     private let wake: AsyncStream<Void>.Continuation
     private let wakes: AsyncStream<Void>
     /// Per service: event id → in-flight record.
@@ -187,7 +204,7 @@ public final class Outbox: Sendable {
             a.removeAll(keepingCapacity: true)
             return b
         }
-        let marks = progress.withLockedValue { p -> [(String, Int64)] in
+        let marks = progress.withLockedValue { p -> [Mark] in
             let b = p
             p.removeAll(keepingCapacity: true)
             return b
@@ -209,10 +226,10 @@ public final class Outbox: Sendable {
                         arguments: [a.id, a.event, a.code, a.pile, a.gun, a.lane, a.tradeSerial, dedup, a.receivedAt, now, a.payload])
                     out.append(db.changesCount > 0 ? .stored(seq: db.lastInsertedRowID) : .duplicate)
                 }
-                for (service, seq) in marks {
+                for m in marks {
                     try db.execute(
                         sql: "INSERT OR IGNORE INTO outbox_progress (service, seq, deliveredAt) VALUES (?, ?, ?)",
-                        arguments: [service, seq, now])
+                        arguments: [m.service, m.seq, now])
                 }
                 return out
             }
@@ -224,6 +241,14 @@ public final class Outbox: Sendable {
                     if case .stored = r { s.eventsStored += 1 } else { s.duplicates += 1 }
                 }
                 s.delivered += marks.count
+            }
+            if !marks.isEmpty {
+                // Recorded: the acked events may leave the in-flight set now.
+                inFlight.withLockedValue { m in
+                    for mark in marks where m[mark.service]?[mark.id]?.acked == true {
+                        m[mark.service]?[mark.id] = nil
+                    }
+                }
             }
             for (a, r) in zip(batch, results) { a.promise?.succeed(r) }
         } catch {
@@ -248,6 +273,11 @@ public final class Outbox: Sendable {
             return types.subtracting(before)
         }
         guard !added.isEmpty else { return }
+        // New types: events below the old floor may be pending for them.
+        floors.withLockedValue { f in
+            f.values[service] = nil
+            f.epoch += 1
+        }
         let database = self.database
         Task {
             try? await database.write { db in
@@ -260,13 +290,21 @@ public final class Outbox: Sendable {
 
     /// An instance of `service` acked event `id`.
     func acked(id: String, service: String) {
-        guard let f = inFlight.withLockedValue({ $0[service]?.removeValue(forKey: id) }) else { return }
-        progress.withLockedValue { $0.append((service, f.seq)) }
+        // The entry stays (marked acked) until its mark is committed: until then the event is
+        // still pending in SQLite, and a delivery round must not hand it out again.
+        let seq = inFlight.withLockedValue { m -> Int64? in
+            guard var f = m[service]?[id], !f.acked else { return nil }
+            f.acked = true
+            m[service]?[id] = f
+            return f.seq
+        }
+        guard let seq else { return }
+        progress.withLockedValue { $0.append(Mark(service: service, seq: seq, id: id)) }
         wake.yield()
     }
 
     func isInFlight(id: String, service: String) -> Bool {
-        inFlight.withLockedValue { $0[service]?[id] != nil }
+        inFlight.withLockedValue { $0[service]?[id].map { !$0.acked } ?? false }
     }
 
     private func deliverRound(_ deliver: @Sendable (String, String, String, UInt64, String, String) -> Bool) async {
@@ -276,7 +314,7 @@ public final class Outbox: Sendable {
             // Expired hand-outs become eligible again (the instance died or never acked).
             let busy = inFlight.withLockedValue { m -> Set<Int64> in
                 var entries = m[service] ?? [:]
-                let expired = entries.filter { $0.value.until <= now }
+                let expired = entries.filter { !$0.value.acked && $0.value.until <= now }
                 for k in expired.keys { entries[k] = nil }
                 m[service] = entries
                 if !expired.isEmpty { stats.withLockedValue { $0.redeliveries += expired.count } }
@@ -285,23 +323,32 @@ public final class Outbox: Sendable {
             guard busy.count < settings.deliveryBatch else { continue }
             let rows: [DeliveryRow]
             let typeFilter = types.contains("*") ? "" : "AND e.event IN (\(types.map { _ in "?" }.joined(separator: ",")))"
-            var values: [String] = [service]
-            if !types.contains("*") { values += types.sorted() }
+            let (floor, epoch) = floors.withLockedValue { ($0.values[service] ?? 0, $0.epoch) }
+            var values: [(any DatabaseValueConvertible)?] = [floor, service]
+            if !types.contains("*") { values += types.sorted().map { $0 as (any DatabaseValueConvertible)? } }
             let sql = """
                 SELECT e.seq, e.id, e.event, e.pile, e.lane, e.payload FROM outbox_events e
-                WHERE NOT EXISTS (SELECT 1 FROM outbox_progress p WHERE p.service = ? AND p.seq = e.seq) \(typeFilter)
+                WHERE e.seq > ? AND NOT EXISTS (SELECT 1 FROM outbox_progress p WHERE p.service = ? AND p.seq = e.seq) \(typeFilter)
                 ORDER BY e.seq LIMIT \(settings.deliveryBatch + busy.count)
                 """
-            let arguments = values
+            let arguments = StatementArguments(values)
             do {
                 rows = try await database.read { db in
-                    try Row.fetchAll(db, sql: sql, arguments: StatementArguments(arguments)).map {
+                    try Row.fetchAll(db, sql: sql, arguments: arguments).map {
                         DeliveryRow(seq: $0["seq"], id: $0["id"], event: $0["event"], pile: $0["pile"], lane: $0["lane"], payload: $0["payload"])
                     }
                 }
             } catch {
                 logger.error("outbox read failed", metadata: ["error": "\(error)"])
                 continue
+            }
+            if let first = rows.first {
+                // Rows come in seq order and include in-flight ones: everything below the first
+                // has been acked and recorded (seqs only grow, so no earlier row can appear).
+                // A replay or subscription that lowered a floor meanwhile voids this reading.
+                floors.withLockedValue { f in
+                    if f.epoch == epoch { f.values[service] = max(floor, first.seq - 1) }
+                }
             }
             for row in rows {
                 let seq = row.seq
@@ -370,14 +417,15 @@ public final class Outbox: Sendable {
             let total = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM outbox_events") ?? 0
             var pending: [String: [String: Int]] = [:]
             var oldest: [String: Double] = [:]
+            let floorOf = self.floors.withLockedValue { $0.values }
             for (service, types) in known {
                 let rows = try Row.fetchAll(
                     db,
                     sql: """
                         SELECT e.event AS event, COUNT(*) AS n, MIN(e.createdAt) AS oldest FROM outbox_events e
-                        WHERE NOT EXISTS (SELECT 1 FROM outbox_progress p WHERE p.service = ? AND p.seq = e.seq)
+                        WHERE e.seq > ? AND NOT EXISTS (SELECT 1 FROM outbox_progress p WHERE p.service = ? AND p.seq = e.seq)
                         GROUP BY e.event
-                        """, arguments: [service])
+                        """, arguments: [floorOf[service] ?? 0, service])
                 var perType: [String: Int] = [:]
                 var minCreated: Double?
                 for r in rows {
@@ -432,6 +480,10 @@ public final class Outbox: Sendable {
             try db.execute(
                 sql: "DELETE FROM outbox_progress WHERE service = ? AND seq BETWEEN ? AND ?", arguments: [service, from, to])
             return db.changesCount
+        }
+        floors.withLockedValue { f in
+            if let floor = f.values[service], floor >= from { f.values[service] = max(0, from - 1) }
+            f.epoch += 1
         }
         return n
     }

@@ -1,0 +1,276 @@
+#!/usr/bin/env bash
+# Bill benchmark (issue 5): bills/s with durable ack and the 0x40 latency, on loopback.
+#
+# One `pilegate serve` (fresh data directory on this machine's disk, outbox synchronous=FULL),
+# one backend subscriber (`pilegate tail`, service "billing", acks every transaction_record),
+# and `pilegate simulate` piles uploading bills (0x3B). A 0x40 is sent only after the commit
+# that holds the bill, so every acked bill is a durable one. Two phases, each on a fresh gateway:
+#
+#   saturation  closed loop: --inflight bills outstanding per pile (a new one as each 0x40
+#               arrives), --piles piles: the most bills/s the gateway acks durably here
+#   rate        open loop at --rate bills/s spread over the piles: the 0x40 latency at that load
+#
+# Per phase: bills/s acked (Δ outbox eventsStored over the measurement window, cross-checked with
+# the simulator's count), 0x40 latency p50/p99/max from the simulator (first send of a bill to its
+# 0x40; bucketed, 0.1 ms steps below 1 ms), outbox commits/s, bills per commit, commit latency
+# p50/p99 (from the GET /v1/outbox buckets), delivery to the subscriber (events/s, pending at the
+# end), and gateway CPU per bill. It also measures this disk's fsync cost (4 KiB write + fsync,
+# in the data directory) before the phases. Targets: >= 5,000 bills/s, p99 <= 10 ms.
+#
+# Everything started is stopped on exit (trap); gateway and simulator run under `timeout`.
+#
+# Usage: scripts/bench-bills.sh [--phases saturation,rate] [--piles 500] [--inflight 4]
+#          [--rate 5000] [--duration 40] [--warmup 10] [--bill-retry 5]
+#          [--pile-port 19367] [--api-port 19380] [--bin PATH] [--no-build] [--keep]
+#          [--wait-busy 600]
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+command -v swift >/dev/null 2>&1 || export PATH="/opt/swift/usr/bin:$PATH"
+
+PHASES=saturation,rate PILES=500 INFLIGHT=4 RATE=5000 DURATION=40 WARMUP=10 BILL_RETRY=5
+PILE_PORT=19367 API_PORT=19380 BIN="" BUILD=1 KEEP=0 WAIT_BUSY=600
+COMMAND="scripts/bench-bills.sh $*"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --phases) PHASES=$2; shift 2 ;;
+        --piles) PILES=$2; shift 2 ;;
+        --inflight) INFLIGHT=$2; shift 2 ;;
+        --rate) RATE=$2; shift 2 ;;
+        --duration) DURATION=$2; shift 2 ;;
+        --warmup) WARMUP=$2; shift 2 ;;
+        --bill-retry) BILL_RETRY=$2; shift 2 ;;
+        --pile-port) PILE_PORT=$2; shift 2 ;;
+        --api-port) API_PORT=$2; shift 2 ;;
+        --bin) BIN=$2; BUILD=0; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        --keep) KEEP=1; shift ;;
+        --wait-busy) WAIT_BUSY=$2; shift 2 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        *) echo "bench-bills: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+for v in PILES INFLIGHT RATE DURATION WARMUP PILE_PORT API_PORT WAIT_BUSY; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || { echo "bench-bills: --${v,,} must be a whole number" >&2; exit 2; }
+done
+[ "$DURATION" -gt "$WARMUP" ] || { echo "bench-bills: --duration must exceed --warmup" >&2; exit 2; }
+
+RUN=$(mktemp -d /tmp/pilegate-bench-bills.XXXXXX)
+API="http://127.0.0.1:$API_PORT"
+GW_WRAP="" SIM_WRAP="" TAIL_PID=""
+log() { printf '[bench-bills %s] %s\n' "$(date +%T)" "$*"; }
+gw_pid() { [ -n "$GW_WRAP" ] && pgrep -P "$GW_WRAP" 2>/dev/null | head -n1; }
+
+stop_all() {
+    local pid
+    for pid in $TAIL_PID $SIM_WRAP $GW_WRAP; do kill -TERM "$pid" 2>/dev/null || true; done
+    local deadline=$((SECONDS + 15))
+    for pid in $TAIL_PID $SIM_WRAP $GW_WRAP; do
+        while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+        pkill -KILL -P "$pid" 2>/dev/null || true
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    TAIL_PID="" SIM_WRAP="" GW_WRAP=""
+}
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop_all
+    if [ "$KEEP" = 1 ] || [ $rc -ne 0 ]; then log "run files kept in $RUN"; else rm -rf "$RUN"; fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Other engineers' load runs disturb every figure on 2 cores: wait for them (bounded).
+busy_until=$((SECONDS + WAIT_BUSY))
+while pgrep -f "scripts/(load-test|bench-hub|chaos-outbox)\.sh" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $busy_until ]; then log "another load script still runs after ${WAIT_BUSY}s; giving up"; exit 1; fi
+    log "waiting for another engineer's load script to finish"
+    sleep 10
+done
+for port in "$PILE_PORT" "$API_PORT"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "bench-bills: port $port is already in use" >&2; exit 1; fi
+done
+
+if [ "$BUILD" = 1 ]; then
+    log "building release (swift build -c release --product pilegate; waits for other SwiftPM runs)"
+    swift build -c release --product pilegate 2>&1 | tail -n 2
+fi
+BIN=${BIN:-$ROOT/.build/release/pilegate}
+[ -x "$BIN" ] || { echo "bench-bills: $BIN missing" >&2; exit 1; }
+
+CPU_MODEL=$(lscpu | sed -n 's/^Model name: *//p' | head -n1)
+CORES=$(nproc)
+DATE=$(date -u +"%Y-%m-%d %H:%M UTC")
+GIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git status --porcelain --untracked-files=no -- Sources Package.swift 2>/dev/null)" ]; then
+    GIT="$GIT + uncommitted changes in Sources"
+fi
+OTHERS=$(pgrep -fc "pilegate.* (serve|simulate|tail)" 2>/dev/null || true)
+FS=$(df -T "$RUN" | awk 'NR==2 {print $2 " on " $1}')
+
+log "fsync cost of $FS (4 KiB write + fsync, 500 times, in the run directory)"
+FSYNC=$(python3 - "$RUN" <<'EOF'
+import os, sys, time
+path = os.path.join(sys.argv[1], "fsync-probe")
+fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+block, samples = b"x" * 4096, []
+for i in range(500):
+    os.pwrite(fd, block, (i % 64) * 4096)
+    t = time.perf_counter()
+    os.fsync(fd)
+    samples.append((time.perf_counter() - t) * 1e6)
+os.close(fd)
+os.unlink(path)
+samples.sort()
+pct = lambda q: samples[min(len(samples) - 1, int(q * len(samples)))]
+print(f"fsync p50 {pct(0.5):.0f} us, p99 {pct(0.99):.0f} us, mean {sum(samples) / len(samples):.0f} us")
+EOF
+)
+log "$FSYNC"
+
+# utime+stime of a pid in seconds.
+cpu_of() {
+    [ -r "/proc/$1/stat" ] || { echo 0; return; }
+    awk -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz}' "/proc/$1/stat"
+}
+
+start_gateway() {
+    local data=$1
+    PILEGATE_PILE_HOST=127.0.0.1 PILEGATE_PILE_PORT=$PILE_PORT PILEGATE_API_HOST=127.0.0.1 \
+    PILEGATE_API_PORT=$API_PORT PILEGATE_DATA_DIRECTORY=$data PILEGATE_LOG_LEVEL=warning \
+    PILEGATE_FLAP_MAX_CONNECTS=1000000 PILEGATE_FLAP_MAX_CONNECTS_PER_ADDRESS=100000000 \
+    PILEGATE_MAX_CONNECTIONS_PER_ADDRESS=1000000 PILEGATE_FRAME_RATE_PER_SECOND=100000 PILEGATE_FRAME_BURST=100000 \
+    PILEGATE_BYTE_RATE_PER_SECOND=100000000 PILEGATE_BYTE_BURST=100000000 PILEGATE_DRAIN_WINDOW=0 \
+        timeout -s TERM -k 10 $((DURATION + 120)) "$BIN" serve >"$data.log" 2>&1 &
+    GW_WRAP=$!
+    for _ in $(seq 1 300); do
+        curl -fsS -o /dev/null "$API/v1/outbox" 2>/dev/null && return 0
+        kill -0 "$GW_WRAP" 2>/dev/null || { log "gateway exited:"; tail -n 20 "$data.log"; exit 1; }
+        sleep 0.1
+    done
+    log "gateway did not come up"
+    exit 1
+}
+
+RESULTS=()
+run_phase() {
+    local phase=$1 dir="$RUN/$1" sim_args
+    mkdir -p "$dir"
+    case "$phase" in
+        saturation) sim_args=(--bills-in-flight "$INFLIGHT") ;;
+        rate) sim_args=(--bills-per-minute $((RATE * 60))) ;;
+        *) echo "bench-bills: unknown phase $phase" >&2; exit 2 ;;
+    esac
+    log "phase $phase: $PILES piles, ${sim_args[*]}, ${DURATION} s (measured after ${WARMUP} s)"
+    start_gateway "$dir/data"
+    "$BIN" tail --api "$API" --service billing --instance b1 --events transaction_record --max-in-flight 1024 \
+        --duration $((DURATION + 5)) --warmup "$WARMUP" --stats-interval 10 >"$dir/tail.log" 2>&1 &
+    TAIL_PID=$!
+    sleep 1
+    timeout -s TERM -k 10 $((DURATION + 60)) "$BIN" simulate --gateway "127.0.0.1:$PILE_PORT" --piles "$PILES" \
+        --guns 2 --rate 2000 --threads 1 --duration "$DURATION" --heartbeat 10 --bill-retry "$BILL_RETRY" \
+        --bill-max-sends 100000 --drain-timeout 10 --report-interval 10 "${sim_args[@]}" \
+        --summary-json "$dir/sim.json" >"$dir/simulate.log" 2>&1 &
+    SIM_WRAP=$!
+    sleep "$WARMUP"
+    local gw
+    gw=$(gw_pid)
+    curl -fsS "$API/v1/outbox" >"$dir/outbox-0.json"
+    echo "$(date +%s.%N) $(cpu_of "$gw")" >"$dir/t0"
+    sleep $((DURATION - WARMUP))
+    curl -fsS "$API/v1/outbox" >"$dir/outbox-1.json"
+    echo "$(date +%s.%N) $(cpu_of "$gw")" >"$dir/t1"
+    wait "$SIM_WRAP" || log "simulate exited with status $?"
+    SIM_WRAP=""
+    sleep 3
+    curl -fsS "$API/v1/outbox" >"$dir/outbox-2.json" || true
+    wait "$TAIL_PID" 2>/dev/null || true
+    TAIL_PID=""
+    stop_all
+    sed -n '/^summary/,$p' "$dir/simulate.log" | sed -n '1,14p'
+    RESULTS+=("$(python3 - "$dir" "$phase" <<'EOF'
+import json, sys
+d, phase = sys.argv[1], sys.argv[2]
+o0, o1 = (json.load(open(f"{d}/outbox-{i}.json")) for i in (0, 1))
+try:
+    o2 = json.load(open(f"{d}/outbox-2.json"))
+except (OSError, ValueError):
+    o2 = o1
+t0, c0 = map(float, open(f"{d}/t0").read().split())
+t1, c1 = map(float, open(f"{d}/t1").read().split())
+sim = json.load(open(f"{d}/sim.json"))
+tail = {}
+for line in open(f"{d}/tail.log"):
+    if line.startswith("{"):
+        try: tail = json.loads(line)
+        except ValueError: pass
+k0, k1 = o0["counters"], o1["counters"]
+dt = t1 - t0
+stored = k1["eventsStored"] - k0["eventsStored"]
+commits = k1["commits"] - k0["commits"]
+buckets = [b - a for a, b in zip(k0["commitLatencyBuckets"], k1["commitLatencyBuckets"])]
+bounds = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]
+def pct(q):
+    n = sum(buckets)
+    if n == 0: return "-"
+    seen = 0
+    for i, c in enumerate(buckets):
+        seen += c
+        if seen >= q * n:
+            return f"<={bounds[i] * 1000:g} ms" if i < len(bounds) else ">1000 ms"
+mean_commit = (k1["commitLatencySumSeconds"] - k0["commitLatencySumSeconds"]) / commits * 1000 if commits else 0
+pending = sum((o2.get("pending", {}).get("billing") or {}).values())
+r = {
+    "phase": phase,
+    "billsPerSecond": stored / dt,
+    "simBillsAcked": sim["billsAcked"], "simElapsed": sim["elapsedSeconds"],
+    "p50": sim["ackLatencyP50Ms"], "p99": sim["ackLatencyP99Ms"], "max": sim["ackLatencyMaxMs"],
+    "mean": sim["ackLatencyMeanMs"],
+    "commitsPerSecond": commits / dt, "billsPerCommit": stored / commits if commits else 0,
+    "commitP50": pct(0.5), "commitP99": pct(0.99), "commitMeanMs": mean_commit,
+    "cpuPerBillUs": (c1 - c0) / stored * 1e6 if stored else 0, "gatewayCores": (c1 - c0) / dt,
+    "deliveredPerSecond": tail.get("eventsPerSecond"), "pendingAfter": pending,
+    "duplicates": k1["duplicates"], "commitFailures": k1["commitFailures"],
+    "abandoned": sim["billsAbandoned"], "unacked": sim["billsPending"],
+}
+print(json.dumps(r))
+EOF
+)")
+    log "phase $phase: ${RESULTS[-1]}"
+}
+
+IFS=',' read -ra PHASE_LIST <<<"$PHASES"
+for p in "${PHASE_LIST[@]}"; do run_phase "$p"; done
+
+python3 - "$FSYNC" "$CPU_MODEL" "$CORES" "$DATE" "$GIT" "$COMMAND" "$FS" "$OTHERS" "${RESULTS[@]}" <<'EOF'
+import json, sys
+fsync, cpu, cores, date, git, command, fs, others = sys.argv[1:9]
+rows = [json.loads(a) for a in sys.argv[9:]]
+print()
+print(f"bench-bills  {date}  {cpu}, {cores} cores  git {git}")
+print(f"command      {command}")
+print(f"disk         {fs}: {fsync}")
+if others and others != "0":
+    print(f"note         {others} other pilegate serve/simulate/tail process(es) were running at the start")
+print()
+fmt = "{:<11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>11} {:>11} {:>9} {:>10} {:>8}"
+print(fmt.format("phase", "bills/s", "0x40 p50", "0x40 p99", "0x40 max", "commits/s", "bills/cmt", "cmt mean", "cmt p50", "cmt p99", "CPU/bill", "deliver/s", "pending"))
+for r in rows:
+    f = lambda v, s="{:.2f}": "-" if v is None else s.format(v)
+    print(fmt.format(r["phase"], f(r["billsPerSecond"], "{:.0f}"), f(r["p50"]) + "ms", f(r["p99"]) + "ms", f(r["max"], "{:.0f}") + "ms",
+                     f(r["commitsPerSecond"], "{:.0f}"), f(r["billsPerCommit"], "{:.1f}"), f(r["commitMeanMs"]) + "ms",
+                     r["commitP50"], r["commitP99"], f(r["cpuPerBillUs"], "{:.0f}") + "us", f(r["deliveredPerSecond"], "{:.0f}"),
+                     r["pendingAfter"]))
+print()
+print("0x40 latency = first send of a bill to its 0x40 at the simulated pile (bucket upper bounds); bills/s = outbox")
+print("eventsStored over the measured window; CPU/bill = gateway CPU time per stored bill; deliver/s = subscriber")
+print("events/s (after warm-up); pending = billing events not yet acked by the subscriber 3 s after the piles stopped.")
+for r in rows:
+    issues = [k for k in ("duplicates", "commitFailures", "abandoned", "unacked") if r[k]]
+    if issues:
+        print(f"{r['phase']}: " + ", ".join(f"{k}={r[k]}" for k in issues))
+EOF
