@@ -61,12 +61,27 @@ public struct JSONWriter {
 
     public mutating func int<I: BinaryInteger>(_ value: I) {
         separator()
-        buffer.writeString(String(value))
+        if let v = Int64(exactly: value) {
+            writeDigits(v)
+        } else {
+            buffer.writeString(String(value))
+        }
     }
 
+    /// Exact decimal text with exactly `scale` fraction digits, written as bytes (no String):
+    /// the same text as `YKCDecimal.description`.
     public mutating func decimal(_ value: YKCDecimal) {
         separator()
-        buffer.writeString(value.description)
+        guard value.scale > 0, value.scale <= 18 else {
+            buffer.writeString(value.description)
+            return
+        }
+        if value.units < 0 { buffer.writeInteger(UInt8(ascii: "-")) }
+        let mag = value.units.magnitude
+        let f = UInt64(pow10(value.scale))
+        writeUnsignedDigits(mag / f, minimumDigits: 1)
+        buffer.writeInteger(UInt8(ascii: "."))
+        writeUnsignedDigits(mag % f, minimumDigits: value.scale)
     }
 
     public mutating func double(_ value: Double) {
@@ -95,8 +110,33 @@ public struct JSONWriter {
         buffer.writeImmutableBuffer(json)
     }
 
+    /// The same text as `CP56Time2a.iso8601`, written as bytes.
     public mutating func time(_ value: CP56Time2a) {
-        string(value.iso8601(utcOffsetSeconds: utcOffsetSeconds))
+        guard value.isValid else {
+            string(value.iso8601(utcOffsetSeconds: utcOffsetSeconds))
+            return
+        }
+        separator()
+        let off = abs(utcOffsetSeconds)
+        buffer.writeInteger(UInt8(ascii: "\""))
+        writeUnsignedDigits(UInt64(value.year), minimumDigits: 4)
+        buffer.writeInteger(UInt8(ascii: "-"))
+        writeUnsignedDigits(UInt64(value.month), minimumDigits: 2)
+        buffer.writeInteger(UInt8(ascii: "-"))
+        writeUnsignedDigits(UInt64(value.day), minimumDigits: 2)
+        buffer.writeInteger(UInt8(ascii: "T"))
+        writeUnsignedDigits(UInt64(value.hour), minimumDigits: 2)
+        buffer.writeInteger(UInt8(ascii: ":"))
+        writeUnsignedDigits(UInt64(value.minute), minimumDigits: 2)
+        buffer.writeInteger(UInt8(ascii: ":"))
+        writeUnsignedDigits(UInt64(value.second), minimumDigits: 2)
+        buffer.writeInteger(UInt8(ascii: "."))
+        writeUnsignedDigits(UInt64(value.millisecond), minimumDigits: 3)
+        buffer.writeInteger(utcOffsetSeconds < 0 ? UInt8(ascii: "-") : UInt8(ascii: "+"))
+        writeUnsignedDigits(UInt64(off / 3600), minimumDigits: 2)
+        buffer.writeInteger(UInt8(ascii: ":"))
+        writeUnsignedDigits(UInt64((off / 60) % 60), minimumDigits: 2)
+        buffer.writeInteger(UInt8(ascii: "\""))
     }
 
     // Convenience pairs.
@@ -105,28 +145,71 @@ public struct JSONWriter {
     public mutating func field(_ name: String, _ value: YKCDecimal) { key(name); decimal(value) }
     public mutating func field(_ name: String, _ value: Bool) { key(name); bool(value) }
 
+    /// A signed integer in decimal, straight into the buffer.
+    @usableFromInline
+    mutating func writeDigits(_ value: Int64) {
+        if value < 0 { buffer.writeInteger(UInt8(ascii: "-")) }
+        writeUnsignedDigits(value.magnitude, minimumDigits: 1)
+    }
+
+    /// Decimal digits of `value`, left-padded with zeros to `minimumDigits`.
+    @usableFromInline
+    mutating func writeUnsignedDigits(_ value: UInt64, minimumDigits: Int) {
+        var count = 1
+        var t = value
+        while t >= 10 {
+            t /= 10
+            count += 1
+        }
+        count = max(count, minimumDigits)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { out in
+            var v = value
+            var i = count
+            while i > 0 {
+                i -= 1
+                out[i] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: v % 10)
+                v /= 10
+            }
+            return count
+        }
+    }
+
+    /// A JSON string. Plain printable ASCII (ids, names, enum values: nearly everything the
+    /// gateway writes) is copied in one go; only strings that need escaping take the per-scalar
+    /// path, which still writes bytes, never a `String` per character.
     private mutating func writeQuoted(_ s: String) {
         buffer.writeInteger(UInt8(ascii: "\""))
+        let copied: Bool? = s.utf8.withContiguousStorageIfAvailable { bytes in
+            for b in bytes where b < 0x20 || b >= 0x7F || b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") {
+                return false
+            }
+            buffer.writeBytes(bytes)
+            return true
+        }
+        if copied != true { writeEscaped(s) }
+        buffer.writeInteger(UInt8(ascii: "\""))
+    }
+
+    private mutating func writeEscaped(_ s: String) {
         for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": buffer.writeString("\\\"")
-            case "\\": buffer.writeString("\\\\")
-            case "\n": buffer.writeString("\\n")
-            case "\r": buffer.writeString("\\r")
-            case "\t": buffer.writeString("\\t")
+            let v = scalar.value
+            switch v {
+            case 0x22: buffer.writeStaticString("\\\"")
+            case 0x5C: buffer.writeStaticString("\\\\")
+            case 0x0A: buffer.writeStaticString("\\n")
+            case 0x0D: buffer.writeStaticString("\\r")
+            case 0x09: buffer.writeStaticString("\\t")
+            case 0..<0x20, 0x7F...0xFF:
+                // Control characters and the Latin-1 upper half (raw bytes from ASCII fields)
+                // are escaped so the output stays 7-bit and unambiguous.
+                buffer.writeStaticString("\\u00")
+                buffer.writeInteger(hexDigitsUpper[Int(v >> 4)])
+                buffer.writeInteger(hexDigitsUpper[Int(v & 0xF)])
+            case 0x20..<0x7F:
+                buffer.writeInteger(UInt8(truncatingIfNeeded: v))
             default:
-                if scalar.value < 0x20 || (scalar.value >= 0x7F && scalar.value <= 0xFF) {
-                    // Control characters and the Latin-1 upper half (raw bytes from ASCII fields)
-                    // are escaped so the output stays 7-bit and unambiguous.
-                    let v = scalar.value
-                    buffer.writeString("\\u00")
-                    buffer.writeInteger(hexDigitsUpper[Int(v >> 4)])
-                    buffer.writeInteger(hexDigitsUpper[Int(v & 0xF)])
-                } else {
-                    buffer.writeString(String(scalar))
-                }
+                UTF8.encode(scalar) { buffer.writeInteger($0) }
             }
         }
-        buffer.writeInteger(UInt8(ascii: "\""))
     }
 }
