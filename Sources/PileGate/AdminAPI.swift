@@ -12,7 +12,7 @@ import YKC
 /// kick. Other parts (the backend hub's WebSocket, lanes, commands, outbox) add their routes via
 /// `AdminAPI.routeInstallers`. Invalid requests get a 4xx with a JSON `{"error","message"}`.
 public final class AdminAPI: Sendable {
-    public typealias Context = BasicWebSocketRequestContext
+    public typealias Context = APIRequestContext
     public typealias RouteInstaller = @Sendable (Router<Context>, Gateway) -> Void
 
     let port: Int

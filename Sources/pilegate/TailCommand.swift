@@ -23,8 +23,7 @@ struct TailCommand: AsyncParsableCommand {
             --max-in-flight) and acks every event it receives. With --print each event's JSON is written to \
             stdout as one line (reports go to stderr). Without it, a line is printed every --stats-interval \
             seconds: events/s received and delivery latency p50/p99/max, where latency = arrival time − \
-            receivedAt (same machine clock; receivedAt has millisecond resolution, so each sample is \
-            over-stated by 0–1 ms). With --duration the subscriber closes after that many seconds and \
+            receivedAt (same machine clock; receivedAt has microsecond resolution). With --duration the subscriber closes after that many seconds and \
             prints a summary as one JSON line; --warmup excludes the first seconds from the summary. Exits 1 \
             if the connection or the subscription fails.
             """)

@@ -172,6 +172,44 @@ struct BackendHubTests {
         }
     }
 
+    @Test("a slow instance among fast peers is ejected; when every instance is slow, none is")
+    func slowOutlier() async throws {
+        try await withHub(hub: {
+            $0.latencyBound = 0.1
+            $0.failuresToEject = 2
+            $0.baseEjection = 30
+        }) { gw, hub in
+            // The same piles and instance names as the stickiness test: both instances get piles.
+            let a = try await TestBackend.connect(apiPort: gw.apiPort)
+            let b = try await TestBackend.connect(apiPort: gw.apiPort, ackDelay: 0.3)
+            try await a.subscribe(service: "orders", instance: "a", events: ["heartbeat"])
+            try await b.subscribe(service: "orders", instance: "b", events: ["heartbeat"])
+            var piles: [SimulatedPile] = []
+            for i in 0..<12 {
+                piles.append(try await gw.pile(String(55_010_600_000_100 + i), guns: 1) { $0.requestBillingModel = false })
+            }
+            let ejected = await gw.eventually(timeout: 8) { hub.statsDocument().instances.first { $0.instance == "b" }?.state == "ejected" }
+            #expect(ejected, "the slow instance was not ejected while a fast peer could take its piles")
+            #expect(hub.statsDocument().instances.first { $0.instance == "a" }?.state == "healthy")
+            // Now both are slow: acks over the bound are not failures, nobody is ejected.
+            a.ackDelay.withLockedValue { $0 = 0.3 }
+            let c = try await TestBackend.connect(apiPort: gw.apiPort, ackDelay: 0.3)
+            try await c.subscribe(service: "other", instance: "c1", events: ["heartbeat"])
+            let d = try await TestBackend.connect(apiPort: gw.apiPort, ackDelay: 0.3)
+            try await d.subscribe(service: "other", instance: "c2", events: ["heartbeat"])
+            _ = await gw.eventually(timeout: 8) { (hub.statsDocument().lanes[""]?["other"]?.acks ?? 0) >= 10 }
+            let other = hub.statsDocument().lanes[""]?["other"]
+            #expect((other?.acks ?? 0) >= 10)
+            #expect(other?.failures == 0, "uniformly slow acks counted as failures")
+            #expect(other?.ejections == 0)
+            for name in ["c1", "c2"] {
+                #expect(hub.statsDocument().instances.first { $0.instance == name }?.state == "healthy", "\(name)")
+            }
+            for p in piles { await p.stop() }
+            for backend in [a, b, c, d] { await backend.close() }
+        }
+    }
+
     @Test("a new instance warms up: its share of piles rises with its weight")
     func warmupShare() async throws {
         var logger = Logger(label: "t")

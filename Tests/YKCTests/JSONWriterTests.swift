@@ -83,3 +83,39 @@ struct JSONWriterTests {
         #expect(text == #"{"a":1,"b":"x","c":[1.5,-2,true,null]}"#)
     }
 }
+
+@Suite("JSON writer: gateway timestamps and ids")
+struct JSONWriterTimestampTests {
+    @Test("UTC timestamps with microseconds match Foundation's ISO 8601, before and after 1970")
+    func timestamps() throws {
+        let samples: [Int64] = [0, 1, 999_999, 1_795_000_000_123_456, 1_764_500_805_629_001, -1, -86_400_000_001, 951_782_400_000_000]
+        for micros in samples {
+            var w = JSONWriter()
+            w.utcTimestamp(microsecondsSince1970: micros)
+            let text = w.string
+            let date = Date(timeIntervalSince1970: TimeInterval(micros.quotientAndRemainder(dividingBy: 1_000_000).quotient))
+            let whole = date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false).timeZone(separator: .omitted))
+            // Whole seconds from Foundation, the fraction from the integer itself.
+            var frac = micros % 1_000_000
+            var secondsText = whole.dropLast()  // "Z"
+            if frac < 0 {
+                frac += 1_000_000
+                let earlier = Date(timeIntervalSince1970: TimeInterval(micros / 1_000_000 - 1))
+                secondsText = earlier.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false).timeZone(separator: .omitted)).dropLast()
+            }
+            let fracText = String(frac)
+            let expected = "\"" + secondsText + "." + String(repeating: "0", count: 6 - fracText.count) + fracText + "Z\""
+            #expect(text == expected, "micros \(micros)")
+        }
+    }
+
+    @Test("pile ids are their 14 hex digits, as PileID.description")
+    func pileIds() throws {
+        for text in ["32010600019236", "00000000000001", "ABCDEF01234567"] {
+            let id = try #require(PileID(text))
+            var w = JSONWriter()
+            w.pileId(id)
+            #expect(w.string == "\"" + id.description + "\"")
+        }
+    }
+}

@@ -1,6 +1,7 @@
 import Foundation
 import HummingbirdWebSocket
 import NIOConcurrencyHelpers
+import NIOCore
 import YKC
 
 /// One backend WebSocket: parses its JSON messages (subscribe, ack, reply, command, drain),
@@ -9,11 +10,14 @@ import YKC
 struct BackendConnection: Sendable {
     let hub: BackendHub
     let outbound: WebSocketOutboundWriter
+    /// The socket's channel, where events are written directly (see `BackendInstance.attach`).
+    let channel: any Channel
     private let instanceBox = NIOLockedValueBox<BackendInstance?>(nil)
 
-    init(hub: BackendHub, outbound: WebSocketOutboundWriter) {
+    init(hub: BackendHub, outbound: WebSocketOutboundWriter, channel: any Channel) {
         self.hub = hub
         self.outbound = outbound
+        self.channel = channel
     }
 
     func run(inbound: WebSocketInboundStream) async {
@@ -208,13 +212,10 @@ struct BackendConnection: Sendable {
         w.field("node", hub.nodeId)
         w.endObject()
         await write(w.string)
-        return { [outbound] in
-            for await _ in instance.wakes {
-                for p in instance.takeReady() {
-                    do { try await outbound.write(.text(p.text)) } catch { return }
-                }
-            }
-        }
+        // Events go straight from the event loop to the channel from here on, after the
+        // confirmation above (already handed to the same loop, so it is written first).
+        instance.attach(channel)
+        return nil
     }
 
     private func sendResult(requestId: String, _ result: BackendHub.CommandResult) async {

@@ -38,7 +38,16 @@ public final class BackendHub: GatewayEventSink {
     private let pendingReplies = NIOLockedValueBox<[String: PendingReply]>([:])
     private let eventCounter = ManagedAtomic<UInt64>(0)
     private let instanceCounter = ManagedAtomic<UInt64>(0)
-    private let bootTag = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+    private let bootTag: String
+    /// What every event envelope repeats, fixed when the gateway attaches: read under one lock
+    /// per event instead of copying the gateway's configuration several times.
+    private struct Identity: Sendable {
+        var nodeId = "pilegate"
+        /// "node-boot-", the fixed part of every event id.
+        var eventIdPrefix = "pilegate-"
+        var pileUTCOffsetSeconds = 8 * 3600
+    }
+    private let identity: NIOLockedValueBox<Identity>
     let undeliverable = ManagedAtomic(0)
     private let sweeper = NIOLockedValueBox<Task<Void, Never>?>(nil)
     let billingModels = NIOLockedValueBox<BillingModelCache?>(nil)
@@ -62,6 +71,20 @@ public final class BackendHub: GatewayEventSink {
         public var latencyBuckets: [Int] = Array(repeating: 0, count: LaneTraffic.bounds.count + 1)
         /// Upper bounds (seconds) of the delivery-latency histogram.
         public static let bounds: [Double] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+        /// One routed event (counted in place under the traffic lock: no copy of the buckets).
+        mutating func count(fallback: Bool, overflow: Bool) {
+            routed += 1
+            if fallback { fallbacks += 1 }
+            if overflow { overflows += 1 }
+        }
+
+        /// One ack, its latency, and whether it counted as a failure.
+        mutating func acked(latency seconds: Double, failure: Bool) {
+            acks += 1
+            observe(seconds)
+            if failure { failures += 1 }
+        }
 
         mutating func observe(_ seconds: Double) {
             latencyCount += 1
@@ -98,6 +121,9 @@ public final class BackendHub: GatewayEventSink {
         self.config = config
         self.logger = logger
         self.laneSource = NIOLockedValueBox(LaneSource(decide: lanes, version: { 0 }))
+        let bootTag = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        self.bootTag = bootTag
+        self.identity = NIOLockedValueBox(Identity(eventIdPrefix: "pilegate-\(bootTag)-"))
     }
 
     /// Replaces how lanes are decided (the assembly installs the lane rule book once the
@@ -128,6 +154,11 @@ public final class BackendHub: GatewayEventSink {
     /// that times out acks and replies.
     public func attach(to gateway: Gateway) {
         gatewayBox.withLockedValue { $0 = gateway }
+        identity.withLockedValue {
+            $0 = Identity(
+                nodeId: gateway.config.nodeId, eventIdPrefix: "\(gateway.config.nodeId)-\(bootTag)-",
+                pileUTCOffsetSeconds: gateway.config.pileUTCOffsetSeconds)
+        }
         billingModels.withLockedValue { $0 = try? BillingModelCache(database: gateway.registry.database) }
         gateway.metrics.addCollector { [weak self] w in self?.collectMetrics(w) }
         let task = Task { [weak self] in
@@ -154,7 +185,7 @@ public final class BackendHub: GatewayEventSink {
         outboxBox.withLockedValue { $0 = outbox }
         outbox.start { [weak self] id, text, event, pile, lane, service in
             guard let self else { return false }
-            let pending = BackendInstance.Pending(id: id, text: text, event: event, pile: pile, route: RouteKey(lane: lane, service: ""))
+            let pending = BackendInstance.Pending(id: id, text: ByteBuffer(string: text), event: event, pile: pile, route: RouteKey(lane: lane, service: ""))
             // The outbox keeps what finds no instance, so that is not a loss.
             return self.route(pending, onlyService: service, countUndeliverable: false) > 0
         }
@@ -172,15 +203,15 @@ public final class BackendHub: GatewayEventSink {
     }
 
     var gateway: Gateway? { gatewayBox.withLockedValue { $0 } }
-    var nodeId: String { gateway?.config.nodeId ?? "pilegate" }
+    var nodeId: String { identity.withLockedValue { $0.nodeId } }
 
     /// The route installer for `GET /v1/events` (WebSocket) and the command and hub endpoints.
     public var routes: AdminAPI.RouteInstaller {
         { [self] router, gateway in
             router.ws("/v1/events") { _, _ in
                 .upgrade([:])
-            } onUpgrade: { inbound, outbound, _ in
-                await BackendConnection(hub: self, outbound: outbound).run(inbound: inbound)
+            } onUpgrade: { inbound, outbound, context in
+                await BackendConnection(hub: self, outbound: outbound, channel: context.requestContext.channel).run(inbound: inbound)
             }
             router.post("/v1/piles/:id/commands/:command") { request, context in
                 try await self.httpCommand(request: request, context: context, gateway: gateway)
@@ -232,40 +263,41 @@ public final class BackendHub: GatewayEventSink {
 
     public func sessionOnline(_ session: PileSessionInfo) {
         guard wanted.withLockedValue({ $0.contains("pile_online") }) else { return }
-        var w = JSONWriter()
-        w.beginObject()
-        w.field("remoteAddress", session.remoteAddress)
-        w.field("connectionId", session.connectionId)
-        w.field("lane", session.lane)
-        w.key("login")
-        session.login.writeJSON(into: &w)
-        w.endObject()
-        publish(event: "pile_online", code: 0x01, session: session, gun: nil, data: w.string, receivedAt: session.loggedInAt)
+        publish(event: "pile_online", code: 0x01, session: session, gun: nil, receivedAt: session.loggedInAt) { w in
+            w.beginObject()
+            w.field("remoteAddress", session.remoteAddress)
+            w.field("connectionId", session.connectionId)
+            w.field("lane", session.lane)
+            w.key("login")
+            session.login.writeJSON(into: &w)
+            w.endObject()
+        }
     }
 
     public func sessionOffline(_ session: PileSessionInfo, reason: OfflineReason) {
         guard wanted.withLockedValue({ $0.contains("pile_offline") }) else { return }
-        var w = JSONWriter()
-        w.beginObject()
-        w.field("reason", reason.rawValue)
-        w.field("remoteAddress", session.remoteAddress)
-        w.field("connectionId", session.connectionId)
-        w.endObject()
-        publish(event: "pile_offline", code: nil, session: session, gun: nil, data: w.string, receivedAt: Date())
+        publish(event: "pile_offline", code: nil, session: session, gun: nil, receivedAt: Date()) { w in
+            w.beginObject()
+            w.field("reason", reason.rawValue)
+            w.field("remoteAddress", session.remoteAddress)
+            w.field("connectionId", session.connectionId)
+            w.endObject()
+        }
     }
 
     public func frameReceived(_ message: YKCMessage, frame: YKCFrame, session: PileSessionInfo, receivedAt: Date) {
-        var w = JSONWriter(utcOffsetSeconds: gateway?.config.pileUTCOffsetSeconds ?? 8 * 3600)
-        message.writeJSON(into: &w)
         if let outbox, outbox.isDurable(message.name) {
             let (id, text) = envelope(
-                event: message.name, code: frame.code, session: session, gun: message.gun, data: w.string, receivedAt: receivedAt)
+                event: message.name, code: frame.code, session: session, gun: message.gun, receivedAt: receivedAt
+            ) { message.writeJSON(into: &$0) }
             outbox.append(
                 id: id, event: message.name, code: frame.code, pile: session.pileId, gun: message.gun, lane: session.lane,
-                tradeSerial: message.tradeSerial, receivedAt: receivedAt, payload: text, promise: nil)
+                tradeSerial: message.tradeSerial, receivedAt: receivedAt, payload: String(buffer: text), promise: nil)
             return
         }
-        publish(event: message.name, code: frame.code, session: session, gun: message.gun, data: w.string, receivedAt: receivedAt)
+        publish(event: message.name, code: frame.code, session: session, gun: message.gun, receivedAt: receivedAt) {
+            message.writeJSON(into: &$0)
+        }
     }
 
     public func request(
@@ -284,14 +316,14 @@ public final class BackendHub: GatewayEventSink {
         }
         if frame.code == 0x3B, let outbox, let serial = message.tradeSerial {
             // The bill is acknowledged to the pile only after it is committed (facts §5.5).
-            var w = JSONWriter(utcOffsetSeconds: gateway?.config.pileUTCOffsetSeconds ?? 8 * 3600)
-            message.writeJSON(into: &w)
             let name = message.name == "raw_frame" ? "transaction_record" : message.name
-            let (id, text) = envelope(event: name, code: frame.code, session: session, gun: message.gun, data: w.string, receivedAt: receivedAt)
+            let (id, text) = envelope(event: name, code: frame.code, session: session, gun: message.gun, receivedAt: receivedAt) {
+                message.writeJSON(into: &$0)
+            }
             let stored = respond.futureResult.eventLoop.makePromise(of: Outbox.AppendResult.self)
             outbox.append(
                 id: id, event: name, code: frame.code, pile: session.pileId, gun: message.gun, lane: session.lane,
-                tradeSerial: serial, receivedAt: receivedAt, payload: text, promise: stored)
+                tradeSerial: serial, receivedAt: receivedAt, payload: String(buffer: text), promise: stored)
             stored.futureResult.whenComplete { result in
                 switch result {
                 case .success: respond.succeed(.transactionRecordAck(TransactionRecordAck(tradeSerial: serial, result: .accepted)))
@@ -304,8 +336,6 @@ public final class BackendHub: GatewayEventSink {
         guard wanted.withLockedValue({ $0.contains(message.name) }) else {
             return respond.succeed(fallback)
         }
-        var w = JSONWriter(utcOffsetSeconds: gateway?.config.pileUTCOffsetSeconds ?? 8 * 3600)
-        message.writeJSON(into: &w)
         let id = nextEventId()
         let promise = respond.futureResult.eventLoop.makePromise(of: YKCMessage?.self)
         pendingReplies.withLockedValue {
@@ -314,8 +344,9 @@ public final class BackendHub: GatewayEventSink {
                 deadline: Date().addingTimeInterval(config.replyTimeout))
         }
         let delivered = publish(
-            event: message.name, code: frame.code, session: session, gun: message.gun, data: w.string,
-            receivedAt: receivedAt, replyExpected: true, id: id)
+            event: message.name, code: frame.code, session: session, gun: message.gun,
+            receivedAt: receivedAt, replyExpected: true, id: id
+        ) { message.writeJSON(into: &$0) }
         if delivered == 0 {
             pendingReplies.withLockedValue { _ = $0.removeValue(forKey: id) }
             return respond.succeed(fallback)
@@ -336,16 +367,14 @@ public final class BackendHub: GatewayEventSink {
                 promise: promise, replyName: "login_reply", defaults: ["pileId": .string(login.pileId.description)],
                 deadline: Date().addingTimeInterval(config.replyTimeout))
         }
-        var w = JSONWriter()
-        login.writeJSON(into: &w)
         let pseudo = PileSessionInfo(
             connectionId: 0, pileId: login.pileId, remoteAddress: remoteAddress,
             remoteHost: String(remoteAddress.split(separator: ":").first ?? ""), login: login,
             lane: laneDecider(login, String(remoteAddress.split(separator: ":").first ?? "")), connectedAt: Date(),
             loggedInAt: Date())
         let delivered = publish(
-            event: "login", code: 0x01, session: pseudo, gun: nil, data: w.string, receivedAt: Date(),
-            replyExpected: true, id: id)
+            event: "login", code: 0x01, session: pseudo, gun: nil, receivedAt: Date(), replyExpected: true, id: id
+        ) { login.writeJSON(into: &$0) }
         if delivered == 0 {
             pendingReplies.withLockedValue { _ = $0.removeValue(forKey: id) }
             return eventLoop.makeSucceededFuture(nil)
@@ -396,70 +425,84 @@ public final class BackendHub: GatewayEventSink {
     // MARK: routing
 
     func nextEventId() -> String {
-        "\(nodeId)-\(bootTag)-\(eventCounter.wrappingIncrementThenLoad(ordering: .relaxed))"
+        identity.withLockedValue { $0.eventIdPrefix } + String(eventCounter.wrappingIncrementThenLoad(ordering: .relaxed))
     }
 
     /// Builds the event envelope and routes it to one instance per subscribed service.
     /// Returns how many instances it went to.
     @discardableResult
     func publish(
-        event: String, code: UInt8?, session: PileSessionInfo, gun: Int?, data: String, receivedAt: Date,
-        replyExpected: Bool = false, id: String? = nil
+        event: String, code: UInt8?, session: PileSessionInfo, gun: Int?, receivedAt: Date,
+        replyExpected: Bool = false, id: String? = nil, data: (inout JSONWriter) -> Void
     ) -> Int {
         let (id, text) = envelope(
-            event: event, code: code, session: session, gun: gun, data: data, receivedAt: receivedAt,
-            replyExpected: replyExpected, id: id)
+            event: event, code: code, session: session, gun: gun, receivedAt: receivedAt,
+            replyExpected: replyExpected, id: id, data: data)
         return route(
             BackendInstance.Pending(
                 id: id, text: text, event: event, pile: session.pileId.raw, route: RouteKey(lane: session.lane, service: "")))
     }
 
     /// The JSON event envelope (DESIGN.md "Events"): id, type name, frame code, pile, gun, lane,
-    /// node, time received, whether a reply is expected, and the decoded frame as `data`.
+    /// node, time received, whether a reply is expected, and the decoded frame as `data`, which
+    /// `data` writes straight into the same buffer: the bytes that go to the WebSocket, built once.
     func envelope(
-        event: String, code: UInt8?, session: PileSessionInfo, gun: Int?, data: String, receivedAt: Date,
-        replyExpected: Bool = false, id: String? = nil
-    ) -> (String, String) {
-        let id = id ?? nextEventId()
-        var w = JSONWriter()
+        event: String, code: UInt8?, session: PileSessionInfo, gun: Int?, receivedAt: Date,
+        replyExpected: Bool = false, id: String? = nil, data: (inout JSONWriter) -> Void
+    ) -> (String, ByteBuffer) {
+        let ident = identity.withLockedValue { $0 }
+        let id = id ?? ident.eventIdPrefix + String(eventCounter.wrappingIncrementThenLoad(ordering: .relaxed))
+        var w = JSONWriter(buffer: ByteBufferAllocator().buffer(capacity: 512), utcOffsetSeconds: ident.pileUTCOffsetSeconds)
         w.beginObject()
         w.field("type", "event")
         w.field("id", id)
         w.field("event", event)
         w.key("code")
         if let code { w.int(code) } else { w.null() }
-        w.field("pile", session.pileId.description)
+        w.key("pile")
+        w.pileId(session.pileId)
         w.key("gun")
         if let gun { w.int(gun) } else { w.null() }
         w.field("lane", session.lane)
-        w.field("node", nodeId)
-        w.field("receivedAt", Self.iso8601(receivedAt))
+        w.field("node", ident.nodeId)
+        w.key("receivedAt")
+        w.utcTimestamp(microsecondsSince1970: Int64((receivedAt.timeIntervalSince1970 * 1e6).rounded()))
         w.field("replyExpected", replyExpected)
         w.key("data")
-        w.raw(data)
+        data(&w)
         w.endObject()
-        return (id, w.string)
+        return (id, w.buffer)
     }
 
     /// Routes to every subscribed service; `exclude` skips one instance (re-routing after failure).
     func route(_ p: BackendInstance.Pending, onlyService: String? = nil, exclude: UInt64? = nil, countUndeliverable: Bool = true) -> Int {
         let now = Date()
         let lane = p.route.lane
+        let warmup = config.warmupWindow
         var chosen: [(BackendInstance, Bool)] = []
         instances.withLockedValue { all in
             for (service, list) in all where onlyService == nil || onlyService == service {
-                let subscribed = list.filter { $0.wants(p.event) && $0.id != exclude }
-                guard !subscribed.isEmpty else { continue }
-                var candidates = subscribed.filter { $0.lane == lane && $0.isHealthy(now: now) }
-                var fallback = false
-                if candidates.isEmpty && !lane.isEmpty {
-                    candidates = subscribed.filter { $0.lane.isEmpty && $0.isHealthy(now: now) }
-                    fallback = !candidates.isEmpty
+                // One pass: the best healthy instance in the session's lane, and the best in base
+                // as the fallback; a base session never reaches a lane instance.
+                var best: BackendInstance?
+                var bestScore = -Double.infinity
+                var base: BackendInstance?
+                var baseScore = -Double.infinity
+                for c in list where c.id != exclude && c.wants(p.event) {
+                    let inLane = c.lane == lane
+                    guard inLane || c.lane.isEmpty, c.isHealthy(now: now) else { continue }
+                    let score = Self.rendezvousScore(pile: p.pile, instance: c, now: now, warmup: warmup)
+                    if inLane {
+                        if score > bestScore { (best, bestScore) = (c, score) }
+                    } else if score > baseScore {
+                        (base, baseScore) = (c, score)
+                    }
                 }
-                guard let pick = Self.rendezvous(pile: p.pile, among: candidates, now: now, warmup: config.warmupWindow) else {
-                    continue
+                if let best {
+                    chosen.append((best, false))
+                } else if let base {
+                    chosen.append((base, true))
                 }
-                chosen.append((pick, fallback))
             }
         }
         if chosen.isEmpty && countUndeliverable { undeliverable.wrappingIncrement(ordering: .relaxed) }
@@ -468,11 +511,7 @@ public final class BackendHub: GatewayEventSink {
             item.route = RouteKey(lane: lane, service: instance.service)
             let result = instance.enqueue(item, queueLimit: config.queueLimit)
             traffic.withLockedValue { t in
-                var entry = t[item.route] ?? LaneTraffic()
-                entry.routed += 1
-                if fallback { entry.fallbacks += 1 }
-                if case .overflow = result { entry.overflows += 1 }
-                t[item.route] = entry
+                t[item.route, default: LaneTraffic()].count(fallback: fallback, overflow: result == .overflow)
             }
         }
         return chosen.count
@@ -480,19 +519,15 @@ public final class BackendHub: GatewayEventSink {
 
     /// Weighted rendezvous (highest random weight) hashing: score = w / −ln(h(pile, instance)).
     /// Stable while the set is stable; a warming instance (w < 1) takes a proportional share.
+    static func rendezvousScore(pile: UInt64, instance c: BackendInstance, now: Date, warmup: TimeInterval) -> Double {
+        let h = mix(pile ^ c.routeSeed)
+        let u = (Double(h >> 11) + 0.5) / Double(1 << 53)
+        return c.weight(now: now, warmup: warmup) / -log(u)
+    }
+
+    /// The instance rendezvous hashing picks for `pile` among `candidates`.
     static func rendezvous(pile: UInt64, among candidates: [BackendInstance], now: Date, warmup: TimeInterval) -> BackendInstance? {
-        var best: BackendInstance?
-        var bestScore = -Double.infinity
-        for c in candidates {
-            let h = mix(pile ^ stableHash(c.service + "/" + c.name))
-            let u = (Double(h >> 11) + 0.5) / Double(1 << 53)
-            let score = c.weight(now: now, warmup: warmup) / -log(u)
-            if score > bestScore {
-                bestScore = score
-                best = c
-            }
-        }
-        return best
+        candidates.max { rendezvousScore(pile: pile, instance: $0, now: now, warmup: warmup) < rendezvousScore(pile: pile, instance: $1, now: now, warmup: warmup) }
     }
 
     static func mix(_ x0: UInt64) -> UInt64 {
@@ -565,16 +600,28 @@ public final class BackendHub: GatewayEventSink {
         guard let f = instance.ack(id) else { return false }
         outbox?.acked(id: id, service: instance.service)
         let seconds = Double((NIODeadline.now() - f.sentAt).nanoseconds) / 1e9
-        let slow = seconds > config.latencyBound
-        traffic.withLockedValue { t in
-            var e = t[f.pending.route] ?? LaneTraffic()
-            e.acks += 1
-            e.observe(seconds)
-            if slow { e.failures += 1 }
-            t[f.pending.route] = e
-        }
+        instance.observe(latency: seconds)
+        // Slow is an outlier: over the bound while another instance that could take this one's
+        // piles answers within it. When every instance is slow (the backends all overloaded, or
+        // the gateway itself behind on its loops, which delays every ack alike), ejecting one
+        // only moves its load onto the others and the service collapses; so that is not a failure.
+        let slow = seconds > config.latencyBound && hasFasterPeer(than: instance)
+        traffic.withLockedValue { t in t[f.pending.route, default: LaneTraffic()].acked(latency: seconds, failure: slow) }
         if let period = instance.record(success: !slow, config: config) { ejected(instance, period: period, route: f.pending.route) }
         return true
+    }
+
+    /// Whether another healthy instance that could take `instance`'s piles (same service, same
+    /// lane or base, the fallback) acks within the latency bound. (An instance that does not
+    /// ack at all is a failure at the ack timeout regardless: silent is not slow.)
+    func hasFasterPeer(than instance: BackendInstance) -> Bool {
+        let now = Date()
+        return instances.withLockedValue { all in
+            (all[instance.service] ?? []).contains {
+                $0.id != instance.id && ($0.lane == instance.lane || $0.lane.isEmpty) && $0.isHealthy(now: now)
+                    && ($0.latencyEWMA ?? .infinity) <= config.latencyBound
+            }
+        }
     }
 
     private func ejected(_ instance: BackendInstance, period: TimeInterval, route key: RouteKey) {

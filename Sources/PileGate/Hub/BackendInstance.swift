@@ -1,7 +1,9 @@
 import DequeModule
 import Foundation
+import Atomics
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOWebSocket
 
 /// One subscribed backend socket: a (service, instance, lane, event types) subscription with
 /// in-flight credit (`maxInFlight`), a bounded waiting queue, health (failures, ejection) and
@@ -15,10 +17,13 @@ final class BackendInstance: Sendable {
     let events: Set<String>?
     let maxInFlight: Int
     let joinedAt: Date
+    /// This instance's key in rendezvous hashing, hashed once rather than per event.
+    let routeSeed: UInt64
 
     struct Pending: Sendable {
         var id: String
-        var text: String
+        /// The event's JSON text, as it goes into the WebSocket frame.
+        var text: ByteBuffer
         var event: String
         var pile: UInt64
         var route: RouteKey
@@ -38,11 +43,18 @@ final class BackendInstance: Sendable {
         var consecutiveFailures = 0
         var ejections = 0
         var ejectedUntil: Date?
+        /// Smoothed ack latency in seconds (nil until the first ack): what a slow ack is
+        /// compared against on the other instances before it counts as a failure.
+        var latencyEWMA: Double?
     }
 
     let state = NIOLockedValueBox(State())
-    private let wake: AsyncStream<Void>.Continuation
-    let wakes: AsyncStream<Void>
+    /// The WebSocket channel events are written to; nil until the subscription is confirmed and
+    /// after the socket closes.
+    private let output = NIOLockedValueBox<(any Channel)?>(nil)
+    /// A write round is queued on the channel's event loop: enqueues in between add to it
+    /// instead of queuing another, so a burst of events becomes one flush.
+    private let writeScheduled = ManagedAtomic(false)
 
     init(id: UInt64, service: String, name: String, lane: String, events: Set<String>?, maxInFlight: Int) {
         self.id = id
@@ -52,7 +64,7 @@ final class BackendInstance: Sendable {
         self.events = events
         self.maxInFlight = maxInFlight
         self.joinedAt = Date()
-        (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        self.routeSeed = BackendHub.stableHash(service + "/" + name)
     }
 
     func wants(_ event: String) -> Bool { events?.contains(event) ?? true }
@@ -83,7 +95,7 @@ final class BackendInstance: Sendable {
             s.waiting.append(p)
             return .queued
         }
-        if case .sent = result { wake.yield() }
+        if case .sent = result { scheduleWrite() }
         return result
     }
 
@@ -110,7 +122,7 @@ final class BackendInstance: Sendable {
             }
             return (f, promoted)
         }
-        if promoted { wake.yield() }
+        if promoted { scheduleWrite() }
         return done
     }
 
@@ -129,6 +141,15 @@ final class BackendInstance: Sendable {
     func expired(timeout: TimeAmount, now: NIODeadline) -> [InFlight] {
         state.withLockedValue { s in s.inFlight.values.filter { now - $0.sentAt > timeout } }
     }
+
+    /// Folds an ack's latency into the smoothed figure.
+    func observe(latency seconds: Double) {
+        state.withLockedValue { s in
+            s.latencyEWMA = s.latencyEWMA.map { $0 + 0.05 * (seconds - $0) } ?? seconds
+        }
+    }
+
+    var latencyEWMA: Double? { state.withLockedValue { $0.latencyEWMA } }
 
     /// Records a success or failure; returns the ejection period when this failure ejects it.
     func record(success: Bool, config: HubConfiguration) -> TimeInterval? {
@@ -151,7 +172,32 @@ final class BackendInstance: Sendable {
 
     func close() {
         state.withLockedValue { $0.closed = true }
-        wake.finish()
+        output.withLockedValue { $0 = nil }
+    }
+
+    /// Starts writing events to `channel` (the subscription's WebSocket), beginning with any
+    /// that became ready before.
+    func attach(_ channel: any Channel) {
+        output.withLockedValue { $0 = channel }
+        scheduleWrite()
+    }
+
+    /// Queues one write round on the socket's event loop unless one is queued already. The
+    /// round takes everything ready, writes each as a WebSocket text frame and flushes once.
+    private func scheduleWrite() {
+        guard let channel = output.withLockedValue({ $0 }) else { return }
+        guard writeScheduled.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
+            return
+        }
+        channel.eventLoop.execute { [self] in
+            writeScheduled.store(false, ordering: .releasing)
+            let batch = takeReady()
+            guard !batch.isEmpty else { return }
+            for p in batch {
+                channel.write(WebSocketFrame(fin: true, opcode: .text, data: p.text), promise: nil)
+            }
+            channel.flush()
+        }
     }
 
     var inFlightCount: Int { state.withLockedValue { $0.inFlight.count } }

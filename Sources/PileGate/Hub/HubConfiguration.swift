@@ -6,7 +6,8 @@ public struct HubConfiguration: Sendable, Equatable {
     public var warmupWindow: TimeInterval = 30
     /// An event not acked within this time counts as a failure of its instance.
     public var ackTimeout: TimeInterval = 10
-    /// An ack slower than this counts as a failure too.
+    /// An ack slower than this counts as a failure too, when a peer that could take the work
+    /// acks within it (outlier detection: a uniformly slow service is not ejected piecemeal).
     public var latencyBound: TimeInterval = 2
     /// Consecutive failures that eject an instance.
     public var failuresToEject = 3

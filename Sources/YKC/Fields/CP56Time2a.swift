@@ -183,7 +183,7 @@ private func daysFromCivil(_ y0: Int, _ m: Int, _ d: Int) -> Int {
     return era * 146_097 + doe - 719_468
 }
 
-private func civilFromDays(_ z0: Int) -> (Int, Int, Int) {
+func civilFromDays(_ z0: Int) -> (Int, Int, Int) {
     let z = z0 + 719_468
     let era = (z >= 0 ? z : z - 146_096) / 146_097
     let doe = z - era * 146_097

@@ -145,6 +145,51 @@ public struct JSONWriter {
     public mutating func field(_ name: String, _ value: YKCDecimal) { key(name); decimal(value) }
     public mutating func field(_ name: String, _ value: Bool) { key(name); bool(value) }
 
+    /// A pile id as its 14 hex digits in quotes (the same text as `PileID.description`).
+    public mutating func pileId(_ id: PileID) {
+        separator()
+        buffer.writeInteger(UInt8(ascii: "\""))
+        writeHexDigits(id.raw, digits: 14)
+        buffer.writeInteger(UInt8(ascii: "\""))
+    }
+
+    /// A UTC instant as ISO 8601 with microseconds, `"2026-11-30T11:06:45.629123Z"`: the
+    /// gateway's own timestamps (an event's `receivedAt`), written without Foundation's
+    /// formatters, which cost more than the rest of an event together.
+    public mutating func utcTimestamp(microsecondsSince1970 micros: Int64) {
+        separator()
+        let perDay: Int64 = 86_400_000_000
+        let days = micros >= 0 ? micros / perDay : -((-micros + perDay - 1) / perDay)
+        let ofDay = micros - days * perDay
+        let (y, m, d) = civilFromDays(Int(days))
+        let seconds = ofDay / 1_000_000
+        buffer.writeInteger(UInt8(ascii: "\""))
+        writeUnsignedDigits(UInt64(max(0, y)), minimumDigits: 4)
+        buffer.writeInteger(UInt8(ascii: "-"))
+        writeUnsignedDigits(UInt64(m), minimumDigits: 2)
+        buffer.writeInteger(UInt8(ascii: "-"))
+        writeUnsignedDigits(UInt64(d), minimumDigits: 2)
+        buffer.writeInteger(UInt8(ascii: "T"))
+        writeUnsignedDigits(UInt64(seconds / 3600), minimumDigits: 2)
+        buffer.writeInteger(UInt8(ascii: ":"))
+        writeUnsignedDigits(UInt64((seconds / 60) % 60), minimumDigits: 2)
+        buffer.writeInteger(UInt8(ascii: ":"))
+        writeUnsignedDigits(UInt64(seconds % 60), minimumDigits: 2)
+        buffer.writeInteger(UInt8(ascii: "."))
+        writeUnsignedDigits(UInt64(ofDay % 1_000_000), minimumDigits: 6)
+        buffer.writeStaticString("Z\"")
+    }
+
+    @usableFromInline
+    mutating func writeHexDigits(_ value: UInt64, digits: Int) {
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: digits) { out in
+            for i in 0..<digits {
+                out[i] = hexDigitsUpper[Int((value >> UInt64(4 * (digits - 1 - i))) & 0xF)]
+            }
+            return digits
+        }
+    }
+
     /// A signed integer in decimal, straight into the buffer.
     @usableFromInline
     mutating func writeDigits(_ value: Int64) {

@@ -14,14 +14,17 @@ final class TestBackend: Sendable {
     private let task: Task<Void, Never>
     /// Ack every event automatically (off for tests of credit and ejection).
     let autoAck: NIOLockedValueBox<Bool>
+    /// Seconds each automatic ack waits (a slow backend), one event after another.
+    let ackDelay: NIOLockedValueBox<Double>
 
     private init(
         outgoing: AsyncStream<String>.Continuation, task: Task<Void, Never>, autoAck: NIOLockedValueBox<Bool>,
-        received: NIOLockedValueBox<[String]>, closed: NIOLockedValueBox<Bool>
+        ackDelay: NIOLockedValueBox<Double>, received: NIOLockedValueBox<[String]>, closed: NIOLockedValueBox<Bool>
     ) {
         self.outgoing = outgoing
         self.task = task
         self.autoAck = autoAck
+        self.ackDelay = ackDelay
         self.received = received
         self.closedBox = closed
     }
@@ -32,11 +35,12 @@ final class TestBackend: Sendable {
     }
 
     /// Connects to `/v1/events` and optionally subscribes.
-    static func connect(apiPort: Int, autoAck: Bool = true) async throws -> TestBackend {
+    static func connect(apiPort: Int, autoAck: Bool = true, ackDelay: Double = 0) async throws -> TestBackend {
         let (stream, continuation) = AsyncStream.makeStream(of: String.self)
         let box = NIOLockedValueBox<[String]>([])
         let closed = NIOLockedValueBox(false)
         let ack = NIOLockedValueBox(autoAck)
+        let delay = NIOLockedValueBox(ackDelay)
         var logger = Logger(label: "test-backend")
         logger.logLevel = .critical
         let client = WebSocketClient(url: "ws://127.0.0.1:\(apiPort)/v1/events", logger: logger) { inbound, outbound, _ in
@@ -49,6 +53,8 @@ final class TestBackend: Sendable {
                     guard case .text(let text) = message else { continue }
                     box.withLockedValue { $0.append(text) }
                     if ack.withLockedValue({ $0 }), let (id, isEvent, replyExpected) = Self.peek(text), isEvent, !replyExpected {
+                        let d = delay.withLockedValue { $0 }
+                        if d > 0 { try await Task.sleep(nanoseconds: UInt64(d * 1e9)) }
                         try await outbound.write(.text(#"{"type":"ack","id":"\#(id)"}"#))
                     }
                 }
@@ -59,7 +65,7 @@ final class TestBackend: Sendable {
             _ = try? await client.run()
             closed.withLockedValue { $0 = true }
         }
-        return TestBackend(outgoing: continuation, task: task, autoAck: ack, received: box, closed: closed)
+        return TestBackend(outgoing: continuation, task: task, autoAck: ack, ackDelay: delay, received: box, closed: closed)
     }
 
     private static func peek(_ text: String) -> (String, Bool, Bool)? {
