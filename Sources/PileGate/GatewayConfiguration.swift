@@ -79,6 +79,11 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// Backend hub tuning; its settings are the `hub*` keys.
     public var hub = HubConfiguration()
 
+    /// Every this many seconds the allocator hands free heap pages back to the system
+    /// (glibc `malloc_trim`): a login wave or a burst of events leaves freed memory spread over
+    /// the arenas, which otherwise stays in the process's RSS for good. 0 turns it off.
+    public var memoryTrimInterval: TimeInterval = 10
+
     // Registry.
     public var registryFlushInterval: TimeInterval = 0.2
     public var logLevel = "info"
@@ -212,6 +217,7 @@ extension GatewayConfiguration {
         int("acceptsPerRead", \.acceptsPerRead, 1...100_000),
         int("eventLoopThreads", \.eventLoopThreads, 0...1024),
         double("drainWindow", \.drainWindow, 0...3600),
+        double("memoryTrimInterval", \.memoryTrimInterval, 0...86_400),
         double("hubWarmupWindow", \.hub.warmupWindow, 0...3600),
         double("hubAckTimeout", \.hub.ackTimeout, 0.01...3600),
         double("hubLatencyBound", \.hub.latencyBound, 0.001...3600),

@@ -57,12 +57,11 @@ public final class PileListener: Sendable {
         return PileListener(channel: channel, quiesce: quiesce)
     }
 
-    /// Handlers of one pile connection: framing (bounded buffer), session. Login timeout and
-    /// liveness are checked by the event loop's `LivenessSweeper`, not a handler per connection.
+    /// The one handler of a pile connection: the session, which also frames the byte stream.
+    /// Login timeout and liveness are checked by the event loop's `LivenessSweeper`, not a
+    /// handler per connection.
     static func configurePipeline(channel: any Channel, gateway: GatewayContext) throws {
-        let ops = channel.pipeline.syncOperations
-        try ops.addHandler(ByteToMessageHandler(YKCFrameDecoder(), maximumBufferSize: 4 * YKCFrameParser.maximumFrameSize))
-        try ops.addHandler(PileSessionHandler(gateway: gateway))
+        try channel.pipeline.syncOperations.addHandler(PileSessionHandler(gateway: gateway))
     }
 
     /// Stops accepting new connections (the listening socket closes); existing ones stay.

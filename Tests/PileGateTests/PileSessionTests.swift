@@ -56,6 +56,37 @@ struct PileSessionTests {
         }
     }
 
+    @Test("frames split across reads, coalesced, or behind garbage are all answered; a cut-off frame at close is counted")
+    func framingOnTheSocket() async throws {
+        try await withGateway { gw in
+            let raw = try await RawClient.connect(port: gw.pilePort)
+            let login = Frames.login("32010600019239", sequence: 0).bytes
+            // The login in three pieces, each its own TCP write with a pause between.
+            for part in [login[0..<3], login[3..<20], login[20...]] {
+                try await raw.send(Array(part))
+                try await Task.sleep(nanoseconds: 30_000_000)
+            }
+            #expect(await gw.eventually { Frames.parse(raw.receivedBytes).contains { $0.code == 0x02 } })
+            // Two heartbeats in one write, with noise before the second; then one split byte by byte.
+            let hb1 = Frames.heartbeat("32010600019239", gun: 1, sequence: 0x0101).bytes
+            let hb2 = Frames.heartbeat("32010600019239", gun: 2, sequence: 0x0202).bytes
+            try await raw.send(hb1 + [0x00, 0x11, 0x22] + hb2)
+            let hb3 = Frames.heartbeat("32010600019239", gun: 1, sequence: 0x0303).bytes
+            for b in hb3 { try await raw.send([b]) }
+            #expect(await gw.eventually { Frames.parse(raw.receivedBytes).filter { $0.code == 0x04 }.count == 3 })
+            let sequences = Frames.parse(raw.receivedBytes).filter { $0.code == 0x04 }.map(\.sequence)
+            #expect(sequences == [0x0101, 0x0202, 0x0303].map { YKCSequence(counter: $0) })
+            #expect(gw.counters.malformed["garbage"]?.load(ordering: .relaxed) == 1)
+            // Half a frame, then the pile goes away: counted as truncated, nothing answered.
+            let truncatedBefore = gw.counters.malformed["truncated"]?.load(ordering: .relaxed) ?? 0
+            try await raw.send(Array(hb1[0..<8]))
+            try await Task.sleep(nanoseconds: 50_000_000)
+            await raw.close()
+            #expect(await gw.eventually { gw.counters.malformed["truncated"]?.load(ordering: .relaxed) == truncatedBefore + 1 })
+            #expect(Frames.parse(raw.receivedBytes).filter { $0.code == 0x04 }.count == 3)
+        }
+    }
+
     @Test("a pile that falls silent is closed after the liveness timeout and marked offline")
     func livenessClose() async throws {
         try await withGateway({ $0.livenessTimeout = 0.5 }) { gw in
