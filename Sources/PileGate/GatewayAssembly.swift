@@ -25,7 +25,9 @@ public enum GatewayAssembly {
         hub.decideLanes(with: { login, host in book.lane(for: login, remoteHost: host) }, version: { book.version })
         hub.attach(to: gateway)
         // Recovered before any pile is accepted (start() binds the listener later).
-        let outbox = try Outbox(directory: config.dataDirectory, logger: logger)
+        var outboxSettings = Outbox.Settings()
+        outboxSettings.commitSpacing = config.outboxCommitSpacing
+        let outbox = try Outbox(directory: config.dataDirectory, settings: outboxSettings, logger: logger)
         hub.attach(outbox: outbox)
         gateway.onShutdown {
             await outbox.stop()

@@ -84,6 +84,10 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// the arenas, which otherwise stays in the process's RSS for good. 0 turns it off.
     public var memoryTrimInterval: TimeInterval = 10
 
+    /// Least time between two outbox commits while bills keep arriving (an idle outbox
+    /// commits at once): trades a little 0x40 latency for far fewer WAL page writes per bill.
+    public var outboxCommitSpacing: TimeInterval = 0.0005
+
     // Registry.
     public var registryFlushInterval: TimeInterval = 0.2
     public var logLevel = "info"
@@ -218,6 +222,7 @@ extension GatewayConfiguration {
         int("eventLoopThreads", \.eventLoopThreads, 0...1024),
         double("drainWindow", \.drainWindow, 0...3600),
         double("memoryTrimInterval", \.memoryTrimInterval, 0...86_400),
+        double("outboxCommitSpacing", \.outboxCommitSpacing, 0...1),
         double("hubWarmupWindow", \.hub.warmupWindow, 0...3600),
         double("hubAckTimeout", \.hub.ackTimeout, 0.01...3600),
         double("hubLatencyBound", \.hub.latencyBound, 0.001...3600),

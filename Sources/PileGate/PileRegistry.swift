@@ -120,7 +120,8 @@ public final class PileRegistry: Sendable {
                 case .login(let s, let node):
                     let l = s.login
                     let now = s.loggedInAt.timeIntervalSince1970
-                    try db.execute(
+                    // Cached statements: a login wave writes tens of thousands of rows.
+                    try db.cachedStatement(
                         sql: """
                             INSERT INTO piles (id, pileType, gunCount, protocolVersion, firmware, networkType, sim, carrier,
                                                firstSeen, lastLogin, lastAddress, online, offlineReason, offlineAt, lane, node)
@@ -132,7 +133,8 @@ public final class PileRegistry: Sendable {
                                 lastLogin = excluded.lastLogin, lastAddress = excluded.lastAddress, online = 1,
                                 offlineReason = NULL, offlineAt = NULL, lane = excluded.lane, node = excluded.node,
                                 firstSeen = COALESCE(piles.firstSeen, excluded.firstSeen)
-                            """,
+                            """
+                    ).execute(
                         arguments: [
                             s.pileId.description, l.pileType.name ?? String(l.pileType.rawValue), Int(l.gunCount),
                             Int(l.protocolVersion), l.firmwareVersion, l.networkType.name ?? String(l.networkType.rawValue),
@@ -140,8 +142,7 @@ public final class PileRegistry: Sendable {
                             s.lane, node,
                         ])
                 case .offline(let id, let reason, let at):
-                    try db.execute(
-                        sql: "UPDATE piles SET online = 0, offlineReason = ?, offlineAt = ? WHERE id = ?",
+                    try db.cachedStatement(sql: "UPDATE piles SET online = 0, offlineReason = ?, offlineAt = ? WHERE id = ?").execute(
                         arguments: [reason.rawValue, at.timeIntervalSince1970, id.description])
                 }
             }

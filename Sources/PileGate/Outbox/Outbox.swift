@@ -31,6 +31,13 @@ public final class Outbox: Sendable {
         /// Events handed out per service per delivery round.
         public var deliveryBatch = 500
         public var deliveryInterval: TimeInterval = 0.05
+        /// Least time between the starts of two commits while bills keep arriving. An idle
+        /// outbox commits a bill at once; under load each commit waits out the rest of this
+        /// window so that it carries several bills: every commit rewrites whole WAL pages (the
+        /// table, its indexes, the progress table). At 5,000 bills/s: 0 → 1.7 bills per commit,
+        /// 171 µs of gateway CPU per bill; 0.5 ms → 3.6 and 151 µs; 2 ms → 12 and 120 µs, with
+        /// the 0x40 p50 rising by about the spacing (scripts/bench-bills.sh, docs/BENCHMARKS.md).
+        public var commitSpacing: TimeInterval = 0.0005
         public init() {}
     }
 
@@ -154,7 +161,14 @@ public final class Outbox: Sendable {
     /// instance of a service (returns false when the service has no instance to take it).
     func start(deliver: @escaping @Sendable (_ id: String, _ text: String, _ event: String, _ pile: UInt64, _ lane: String, _ service: String) -> Bool) {
         let writer = Task { [self] in
-            for await _ in wakes { await commitPending() }
+            var lastStart = NIODeadline.distantPast
+            let spacing = TimeAmount.nanoseconds(Int64(settings.commitSpacing * 1e9))
+            for await _ in wakes {
+                let since = NIODeadline.now() - lastStart
+                if since < spacing { try? await Task.sleep(nanoseconds: UInt64((spacing - since).nanoseconds)) }
+                lastStart = .now()
+                await commitPending()
+            }
         }
         let delivery = Task { [self] in
             while !Task.isCancelled {
@@ -216,20 +230,27 @@ public final class Outbox: Sendable {
                 var out: [AppendResult] = []
                 out.reserveCapacity(batch.count)
                 let now = Date().timeIntervalSince1970
-                for a in batch {
-                    let dedup = a.event == "transaction_record" ? a.tradeSerial.map { "bill:" + $0 } : nil
-                    try db.execute(
+                // Prepared once per connection and reused (GRDB's statement cache), not compiled
+                // again for every row: at thousands of bills and delivery marks per second the
+                // compiling was a large share of the commit's CPU.
+                if !batch.isEmpty {
+                    let insert = try db.cachedStatement(
                         sql: """
                             INSERT OR IGNORE INTO outbox_events (id, event, code, pile, gun, lane, tradeSerial, dedupKey, receivedAt, createdAt, payload)
                             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                            """,
-                        arguments: [a.id, a.event, a.code, a.pile, a.gun, a.lane, a.tradeSerial, dedup, a.receivedAt, now, a.payload])
-                    out.append(db.changesCount > 0 ? .stored(seq: db.lastInsertedRowID) : .duplicate)
+                            """)
+                    for a in batch {
+                        let dedup = a.event == "transaction_record" ? a.tradeSerial.map { "bill:" + $0 } : nil
+                        try insert.execute(
+                            arguments: [a.id, a.event, a.code, a.pile, a.gun, a.lane, a.tradeSerial, dedup, a.receivedAt, now, a.payload])
+                        out.append(db.changesCount > 0 ? .stored(seq: db.lastInsertedRowID) : .duplicate)
+                    }
                 }
-                for m in marks {
-                    try db.execute(
-                        sql: "INSERT OR IGNORE INTO outbox_progress (service, seq, deliveredAt) VALUES (?, ?, ?)",
-                        arguments: [m.service, m.seq, now])
+                if !marks.isEmpty {
+                    let mark = try db.cachedStatement(sql: "INSERT OR IGNORE INTO outbox_progress (service, seq, deliveredAt) VALUES (?, ?, ?)")
+                    for m in marks {
+                        try mark.execute(arguments: [m.service, m.seq, now])
+                    }
                 }
                 return out
             }
