@@ -396,8 +396,16 @@ for fr in SPEC["frames"]:
 L = [HEADER, "import NIOCore", ""]
 L.append("/// Any YKC message: a typed body for every frame type of the catalogue, or the raw bytes with")
 L.append("/// the reason they could not be typed. Decoding never fails and never drops a frame.")
+L.append("///")
+L.append("/// The few frame types whose bodies are large (a bill is 424 bytes of exact decimals) are boxed")
+L.append("/// (`indirect`): the enum is then ~170 bytes instead of 424, and every message — heartbeats")
+L.append("/// above all — is copied that much cheaper; those rarer frames pay one allocation each.")
 L.append("public enum YKCMessage: Sendable, Hashable {")
-for code, name, T, *_ in catalogue: L.append(f"    case {camel(name)}({T})")
+# Payloads over ~170 bytes (MemoryLayout sizes: TransactionRecord 424, ParameterConfig 208,
+# BillingModelReply/BillingModelSet/ChargingHandshake 168). RealtimeData (170, frequent) stays inline.
+BOXED = {"transaction_record", "parameter_config", "billing_model_reply", "billing_model_set", "charging_handshake"}
+for code, name, T, *_ in catalogue:
+    L.append(f"    {'indirect ' if name in BOXED else ''}case {camel(name)}({T})")
 L.append("    case raw(RawMessage)")
 L.append("")
 L.append("    /// Decodes a frame's body by its type code; unknown types, wrong lengths and encrypted bodies")
