@@ -17,7 +17,6 @@ public final class Gateway: Service, Sendable {
     private let listenerBox = NIOLockedValueBox<PileListener?>(nil)
     private let apiBox = NIOLockedValueBox<AdminAPI?>(nil)
     private let flushTask = NIOLockedValueBox<Task<Void, Never>?>(nil)
-    private let trimTask = NIOLockedValueBox<Task<Void, Never>?>(nil)
     private let startedBox = NIOLockedValueBox<Bool>(false)
     public let metrics: GatewayMetrics
     /// Routes other components add to the API (hub, lanes, outbox), installed at start.
@@ -69,10 +68,6 @@ public final class Gateway: Service, Sendable {
         let registry = context.registry
         let interval = context.config.registryFlushInterval
         flushTask.withLockedValue { $0 = Task { await registry.runFlushLoop(interval: interval) } }
-        let trimEvery = context.config.memoryTrimInterval
-        if trimEvery > 0 {
-            trimTask.withLockedValue { $0 = Task.detached(priority: .background) { [logger = context.logger] in await MemoryTrimmer.run(every: trimEvery, logger: logger) } }
-        }
         startedBox.withLockedValue { $0 = true }
         context.logger.notice(
             "pilegate started",
@@ -114,7 +109,6 @@ public final class Gateway: Service, Sendable {
         await waitForConnections(timeout: 2)
         // Stop the flush loop and wait for it (a write it had started, or put back after a
         // cancellation, must be in `pending` before the final flush takes it).
-        trimTask.withLockedValue { $0 }?.cancel()
         let loop = flushTask.withLockedValue { $0 }
         loop?.cancel()
         await loop?.value

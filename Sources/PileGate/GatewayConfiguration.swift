@@ -79,11 +79,6 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// Backend hub tuning; its settings are the `hub*` keys.
     public var hub = HubConfiguration()
 
-    /// Every this many seconds the allocator hands free heap pages back to the system
-    /// (glibc `malloc_trim`): a login wave or a burst of events leaves freed memory spread over
-    /// the arenas, which otherwise stays in the process's RSS for good. 0 turns it off.
-    public var memoryTrimInterval: TimeInterval = 10
-
     /// Least time between two outbox commits while bills keep arriving (an idle outbox
     /// commits at once): trades a little 0x40 latency for far fewer WAL page writes per bill.
     public var outboxCommitSpacing: TimeInterval = 0.0005
@@ -221,7 +216,6 @@ extension GatewayConfiguration {
         int("acceptsPerRead", \.acceptsPerRead, 1...100_000),
         int("eventLoopThreads", \.eventLoopThreads, 0...1024),
         double("drainWindow", \.drainWindow, 0...3600),
-        double("memoryTrimInterval", \.memoryTrimInterval, 0...86_400),
         double("outboxCommitSpacing", \.outboxCommitSpacing, 0...1),
         double("hubWarmupWindow", \.hub.warmupWindow, 0...3600),
         double("hubAckTimeout", \.hub.ackTimeout, 0.01...3600),
