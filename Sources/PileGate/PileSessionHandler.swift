@@ -21,7 +21,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
 
     private let gateway: GatewayContext
     private var parser = YKCFrameParser()
-    /// The start of a frame split across reads (at most one frame, ≤ 261 bytes: the parser
+    /// The start of a frame split across reads (at most one frame, ≤ 259 bytes: the parser
     /// skips garbage and waits only for a frame's announced length); nil when nothing is pending.
     private var partial: ByteBuffer?
     private var machine: PileSessionStateMachine

@@ -425,7 +425,12 @@ public final class BackendHub: GatewayEventSink {
     // MARK: routing
 
     func nextEventId() -> String {
-        identity.withLockedValue { $0.eventIdPrefix } + String(eventCounter.wrappingIncrementThenLoad(ordering: .relaxed))
+        nextEventId(prefix: identity.withLockedValue { $0.eventIdPrefix })
+    }
+
+    /// "node-boot-N": unique per process run, increasing, so a backend can order a pile's events.
+    private func nextEventId(prefix: String) -> String {
+        prefix + String(eventCounter.wrappingIncrementThenLoad(ordering: .relaxed))
     }
 
     /// Builds the event envelope and routes it to one instance per subscribed service.
@@ -451,7 +456,7 @@ public final class BackendHub: GatewayEventSink {
         replyExpected: Bool = false, id: String? = nil, data: (inout JSONWriter) -> Void
     ) -> (String, ByteBuffer) {
         let ident = identity.withLockedValue { $0 }
-        let id = id ?? ident.eventIdPrefix + String(eventCounter.wrappingIncrementThenLoad(ordering: .relaxed))
+        let id = id ?? nextEventId(prefix: ident.eventIdPrefix)
         var w = JSONWriter(buffer: ByteBufferAllocator().buffer(capacity: 512), utcOffsetSeconds: ident.pileUTCOffsetSeconds)
         w.beginObject()
         w.field("type", "event")
@@ -525,9 +530,16 @@ public final class BackendHub: GatewayEventSink {
         return c.weight(now: now, warmup: warmup) / -log(u)
     }
 
-    /// The instance rendezvous hashing picks for `pile` among `candidates`.
+    /// The instance rendezvous hashing picks for `pile` among `candidates` (what `route` does in
+    /// its single pass, for one candidate list).
     static func rendezvous(pile: UInt64, among candidates: [BackendInstance], now: Date, warmup: TimeInterval) -> BackendInstance? {
-        candidates.max { rendezvousScore(pile: pile, instance: $0, now: now, warmup: warmup) < rendezvousScore(pile: pile, instance: $1, now: now, warmup: warmup) }
+        var best: BackendInstance?
+        var bestScore = -Double.infinity
+        for c in candidates {
+            let score = rendezvousScore(pile: pile, instance: c, now: now, warmup: warmup)
+            if score > bestScore { (best, bestScore) = (c, score) }
+        }
+        return best
     }
 
     static func mix(_ x0: UInt64) -> UInt64 {
@@ -826,10 +838,6 @@ public final class BackendHub: GatewayEventSink {
             w.gauge("pilegate_hub_instances", [("state", s)], Double(states[s] ?? 0))
         }
         w.counter("pilegate_hub_undeliverable_events_total", [], undeliverable.load(ordering: .relaxed))
-    }
-
-    static func iso8601(_ date: Date) -> String {
-        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
     }
 }
 
