@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
+# The codec generator (scripts/generate-ykc.py --check runs in scripts/test.sh).
+dpkg -s python3 >/dev/null 2>&1 || need+=(python3)
 dpkg -s libsqlite3-dev >/dev/null 2>&1 || need+=(libsqlite3-dev)
 # Headless Chromium for the web view check (scripts/webview-check.sh, run by the test suite).
 dpkg -s chromium >/dev/null 2>&1 || need+=(chromium)

@@ -6,7 +6,7 @@ public enum YKCDirection: String, Sendable {
     case platformToPile = "platform_to_pile"
 }
 
-/// A typed YKC frame body: one per frame type, each in its own file under `Messages/`.
+/// A typed YKC frame body: one per frame type, generated into `Generated/Messages/`.
 ///
 /// Every conforming type decodes from exactly its body bytes, encodes back to the same bytes
 /// (raw values, padding and flag bits are kept), and has a JSON form whose member names are the

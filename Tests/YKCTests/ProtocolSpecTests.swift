@@ -84,6 +84,24 @@ struct SpecFrame: Sendable, CustomTestStringConvertible {
         replyTo = code(d["replyTo"])
         fields = (d["fields"] as? [[String: Any]] ?? []).map(SpecField.init)
     }
+
+    /// A frame that names a shared layout takes its fields and body length from it, and its own
+    /// `maxItems` caps the layout's group.
+    init(resolving d: [String: Any], layouts: [String: [String: Any]]) {
+        guard let name = d["layout"] as? String else {
+            self.init(d)
+            return
+        }
+        var merged = d
+        if let layout = layouts[name] {
+            merged["fields"] = layout["fields"]
+            merged["bodyLength"] = layout["bodyLength"]
+        }
+        self.init(merged)
+        if let cap = d["maxItems"] as? Int, let i = fields.firstIndex(where: { $0.encoding == "group" }) {
+            fields[i].maxItems = cap
+        }
+    }
 }
 
 /// The spec document.
@@ -99,7 +117,8 @@ struct Spec: Sendable {
         guard let data = try? Data(contentsOf: url),
             let root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
         else { fatalError("cannot read \(url.path)") }
-        let frames = (root["frames"] as? [[String: Any]] ?? []).map(SpecFrame.init)
+        let layouts = root["layouts"] as? [String: [String: Any]] ?? [:]
+        let frames = (root["frames"] as? [[String: Any]] ?? []).map { SpecFrame(resolving: $0, layouts: layouts) }
         var enums: [String: [Int: String]] = [:]
         for (name, value) in root["enums"] as? [String: Any] ?? [:] {
             let cases = (value as? [String: Any])?["cases"] as? [[String: Any]] ?? []
