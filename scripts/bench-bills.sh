@@ -17,21 +17,20 @@
 # end), and gateway CPU per bill. It also measures this disk's fsync cost (4 KiB write + fsync,
 # in the data directory) before the phases. Targets: >= 5,000 bills/s, p99 <= 10 ms.
 #
-# Everything started is stopped on exit (trap); gateway and simulator run under `timeout`.
+# Everything started is stopped on exit (scripts/lib/harness.sh); gateway and simulator run under
+# `timeout`. Waits (up to --wait-busy s) while another benchmark runs.
 #
 # Usage: scripts/bench-bills.sh [--phases saturation,rate] [--piles 500] [--inflight 4]
 #          [--rate 5000] [--duration 40] [--warmup 10] [--bill-retry 5]
 #          [--pile-port 19367] [--api-port 19380] [--bin PATH] [--no-build] [--keep]
 #          [--wait-busy 600]
 set -euo pipefail
-
-cd "$(dirname "$0")/.."
-ROOT=$(pwd)
-command -v swift >/dev/null 2>&1 || export PATH="/opt/swift/usr/bin:$PATH"
+COMMAND="scripts/bench-bills.sh $*"
+source "$(dirname "$0")/lib/harness.sh"
+harness_init bench-bills
 
 PHASES=saturation,rate PILES=500 INFLIGHT=4 RATE=5000 DURATION=40 WARMUP=10 BILL_RETRY=5
 PILE_PORT=19367 API_PORT=19380 BIN="" BUILD=1 KEEP=0 WAIT_BUSY=600
-COMMAND="scripts/bench-bills.sh $*"
 while [ $# -gt 0 ]; do
     case "$1" in
         --phases) PHASES=$2; shift 2 ;;
@@ -47,69 +46,34 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0; shift ;;
         --keep) KEEP=1; shift ;;
         --wait-busy) WAIT_BUSY=$2; shift 2 ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
-        *) echo "bench-bills: unknown argument $1" >&2; exit 2 ;;
+        -h|--help) sed -n '2,27p' scripts/bench-bills.sh; exit 0 ;;
+        *) usage_error "unknown argument $1" ;;
     esac
 done
-for v in PILES INFLIGHT RATE DURATION WARMUP PILE_PORT API_PORT WAIT_BUSY; do
-    [[ ${!v} =~ ^[0-9]+$ ]] || { echo "bench-bills: --${v,,} must be a whole number" >&2; exit 2; }
-done
-[ "$DURATION" -gt "$WARMUP" ] || { echo "bench-bills: --duration must exceed --warmup" >&2; exit 2; }
+require_whole_number --piles "$PILES"; require_whole_number --inflight "$INFLIGHT"; require_whole_number --rate "$RATE"
+require_whole_number --duration "$DURATION"; require_whole_number --warmup "$WARMUP"
+require_whole_number --pile-port "$PILE_PORT"; require_whole_number --api-port "$API_PORT"
+require_whole_number --wait-busy "$WAIT_BUSY"
+[ "$DURATION" -gt "$WARMUP" ] || usage_error "--duration must exceed --warmup"
 
 RUN=$(mktemp -d /tmp/pilegate-bench-bills.XXXXXX)
 API="http://127.0.0.1:$API_PORT"
 GW_WRAP="" SIM_WRAP="" TAIL_PID=""
-log() { printf '[bench-bills %s] %s\n' "$(date +%T)" "$*"; }
-gw_pid() { [ -n "$GW_WRAP" ] && pgrep -P "$GW_WRAP" 2>/dev/null | head -n1; }
 
+# Stops this phase's gateway, simulator and subscriber.
 stop_all() {
-    local pid
-    for pid in $TAIL_PID $SIM_WRAP $GW_WRAP; do kill -TERM "$pid" 2>/dev/null || true; done
-    local deadline=$((SECONDS + 15))
-    for pid in $TAIL_PID $SIM_WRAP $GW_WRAP; do
-        while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
-        pkill -KILL -P "$pid" 2>/dev/null || true
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_processes $TAIL_PID $SIM_WRAP $GW_WRAP
     TAIL_PID="" SIM_WRAP="" GW_WRAP=""
 }
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    stop_all
-    if [ "$KEEP" = 1 ] || [ $rc -ne 0 ]; then log "run files kept in $RUN"; else rm -rf "$RUN"; fi
-    exit $rc
+keep_or_remove_run() {
+    if [ "$KEEP" = 1 ] || [ "$HARNESS_RC" -ne 0 ]; then log "run files kept in $RUN"; else rm -rf "$RUN"; fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+on_exit keep_or_remove_run
 
-# Other engineers' load runs disturb every figure on 2 cores: wait for them (bounded).
-busy_until=$((SECONDS + WAIT_BUSY))
-while pgrep -f "scripts/(load-test|bench-hub|chaos-outbox)\.sh" >/dev/null 2>&1; do
-    if [ $SECONDS -ge $busy_until ]; then log "another load script still runs after ${WAIT_BUSY}s; giving up"; exit 1; fi
-    log "waiting for another engineer's load script to finish"
-    sleep 10
-done
-for port in "$PILE_PORT" "$API_PORT"; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "bench-bills: port $port is already in use" >&2; exit 1; fi
-done
-
-if [ "$BUILD" = 1 ]; then
-    log "building release (swift build -c release --product pilegate; waits for other SwiftPM runs)"
-    swift build -c release --product pilegate 2>&1 | tail -n 2
-fi
-BIN=${BIN:-$ROOT/.build/release/pilegate}
-[ -x "$BIN" ] || { echo "bench-bills: $BIN missing" >&2; exit 1; }
-
-CPU_MODEL=$(lscpu | sed -n 's/^Model name: *//p' | head -n1)
-CORES=$(nproc)
-DATE=$(date -u +"%Y-%m-%d %H:%M UTC")
-GIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git status --porcelain --untracked-files=no -- Sources Package.swift 2>/dev/null)" ]; then
-    GIT="$GIT + uncommitted changes in Sources"
-fi
-OTHERS=$(pgrep -fc "pilegate.* (serve|simulate|tail)" 2>/dev/null || true)
+bench_lock "$WAIT_BUSY"
+require_free_ports "$PILE_PORT" "$API_PORT"
+release_build
+machine_info
 FS=$(df -T "$RUN" | awk 'NR==2 {print $2 " on " $1}')
 
 log "fsync cost of $FS (4 KiB write + fsync, 500 times, in the run directory)"
@@ -132,12 +96,6 @@ EOF
 )
 log "$FSYNC"
 
-# utime+stime of a pid in seconds.
-cpu_of() {
-    [ -r "/proc/$1/stat" ] || { echo 0; return; }
-    awk -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz}' "/proc/$1/stat"
-}
-
 start_gateway() {
     local data=$1
     PILEGATE_PILE_HOST=127.0.0.1 PILEGATE_PILE_PORT=$PILE_PORT PILEGATE_API_HOST=127.0.0.1 \
@@ -145,15 +103,9 @@ start_gateway() {
     PILEGATE_FLAP_MAX_CONNECTS=1000000 PILEGATE_FLAP_MAX_CONNECTS_PER_ADDRESS=100000000 \
     PILEGATE_MAX_CONNECTIONS_PER_ADDRESS=1000000 PILEGATE_FRAME_RATE_PER_SECOND=100000 PILEGATE_FRAME_BURST=100000 \
     PILEGATE_BYTE_RATE_PER_SECOND=100000000 PILEGATE_BYTE_BURST=100000000 PILEGATE_DRAIN_WINDOW=0 \
-        timeout -s TERM -k 10 $((DURATION + 120)) "$BIN" serve >"$data.log" 2>&1 &
-    GW_WRAP=$!
-    for _ in $(seq 1 300); do
-        curl -fsS -o /dev/null "$API/v1/outbox" 2>/dev/null && return 0
-        kill -0 "$GW_WRAP" 2>/dev/null || { log "gateway exited:"; tail -n 20 "$data.log"; exit 1; }
-        sleep 0.1
-    done
-    log "gateway did not come up"
-    exit 1
+        spawn_bounded $((DURATION + 120)) "$data.log" "$BIN" serve
+    GW_WRAP=$SPAWNED
+    wait_http "$API/v1/outbox" 30 "$GW_WRAP" "$data.log"
 }
 
 RESULTS=()
@@ -170,25 +122,28 @@ run_phase() {
     "$BIN" tail --api "$API" --service billing --instance b1 --events transaction_record --max-in-flight 1024 \
         --duration $((DURATION + 5)) --warmup "$WARMUP" --stats-interval 10 >"$dir/tail.log" 2>&1 &
     TAIL_PID=$!
+    track "$TAIL_PID"
     sleep 1
-    timeout -s TERM -k 10 $((DURATION + 60)) "$BIN" simulate --gateway "127.0.0.1:$PILE_PORT" --piles "$PILES" \
-        --guns 2 --rate 2000 --threads 1 --duration "$DURATION" --heartbeat 10 --bill-retry "$BILL_RETRY" \
-        --bill-max-sends 100000 --drain-timeout 10 --report-interval 10 "${sim_args[@]}" \
-        --summary-json "$dir/sim.json" >"$dir/simulate.log" 2>&1 &
-    SIM_WRAP=$!
+    spawn_bounded $((DURATION + 60)) "$dir/simulate.log" "$BIN" simulate --gateway "127.0.0.1:$PILE_PORT" \
+        --piles "$PILES" --guns 2 --rate 2000 --threads 1 --duration "$DURATION" --heartbeat 10 \
+        --bill-retry "$BILL_RETRY" --bill-max-sends 100000 --drain-timeout 10 --report-interval 10 "${sim_args[@]}" \
+        --summary-json "$dir/sim.json"
+    SIM_WRAP=$SPAWNED
     sleep "$WARMUP"
     local gw
-    gw=$(gw_pid)
+    gw=$(child_pid "$GW_WRAP")
     curl -fsS "$API/v1/outbox" >"$dir/outbox-0.json"
-    echo "$(date +%s.%N) $(cpu_of "$gw")" >"$dir/t0"
+    echo "$(date +%s.%N) $(cpu_seconds "$gw") $(rss_bytes "$gw")" >"$dir/t0"
     sleep $((DURATION - WARMUP))
     curl -fsS "$API/v1/outbox" >"$dir/outbox-1.json"
-    echo "$(date +%s.%N) $(cpu_of "$gw")" >"$dir/t1"
+    echo "$(date +%s.%N) $(cpu_seconds "$gw") $(rss_bytes "$gw")" >"$dir/t1"
     wait "$SIM_WRAP" || log "simulate exited with status $?"
+    forget "$SIM_WRAP"
     SIM_WRAP=""
     sleep 3
     curl -fsS "$API/v1/outbox" >"$dir/outbox-2.json" || true
     wait "$TAIL_PID" 2>/dev/null || true
+    forget "$TAIL_PID"
     TAIL_PID=""
     stop_all
     sed -n '/^summary/,$p' "$dir/simulate.log" | sed -n '1,14p'
@@ -200,8 +155,8 @@ try:
     o2 = json.load(open(f"{d}/outbox-2.json"))
 except (OSError, ValueError):
     o2 = o1
-t0, c0 = map(float, open(f"{d}/t0").read().split())
-t1, c1 = map(float, open(f"{d}/t1").read().split())
+t0, c0, rss0 = map(float, open(f"{d}/t0").read().split())
+t1, c1, rss1 = map(float, open(f"{d}/t1").read().split())
 sim = json.load(open(f"{d}/sim.json"))
 tail = {}
 for line in open(f"{d}/tail.log"):
@@ -236,6 +191,7 @@ r = {
     "deliveredPerSecond": tail.get("eventsPerSecond"), "pendingAfter": pending,
     "duplicates": k1["duplicates"], "commitFailures": k1["commitFailures"],
     "abandoned": sim["billsAbandoned"], "unacked": sim["billsPending"],
+    "rssMiB": rss1 / 1048576,
 }
 print(json.dumps(r))
 EOF
@@ -254,21 +210,22 @@ print()
 print(f"bench-bills  {date}  {cpu}, {cores} cores  git {git}")
 print(f"command      {command}")
 print(f"disk         {fs}: {fsync}")
-if others and others != "0":
-    print(f"note         {others} other pilegate serve/simulate/tail process(es) were running at the start")
+if others:
+    print(f"note         other pilegate runs at the start: {others}")
 print()
-fmt = "{:<11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>11} {:>11} {:>9} {:>10} {:>8}"
-print(fmt.format("phase", "bills/s", "0x40 p50", "0x40 p99", "0x40 max", "commits/s", "bills/cmt", "cmt mean", "cmt p50", "cmt p99", "CPU/bill", "deliver/s", "pending"))
+fmt = "{:<11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>11} {:>11} {:>9} {:>10} {:>8} {:>8}"
+print(fmt.format("phase", "bills/s", "0x40 p50", "0x40 p99", "0x40 max", "commits/s", "bills/cmt", "cmt mean", "cmt p50", "cmt p99", "CPU/bill", "deliver/s", "pending", "RSS"))
 for r in rows:
     f = lambda v, s="{:.2f}": "-" if v is None else s.format(v)
     print(fmt.format(r["phase"], f(r["billsPerSecond"], "{:.0f}"), f(r["p50"]) + "ms", f(r["p99"]) + "ms", f(r["max"], "{:.0f}") + "ms",
                      f(r["commitsPerSecond"], "{:.0f}"), f(r["billsPerCommit"], "{:.1f}"), f(r["commitMeanMs"]) + "ms",
                      r["commitP50"], r["commitP99"], f(r["cpuPerBillUs"], "{:.0f}") + "us", f(r["deliveredPerSecond"], "{:.0f}"),
-                     r["pendingAfter"]))
+                     r["pendingAfter"], f(r.get("rssMiB"), "{:.0f}") + "MiB"))
 print()
 print("0x40 latency = first send of a bill to its 0x40 at the simulated pile (bucket upper bounds); bills/s = outbox")
 print("eventsStored over the measured window; CPU/bill = gateway CPU time per stored bill; deliver/s = subscriber")
-print("events/s (after warm-up); pending = billing events not yet acked by the subscriber 3 s after the piles stopped.")
+print("events/s (after warm-up); pending = billing events not yet acked by the subscriber 3 s after the piles stopped;")
+print("RSS = gateway resident memory at the end of the measured window (/proc).")
 for r in rows:
     issues = [k for k in ("duplicates", "commitFailures", "abandoned", "unacked") if r[k]]
     if issues:

@@ -4,10 +4,16 @@
 #   scripts/bench-codec.sh [--seconds S] [--repeats R]
 #
 # Single thread; numbers are per core. Heap allocations are counted by an interposed malloc.
+# Waits (at most 600 s) while another benchmark holds the machine (scripts/lib/lock.sh).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib/harness.sh"
+harness_init bench-codec
+HARNESS_LOG_FD=2
+
+bench_lock 600
 swift build -c release --package-path Benchmarks --product ykc-bench 2>&1 | grep -v '^\[' || true
 BIN=Benchmarks/.build/release/ykc-bench
-[ -x "$BIN" ] || { echo "bench-codec: build failed" >&2; exit 1; }
-echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(swift --version 2>/dev/null | head -1)"
+[ -x "$BIN" ] || die "build failed"
+machine_info
+echo "# $(date -u +%Y-%m-%dT%H:%MZ) $CPU_MODEL, $CORES cores, $(swift --version 2>/dev/null | head -1)"
 "$BIN" "$@"

@@ -17,8 +17,8 @@
 # cores. The measurement window starts --warmup seconds after the subscribers connect, once
 # every pile is logged in.
 #
-# Everything started is stopped on exit (trap); the gateway runs under `timeout`, each wait is
-# bounded. Waits (up to --wait-busy s) while another engineer's load test is running.
+# Everything started is stopped on exit (scripts/lib/harness.sh); the gateway runs under `timeout`,
+# each wait is bounded. Waits (up to --wait-busy s) while another benchmark is running.
 #
 # Usage: scripts/bench-hub.sh [--phases latency,nohub,saturation] [--measure 30] [--warmup 5]
 #          [--lat-piles 10000] [--lat-guns 2] [--lat-heartbeat 1]
@@ -27,16 +27,16 @@
 #          [--max-in-flight 1024] [--pile-port 18867] [--api-port 18880]
 #          [--bin PATH] [--no-build] [--out DIR] [--wait-busy 600]
 set -euo pipefail
-
-cd "$(dirname "$0")/.."
-ROOT=$(pwd)
+COMMAND="scripts/bench-hub.sh $*"
+source "$(dirname "$0")/lib/harness.sh"
+harness_init bench-hub
+HARNESS_LOG_FD=2
 
 PHASES=latency,nohub,saturation MEASURE=30 WARMUP=5
 LAT_PILES=10000 LAT_GUNS=2 LAT_HB=1
 SAT_PILES=8000 SAT_GUNS=20 SAT_HB=1
 SUBS=2 SIMS=2 SIM_THREADS=1 SOURCES=16 RATE=2500 MAX_IN_FLIGHT=1024
 PILE_PORT=18867 API_PORT=18880 BIN="" BUILD=1 OUT="" WAIT_BUSY=600
-COMMAND="scripts/bench-hub.sh $*"
 while [ $# -gt 0 ]; do
     case "$1" in
         --phases) PHASES=$2; shift 2 ;;
@@ -60,13 +60,17 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0; shift ;;
         --out) OUT=$2; shift 2 ;;
         --wait-busy) WAIT_BUSY=$2; shift 2 ;;
-        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
-        *) echo "bench-hub: unknown argument $1" >&2; exit 2 ;;
+        -h|--help) sed -n '2,29p' scripts/bench-hub.sh; exit 0 ;;
+        *) usage_error "unknown argument $1" ;;
     esac
 done
-if [ "$SUBS" -lt 1 ] || [ "$SUBS" -gt 2 ]; then echo "bench-hub: --subscribers must be 1 or 2" >&2; exit 2; fi
+require_whole_number --measure "$MEASURE"; require_whole_number --warmup "$WARMUP"
+require_whole_number --lat-piles "$LAT_PILES"; require_whole_number --sat-piles "$SAT_PILES"
+require_whole_number --subscribers "$SUBS"; require_whole_number --sims "$SIMS"
+require_whole_number --wait-busy "$WAIT_BUSY"
+if [ "$SUBS" -lt 1 ] || [ "$SUBS" -gt 2 ]; then usage_error "--subscribers must be 1 or 2"; fi
 for n in "$LAT_PILES" "$SAT_PILES"; do
-    if [ "$n" -gt 19000 ]; then echo "bench-hub: at most 19,000 piles (20,000 open files per process)" >&2; exit 2; fi
+    if [ "$n" -gt 19000 ]; then usage_error "at most 19,000 piles (20,000 open files per process)"; fi
 done
 
 RUN=${OUT:-$(mktemp -d /tmp/pilegate-benchhub.XXXXXX)}
@@ -75,63 +79,19 @@ DATA=""
 GW_PID="" SIM_PIDS=() TAIL_PIDS=()
 API="http://127.0.0.1:$API_PORT"
 
-log() { printf '[bench-hub %s] %s\n' "$(date +%T)" "$*" >&2; }
-
+# Stops this phase's processes and removes its data directory.
 stop_all() {
-    local pids=("${TAIL_PIDS[@]}" "${SIM_PIDS[@]}") deadline=$((SECONDS + 15))
-    [ -n "$GW_PID" ] && pids+=("$GW_PID")
-    [ ${#pids[@]} -gt 0 ] || return 0
-    kill -TERM "${pids[@]}" 2>/dev/null || true
-    for pid in "${pids[@]}"; do
-        while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    if [ -n "$GW_PID" ]; then pkill -KILL -P "$GW_PID" 2>/dev/null || true; fi
-    wait "${pids[@]}" 2>/dev/null || true
+    stop_processes "${TAIL_PIDS[@]}" "${SIM_PIDS[@]}" $GW_PID
     GW_PID="" SIM_PIDS=() TAIL_PIDS=()
     if [ -n "$DATA" ]; then rm -rf "$DATA"; DATA=""; fi
 }
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    stop_all
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+on_exit stop_all
 
-# Another engineer's load test or gateway disturbs every figure: wait for it (bounded), then
-# go ahead but record what was running.
-others() { pgrep -af "load-test.sh|chaos|pilegate (serve|simulate|tail)" | grep -v "bench-hub" || true; }
-busy_until=$((SECONDS + WAIT_BUSY))
-while [ -n "$(others)" ] && [ $SECONDS -lt $busy_until ]; do
-    log "waiting for other pilegate runs to finish: $(others | cut -c1-120 | head -n 3 | tr '\n' ';')"
-    sleep 10
-done
-OTHERS_AT_START=$(others | cut -c1-160 | tr '\n' ';')
-[ -z "$OTHERS_AT_START" ] || log "proceeding while these run: $OTHERS_AT_START"
+require_free_ports "$PILE_PORT" "$API_PORT"
+bench_lock "$WAIT_BUSY"
+OTHERS_AT_START=$OTHERS
+release_build
 
-for port in "$PILE_PORT" "$API_PORT"; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "bench-hub: port $port is already in use" >&2; exit 1; fi
-done
-
-if [ "$BUILD" = 1 ]; then
-    log "building release (swift build -c release --product pilegate; waits for other SwiftPM runs)"
-    swift build -c release --product pilegate 2>&1 | tail -n 2 >&2
-fi
-BIN=${BIN:-$ROOT/.build/release/pilegate}
-[ -x "$BIN" ] || { echo "bench-hub: $BIN missing" >&2; exit 1; }
-
-# utime+stime in seconds of live PIDs (summed); /proc/<pid>/stat fields 14, 15.
-cpu_of() {
-    local total=0 pid
-    for pid in "$@"; do
-        [ -r "/proc/$pid/stat" ] || continue
-        total=$(awk -v t="$total" -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%.2f", t + ($12 + $13) / hz}' "/proc/$pid/stat")
-    done
-    echo "$total"
-}
-gw_real_pid() { pgrep -P "$GW_PID" | head -n1; }
 stats_field() {  # stats_field 'python expression on d' (d = /v1/stats JSON); -1 when unanswered
     local doc i
     for i in 1 2 3; do
@@ -156,23 +116,19 @@ run_phase() {
     PILEGATE_FRAME_RATE_PER_SECOND=1000000 PILEGATE_BYTE_RATE_PER_SECOND=100000000 \
     PILEGATE_FLAP_MAX_CONNECTS=1000000 PILEGATE_FLAP_MAX_CONNECTS_PER_ADDRESS=1000000 \
     PILEGATE_MAX_CONNECTIONS_PER_ADDRESS=1000000 PILEGATE_DRAIN_WINDOW=0 \
-        timeout -s TERM -k 10 "$bound" "$BIN" serve >"$dir/gateway.log" 2>&1 &
-    GW_PID=$!
-    local deadline=$((SECONDS + 30))
-    until curl -fsS --max-time 1 "$API/v1/stats" >/dev/null 2>&1; do
-        [ $SECONDS -lt $deadline ] || { log "$name: gateway did not come up"; cat "$dir/gateway.log" >&2; return 1; }
-        sleep 0.2
-    done
-    local gw; gw=$(gw_real_pid)
+        spawn_bounded "$bound" "$dir/gateway.log" "$BIN" serve
+    GW_PID=$SPAWNED
+    wait_http "$API/v1/stats" 30 "$GW_PID" "$dir/gateway.log"
+    local gw; gw=$(child_pid "$GW_PID")
 
     for ((i = 0; i < SIMS; i++)); do
         local n=$per
         if [ $(( (i + 1) * per )) -gt "$piles" ]; then n=$(( piles - i * per )); fi
         [ "$n" -gt 0 ] || continue
-        "$BIN" simulate --gateway "127.0.0.1:$PILE_PORT" --piles "$n" --guns "$guns" --heartbeat "$hb" \
+        spawn "$dir/sim$i.log" "$BIN" simulate --gateway "127.0.0.1:$PILE_PORT" --piles "$n" --guns "$guns" --heartbeat "$hb" \
             --first-id $((32010600000001 + i * per)) --source-addresses "$SOURCES" --rate "$(awk -v r="$RATE" -v s="$SIMS" 'BEGIN{print r/s}')" \
-            --threads "$SIM_THREADS" --duration $((bound - 20)) --report-interval 10 >"$dir/sim$i.log" 2>&1 &
-        SIM_PIDS+=($!)
+            --threads "$SIM_THREADS" --duration $((bound - 20)) --report-interval 10
+        SIM_PIDS+=("$SPAWNED")
     done
     deadline=$((SECONDS + 120))
     while :; do
@@ -190,18 +146,19 @@ run_phase() {
             --max-in-flight "$MAX_IN_FLIGHT" --duration $((WARMUP + MEASURE + 3)) --warmup "$WARMUP" --stats-interval 5 \
             >"$dir/tail-${names[$i]}.out" 2>"$dir/tail-${names[$i]}.err" &
         TAIL_PIDS+=($!)
+        track $!
     done
     sleep "$WARMUP"
-    local t0 gw0 gwp0 sim0 tail0 hb0 fin0
+    local t0 gw0 gwp0 rss0 sim0 tail0 hb0 fin0
     t0=$(date +%s.%N)
-    gw0=$(stats_field "d['process']['cpuSeconds']"); gwp0=$(cpu_of "$gw")
-    sim0=$(cpu_of "${SIM_PIDS[@]}"); tail0=$(cpu_of "${TAIL_PIDS[@]}")
+    gw0=$(stats_field "d['process']['cpuSeconds']"); gwp0=$(cpu_seconds "$gw"); rss0=$(rss_bytes "$gw")
+    sim0=$(cpu_seconds "${SIM_PIDS[@]}"); tail0=$(cpu_seconds "${TAIL_PIDS[@]}")
     hb0=$(stats_field "d['counters']['heartbeats']"); fin0=$(stats_field "sum(d['counters']['framesIn'].values())")
     sleep "$MEASURE"
-    local t1 gw1 gwp1 sim1 tail1 hb1 fin1
+    local t1 gw1 gwp1 rss1 sim1 tail1 hb1 fin1
     t1=$(date +%s.%N)
-    gw1=$(stats_field "d['process']['cpuSeconds']"); gwp1=$(cpu_of "$gw")
-    sim1=$(cpu_of "${SIM_PIDS[@]}"); tail1=$(cpu_of "${TAIL_PIDS[@]}")
+    gw1=$(stats_field "d['process']['cpuSeconds']"); gwp1=$(cpu_seconds "$gw"); rss1=$(rss_bytes "$gw")
+    sim1=$(cpu_seconds "${SIM_PIDS[@]}"); tail1=$(cpu_seconds "${TAIL_PIDS[@]}")
     hb1=$(stats_field "d['counters']['heartbeats']"); fin1=$(stats_field "sum(d['counters']['framesIn'].values())")
     curl -fsS --max-time 5 "$API/v1/hub" >"$dir/hub.json" || echo '{}' >"$dir/hub.json"
     curl -fsS --max-time 5 "$API/v1/stats" >"$dir/stats.json" || echo '{}' >"$dir/stats.json"
@@ -212,7 +169,7 @@ run_phase() {
     cat >"$dir/window.env" <<EOF
 name=$name piles=$piles guns=$guns heartbeat=$hb subscribers=$subs
 t0=$t0 t1=$t1 gw0=$gw0 gw1=$gw1 gwproc0=$gwp0 gwproc1=$gwp1 sim0=$sim0 sim1=$sim1 tail0=$tail0 tail1=$tail1
-hb0=$hb0 hb1=$hb1 framesIn0=$fin0 framesIn1=$fin1
+hb0=$hb0 hb1=$hb1 framesIn0=$fin0 framesIn1=$fin1 rss0=$rss0 rss1=$rss1
 EOF
     stop_all
     log "$name: done"
@@ -279,7 +236,8 @@ for name in ("latency", "nohub", "saturation"):
         r["hub"] = {}
     rows[name] = r
     print(f"\n[{name}] {w['piles']} piles x {w['guns']} guns @ {w['heartbeat']} s, {w['subscribers']} subscriber(s), window {secs:.1f} s")
-    print(f"  gateway frames in {fin / secs:,.0f}/s (heartbeats {hb / secs:,.0f}/s)")
+    print(f"  gateway frames in {fin / secs:,.0f}/s (heartbeats {hb / secs:,.0f}/s); "
+          f"RSS {int(w.get('rss0', 0)) / 1048576:.1f} -> {int(w.get('rss1', 0)) / 1048576:.1f} MiB over the window (/proc)")
     if tails:
         print(f"  events delivered  {r['evps']:,.0f}/s ({ev:,} in {tsecs:.1f} s over {len(tails)} subscriber(s))")
         for t in tails:

@@ -13,8 +13,9 @@
 # and compares: acked ⊆ received (set inclusion over trade serials). Prints the counts and exits
 # 1 if any acked bill is missing (also 1 if a step failed, 2 on bad arguments).
 #
-# Everything started is stopped on exit (trap); the gateway and the simulator run under
-# `timeout`, so nothing outlives a killed script for long. Loopback only.
+# Everything started is stopped on exit (scripts/lib/harness.sh); the gateway and the simulator run
+# under `timeout`, so nothing outlives a killed script for long. Loopback only. Waits (up to
+# --wait-busy s) while another benchmark runs.
 #
 # --bills-in-flight N adds a closed-loop load on top (N bills outstanding per pile, a new one as
 # each is acked), so kills land in the middle of busy group commits.
@@ -22,16 +23,14 @@
 # Usage: scripts/chaos-outbox.sh [--piles 500] [--bills-per-minute 2000] [--bills-in-flight 1] [--kills 5]
 #          [--kill-min 5] [--kill-max 15] [--down 1] [--bill-retry 5] [--drain-timeout 60]
 #          [--settle-timeout 60] [--pile-port 19267] [--api-port 19280] [--seed N]
-#          [--bin PATH] [--no-build] [--keep] [--out DIR]
+#          [--bin PATH] [--no-build] [--keep] [--out DIR] [--wait-busy 600]
 set -euo pipefail
-
-cd "$(dirname "$0")/.."
-ROOT=$(pwd)
-command -v swift >/dev/null 2>&1 || export PATH="/opt/swift/usr/bin:$PATH"
+COMMAND="scripts/chaos-outbox.sh $*"
+source "$(dirname "$0")/lib/harness.sh"
+harness_init chaos
 
 PILES=500 BPM=2000 INFLIGHT=1 KILLS=5 KILL_MIN=5 KILL_MAX=15 DOWN=1 BILL_RETRY=5 DRAIN_TIMEOUT=60
-SETTLE_TIMEOUT=60 PILE_PORT=19267 API_PORT=19280 SEED="" BIN="" BUILD=1 KEEP=0 OUT=""
-COMMAND="scripts/chaos-outbox.sh $*"
+SETTLE_TIMEOUT=60 PILE_PORT=19267 API_PORT=19280 SEED="" BIN="" BUILD=1 KEEP=0 OUT="" WAIT_BUSY=600
 while [ $# -gt 0 ]; do
     case "$1" in
         --piles) PILES=$2; shift 2 ;;
@@ -51,16 +50,19 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0; shift ;;
         --keep) KEEP=1; shift ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
-        *) echo "chaos-outbox: unknown argument $1" >&2; exit 2 ;;
+        --wait-busy) WAIT_BUSY=$2; shift 2 ;;
+        -h|--help) sed -n '2,28p' scripts/chaos-outbox.sh; exit 0 ;;
+        *) usage_error "unknown argument $1" ;;
     esac
 done
-for v in PILES BPM INFLIGHT KILLS KILL_MIN KILL_MAX DRAIN_TIMEOUT SETTLE_TIMEOUT PILE_PORT API_PORT; do
-    [[ ${!v} =~ ^[0-9]+$ ]] || { echo "chaos-outbox: --${v,,} must be a whole number" >&2; exit 2; }
-done
+require_whole_number --piles "$PILES"; require_whole_number --bills-per-minute "$BPM"
+require_whole_number --bills-in-flight "$INFLIGHT"; require_whole_number --kills "$KILLS"
+require_whole_number --kill-min "$KILL_MIN"; require_whole_number --kill-max "$KILL_MAX"
+require_whole_number --drain-timeout "$DRAIN_TIMEOUT"; require_whole_number --settle-timeout "$SETTLE_TIMEOUT"
+require_whole_number --pile-port "$PILE_PORT"; require_whole_number --api-port "$API_PORT"
+require_whole_number --wait-busy "$WAIT_BUSY"
 if [ "$PILES" -lt 1 ] || [ "$KILL_MIN" -lt 1 ] || [ "$KILL_MAX" -lt "$KILL_MIN" ]; then
-    echo "chaos-outbox: need --piles >= 1 and 1 <= --kill-min <= --kill-max" >&2
-    exit 2
+    usage_error "need --piles >= 1 and 1 <= --kill-min <= --kill-max"
 fi
 [ -n "$SEED" ] && RANDOM=$SEED
 
@@ -69,18 +71,13 @@ mkdir -p "$RUN"
 DATA="$RUN/data"
 API="http://127.0.0.1:$API_PORT"
 GW_WRAP="" SIM_WRAP="" SUB_LOOP=""
-log() { printf '[chaos %s] %s\n' "$(date +%T)" "$*"; }
-
-# The gateway's own pid: the child of its `timeout` wrapper.
-gw_pid() { [ -n "$GW_WRAP" ] && pgrep -P "$GW_WRAP" 2>/dev/null | head -n1; }
 
 stop_subscriber() {
     if [ -n "$SUB_LOOP" ]; then
-        kill -TERM "$SUB_LOOP" 2>/dev/null || true
-        wait "$SUB_LOOP" 2>/dev/null || true
+        stop_processes "$SUB_LOOP"
         SUB_LOOP=""
     fi
-    if [ -s "$RUN/tail.pid" ]; then
+    if [ -s "$RUN/tail.pid" ]; then    # the loop's current `pilegate tail` (not this shell's child)
         local pid
         pid=$(cat "$RUN/tail.pid")
         kill -TERM "$pid" 2>/dev/null || true
@@ -89,44 +86,15 @@ stop_subscriber() {
         : >"$RUN/tail.pid"
     fi
 }
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    stop_subscriber
-    for wrap in $SIM_WRAP $GW_WRAP; do
-        kill -TERM "$wrap" 2>/dev/null || true     # timeout forwards it to its child
-    done
-    local deadline=$((SECONDS + 15))
-    for wrap in $SIM_WRAP $GW_WRAP; do
-        while kill -0 "$wrap" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
-        pkill -KILL -P "$wrap" 2>/dev/null || true
-        kill -KILL "$wrap" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    if [ "$KEEP" = 1 ] || [ $rc -ne 0 ]; then
-        log "run files kept in $RUN"
-    else
-        rm -rf "$RUN"
-    fi
-    exit $rc
+keep_or_remove_run() {
+    if [ "$KEEP" = 1 ] || [ "$HARNESS_RC" -ne 0 ]; then log "run files kept in $RUN"; else rm -rf "$RUN"; fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+on_exit stop_subscriber
+on_exit keep_or_remove_run
 
-for port in "$PILE_PORT" "$API_PORT"; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        echo "chaos-outbox: port $port is already in use" >&2
-        exit 1
-    fi
-done
-
-if [ "$BUILD" = 1 ]; then
-    log "building release (swift build -c release --product pilegate; waits for other SwiftPM runs)"
-    swift build -c release --product pilegate 2>&1 | tail -n 2
-fi
-BIN=${BIN:-$ROOT/.build/release/pilegate}
-[ -x "$BIN" ] || { echo "chaos-outbox: $BIN missing" >&2; exit 1; }
+require_free_ports "$PILE_PORT" "$API_PORT"
+bench_lock "$WAIT_BUSY"
+release_build
 
 # The kill schedule, fixed up front so the simulator's run length is known.
 INTERVALS=()
@@ -147,19 +115,10 @@ start_gateway() {
     PILEGATE_FLAP_MAX_CONNECTS=1000000 PILEGATE_FLAP_MAX_CONNECTS_PER_ADDRESS=100000000 PILEGATE_FLAP_BAN_DURATION=0 \
     PILEGATE_MAX_CONNECTIONS_PER_ADDRESS=1000000 PILEGATE_FRAME_RATE_PER_SECOND=100000 PILEGATE_FRAME_BURST=100000 \
     PILEGATE_BYTE_RATE_PER_SECOND=100000000 PILEGATE_BYTE_BURST=100000000 PILEGATE_DRAIN_WINDOW=0 \
-        timeout -s TERM -k 10 "$BOUND" "$BIN" serve >"$RUN/gateway-$INCARNATION.log" 2>&1 &
-    GW_WRAP=$!
-    local i
-    for i in $(seq 1 300); do
-        if curl -fsS -o /dev/null "$API/v1/outbox" 2>/dev/null; then
-            log "gateway #$INCARNATION up (pid $(gw_pid)) after $((i / 10)).$((i % 10)) s"
-            return 0
-        fi
-        kill -0 "$GW_WRAP" 2>/dev/null || { log "gateway exited:"; tail -n 20 "$RUN/gateway-$INCARNATION.log"; exit 1; }
-        sleep 0.1
-    done
-    log "gateway #$INCARNATION did not come up in 30 s"
-    exit 1
+        spawn_bounded "$BOUND" "$RUN/gateway-$INCARNATION.log" "$BIN" serve
+    GW_WRAP=$SPAWNED
+    wait_http "$API/v1/outbox" 30 "$GW_WRAP" "$RUN/gateway-$INCARNATION.log"
+    log "gateway #$INCARNATION up (pid $(child_pid "$GW_WRAP")) after $((WAITED_MS / 1000)).$((WAITED_MS % 1000 / 100)) s"
 }
 
 # The backend: `pilegate tail --print` acks each event and prints it; it ends when its connection
@@ -176,9 +135,7 @@ subscriber_loop() {
     done
 }
 
-CPU_MODEL=$(lscpu | sed -n 's/^Model name: *//p' | head -n1)
-DATE=$(date -u +"%Y-%m-%d %H:%M UTC")
-GIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+machine_info
 log "run files in $RUN; kill schedule (s): ${INTERVALS[*]}; piles $PILES, $BPM bills/min, $INFLIGHT in flight per pile, retry ${BILL_RETRY}s"
 
 start_gateway
@@ -186,22 +143,24 @@ start_gateway
 : >"$RUN/acked.txt"
 subscriber_loop &
 SUB_LOOP=$!
+track "$SUB_LOOP"
 
-timeout -s TERM -k 10 $((SIM_DURATION + DRAIN_TIMEOUT + 60)) "$BIN" simulate \
+spawn_bounded $((SIM_DURATION + DRAIN_TIMEOUT + 60)) "$RUN/simulate.log" "$BIN" simulate \
     --gateway "127.0.0.1:$PILE_PORT" --piles "$PILES" --guns 2 --rate 2000 --threads 1 \
     --duration "$SIM_DURATION" --heartbeat 10 --bills-per-minute "$BPM" --bills-in-flight "$INFLIGHT" \
     --bill-retry "$BILL_RETRY" --bill-max-sends 100000 --login-timeout 5 --login-retry 2 \
     --reconnect-min 0.5 --reconnect-max 3 --drain-timeout "$DRAIN_TIMEOUT" --report-interval 5 \
-    --acked-bills-out "$RUN/acked.txt" --summary-json "$RUN/sim-summary.json" >"$RUN/simulate.log" 2>&1 &
-SIM_WRAP=$!
+    --acked-bills-out "$RUN/acked.txt" --summary-json "$RUN/sim-summary.json"
+SIM_WRAP=$SPAWNED
 
 for d in "${INTERVALS[@]}"; do
     sleep "$d"
-    pid=$(gw_pid)
-    [ -n "$pid" ] || { log "gateway is not running before a kill"; exit 1; }
+    pid=$(child_pid "$GW_WRAP")
+    [ -n "$pid" ] || die "gateway is not running before a kill"
     acked_now=$(wc -l <"$RUN/acked.txt")
     kill -KILL "$pid"
     wait "$GW_WRAP" 2>/dev/null || true
+    forget "$GW_WRAP"
     log "kill -9 gateway #$INCARNATION (pid $pid) after $d s; piles have $acked_now 0x40s so far"
     sleep "$DOWN"
     start_gateway
@@ -209,6 +168,7 @@ done
 
 log "kills done; piles upload for $((SIM_DURATION - TOTAL - KILLS * DOWN)) s more, then drain (≤ ${DRAIN_TIMEOUT} s)"
 wait "$SIM_WRAP" || log "simulate exited with status $? (see $RUN/simulate.log)"
+forget "$SIM_WRAP"
 SIM_WRAP=""
 tail -n 22 "$RUN/simulate.log" | sed -n '/^summary/,$p'
 
@@ -290,7 +250,7 @@ rc=${PIPESTATUS[0]}
     echo "COMMAND=$COMMAND"
     echo "DATE=$DATE"
     echo "GIT=$GIT"
-    echo "CPU=$CPU_MODEL, $(nproc) cores"
+    echo "CPU=$CPU_MODEL, $CORES cores"
     echo "KILL_SCHEDULE=${INTERVALS[*]}"
     echo "GATEWAY_STARTS=$INCARNATION"
 } >>"$RUN/result.txt"

@@ -7,7 +7,8 @@
 # Corpus: Fuzz/corpus (gitignored, grows), past crashes: Fuzz/regressions (committed, replayed first), read-only seeds: Fuzz/seeds (committed, generated from
 # $YKC_VECTORS, default Tests/YKCTests/Fixtures/vectors.tsv, a copy of the research vectors). Crashes go to Fuzz/artifacts/. Log: Fuzz/artifacts/last-run.log.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib/harness.sh"
+harness_init fuzz
 
 VECTORS="${YKC_VECTORS:-Tests/YKCTests/Fixtures/vectors.tsv}"
 
@@ -63,7 +64,7 @@ mkdir -p Fuzz/corpus Fuzz/seeds Fuzz/artifacts
 swift build -c release --package-path Fuzz -Xswiftc -sanitize=fuzzer,address 2>&1 | grep -v '^\[' \
     | grep -v "Cannot export local symbol '__asan_extra_spill_area'" || true
 BIN=Fuzz/.build/release/YKCFuzz
-[ -x "$BIN" ] || { echo "fuzz: build failed" >&2; exit 1; }
+[ -x "$BIN" ] || die "build failed"
 
 # Let libFuzzer and ASan report crashes; Swift's own backtracer would race them for the signal.
 export SWIFT_BACKTRACE=enable=no

@@ -1,6 +1,5 @@
 #!/usr/bin/env python3
-"""Helper of scripts/load-test.sh: polls the gateway's /v1/stats, reads /proc CPU times, and
-writes the summary table and the "Gateway core (issue 3)" section of docs/BENCHMARKS.md.
+"""Helper of scripts/load-test.sh: polls the gateway's /v1/stats and writes the summary table and the "Gateway core (issue 3)" section of docs/BENCHMARKS.md.
 
 Subcommands (all output is plain text for bash):
   snapshot URL FILE                 save /v1/stats to FILE
@@ -9,7 +8,6 @@ Subcommands (all output is plain text for bash):
                                     counters.loginsAccepted >= M; print seconds since T (epoch
                                     seconds, or read from F once it appears; F.ready is created
                                     when the poller is warmed up)
-  cpu PID...                        summed utime+stime (seconds) of live processes
   report RUN_DIR [--docs PATH]      print the summary (and update the docs section)
 """
 
@@ -95,20 +93,6 @@ def cmd_wait(args):
             json.dump(result, f)
     print("%.3f %s" % (result["seconds"], "reached" if result["reached"] else "TIMEOUT"))
     return 0 if result["reached"] else 1
-
-
-def proc_cpu(pid):
-    try:
-        with open("/proc/%s/stat" % pid) as f:
-            s = f.read()
-    except OSError:
-        return 0.0
-    fields = s[s.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def cmd_cpu(pids):
-    print("%.2f" % sum(proc_cpu(p) for p in pids))
 
 
 def load(run, name):
@@ -274,8 +258,6 @@ def main(argv):
         cmd_snapshot(rest[0], rest[1])
     elif cmd == "wait":
         return cmd_wait(rest)
-    elif cmd == "cpu":
-        cmd_cpu(rest)
     elif cmd == "report":
         docs = rest[2] if len(rest) > 2 and rest[1] == "--docs" else None
         return cmd_report(rest[0], docs)

@@ -9,25 +9,25 @@
 #   - a reconnect storm: kill -9 every simulator at once, restart them at once, time until all N are
 #     logged in again, and the gateway's counters over the storm (refused, deferred logins, closes)
 #
-# Everything it starts is stopped on exit (trap), every wait has a limit, and the gateway itself
-# runs under `timeout`, so nothing outlives a crashed run for long. Traffic goes to 127.0.0.x only.
+# Everything it starts is stopped on exit (scripts/lib/harness.sh), every wait has a limit, and the
+# gateway itself runs under `timeout`, so nothing outlives a crashed run for long. Traffic goes to
+# 127.0.0.x only. Waits (up to --wait-busy s) while another benchmark runs.
 #
 # Usage: scripts/load-test.sh [--piles 19000] [--sims 4] [--guns 2] [--heartbeat 10] [--soak 300]
 #          [--settle 5] [--sources 16] [--sim-threads 1] [--rate 0] [--pile-port 18767] [--api-port 18780]
 #          [--accept-rate 20000] [--login-rate 20000] [--login-wait 60] [--storm-timeout 120]
-#          [--notes FILE] [--no-build] [--no-docs]
+#          [--notes FILE] [--bin PATH] [--no-build] [--no-docs] [--wait-busy 600]
 # A process may hold at most 20,000 open files here: keep --piles ≤ ~19,500 (one gateway) and
 # --piles/--sims well below that.
 set -euo pipefail
-
-cd "$(dirname "$0")/.."
-ROOT=$(pwd)
+COMMAND="scripts/load-test.sh $*"
+source "$(dirname "$0")/lib/harness.sh"
+harness_init load-test
 HELPER="python3 $ROOT/scripts/load-test-stats.py"
 
 PILES=19000 SIMS=4 GUNS=2 HEARTBEAT=10 SOAK=300 SETTLE=5 SOURCES=16 SIM_THREADS=1 RATE=0
 PILE_PORT=18767 API_PORT=18780 ACCEPT_RATE=20000 LOGIN_RATE=20000 LOGIN_WAIT=60 STORM_TIMEOUT=120
-NOTES="" BUILD=1 DOCS=1
-COMMAND="scripts/load-test.sh $*"
+NOTES="" BIN="" BUILD=1 DOCS=1 WAIT_BUSY=600
 while [ $# -gt 0 ]; do
     case "$1" in
         --piles) PILES=$2; shift 2 ;;
@@ -46,75 +46,32 @@ while [ $# -gt 0 ]; do
         --login-wait) LOGIN_WAIT=$2; shift 2 ;;
         --storm-timeout) STORM_TIMEOUT=$2; shift 2 ;;
         --notes) NOTES=$2; shift 2 ;;
+        --bin) BIN=$2; BUILD=0; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --no-docs) DOCS=0; shift ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
-        *) echo "load-test: unknown argument $1" >&2; exit 2 ;;
+        --wait-busy) WAIT_BUSY=$2; shift 2 ;;
+        -h|--help) sed -n '2,22p' "scripts/load-test.sh"; exit 0 ;;
+        *) usage_error "unknown argument $1" ;;
     esac
 done
+require_whole_number --piles "$PILES"; require_whole_number --sims "$SIMS"; require_whole_number --soak "$SOAK"
+require_whole_number --settle "$SETTLE"; require_whole_number --wait-busy "$WAIT_BUSY"
 if [ "$PILES" -lt 1 ] || [ "$SIMS" -lt 1 ] || [ "$PILES" -gt 19500 ]; then
-    echo "load-test: need 1 <= --piles <= 19500 (20,000 open files per process) and --sims >= 1" >&2
-    exit 2
+    usage_error "need 1 <= --piles <= 19500 (20,000 open files per process) and --sims >= 1"
 fi
 
 API="http://127.0.0.1:$API_PORT/v1/stats"
 RUN=$(mktemp -d /tmp/pilegate-loadtest.XXXXXX)   # logs and snapshots; kept for inspection
 DATA=$(mktemp -d /tmp/pilegate-loadtest-data.XXXXXX)
+remove_on_exit "$DATA"
 GW_PID=""        # the `timeout` wrapper around the gateway
 SIM_PIDS=()
 POLLER_PID=""
 
-log() { printf '[load-test %s] %s\n' "$(date +%T)" "$*"; }
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [ ${#SIM_PIDS[@]} -gt 0 ]; then
-        kill -TERM "${SIM_PIDS[@]}" 2>/dev/null || true
-    fi
-    if [ -n "$POLLER_PID" ]; then
-        kill -TERM "$POLLER_PID" 2>/dev/null || true
-    fi
-    if [ -n "$GW_PID" ]; then
-        kill -TERM "$GW_PID" 2>/dev/null || true     # timeout forwards it to the gateway
-    fi
-    local deadline=$((SECONDS + 15))
-    for pid in "${SIM_PIDS[@]}" $GW_PID; do
-        while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    if [ -n "$GW_PID" ]; then
-        pkill -KILL -P "$GW_PID" 2>/dev/null || true    # the gateway, if its wrapper went first
-    fi
-    wait 2>/dev/null || true
-    rm -rf "$DATA"
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-for port in "$PILE_PORT" "$API_PORT"; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        echo "load-test: port $port is already in use" >&2
-        exit 1
-    fi
-done
-
-if [ "$BUILD" = 1 ]; then
-    log "building release (swift build -c release --product pilegate; waits for other SwiftPM runs)"
-    swift build -c release --product pilegate 2>&1 | tail -n 3
-fi
-BIN="$ROOT/.build/release/pilegate"
-[ -x "$BIN" ] || { echo "load-test: $BIN missing" >&2; exit 1; }
-
-CPU_MODEL=$(lscpu | sed -n 's/^Model name: *//p' | head -n1)
-CORES=$(nproc)
-MEM=$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)
-DATE=$(date -u +"%Y-%m-%d %H:%M UTC")
-GIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git status --porcelain --untracked-files=no -- Sources Package.swift 2>/dev/null)" ]; then
-    GIT="$GIT + uncommitted changes in Sources"
-fi
+require_free_ports "$PILE_PORT" "$API_PORT"
+bench_lock "$WAIT_BUSY"
+release_build
+machine_info
 PER=$((PILES / SIMS))
 BASE_ID=32010600000001
 # Bound on the whole run: the gateway dies by itself after this even if this script is killed.
@@ -145,15 +102,10 @@ PILEGATE_DATA_DIRECTORY=$DATA PILEGATE_LOG_LEVEL=warning \
 PILEGATE_FLAP_MAX_CONNECTS=1000000 PILEGATE_FLAP_MAX_CONNECTS_PER_ADDRESS=1000000 PILEGATE_MAX_CONNECTIONS_PER_ADDRESS=1000000 \
 PILEGATE_ACCEPT_RATE_PER_SECOND=$ACCEPT_RATE PILEGATE_LOGIN_RATE_PER_SECOND=$LOGIN_RATE \
 PILEGATE_DRAIN_WINDOW=0 \
-    timeout -s TERM -k 10 "$BOUND" "$BIN" serve >"$RUN/gateway.log" 2>&1 &
-GW_PID=$!
+    spawn_bounded "$BOUND" "$RUN/gateway.log" "$BIN" serve
+GW_PID=$SPAWNED
 
-for _ in $(seq 1 300); do
-    if $HELPER snapshot "$API" "$RUN/stats-before.json" 2>/dev/null; then break; fi
-    kill -0 "$GW_PID" 2>/dev/null || { echo "load-test: gateway exited:"; cat "$RUN/gateway.log"; exit 1; }
-    sleep 0.1
-done
-[ -s "$RUN/stats-before.json" ] || { echo "load-test: gateway API did not come up" >&2; exit 1; }
+wait_http "$API" 30 "$GW_PID" "$RUN/gateway.log"
 sleep 1
 $HELPER snapshot "$API" "$RUN/stats-before.json"      # RSS before any pile connection
 
@@ -165,10 +117,10 @@ start_sims() {
         n=$PER
         if [ $i -eq $((SIMS - 1)) ]; then n=$((PILES - PER * (SIMS - 1))); fi
         first=$((BASE_ID + i * PER))
-        "$BIN" simulate --gateway "127.0.0.1:$PILE_PORT" --piles "$n" --guns "$GUNS" --first-id "$first" \
-            --source-addresses "$SOURCES" --rate "$RATE" --duration "$duration" --heartbeat "$HEARTBEAT" \
-            --report-interval 5 --threads "$SIM_THREADS" >"$RUN/sim-$wave-$i.log" 2>&1 &
-        SIM_PIDS+=($!)
+        spawn "$RUN/sim-$wave-$i.log" "$BIN" simulate --gateway "127.0.0.1:$PILE_PORT" --piles "$n" --guns "$GUNS" \
+            --first-id "$first" --source-addresses "$SOURCES" --rate "$RATE" --duration "$duration" \
+            --heartbeat "$HEARTBEAT" --report-interval 5 --threads "$SIM_THREADS"
+        SIM_PIDS+=("$SPAWNED")
     done
 }
 
@@ -177,15 +129,14 @@ start_sims() {
 start_poller() {
     local name=$1 min_logins=$2 timeout=$3
     rm -f "$RUN/go-$name" "$RUN/go-$name.ready"
-    $HELPER wait "$API" --go-file "$RUN/go-$name" --online "$PILES" --min-logins "$min_logins" \
-        --timeout "$timeout" --out "$RUN/wait-$name.json" >"$RUN/poll-$name.txt" 2>&1 &
-    POLLER_PID=$!
+    spawn "$RUN/poll-$name.txt" $HELPER wait "$API" --go-file "$RUN/go-$name" --online "$PILES" \
+        --min-logins "$min_logins" --timeout "$timeout" --out "$RUN/wait-$name.json"
+    POLLER_PID=$SPAWNED
     for _ in $(seq 1 300); do [ -e "$RUN/go-$name.ready" ] && return 0; sleep 0.02; done
-    echo "load-test: poller did not start" >&2
-    exit 1
+    die "poller did not start"
 }
 go() { date +%s.%N >"$RUN/go-$1.tmp" && mv "$RUN/go-$1.tmp" "$RUN/go-$1"; }
-finish_poller() { wait "$POLLER_PID" || true; POLLER_PID=""; POLL_RESULT=$(cat "$RUN/poll-$1.txt"); }
+finish_poller() { wait "$POLLER_PID" || true; forget "$POLLER_PID"; POLLER_PID=""; POLL_RESULT=$(cat "$RUN/poll-$1.txt"); }
 
 # 1. All piles at once; time until all are logged in.
 log "starting $SIMS simulators x ~$PER piles ($GUNS guns, ${HEARTBEAT} s heartbeats, $SOURCES source addresses)"
@@ -195,13 +146,13 @@ start_sims 1 $((LOGIN_WAIT + SETTLE + SOAK + 60))
 finish_poller login
 LOGIN_RESULT=$POLL_RESULT
 $HELPER snapshot "$API" "$RUN/stats-loggedin.json"
-echo "SIM_CPU_LOGIN=$($HELPER cpu "${SIM_PIDS[@]}")" >>"$RUN/run.env"
+echo "SIM_CPU_LOGIN=$(cpu_seconds "${SIM_PIDS[@]}")" >>"$RUN/run.env"
 log "all logged in: $LOGIN_RESULT s after start"
 
 # 2. Idle memory after settling, then the heartbeat soak.
 sleep "$SETTLE"
 $HELPER snapshot "$API" "$RUN/stats-settled.json"
-SIM_CPU_A=$($HELPER cpu "${SIM_PIDS[@]}")
+SIM_CPU_A=$(cpu_seconds "${SIM_PIDS[@]}")
 log "soak: $SOAK s of heartbeats"
 end=$((SECONDS + SOAK))
 while [ $SECONDS -lt $end ]; do
@@ -214,7 +165,7 @@ print("  online %d, heartbeats %d, RSS %.1f MiB, CPU %.2f s" % (c["online"], c["
 EOF
 done
 $HELPER snapshot "$API" "$RUN/stats-soak-end.json"
-SIM_CPU_B=$($HELPER cpu "${SIM_PIDS[@]}")
+SIM_CPU_B=$(cpu_seconds "${SIM_PIDS[@]}")
 echo "SIM_CPU_SOAK=$(python3 -c "print('%.2f' % ($SIM_CPU_B - $SIM_CPU_A))")" >>"$RUN/run.env"
 
 # 3. Reconnect storm: every simulator killed at once, restarted at once.
@@ -225,10 +176,11 @@ start_poller storm \
 go storm
 kill -KILL "${SIM_PIDS[@]}"
 wait "${SIM_PIDS[@]}" 2>/dev/null || true
+forget "${SIM_PIDS[@]}"
 start_sims 2 $((STORM_TIMEOUT + 30))
 finish_poller storm
 STORM_RESULT=$POLL_RESULT
-echo "SIM_CPU_STORM=$($HELPER cpu "${SIM_PIDS[@]}")" >>"$RUN/run.env"
+echo "SIM_CPU_STORM=$(cpu_seconds "${SIM_PIDS[@]}")" >>"$RUN/run.env"
 sleep 1   # let the last closes of the old connections be counted
 $HELPER snapshot "$API" "$RUN/stats-storm-end.json"
 log "storm: all logged in again $STORM_RESULT s after the kill"

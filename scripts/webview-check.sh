@@ -7,6 +7,8 @@
 # e.g.   scripts/webview-check.sh 'http://127.0.0.1:8780/?interval=0.5' /tmp/webview
 # Needs Debian's `chromium` (scripts/setup.sh installs it). Exits 3 when it is missing.
 set -euo pipefail
+source "$(dirname "$0")/lib/harness.sh"
+harness_init webview-check --stay   # OUT_DIR is relative to the caller's directory
 url=${1:?usage: webview-check.sh URL OUT_DIR [BUDGET_MS]}
 out=${2:?usage: webview-check.sh URL OUT_DIR [BUDGET_MS]}
 budget=${3:-4000}
@@ -14,12 +16,12 @@ browser=$(command -v chromium || command -v chromium-browser || true)
 [ -n "$browser" ] || { echo "webview-check: chromium is not installed (scripts/setup.sh installs it)" >&2; exit 3; }
 mkdir -p "$out"
 profile=$(mktemp -d)
-trap 'rm -rf "$profile"' EXIT
+remove_on_exit "$profile"
 flags=(--headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run --no-default-browser-check
        --disable-extensions --disable-background-networking --disable-component-update --mute-audio
        --user-data-dir="$profile" --window-size=1280,1000 --hide-scrollbars --virtual-time-budget="$budget")
 "$browser" "${flags[@]}" --dump-dom "$url" > "$out/dom.html" 2> "$out/chromium-dom.log"
 "$browser" "${flags[@]}" --screenshot="$out/page.png" "$url" > /dev/null 2> "$out/chromium-shot.log"
-[ -s "$out/dom.html" ] || { echo "webview-check: empty DOM (see $out/chromium-dom.log)" >&2; exit 1; }
-[ -s "$out/page.png" ] || { echo "webview-check: no screenshot (see $out/chromium-shot.log)" >&2; exit 1; }
+[ -s "$out/dom.html" ] || die "empty DOM (see $out/chromium-dom.log)"
+[ -s "$out/page.png" ] || die "no screenshot (see $out/chromium-shot.log)"
 echo "webview-check: $out/dom.html $out/page.png"
