@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-# The codec generator (scripts/generate-ykc.py --check runs in scripts/test.sh).
+# The codec generator and the docs check (scripts/generate-ykc.py --check, scripts/check-docs.py in test.sh).
 dpkg -s python3 >/dev/null 2>&1 || need+=(python3)
 dpkg -s libsqlite3-dev >/dev/null 2>&1 || need+=(libsqlite3-dev)
 # Headless Chromium for the web view check (scripts/webview-check.sh, run by the test suite).

@@ -8,4 +8,6 @@ scripts/setup.sh
 # The generated codec must be what the spec and the generator give (fails naming stale files).
 python3 scripts/generate-ykc.py --check
 swift build --build-tests
+# Docs: ```json blocks parse, `pilegate decode` examples print what they show, settings and citations exist.
+python3 scripts/check-docs.py --bin .build/debug/pilegate
 swift test --skip-build --parallel --num-workers 2 "$@"
