@@ -6,6 +6,10 @@ import PackageDescription
 /// Targets, one job each (see docs/ARCHITECTURE in the README):
 /// - `YKC`: the protocol alone (framing, CRC, field encodings, a typed value per frame, JSON form).
 /// - `PileGate`: the gateway (listener, sessions, registry, limits, admin API, metrics, config).
+/// - `CLibCrypto`: the system's OpenSSL libcrypto (Debian `libssl-dev`), for 3DES and SHA-256.
+/// - `YKCCipher`: `FrameCipher`, the 3DES body encryption of frames flagged 0x01, on `CLibCrypto`.
+///   A target of its own so that both the gateway and the simulator use it without either
+///   depending on the other, and without putting a C library under the pure `YKC` codec.
 /// - `PileSim`: simulated piles that behave like real firmware, for tests, load and demos.
 /// - `pilegate`: the one executable.
 let package = Package(
@@ -16,6 +20,7 @@ let package = Package(
         .library(name: "YKC", targets: ["YKC"]),
         .library(name: "PileGate", targets: ["PileGate"]),
         .library(name: "PileSim", targets: ["PileSim"]),
+        .library(name: "YKCCipher", targets: ["YKCCipher"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -32,6 +37,15 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: [
+        .systemLibrary(
+            name: "CLibCrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        .target(
+            name: "YKCCipher",
+            dependencies: ["CLibCrypto"]
+        ),
         .target(
             name: "YKC",
             dependencies: [.product(name: "NIOCore", package: "swift-nio")]
@@ -86,6 +100,10 @@ let package = Package(
                 .product(name: "NIOTestUtils", package: "swift-nio"),
             ],
             resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "YKCCipherTests",
+            dependencies: ["YKCCipher"]
         ),
         .testTarget(
             name: "PileGateTests",

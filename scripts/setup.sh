@@ -8,6 +8,10 @@ need=()
 # The codec generator and the docs check (scripts/generate-ykc.py --check, scripts/check-docs.py in test.sh).
 dpkg -s python3 >/dev/null 2>&1 || need+=(python3)
 dpkg -s libsqlite3-dev >/dev/null 2>&1 || need+=(libsqlite3-dev)
+# OpenSSL libcrypto for 3DES frame encryption (Sources/CLibCrypto); the openssl command line
+# produces the reference ciphertext in Tests/YKCCipherTests.
+dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
+dpkg -s openssl >/dev/null 2>&1 || need+=(openssl)
 # Headless Chromium for the web view check (scripts/webview-check.sh, run by the test suite).
 dpkg -s chromium >/dev/null 2>&1 || need+=(chromium)
 dpkg -s fonts-dejavu-core >/dev/null 2>&1 || need+=(fonts-dejavu-core)
