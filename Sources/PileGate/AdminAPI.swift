@@ -35,7 +35,11 @@ public final class AdminAPI: Sendable {
         logger.logLevel = max(logger.logLevel, .notice)
         let app = Application(
             router: router,
-            server: .http1WebSocketUpgrade(webSocketRouter: router),
+            server: .http1WebSocketUpgrade(
+                webSocketRouter: router,
+                // Backend messages are assembled frame by frame (BackendMessageAssembler); a frame
+                // itself must fit the decoder whole.
+                configuration: .init(ws: .init(maxFrameSize: gateway.config.hub.maxFrameBytes))),
             configuration: .init(
                 address: .hostname(gateway.config.apiHost, port: gateway.config.apiPort), serverName: "pilegate"),
             onServerRunning: { channel in

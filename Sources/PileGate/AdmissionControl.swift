@@ -20,8 +20,8 @@ public final class AdmissionControl: Sendable {
     init(config: GatewayConfiguration, counters: GatewayCounters, logger: Logger) {
         self.config = config
         self.counters = counters
-        let window = TimeAmount.nanoseconds(Int64(config.flapWindow * 1e9))
-        let ban = TimeAmount.nanoseconds(Int64(config.flapBanDuration * 1e9))
+        let window = TimeAmount.fromSeconds(config.flapWindow)
+        let ban = TimeAmount.fromSeconds(config.flapBanDuration)
         addressFlaps = FlapDetector(maxConnects: config.flapMaxConnectsPerAddress, window: window, banDuration: ban)
         pileFlaps = FlapDetector(maxConnects: config.flapMaxConnects, window: window, banDuration: ban)
         let now = NIODeadline.now()

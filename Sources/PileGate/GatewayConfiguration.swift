@@ -47,6 +47,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// Bytes a pile may leave unread in our send buffer before we stop reading it, then close it.
     public var writeBufferHighWater = 32_768
     public var slowReaderTimeout: TimeInterval = 30
+    /// Commands one pile may have waiting for its reply at once; more get `too_many_commands`.
+    public var maxCommandsPerPile = 32
     /// SO_SNDBUF / SO_RCVBUF for pile sockets in bytes (0 = kernel default). Kernel buffers,
     /// not user space, dominate per-pile memory at a million connections.
     public var socketSendBuffer = 0
@@ -201,6 +203,7 @@ extension GatewayConfiguration {
         int("maxRefusedFrames", \.maxRefusedFrames, 1...1_000_000),
         int("writeBufferHighWater", \.writeBufferHighWater, 1_024...64 << 20),
         double("slowReaderTimeout", \.slowReaderTimeout, 0.05...86_400),
+        int("maxCommandsPerPile", \.maxCommandsPerPile, 1...10_000),
         int("socketSendBuffer", \.socketSendBuffer, 0...64 << 20),
         int("socketReceiveBuffer", \.socketReceiveBuffer, 0...64 << 20),
         int("flapMaxConnects", \.flapMaxConnects, 1...1_000_000),
@@ -227,6 +230,8 @@ extension GatewayConfiguration {
         double("hubReplyTimeout", \.hub.replyTimeout, 0.01...60),
         double("hubCommandTimeout", \.hub.commandTimeout, 0.01...3600),
         int("hubDefaultMaxInFlight", \.hub.defaultMaxInFlight, 1...100_000),
+        int("hubMaxCommandsPerSocket", \.hub.maxCommandsPerSocket, 1...1_000_000),
+        int("hubMaxMessageBytes", \.hub.maxMessageBytes, 1_024...(64 << 20)),
         double("registryFlushInterval", \.registryFlushInterval, 0.001...60),
         Setting(key: "logLevel") { config, value throws(SettingProblem) in
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]

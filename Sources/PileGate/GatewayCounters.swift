@@ -35,6 +35,8 @@ public final class GatewayCounters: Sendable {
     public let refusedForeignPile = ManagedAtomic(0)
     public let throttleEpisodes = ManagedAtomic(0)
     public let slowReaderEpisodes = ManagedAtomic(0)
+    /// Commands refused because the pile already had `maxCommandsPerPile` waiting.
+    public let commandsRefused = ManagedAtomic(0)
     public let flapBans = ManagedAtomic(0)
     public let heartbeats = ManagedAtomic(0)
 

@@ -138,6 +138,7 @@ public final class GatewayMetrics: Sendable {
         w.counter("pilegate_frames_refused_total", [("reason", "foreign_pile")], c.refusedForeignPile.load(ordering: .relaxed))
         w.counter("pilegate_rate_limit_episodes_total", [], c.throttleEpisodes.load(ordering: .relaxed))
         w.counter("pilegate_slow_reader_episodes_total", [], c.slowReaderEpisodes.load(ordering: .relaxed))
+        w.counter("pilegate_commands_refused_total", [("limit", "pile")], c.commandsRefused.load(ordering: .relaxed))
         w.counter("pilegate_flap_bans_total", [], c.flapBans.load(ordering: .relaxed))
         w.counter("pilegate_heartbeats_total", [], c.heartbeats.load(ordering: .relaxed))
         w.gauge("pilegate_connections", [], Double(c.connections.load(ordering: .relaxed)))

@@ -51,7 +51,7 @@ final class LivenessSweeper {
         init(loginTimeout: Double, livenessTimeout: Double) {
             // Fine enough for the shortest timeout, never busier than every 10 ms, at most 1 s.
             let seconds = max(0.01, min(1, min(loginTimeout, livenessTimeout) / 4))
-            interval = .nanoseconds(Int64(seconds * 1e9))
+            interval = TimeAmount.fromSeconds(seconds)
         }
 
         func sweeper(for loop: any EventLoop) -> LivenessSweeper {

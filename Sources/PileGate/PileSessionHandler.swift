@@ -41,7 +41,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
     private var session: PileSessionInfo? { handle?.info }
     private var closeReason: OfflineReason?
 
-    /// Checked by the loop's sweeper: before login, the login deadline; after, the last read.
+    /// Checked by the loop's sweeper: before login, the login deadline; after, the last complete frame.
     private var loginDeadline: NIODeadline?
     private var lastActivity = NIODeadline.now()
     private var sweeper: LivenessSweeper?
@@ -59,7 +59,10 @@ final class PileSessionHandler: ChannelDuplexHandler {
     private var framesIn = 0
     private var framesOut = 0
     private var lastFrameAt: NIODeadline?
-    private var pendingRequests: [PendingRequest] = []
+    /// Commands waiting for the pile's reply, and the one timer armed for the earliest deadline.
+    private var pendingCommands: PendingCommands<EventLoopPromise<YKCMessage>>
+    private var commandTimer: Scheduled<Void>?
+    private var commandTimerDeadline: NIODeadline?
     /// Lane rules version the session's lane was decided under.
     private var laneVersion = 0
     /// Guns with an open charging transaction (by trade serial), which pins the lane.
@@ -72,16 +75,6 @@ final class PileSessionHandler: ChannelDuplexHandler {
         var status: GunStatus?
     }
 
-    /// A platform-originated frame waiting for the pile's reply (commands).
-    private struct PendingRequest {
-        var id: UInt64
-        var replyCode: UInt8
-        var sequence: YKCSequence
-        var gun: Int?
-        var promise: EventLoopPromise<YKCMessage>
-        var timer: Scheduled<Void>?
-    }
-
     init(gateway: GatewayContext) {
         self.gateway = gateway
         let c = gateway.config
@@ -90,9 +83,10 @@ final class PileSessionHandler: ChannelDuplexHandler {
             limits: .init(
                 maxMalformed: c.maxMalformedFrames, maxRefused: c.maxRefusedFrames,
                 maxThrottleEpisodes: c.maxThrottleEpisodes,
-                throttleWindow: .nanoseconds(Int64(c.throttleWindow * 1e9))))
+                throttleWindow: TimeAmount.fromSeconds(c.throttleWindow)))
         frameBucket = TokenBucket(rate: c.frameRatePerSecond, burst: c.frameBurst, now: now)
         byteBucket = TokenBucket(rate: c.byteRatePerSecond, burst: c.byteBurst, now: now)
+        pendingCommands = PendingCommands(limit: c.maxCommandsPerPile)
     }
 
     // MARK: lifecycle
@@ -126,7 +120,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
         }
         admitted = true
         lastActivity = .now()
-        loginDeadline = lastActivity + .nanoseconds(Int64(gateway.config.loginTimeout * 1e9))
+        loginDeadline = lastActivity + TimeAmount.fromSeconds(gateway.config.loginTimeout)
         sweeper = gateway.liveness.sweeper(for: context.eventLoop)
         sweeper?.add(connectionId, self)
         context.fireChannelActive()
@@ -135,25 +129,30 @@ final class PileSessionHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         if closeReason == nil { countTrailingInput() }
         partial = nil
-        let reason = closeReason ?? .closedByPile
+        var reason = closeReason ?? .closedByPile
         closeReason = reason
         sweeper?.remove(connectionId)
         sweeper = nil
         slowReaderTimer?.cancel()
-        for p in pendingRequests {
-            p.timer?.cancel()
-            p.promise.fail(PileCommandError.pileOffline)
-        }
-        pendingRequests.removeAll()
-        gateway.counters.closed[reason]?.wrappingIncrement(ordering: .relaxed)
+        commandTimer?.cancel()
+        commandTimer = nil
+        for promise in pendingCommands.removeAll() { promise.fail(PileCommandError.pileOffline) }
         if let session {
-            gateway.directory.remove(pileId: session.pileId, connectionId: connectionId)
-            gateway.counters.online.wrappingDecrement(ordering: .relaxed)
-            // A replaced session must not mark the pile offline: the new connection owns it.
-            if reason != .replaced {
+            // The directory says who owns the pile. A connection whose entry a newer login has
+            // taken over was replaced, however it ended (the pile may close it before the
+            // replacement's close command arrives): it neither marks the pile offline nor
+            // publishes pile_offline. An owner records and publishes its offline under the pile's
+            // directory lock, the lock a newer login registers and publishes pile_online under, so
+            // the two are never reordered.
+            let owned = gateway.directory.remove(pileId: session.pileId, connectionId: connectionId) {
                 gateway.registry.recordOffline(session.pileId, reason: reason)
+                gateway.sink.sessionOffline(session, reason: reason)
             }
-            gateway.sink.sessionOffline(session, reason: reason)
+            if !owned {
+                reason = .replaced
+                closeReason = .replaced
+            }
+            gateway.counters.online.wrappingDecrement(ordering: .relaxed)
             let level: Logger.Level = (reason == .kicked || reason == .replaced) ? .info : .debug
             gateway.logger.log(
                 level: level, "pile offline",
@@ -162,6 +161,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
                     "address": "\(remoteAddress)", "reason": "\(reason.rawValue)",
                 ])
         }
+        gateway.counters.closed[reason]?.wrappingIncrement(ordering: .relaxed)
         // Released last: shutdown waits for the connection count to reach zero and then flushes
         // the registry, so the offline record above must already be queued.
         if admitted {
@@ -196,7 +196,6 @@ final class PileSessionHandler: ChannelDuplexHandler {
             bytes = pending
         }
         inReadBatch = true
-        lastActivity = .now()
         while closeReason == nil, let event = parser.next(&bytes) {
             handle(context: context, event: event)
         }
@@ -226,8 +225,12 @@ final class PileSessionHandler: ChannelDuplexHandler {
             malformed(context: context, error: error)
         case .frame(let frame):
             let size = frame.body.readableBytes + 8
+            // Liveness counts complete frames only: a pile trickling a byte now and then into a
+            // frame that never completes is not alive.
+            let now = NIODeadline.now()
+            lastActivity = now
             if !charge(context: context, bytes: size, frames: 1) { return }
-            lastFrameAt = .now()
+            lastFrameAt = now
             framesIn += 1
             gateway.counters.frameIn(code: frame.code, bytes: size)
             if frame.crcOrder == .highFirst { gateway.counters.swappedCRC.wrappingIncrement(ordering: .relaxed) }
@@ -302,7 +305,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
             return false
         case .pause:
             let pause = max(
-                TimeAmount.nanoseconds(Int64(gateway.config.throttlePause * 1e9)),
+                TimeAmount.fromSeconds(gateway.config.throttlePause),
                 max(frameBucket.delay(), byteBucket.delay()))
             gateway.logger.info(
                 "pile over its rate limit: pausing reads",
@@ -347,7 +350,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
         case .registry:
             finishLogin(context: context, login: login, sequence: sequence, accepted: gateway.registry.isKnown(login.pileId))
         case .backend:
-            let timeout = TimeAmount.nanoseconds(Int64(gateway.config.backendLoginTimeout * 1e9))
+            let timeout = TimeAmount.fromSeconds(gateway.config.backendLoginTimeout)
             let fallback = gateway.config.backendLoginFallbackAccept
             let decision = gateway.sink.decideLogin(login, remoteAddress: remoteAddress, on: context.eventLoop)
             let timer = context.eventLoop.makePromise(of: Bool?.self)
@@ -389,7 +392,15 @@ final class PileSessionHandler: ChannelDuplexHandler {
         gateway.counters.sessionOnline()
         let handle = PileSessionHandle(info: info, channel: context.channel)
         self.handle = handle
-        if let old = gateway.directory.register(handle) {
+        let registry = gateway.registry
+        let sink = gateway.sink
+        let node = gateway.config.nodeId
+        // Registered, recorded and published under the pile's directory lock (see channelInactive).
+        let replaced = gateway.directory.register(handle) {
+            registry.recordLogin(info, node: node)
+            sink.sessionOnline(info)
+        }
+        if let old = replaced {
             gateway.counters.takeovers.wrappingIncrement(ordering: .relaxed)
             gateway.logger.info(
                 "duplicate login: new connection replaces the old one",
@@ -400,8 +411,6 @@ final class PileSessionHandler: ChannelDuplexHandler {
                 ])
             old.close(reason: .replaced)
         }
-        gateway.registry.recordLogin(info, node: gateway.config.nodeId)
-        gateway.sink.sessionOnline(info)
         if gateway.config.timeSyncOnLogin {
             let sync = TimeSync(pileId: login.pileId, time: CP56Time2a(date: Date(), utcOffsetSeconds: gateway.config.pileUTCOffsetSeconds))
             writePlatformFrame(context: context, message: .timeSync(sync))
@@ -430,7 +439,8 @@ final class PileSessionHandler: ChannelDuplexHandler {
         default:
             break
         }
-        if completePendingRequest(message: message, frame: frame) {
+        if let waiting = pendingCommands.match(code: frame.code, sequence: frame.sequence, gun: message.gun) {
+            waiting.succeed(message)
             // A reply to a command: the command's caller gets it; backends still get the event.
             if gateway.sink.wants(code: frame.code) {
                 gateway.sink.frameReceived(message, frame: frame, session: session, receivedAt: Date())
@@ -533,39 +543,35 @@ final class PileSessionHandler: ChannelDuplexHandler {
         0x56: 0x55, 0x58: 0x57, 0x62: 0x63, 0x92: 0x91, 0x94: 0x93, 0xA4: 0xA3, 0xF0: 0xF1,
     ]
 
-    private var nextRequestId: UInt64 = 0
-
     private func startRequest(context: ChannelHandlerContext, message: YKCMessage, timeout: TimeAmount, promise: EventLoopPromise<YKCMessage>) {
         guard let replyCode = Self.replyCode[message.code] else {
             promise.fail(PileCommandError.invalidArguments("frame 0x\(String(message.code, radix: 16)) expects no reply"))
             return
         }
-        let sequence = writePlatformFrame(context: context, message: message)
-        nextRequestId += 1
-        let id = nextRequestId
-        let timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
-            if let i = pendingRequests.firstIndex(where: { $0.id == id }) {
-                let p = pendingRequests.remove(at: i)
-                p.promise.fail(PileCommandError.timeout)
-            }
+        guard !pendingCommands.isFull else {
+            gateway.counters.commandsRefused.wrappingIncrement(ordering: .relaxed)
+            promise.fail(
+                PileCommandError.tooManyCommands(
+                    "pile \(machine.pileId?.description ?? "?") already has \(pendingCommands.limit) commands waiting for its reply (maxCommandsPerPile)"))
+            return
         }
-        pendingRequests.append(
-            PendingRequest(id: id, replyCode: replyCode, sequence: sequence, gun: message.gun, promise: promise, timer: timer))
+        let sequence = writePlatformFrame(context: context, message: message)
+        let deadline = NIODeadline.now() + timeout
+        _ = pendingCommands.add(replyCode: replyCode, sequence: sequence, gun: message.gun, deadline: deadline, token: promise)
+        armCommandTimer(context: context, for: deadline)
     }
 
-    /// Matches a pile frame to a waiting command: same reply code and sequence bytes; piles that
-    /// do not echo the sequence are matched by code and gun, oldest first.
-    private func completePendingRequest(message: YKCMessage, frame: YKCFrame) -> Bool {
-        guard !pendingRequests.isEmpty else { return false }
-        var index = pendingRequests.firstIndex { $0.replyCode == frame.code && $0.sequence == frame.sequence }
-        if index == nil {
-            index = pendingRequests.firstIndex { $0.replyCode == frame.code && ($0.gun == nil || $0.gun == message.gun) }
+    /// One timer per session, for the earliest command deadline.
+    private func armCommandTimer(context: ChannelHandlerContext, for deadline: NIODeadline) {
+        if let armed = commandTimerDeadline, armed <= deadline, commandTimer != nil { return }
+        commandTimer?.cancel()
+        commandTimerDeadline = deadline
+        commandTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            commandTimer = nil
+            commandTimerDeadline = nil
+            for promise in pendingCommands.expire(now: .now()) { promise.fail(PileCommandError.timeout) }
+            if let next = pendingCommands.earliestDeadline, let ctx = self.context { armCommandTimer(context: ctx, for: next) }
         }
-        guard let i = index else { return false }
-        let p = pendingRequests.remove(at: i)
-        p.timer?.cancel()
-        p.promise.succeed(message)
-        return true
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -600,7 +606,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
     func isExpired(now: NIODeadline) -> Bool {
         guard closeReason == nil else { return false }
         if let loginDeadline { return now >= loginDeadline }
-        return now - lastActivity >= .nanoseconds(Int64(gateway.config.livenessTimeout * 1e9))
+        return now - lastActivity >= TimeAmount.fromSeconds(gateway.config.livenessTimeout)
     }
 
     func expire() {
@@ -697,7 +703,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
             // producing replies) and give it a while to catch up.
             writePaused = true
             gateway.counters.slowReaderEpisodes.wrappingIncrement(ordering: .relaxed)
-            let timeout = TimeAmount.nanoseconds(Int64(gateway.config.slowReaderTimeout * 1e9))
+            let timeout = TimeAmount.fromSeconds(gateway.config.slowReaderTimeout)
             slowReaderTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
                 guard let ctx = self.context else { return }
                 gateway.logger.notice(
@@ -727,6 +733,8 @@ public enum PileCommandError: Error, Equatable, Sendable, CustomStringConvertibl
     case timeout
     case invalidArguments(String)
     case forbidden(String)
+    /// The pile (or the sending socket) has as many commands waiting as it may.
+    case tooManyCommands(String)
 
     /// The stable error code of the backend API.
     public var code: String {
@@ -735,6 +743,7 @@ public enum PileCommandError: Error, Equatable, Sendable, CustomStringConvertibl
         case .timeout: "timeout"
         case .invalidArguments: "invalid_args"
         case .forbidden: "forbidden"
+        case .tooManyCommands: "too_many_commands"
         }
     }
 
@@ -744,6 +753,7 @@ public enum PileCommandError: Error, Equatable, Sendable, CustomStringConvertibl
         case .timeout: "the pile did not answer in time"
         case .invalidArguments(let m): m
         case .forbidden(let m): m
+        case .tooManyCommands(let m): m
         }
     }
 }

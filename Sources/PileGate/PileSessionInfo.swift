@@ -115,21 +115,26 @@ public final class SessionDirectory: Sendable {
         shards[Int(truncatingIfNeeded: (id.raw &* 0x9E37_79B9_7F4A_7C15) >> 60) % Self.shardCount]
     }
 
-    /// Registers `handle`, returning the session it replaces (same pile id), if any.
-    func register(_ handle: PileSessionHandle) -> PileSessionHandle? {
+    /// Registers `handle`, returning the session it replaces (same pile id), if any. `whileHeld`
+    /// runs under the pile's lock, after the change: what a session publishes about the pile going
+    /// online there is ordered with what `remove` publishes about it going offline.
+    func register(_ handle: PileSessionHandle, whileHeld: () -> Void = {}) -> PileSessionHandle? {
         shard(handle.info.pileId).withLockedValue { map in
             let old = map[handle.info.pileId]
             map[handle.info.pileId] = handle
+            whileHeld()
             return old
         }
     }
 
-    /// Removes the entry only if it still belongs to `connectionId` (a takeover may have replaced it).
+    /// Removes the entry only if it still belongs to `connectionId` (a takeover may have replaced
+    /// it); `whileHeld` runs under the pile's lock, only when it was removed. Returns whether it was.
     @discardableResult
-    func remove(pileId: PileID, connectionId: UInt64) -> Bool {
+    func remove(pileId: PileID, connectionId: UInt64, whileHeld: () -> Void = {}) -> Bool {
         shard(pileId).withLockedValue { map in
             guard map[pileId]?.info.connectionId == connectionId else { return false }
             map[pileId] = nil
+            whileHeld()
             return true
         }
     }

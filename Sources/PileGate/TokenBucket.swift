@@ -46,6 +46,6 @@ public struct TokenBucket: Sendable, Equatable {
     public func delay(until cost: Double = 0) -> TimeAmount {
         let missing = cost - tokens
         guard missing > 0 else { return .zero }
-        return .nanoseconds(Int64((missing / rate) * 1e9))
+        return TimeAmount.fromSeconds((missing / rate))
     }
 }

@@ -104,15 +104,26 @@ public struct YKCFrameParser: Sendable {
         }
     }
 
-    /// Like `next`, for when the stream has ended: an incomplete frame is reported as truncated and
-    /// its first byte dropped, so frames hidden behind a false start byte are still found.
+    /// Like `next`, for when the stream has ended: an incomplete frame is reported once, as
+    /// truncated, with every byte that belongs to it — up to a complete frame that starts inside it
+    /// (so frames hidden behind a false start byte are still found), else to the end. Its bytes
+    /// are not counted again as garbage.
     public mutating func nextAtEnd(_ buffer: inout ByteBuffer) -> YKCParseEvent? {
         if let event = next(&buffer) { return event }
         let readable = buffer.readableBytes
         guard readable > 0 else { return nil }
         let need = readable >= 2 ? Int(buffer.getInteger(at: buffer.readerIndex + 1, as: UInt8.self) ?? 0) + 4 : 2
+        var consumed = readable
+        for i in 1..<readable where buffer.getInteger(at: buffer.readerIndex + i, as: UInt8.self) == 0x68 {
+            guard var probe = buffer.getSlice(at: buffer.readerIndex + i, length: readable - i) else { break }
+            var scout = YKCFrameParser()
+            if case .frame? = scout.next(&probe) {
+                consumed = i
+                break
+            }
+        }
         counters.truncated += 1
-        buffer.moveReaderIndex(forwardBy: 1)
-        return .error(.truncated(have: readable, need: need))
+        buffer.moveReaderIndex(forwardBy: consumed)
+        return .error(.truncated(have: consumed, need: need))
     }
 }

@@ -121,6 +121,20 @@ struct SimulateCommand: AsyncParsableCommand {
         guard reconnectMin > 0 && reconnectMax >= reconnectMin else {
             throw ValidationError("--reconnect-min must be > 0 and <= --reconnect-max")
         }
+        guard loginTimeout > 0, loginRetry > 0 else { throw ValidationError("--login-timeout and --login-retry must be > 0") }
+        // Every duration becomes Int64 nanoseconds: bounded here instead of trapping there.
+        let times: [(String, Double)] = [
+            ("--duration", duration), ("--heartbeat", heartbeat), ("--bill-retry", billRetry), ("--drain-timeout", drainTimeout),
+            ("--reconnect-min", reconnectMin), ("--reconnect-max", reconnectMax), ("--report-interval", reportInterval),
+            ("--login-timeout", loginTimeout), ("--login-retry", loginRetry),
+        ]
+        for (name, value) in times where !(value.isFinite && value <= Self.maxSeconds) {
+            throw ValidationError("\(name) must be at most \(Int(Self.maxSeconds)) seconds, got \(value)")
+        }
+        guard rate.isFinite, (0...10_000_000).contains(rate) else { throw ValidationError("--rate must be 0...10000000, got \(rate)") }
+        guard billsPerMinute.isFinite, billsPerMinute <= 1e9 else {
+            throw ValidationError("--bills-per-minute must be 0...1000000000, got \(billsPerMinute)")
+        }
         guard String(firstID + UInt64(max(piles - 1, 0))).count <= 14 else {
             throw ValidationError("--first-id + --piles exceeds 14 digits")
         }
@@ -135,6 +149,9 @@ struct SimulateCommand: AsyncParsableCommand {
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         return (host.isEmpty ? "127.0.0.1" : host, port)
     }
+
+    /// The longest duration an option may give (about 11 days): well inside Int64 nanoseconds.
+    static let maxSeconds: Double = 1_000_000
 
     static func seconds(_ s: Double) -> TimeAmount { .nanoseconds(Int64(s * 1e9)) }
 

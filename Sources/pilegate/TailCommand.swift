@@ -61,6 +61,11 @@ struct TailCommand: AsyncParsableCommand {
     func validate() throws {
         guard duration >= 0, warmup >= 0 else { throw ValidationError("--duration and --warmup must be >= 0") }
         guard statsInterval > 0 else { throw ValidationError("--stats-interval must be > 0") }
+        // They become Int64 micro- and nanoseconds: bounded here instead of trapping there.
+        for (name, value) in [("--duration", duration), ("--warmup", warmup), ("--stats-interval", statsInterval)]
+        where !(value.isFinite && value <= 1_000_000) {
+            throw ValidationError("\(name) must be at most 1000000 seconds, got \(value)")
+        }
         if let maxInFlight, !(1...100_000).contains(maxInFlight) {
             throw ValidationError("--max-in-flight must be 1...100000")
         }

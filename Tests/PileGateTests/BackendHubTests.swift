@@ -407,7 +407,7 @@ struct BackendHubTests {
                 args: .object([
                     "gun": .number(1), "tradeSerial": .string("55010600001001012411231200000001"),
                     "logicalCardNumber": .string("1"), "physicalCardNumber": .string("1"), "balance": .number(100),
-                ]), senderLane: "", timeout: 3)
+                ]), senderLane: "", timeout: .number(3))
             guard case .success = start else { Issue.record("remote start failed: \(start)"); return }
             try await charging.waitUntil(timeout: .seconds(3), "charging") { $0.gun(1)?.isCharging == true }
             try await Task.sleep(nanoseconds: 300_000_000)
@@ -417,7 +417,7 @@ struct BackendHubTests {
             #expect(await gw.eventually(timeout: 3) { lane("55010600001000") == "gray" })
             try await Task.sleep(nanoseconds: 500_000_000)
             #expect(lane("55010600001001") == "", "a session changed lane during a transaction")
-            let stop = await hub.runCommand(pile: "55010600001001", command: "remote_stop", args: .object(["gun": .number(1)]), senderLane: "", timeout: 3)
+            let stop = await hub.runCommand(pile: "55010600001001", command: "remote_stop", args: .object(["gun": .number(1)]), senderLane: "", timeout: .number(3))
             guard case .success = stop else { Issue.record("remote stop failed: \(stop)"); return }
             #expect(await gw.eventually(timeout: 3) { lane("55010600001001") == "gray" })
             await idle.stop()

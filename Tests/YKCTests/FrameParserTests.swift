@@ -150,11 +150,18 @@ struct FrameParserTests {
         let good = makeFrame(code: 0x03, body: hex("32 01 02 00 00 00 01 01 00"))
         let events = parseAll([0x68, 0xF0, 0x00, 0x00, 0x00] + good)
         #expect(events == [
-            .error(.truncated(have: 5 + good.count, need: 0xF0 + 4)),
-            .error(.garbage(skipped: 4)),
+            .error(.truncated(have: 5, need: 0xF0 + 4)),
             .frame(YKCFrame(sequence: YKCSequence(0, 1), code: 0x03, body: ByteBuffer(bytes: good[6..<(good.count - 2)]))),
         ])
         #expect(parseAll(Array(good.dropLast())) .first == .error(.truncated(have: good.count - 1, need: good.count)))
+        // A frame cut off at the end is one truncated frame, not also garbage (issue 14.16).
+        var parser = YKCFrameParser()
+        var cut = ByteBuffer(bytes: good + Array(good.dropLast(3)))
+        var cutEvents: [YKCParseEvent] = []
+        while let e = parser.nextAtEnd(&cut) { cutEvents.append(e) }
+        #expect(cutEvents.count == 2)
+        #expect(cutEvents.last == YKCParseEvent.error(.truncated(have: good.count - 3, need: good.count)))
+        #expect(parser.counters.truncated == 1 && parser.counters.garbageRuns == 0 && parser.counters.garbageBytes == 0)
     }
 
     @Test("both CRC byte orders are accepted and counted")

@@ -1,3 +1,4 @@
+import Atomics
 import Foundation
 import HummingbirdWebSocket
 import NIOConcurrencyHelpers
@@ -13,6 +14,8 @@ struct BackendConnection: Sendable {
     /// The socket's channel, where events are written directly (see `BackendInstance.attach`).
     let channel: any Channel
     private let instanceBox = NIOLockedValueBox<BackendInstance?>(nil)
+    /// Commands of this socket still running (bounded by `maxCommandsPerSocket`).
+    private let running = ManagedAtomic(0)
 
     init(hub: BackendHub, outbound: WebSocketOutboundWriter, channel: any Channel) {
         self.hub = hub
@@ -23,12 +26,33 @@ struct BackendConnection: Sendable {
     func run(inbound: WebSocketInboundStream) async {
         await withTaskGroup(of: Void.self) { group in
             do {
-                for try await message in inbound.messages(maxSize: 1 << 20) {
-                    switch message {
-                    case .text(let text):
-                        if let writer = await handle(text) { group.addTask { await writer() } }
-                    case .binary:
-                        await send(error: "unsupported", "binary messages are not supported; send JSON text")
+                // Frames, assembled here rather than by `inbound.messages(maxSize:)`, which closes
+                // the socket on an oversized message: that one gets an error and is dropped.
+                var assembler = BackendMessageAssembler(limit: hub.config.maxMessageBytes)
+                for try await frame in inbound {
+                    let kind: BackendMessageAssembler.Kind =
+                        switch frame.opcode {
+                        case .text: .text
+                        case .binary: .binary
+                        case .continuation: .continuation
+                        }
+                    var output = assembler.receive(kind, frame.data, fin: frame.fin)
+                    while let message = output {
+                        switch message {
+                        case .text(let text):
+                            if let writer = await handle(text) { group.addTask { await writer() } }
+                        case .binary:
+                            await send(error: "unsupported", "binary messages are not supported; send JSON text")
+                        case .tooLarge(let bytes):
+                            await send(
+                                error: "message_too_large",
+                                "a message of \(bytes) bytes exceeds the limit of \(assembler.limit) bytes (hubMaxMessageBytes); it was dropped")
+                        case .outOfOrder:
+                            await send(
+                                error: "malformed_message",
+                                "a continuation frame without a message, or a new message before the last one's final frame (that one was dropped)")
+                        }
+                        output = assembler.next()
                     }
                 }
             } catch {
@@ -103,10 +127,20 @@ struct BackendConnection: Sendable {
                 return nil
             }
             let args = object["args"]
-            let timeout = object["timeout"]?.doubleValue
+            let timeout = object["timeout"]
             let lane = instance.lane
-            return { [hub] in
+            let limit = hub.config.maxCommandsPerSocket
+            guard running.loadThenWrappingIncrement(ordering: .relaxed) < limit else {
+                running.wrappingDecrement(ordering: .relaxed)
+                hub.commandsRefusedPerSocket.wrappingIncrement(ordering: .relaxed)
+                await sendResult(
+                    requestId: requestId,
+                    .failure("too_many_commands", "this socket already has \(limit) commands running (hubMaxCommandsPerSocket)"))
+                return nil
+            }
+            return { [hub, running] in
                 let result = await hub.runCommand(pile: pile, command: command, args: args, senderLane: lane, timeout: timeout)
+                running.wrappingDecrement(ordering: .relaxed)
                 await sendResult(requestId: requestId, result)
             }
         case "drain":

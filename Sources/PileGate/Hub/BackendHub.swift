@@ -19,6 +19,7 @@ import YKC
 /// are ejected for a growing period; draining ones get no new work.
 public final class BackendHub: GatewayEventSink {
     public let config: HubConfiguration
+    let ejectionPolicy: BackendInstanceHealth.Policy
     let logger: Logger
     /// The lane decider and rule version, kept in a struct: a closure stored directly as a generic
     /// box's value is re-abstracted on every inout access (`withLockedValue { $0 }`), and the
@@ -49,6 +50,8 @@ public final class BackendHub: GatewayEventSink {
     }
     private let identity: NIOLockedValueBox<Identity>
     let undeliverable = ManagedAtomic(0)
+    /// Commands refused because their backend socket had `maxCommandsPerSocket` running.
+    let commandsRefusedPerSocket = ManagedAtomic(0)
     private let sweeper = NIOLockedValueBox<Task<Void, Never>?>(nil)
     let billingModels = NIOLockedValueBox<BillingModelCache?>(nil)
 
@@ -119,6 +122,7 @@ public final class BackendHub: GatewayEventSink {
         lanes: @escaping @Sendable (Login, String) -> String = { _, _ in "" }
     ) {
         self.config = config
+        self.ejectionPolicy = BackendInstanceHealth.Policy(config)
         self.logger = logger
         self.laneSource = NIOLockedValueBox(LaneSource(decide: lanes, version: { 0 }))
         let bootTag = String(UInt32.random(in: 0...UInt32.max), radix: 36)
@@ -482,6 +486,7 @@ public final class BackendHub: GatewayEventSink {
     /// Routes to every subscribed service; `exclude` skips one instance (re-routing after failure).
     func route(_ p: BackendInstance.Pending, onlyService: String? = nil, exclude: UInt64? = nil, countUndeliverable: Bool = true) -> Int {
         let now = Date()
+        let tick = NIODeadline.now()
         let lane = p.route.lane
         let warmup = config.warmupWindow
         var chosen: [(BackendInstance, Bool)] = []
@@ -495,7 +500,7 @@ public final class BackendHub: GatewayEventSink {
                 var baseScore = -Double.infinity
                 for c in list where c.id != exclude && c.wants(p.event) {
                     let inLane = c.lane == lane
-                    guard inLane || c.lane.isEmpty, c.isHealthy(now: now) else { continue }
+                    guard inLane || c.lane.isEmpty, c.isHealthy(at: tick) else { continue }
                     let score = Self.rendezvousScore(pile: p.pile, instance: c, now: now, warmup: warmup)
                     if inLane {
                         if score > bestScore { (best, bestScore) = (c, score) }
@@ -619,7 +624,9 @@ public final class BackendHub: GatewayEventSink {
         // only moves its load onto the others and the service collapses; so that is not a failure.
         let slow = seconds > config.latencyBound && hasFasterPeer(than: instance)
         traffic.withLockedValue { t in t[f.pending.route, default: LaneTraffic()].acked(latency: seconds, failure: slow) }
-        if let period = instance.record(success: !slow, config: config) { ejected(instance, period: period, route: f.pending.route) }
+        if let period = instance.record(success: !slow, sentAt: f.sentAt, policy: ejectionPolicy) {
+            ejected(instance, period: period, route: f.pending.route)
+        }
         return true
     }
 
@@ -627,20 +634,25 @@ public final class BackendHub: GatewayEventSink {
     /// lane or base, the fallback) acks within the latency bound. (An instance that does not
     /// ack at all is a failure at the ack timeout regardless: silent is not slow.)
     func hasFasterPeer(than instance: BackendInstance) -> Bool {
-        let now = Date()
+        let now = NIODeadline.now()
         return instances.withLockedValue { all in
             (all[instance.service] ?? []).contains {
-                $0.id != instance.id && ($0.lane == instance.lane || $0.lane.isEmpty) && $0.isHealthy(now: now)
+                $0.id != instance.id && ($0.lane == instance.lane || $0.lane.isEmpty) && $0.isHealthy(at: now)
                     && ($0.latencyEWMA ?? .infinity) <= config.latencyBound
             }
         }
     }
 
-    private func ejected(_ instance: BackendInstance, period: TimeInterval, route key: RouteKey) {
+    /// Counts one ejection (in the lane traffic that `/metrics` and `/v1/hub` both show, once per
+    /// episode as the instance's own count) and moves its waiting work elsewhere.
+    private func ejected(_ instance: BackendInstance, period: TimeAmount, route key: RouteKey) {
         traffic.withLockedValue { t in t[key, default: LaneTraffic()].ejections += 1 }
         logger.warning(
             "backend instance ejected",
-            metadata: ["service": "\(instance.service)", "instance": "\(instance.name)", "lane": "\(instance.lane)", "seconds": "\(period)"])
+            metadata: [
+                "service": "\(instance.service)", "instance": "\(instance.name)", "lane": "\(instance.lane)",
+                "seconds": "\(Double(period.nanoseconds) / 1e9)",
+            ])
         // Its waiting work goes elsewhere now rather than waiting out the ejection.
         let waiting = instance.state.withLockedValue { s -> [BackendInstance.Pending] in
             let w = Array(s.waiting)
@@ -674,20 +686,20 @@ public final class BackendHub: GatewayEventSink {
             return Array(gone.values)
         }
         for r in expiredReplies { r.promise.succeed(nil) }
-        let timeout = TimeAmount.nanoseconds(Int64(config.ackTimeout * 1e9))
+        let timeout = TimeAmount.fromSeconds(config.ackTimeout)
         let all = instances.withLockedValue { $0.values.flatMap { $0 } }
         for instance in all {
-            let expired = instance.expired(timeout: timeout, now: .now())
-            guard !expired.isEmpty else { continue }
-            var ejectPeriod: TimeInterval?
+            // Oldest first: the failure that ejects is the first of its episode.
+            let expired = instance.expired(timeout: timeout, now: .now()).sorted { $0.sentAt < $1.sentAt }
             for f in expired {
                 guard instance.ack(f.pending.id) != nil else { continue }
                 traffic.withLockedValue { $0[f.pending.route, default: LaneTraffic()].failures += 1 }
-                if let p = instance.record(success: false, config: config) { ejectPeriod = p }
+                if let period = instance.record(success: false, sentAt: f.sentAt, policy: ejectionPolicy) {
+                    ejected(instance, period: period, route: f.pending.route)
+                }
                 // Unacked within the timeout: try another instance of the same service.
                 _ = route(f.pending, onlyService: instance.service, exclude: instance.id)
             }
-            if let p = ejectPeriod, let f = expired.first { ejected(instance, period: p, route: f.pending.route) }
         }
     }
 
@@ -697,9 +709,42 @@ public final class BackendHub: GatewayEventSink {
     public static let commandNames: Set<String> = Set(
         PileSessionHandlerCommands.replyCodes.keys.compactMap { YKCMessageInfo.of(code: $0)?.name })
 
-    /// Runs a command for a backend of lane `senderLane` ("" = base).
-    func runCommand(pile pileText: String, command: String, args: JSONValue?, senderLane: String, timeout: TimeInterval?) async -> CommandResult {
+    /// The timeouts a command may ask for, in seconds (as `hubCommandTimeout` allows).
+    static let commandTimeoutRange: ClosedRange<Double> = 0.01...3600
+
+    /// A command's `timeout` as sent (a JSON value or query text), checked: nil = the default; a
+    /// value that is not a finite number of seconds in `commandTimeoutRange` is an error naming
+    /// the range (it used to trap converting to nanoseconds).
+    static func commandTimeout(_ value: JSONValue?) -> Result<TimeInterval?, CommandFailure> {
+        guard let value, value != .null else { return .success(nil) }
+        let seconds: Double? =
+            switch value {
+            case .number(let n): n
+            case .string(let s): Double(s)
+            default: nil
+            }
+        guard let seconds, seconds.isFinite, commandTimeoutRange.contains(seconds) else {
+            let shown = value.stringValue ?? value.description
+            return .failure(
+                CommandFailure(
+                    message: "timeout must be a number of seconds \(commandTimeoutRange.lowerBound)...\(Int(commandTimeoutRange.upperBound)), got \(shown)"))
+        }
+        return .success(seconds)
+    }
+
+    struct CommandFailure: Error {
+        var message: String
+    }
+
+    /// Runs a command for a backend of lane `senderLane` ("" = base). `timeout` is the caller's
+    /// value as sent, checked here with the other arguments, before the pile is looked up.
+    func runCommand(pile pileText: String, command: String, args: JSONValue?, senderLane: String, timeout timeoutValue: JSONValue?) async -> CommandResult {
         guard let gateway else { return .failure("unavailable", "gateway not attached") }
+        let timeout: TimeInterval?
+        switch Self.commandTimeout(timeoutValue) {
+        case .success(let t): timeout = t
+        case .failure(let f): return .failure("invalid_args", f.message)
+        }
         guard let pileId = AdminAPI.parsePileId(pileText) else {
             return .failure("invalid_args", "pile must be 1-14 decimal digits or 14 hex digits, got '\(pileText)'")
         }
@@ -724,7 +769,7 @@ public final class BackendHub: GatewayEventSink {
         if !senderLane.isEmpty && session.info.lane != senderLane {
             return .failure("lane_mismatch", "pile \(pileId) is in lane '\(session.info.lane)', the sender in '\(senderLane)'")
         }
-        let wait = TimeAmount.nanoseconds(Int64((timeout ?? config.commandTimeout) * 1e9))
+        let wait = TimeAmount.fromSeconds((timeout ?? config.commandTimeout))
         do {
             let reply = try await session.request(message, timeout: wait).get()
             if case .billingModelSet = message, case .billingModelSetReply(let r) = reply, r.result == .succeeded {
@@ -766,7 +811,7 @@ public final class BackendHub: GatewayEventSink {
                 return Response(status: .badRequest, headers: [.contentType: "application/json"], body: .init(byteBuffer: w.buffer))
             }
         }
-        let timeout = request.uri.queryParameters.get("timeout").flatMap(Double.init)
+        let timeout = request.uri.queryParameters.get("timeout").map { JSONValue.string($0) }
         let lane = request.uri.queryParameters.get("lane") ?? ""
         switch await runCommand(pile: pile, command: command, args: args, senderLane: lane, timeout: timeout) {
         case .success(let reply):
@@ -779,6 +824,7 @@ public final class BackendHub: GatewayEventSink {
                 case "pile_offline": .notFound
                 case "timeout": .gatewayTimeout
                 case "lane_mismatch": .forbidden
+                case "too_many_commands": .tooManyRequests
                 default: .badRequest
                 }
             var w = JSONWriter()
@@ -838,6 +884,7 @@ public final class BackendHub: GatewayEventSink {
             w.gauge("pilegate_hub_instances", [("state", s)], Double(states[s] ?? 0))
         }
         w.counter("pilegate_hub_undeliverable_events_total", [], undeliverable.load(ordering: .relaxed))
+        w.counter("pilegate_commands_refused_total", [("limit", "socket")], commandsRefusedPerSocket.load(ordering: .relaxed))
     }
 }
 

@@ -40,9 +40,8 @@ final class BackendInstance: Sendable {
         var inFlight: [String: InFlight] = [:]
         var draining = false
         var closed = false
-        var consecutiveFailures = 0
-        var ejections = 0
-        var ejectedUntil: Date?
+        /// Failure streak and ejections (pure state, see `BackendInstanceHealth`).
+        var health = BackendInstanceHealth()
         /// Smoothed ack latency in seconds (nil until the first ack): what a slow ack is
         /// compared against on the other instances before it counts as a failure.
         var latencyEWMA: Double?
@@ -70,9 +69,9 @@ final class BackendInstance: Sendable {
     func wants(_ event: String) -> Bool { events?.contains(event) ?? true }
 
     /// Healthy = may take new work: connected, not draining, not ejected.
-    func isHealthy(now: Date) -> Bool {
+    func isHealthy(at now: NIODeadline) -> Bool {
         state.withLockedValue { s in
-            !s.closed && !s.draining && (s.ejectedUntil.map { $0 <= now } ?? true)
+            !s.closed && !s.draining && !s.health.isEjected(at: now)
         }
     }
 
@@ -151,20 +150,15 @@ final class BackendInstance: Sendable {
 
     var latencyEWMA: Double? { state.withLockedValue { $0.latencyEWMA } }
 
-    /// Records a success or failure; returns the ejection period when this failure ejects it.
-    func record(success: Bool, config: HubConfiguration) -> TimeInterval? {
+    /// Records the outcome of an event sent at `sentAt`; returns the ejection period when this
+    /// failure begins a new ejection episode (at most once per episode).
+    func record(success: Bool, sentAt: NIODeadline, policy: BackendInstanceHealth.Policy) -> TimeAmount? {
         state.withLockedValue { s in
             if success {
-                s.consecutiveFailures = 0
+                s.health.succeeded()
                 return nil
             }
-            s.consecutiveFailures += 1
-            guard s.consecutiveFailures >= config.failuresToEject else { return nil }
-            s.consecutiveFailures = 0
-            let period = min(config.maxEjection, config.baseEjection * pow(2, Double(s.ejections)))
-            s.ejections += 1
-            s.ejectedUntil = Date().addingTimeInterval(period)
-            return period
+            return s.health.failed(sentAt: sentAt, now: .now(), policy: policy)
         }
     }
 
@@ -204,14 +198,15 @@ final class BackendInstance: Sendable {
 
     /// What ops see about an instance.
     func status(now: Date, warmup: TimeInterval) -> InstanceStatus {
-        state.withLockedValue { s in
-            let ejected = s.ejectedUntil.map { $0 > now } ?? false
+        let tick = NIODeadline.now()
+        return state.withLockedValue { s in
+            let ejected = s.health.isEjected(at: tick)
             let warming = warmup > 0 && now.timeIntervalSince(joinedAt) < warmup
             return InstanceStatus(
                 service: service, instance: name, lane: lane, events: events.map { Array($0).sorted() } ?? ["*"],
                 maxInFlight: maxInFlight, inFlight: s.inFlight.count, queued: s.waiting.count,
                 state: s.closed ? "closed" : s.draining ? "draining" : ejected ? "ejected" : warming ? "warming" : "healthy",
-                ejections: s.ejections, joinedAt: joinedAt, weight: weight(now: now, warmup: warmup))
+                ejections: s.health.ejections, joinedAt: joinedAt, weight: weight(now: now, warmup: warmup))
         }
     }
 }

@@ -22,5 +22,15 @@ public struct HubConfiguration: Sendable, Equatable {
     public var commandTimeout: TimeInterval = 15
     /// Default `maxInFlight` when a subscription does not say.
     public var defaultMaxInFlight = 256
+    /// Commands one backend socket may have running at once; more get `too_many_commands`.
+    public var maxCommandsPerSocket = 1_024
+    /// The largest message a backend may send (all its frames together); a larger one gets an
+    /// `error` (`message_too_large`) and is dropped, the socket stays open.
+    public var maxMessageBytes = 1 << 20
+    /// The largest single WebSocket frame the API reads: the frame decoder must hold a whole frame
+    /// before it can be looked at, so a message over `maxMessageBytes` can be dropped with an
+    /// error only when each of its frames is within this bound; one larger frame closes the
+    /// socket (1009, message too big). Four times the message limit.
+    public var maxFrameBytes: Int { maxMessageBytes.multipliedReportingOverflow(by: 4).overflow ? Int.max : maxMessageBytes * 4 }
     public init() {}
 }

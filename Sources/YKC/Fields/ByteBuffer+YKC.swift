@@ -124,7 +124,9 @@ enum JSONField {
     static func time(_ v: JSONValue?, _ field: String) throws(YKCJSONError) -> CP56Time2a {
         guard let v else { throw .missing(field: field) }
         if let s = v.stringValue, let t = CP56Time2a(iso8601: s) { return t }
-        throw .invalid(field: field, reason: "expected an ISO 8601 time like 2024-01-02T03:04:05+08:00")
+        throw .invalid(
+            field: field,
+            reason: "expected an ISO 8601 time in years 2000...2127 with at most millisecond precision, like 2024-01-02T03:04:05+08:00, got \(v)")
     }
 
     static func uint<I: FixedWidthInteger & UnsignedInteger>(
@@ -139,14 +141,20 @@ enum JSONField {
         throw .invalid(field: field, reason: "expected an integer 0...\(I.max)")
     }
 
+    /// A decimal field: a JSON number or a decimal string, taken exactly. A value the field cannot
+    /// carry exactly (more decimals than its scale, outside its range) is refused with the range,
+    /// the same rule for numbers and strings — never rounded, clamped or trapped on.
     static func decimal(
         _ v: JSONValue?, _ field: String, scale: Int, add: Int64, bytes: Int
     ) throws(YKCJSONError) -> YKCDecimal {
         guard let v else { throw .missing(field: field) }
         var d: YKCDecimal?
-        if let s = v.stringValue { d = YKCDecimal(s) } else if let n = v.doubleValue { d = YKCDecimal(n, scale: scale) }
+        if let s = v.stringValue { d = YKCDecimal(s) } else if let n = v.doubleValue { d = YKCDecimal(exactly: n) }
         guard let d, let raw = d.raw(scale: scale, offset: add, byteCount: bytes) else {
-            throw .invalid(field: field, reason: "expected a number with at most \(scale) decimals that fits the field")
+            let range = YKCDecimal.fieldRange(scale: scale, offset: add, byteCount: bytes)
+            throw .invalid(
+                field: field,
+                reason: "expected a number \(range.lowerBound)...\(range.upperBound) with at most \(scale) decimals, got \(v)")
         }
         return YKCDecimal(raw: raw, scale: scale, offset: add)
     }

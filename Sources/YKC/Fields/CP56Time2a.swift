@@ -33,8 +33,37 @@ public struct CP56Time2a: Hashable, Sendable, CustomStringConvertible {
         self.yearByte = UInt8(clamping: year - 2000) & 0x7F
     }
 
+    /// A time from calendar components, exactly: nil unless every component is a real calendar
+    /// value the 7 bytes carry (year 2000...2127, month 1...12, a day of that month, hour 0...23,
+    /// minute and second 0...59, millisecond 0...999). The non-failable initializer above masks
+    /// out-of-range values (2200 becomes 2072); input from outside comes through this one.
+    public init?(
+        exactlyYear year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int, millisecond: Int = 0
+    ) {
+        guard (2000...2127).contains(year), (1...12).contains(month), (1...daysInMonth(year, month)).contains(day),
+            (0...23).contains(hour), (0...59).contains(minute), (0...59).contains(second), (0...999).contains(millisecond)
+        else { return nil }
+        self.init(year: year, month: month, day: day, hour: hour, minute: minute, second: second, millisecond: millisecond)
+    }
+
+    /// The wall-clock time of `date` at `utcOffsetSeconds`, exactly: nil when it falls outside
+    /// the years 2000...2127 the frame carries.
+    public init?(exactly date: Date, utcOffsetSeconds: Int = 8 * 3600) {
+        guard date.timeIntervalSince1970.isFinite, abs(date.timeIntervalSince1970) < 1e11 else { return nil }
+        let c = Self.wallClock(date, utcOffsetSeconds: utcOffsetSeconds)
+        self.init(exactlyYear: c.y, month: c.m, day: c.d, hour: c.h, minute: c.mi, second: c.s, millisecond: c.ms)
+    }
+
     /// The wall-clock time of `date` at `utcOffsetSeconds` (default +08:00, China Standard Time).
+    /// For the gateway's own clock; a date outside 2000...2127 is masked (see `init?(exactly:)`).
     public init(date: Date, utcOffsetSeconds: Int = 8 * 3600) {
+        let c = Self.wallClock(date, utcOffsetSeconds: utcOffsetSeconds)
+        self.init(year: c.y, month: c.m, day: c.d, hour: c.h, minute: c.mi, second: c.s, millisecond: c.ms)
+    }
+
+    private static func wallClock(
+        _ date: Date, utcOffsetSeconds: Int
+    ) -> (y: Int, m: Int, d: Int, h: Int, mi: Int, s: Int, ms: Int) {
         // Round to the nearest millisecond, not down: a Date built from a millisecond time (as when
         // parsing ISO 8601 with an offset) can sit a hair below it in binary floating point, and
         // rounding down lost a millisecond on the JSON → frame path.
@@ -42,9 +71,7 @@ public struct CP56Time2a: Hashable, Sendable, CustomStringConvertible {
         let days = Int(totalMs.quotientFloorDiv(86_400_000))
         let msOfDay = Int(totalMs - Int64(days) * 86_400_000)
         let (y, m, d) = civilFromDays(days)
-        self.init(
-            year: y, month: m, day: d, hour: msOfDay / 3_600_000, minute: (msOfDay / 60_000) % 60,
-            second: (msOfDay / 1000) % 60, millisecond: msOfDay % 1000)
+        return (y, m, d, msOfDay / 3_600_000, (msOfDay / 60_000) % 60, (msOfDay / 1000) % 60, msOfDay % 1000)
     }
 
     public var year: Int { 2000 + Int(yearByte & 0x7F) }
@@ -109,14 +136,21 @@ public struct CP56Time2a: Hashable, Sendable, CustomStringConvertible {
             var digits = 0
             idx += 1
             while idx < u.count, u[idx] >= 48, u[idx] <= 57 {
-                if digits < 3 { ms = ms * 10 + Int(u[idx] - 48) }
+                if digits < 3 {
+                    ms = ms * 10 + Int(u[idx] - 48)
+                } else if u[idx] != 48 {
+                    return nil  // finer than a millisecond: the frame cannot carry it
+                }
                 digits += 1
                 idx += 1
             }
+            guard digits > 0 else { return nil }
             while digits < 3 { ms *= 10; digits += 1 }
         }
-        let wall = CP56Time2a(year: y, month: mo, day: d, hour: h, minute: mi, second: s, millisecond: ms)
-        guard wall.isValid else { return nil }
+        guard u[4] == UInt8(ascii: "-"), u[7] == UInt8(ascii: "-"), u[10] == UInt8(ascii: "T") || u[10] == UInt8(ascii: " "),
+            u[13] == UInt8(ascii: ":"), u[16] == UInt8(ascii: ":"),
+            let wall = CP56Time2a(exactlyYear: y, month: mo, day: d, hour: h, minute: mi, second: s, millisecond: ms)
+        else { return nil }
         if idx == u.count {
             self = wall
             return
@@ -129,8 +163,11 @@ public struct CP56Time2a: Hashable, Sendable, CustomStringConvertible {
         } else {
             return nil
         }
-        guard let instant = wall.date(utcOffsetSeconds: offset) else { return nil }
-        self.init(date: instant, utcOffsetSeconds: utcOffsetSeconds)
+        guard idx + 6 == u.count || u[idx] == UInt8(ascii: "Z") && idx + 1 == u.count else { return nil }
+        guard let instant = wall.date(utcOffsetSeconds: offset),
+            let local = CP56Time2a(exactly: instant, utcOffsetSeconds: utcOffsetSeconds)
+        else { return nil }
+        self = local
     }
 
     public var description: String { iso8601() }

@@ -7,7 +7,13 @@ import NIOCore
 /// A backend service instance over a real WebSocket, the way platform services connect:
 /// send JSON messages, await what the gateway sends, ack events.
 final class TestBackend: Sendable {
-    private let outgoing: AsyncStream<String>.Continuation
+    /// A message to send: as one frame, or split into frames of at most 16 KiB.
+    enum Outgoing: Sendable {
+        case frame(String)
+        case fragmented(String)
+    }
+
+    private let outgoing: AsyncStream<Outgoing>.Continuation
     /// Messages received, as text (parsed on demand).
     private let received: NIOLockedValueBox<[String]>
     private let closedBox: NIOLockedValueBox<Bool>
@@ -18,7 +24,7 @@ final class TestBackend: Sendable {
     let ackDelay: NIOLockedValueBox<Double>
 
     private init(
-        outgoing: AsyncStream<String>.Continuation, task: Task<Void, Never>, autoAck: NIOLockedValueBox<Bool>,
+        outgoing: AsyncStream<Outgoing>.Continuation, task: Task<Void, Never>, autoAck: NIOLockedValueBox<Bool>,
         ackDelay: NIOLockedValueBox<Double>, received: NIOLockedValueBox<[String]>, closed: NIOLockedValueBox<Bool>
     ) {
         self.outgoing = outgoing
@@ -36,7 +42,7 @@ final class TestBackend: Sendable {
 
     /// Connects to `/v1/events` and optionally subscribes.
     static func connect(apiPort: Int, autoAck: Bool = true, ackDelay: Double = 0) async throws -> TestBackend {
-        let (stream, continuation) = AsyncStream.makeStream(of: String.self)
+        let (stream, continuation) = AsyncStream.makeStream(of: Outgoing.self)
         let box = NIOLockedValueBox<[String]>([])
         let closed = NIOLockedValueBox(false)
         let ack = NIOLockedValueBox(autoAck)
@@ -46,7 +52,12 @@ final class TestBackend: Sendable {
         let client = WebSocketClient(url: "ws://127.0.0.1:\(apiPort)/v1/events", logger: logger) { inbound, outbound, _ in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
-                    for await text in stream { try await outbound.write(.text(text)) }
+                    for await item in stream {
+                        switch item {
+                        case .frame(let text): try await outbound.write(.text(text))
+                        case .fragmented(let text): try await outbound.writeTextMessage(text)
+                        }
+                    }
                     try await outbound.close(.normalClosure, reason: nil)
                 }
                 for try await message in inbound.messages(maxSize: 1 << 22) {
@@ -80,7 +91,10 @@ final class TestBackend: Sendable {
     var isClosed: Bool { closedBox.withLockedValue { $0 } }
     var events: [[String: Any]] { messages.filter { $0["type"] as? String == "event" } }
 
-    func send(_ text: String) { outgoing.yield(text) }
+    func send(_ text: String) { outgoing.yield(.frame(text)) }
+
+    /// Sends `text` as one message split into 16 KiB frames.
+    func sendFragmented(_ text: String) { outgoing.yield(.fragmented(text)) }
 
     func subscribe(service: String, instance: String, lane: String = "", events: [String] = ["*"], maxInFlight: Int? = nil) async throws {
         let list = events.map { "\"\($0)\"" }.joined(separator: ",")
