@@ -67,7 +67,7 @@ struct BackendInstanceHealthTests {
             try await raw.send(Frames.login("55010600005001"))
             #expect(await gw.eventually { Frames.parse(raw.receivedBytes).contains { $0.code == 0x02 } })
             // 60 events in flight, none acked: they all expire together, within the 1 s ack timeout.
-            for i in 0..<60 { try await raw.send(Frames.heartbeat("55010600005001", gun: 1, sequence: UInt16(i + 1))) }
+            try await raw.send((0..<60).flatMap { Frames.heartbeat("55010600005001", gun: 1, sequence: UInt16($0 + 1)).bytes })
             let deadline = Date().addingTimeInterval(5)
             while backend.events.count < 60 && Date() < deadline { try await Task.sleep(nanoseconds: 20_000_000) }
             let received = backend.events.count

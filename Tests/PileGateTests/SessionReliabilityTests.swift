@@ -26,11 +26,11 @@ struct SessionReliabilityTests {
 
     @Test("complete frames keep a session alive past the liveness timeout")
     func framesAreLiveness() async throws {
-        try await withGateway({ $0.livenessTimeout = 1.5 }) { gw in
+        try await withGateway({ $0.livenessTimeout = 3 }) { gw in
             let raw = try await RawClient.connect(port: gw.pilePort)
             try await raw.send(Frames.login("55010600004002"))
             for i in 0..<10 {
-                try await Task.sleep(nanoseconds: 300_000_000)
+                try await Task.sleep(nanoseconds: 500_000_000)
                 try? await raw.send(Frames.heartbeat("55010600004002", sequence: UInt16(i + 1)))
             }
             #expect(!raw.isClosed, "closed: \(gw.counters.snapshot().closed.filter { $0.value > 0 })")
