@@ -7,7 +7,8 @@ import PackageDescription
 /// - `YKC`: the protocol alone (framing, CRC, field encodings, a typed value per frame, JSON form).
 /// - `PileGate`: the gateway (listener, sessions, registry, limits, admin API, metrics, config).
 /// - `CLibCrypto`: the system's OpenSSL libcrypto (Debian `libssl-dev`), for 3DES and SHA-256.
-/// - `YKCCipher`: `FrameCipher`, the 3DES body encryption of frames flagged 0x01, on `CLibCrypto`.
+/// - `YKCCipher`: `FrameCipher`, the 3DES body encryption of frames flagged 0x01, on `CLibCrypto`
+///   (with `YKCFrame` helpers, so it depends on `YKC`).
 ///   A target of its own so that both the gateway and the simulator use it without either
 ///   depending on the other, and without putting a C library under the pure `YKC` codec.
 /// - `PileSim`: simulated piles that behave like real firmware, for tests, load and demos.
@@ -44,7 +45,7 @@ let package = Package(
         ),
         .target(
             name: "YKCCipher",
-            dependencies: ["CLibCrypto"]
+            dependencies: ["CLibCrypto", "YKC", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .target(
             name: "YKC",
@@ -53,7 +54,7 @@ let package = Package(
         .target(
             name: "PileGate",
             dependencies: [
-                "YKC",
+                "YKC", "YKCCipher",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
@@ -73,7 +74,7 @@ let package = Package(
         .target(
             name: "PileSim",
             dependencies: [
-                "YKC",
+                "YKC", "YKCCipher",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Atomics", package: "swift-atomics"),
@@ -82,7 +83,7 @@ let package = Package(
         .executableTarget(
             name: "pilegate",
             dependencies: [
-                "YKC", "PileGate", "PileSim",
+                "YKC", "YKCCipher", "PileGate", "PileSim",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -108,7 +109,7 @@ let package = Package(
         .testTarget(
             name: "PileGateTests",
             dependencies: [
-                "PileGate", "PileSim", "YKC",
+                "PileGate", "PileSim", "YKC", "YKCCipher",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),

@@ -46,9 +46,10 @@ public final class Gateway: Service, Sendable {
         self.statsProviders = statsProviders
         let registry = try PileRegistry(directory: config.dataDirectory, logger: logger)
         try registry.markAllOffline(reason: "gateway_restart")
+        let keys = try PileKeyStore(database: registry.database, logger: logger)
         self.context = GatewayContext(
-            config: config, counters: GatewayCounters(), directory: SessionDirectory(), registry: registry, sink: sink,
-            logger: logger)
+            config: config, counters: GatewayCounters(), directory: SessionDirectory(), registry: registry, keys: keys,
+            sink: sink, logger: logger)
         self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: config.resolvedEventLoopThreads)
         self.metrics = GatewayMetrics(counters: context.counters)
     }

@@ -44,6 +44,9 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var maxMalformedFrames = 20
     /// Frames refused for coming before login or carrying another pile's id, before closing.
     public var maxRefusedFrames = 20
+    /// Distinct frame keys tried on an encrypted login (its pile id is inside the ciphertext);
+    /// 0 refuses encrypted logins. Bounds the work one login can cause.
+    public var encryptedLoginKeyTrials = 64
     /// Bytes a pile may leave unread in our send buffer before we stop reading it, then close it.
     public var writeBufferHighWater = 32_768
     public var slowReaderTimeout: TimeInterval = 30
@@ -201,6 +204,7 @@ extension GatewayConfiguration {
         double("throttleWindow", \.throttleWindow, 0.1...86_400),
         int("maxMalformedFrames", \.maxMalformedFrames, 1...1_000_000),
         int("maxRefusedFrames", \.maxRefusedFrames, 1...1_000_000),
+        int("encryptedLoginKeyTrials", \.encryptedLoginKeyTrials, 0...100_000),
         int("writeBufferHighWater", \.writeBufferHighWater, 1_024...64 << 20),
         double("slowReaderTimeout", \.slowReaderTimeout, 0.05...86_400),
         int("maxCommandsPerPile", \.maxCommandsPerPile, 1...10_000),

@@ -9,6 +9,8 @@ public final class GatewayContext: Sendable {
     public let counters: GatewayCounters
     public let directory: SessionDirectory
     public let registry: PileRegistry
+    /// Per-pile 3DES keys for encrypted frames.
+    public let keys: PileKeyStore
     public let admission: AdmissionControl
     public let sink: any GatewayEventSink
     public let logger: Logger
@@ -19,12 +21,13 @@ public final class GatewayContext: Sendable {
 
     init(
         config: GatewayConfiguration, counters: GatewayCounters, directory: SessionDirectory, registry: PileRegistry,
-        sink: any GatewayEventSink, logger: Logger
+        keys: PileKeyStore, sink: any GatewayEventSink, logger: Logger
     ) {
         self.config = config
         self.counters = counters
         self.directory = directory
         self.registry = registry
+        self.keys = keys
         self.admission = AdmissionControl(config: config, counters: counters, logger: logger)
         self.liveness = LivenessSweeper.Registry(loginTimeout: config.loginTimeout, livenessTimeout: config.livenessTimeout)
         self.sink = sink

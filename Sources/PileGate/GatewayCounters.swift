@@ -39,6 +39,12 @@ public final class GatewayCounters: Sendable {
     public let commandsRefused = ManagedAtomic(0)
     public let flapBans = ManagedAtomic(0)
     public let heartbeats = ManagedAtomic(0)
+    /// Frames with the encryption flag 0x01 received, and encrypted frames sent.
+    public let encryptedIn = ManagedAtomic(0)
+    public let encryptedOut = ManagedAtomic(0)
+    /// Encrypted frames refused: no key for the pile (or no key opens a login) / the key does not decrypt.
+    public let refusedEncryptedNoKey = ManagedAtomic(0)
+    public let refusedUndecryptable = ManagedAtomic(0)
 
     /// Open connections (logged in or not).
     public let connections = ManagedAtomic(0)
@@ -110,7 +116,11 @@ public final class GatewayCounters: Sendable {
             refusedForeignPile: refusedForeignPile.load(ordering: .relaxed),
             throttleEpisodes: throttleEpisodes.load(ordering: .relaxed),
             slowReaderEpisodes: slowReaderEpisodes.load(ordering: .relaxed),
-            flapBans: flapBans.load(ordering: .relaxed))
+            flapBans: flapBans.load(ordering: .relaxed),
+            encryptedFramesIn: encryptedIn.load(ordering: .relaxed),
+            encryptedFramesOut: encryptedOut.load(ordering: .relaxed),
+            refusedEncryptedNoKey: refusedEncryptedNoKey.load(ordering: .relaxed),
+            refusedUndecryptable: refusedUndecryptable.load(ordering: .relaxed))
     }
 
     /// `0x03_heartbeat`-style label: code and name, bounded to 256 values.
@@ -152,5 +162,9 @@ public final class GatewayCounters: Sendable {
         public var throttleEpisodes: Int
         public var slowReaderEpisodes: Int
         public var flapBans: Int
+        public var encryptedFramesIn: Int
+        public var encryptedFramesOut: Int
+        public var refusedEncryptedNoKey: Int
+        public var refusedUndecryptable: Int
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import YKC
+import YKCCipher
 
 /// One pile connection: executes the session state machine's rules, answers what the gateway
 /// answers alone (login, per-gun heartbeats, time sync), hands the rest to the event sink, and
@@ -67,6 +68,13 @@ final class PileSessionHandler: ChannelDuplexHandler {
     private var laneVersion = 0
     /// Guns with an open charging transaction (by trade serial), which pins the lane.
     private var openTransactions: [GunNumber: TradeSerial] = [:]
+    /// The pile's frame key (flag 0x01), re-read when the key store's version moves.
+    private var cipher: FrameCipher?
+    private var cipherVersion = -1
+    /// Set once the pile has sent an encrypted frame: every frame to it is encrypted from then on.
+    private var encryptOutgoing = false
+    /// The first encrypted-frame refusal on a connection logs a warning, later ones debug.
+    private var loggedEncryptionRefusal = false
 
     private struct GunTrack {
         var gun: GunNumber
@@ -223,7 +231,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
         switch event {
         case .error(let error):
             malformed(context: context, error: error)
-        case .frame(let frame):
+        case .frame(var frame):
             let size = frame.body.readableBytes + 8
             // Liveness counts complete frames only: a pile trickling a byte now and then into a
             // frame that never completes is not alive.
@@ -234,6 +242,11 @@ final class PileSessionHandler: ChannelDuplexHandler {
             framesIn += 1
             gateway.counters.frameIn(code: frame.code, bytes: size)
             if frame.crcOrder == .highFirst { gateway.counters.swappedCRC.wrappingIncrement(ordering: .relaxed) }
+            if frame.encryption == FrameCipher.encryptedFlag {
+                gateway.counters.encryptedIn.wrappingIncrement(ordering: .relaxed)
+                guard let plain = decrypt(context: context, frame: frame) else { return }
+                frame = plain
+            }
             let message = YKCMessage.decode(frame)
             if case .raw(let raw) = message {
                 gateway.counters.undecoded[raw.reason.kind]?.wrappingIncrement(ordering: .relaxed)
@@ -266,6 +279,77 @@ final class PileSessionHandler: ChannelDuplexHandler {
         gateway.logger.debug(
             "frame refused",
             metadata: ["connection": "\(connectionId)", "code": "\(code)", "why": "\(r)", "address": "\(remoteAddress)"])
+    }
+
+    // MARK: encrypted frames
+
+    /// Why an encrypted frame was refused.
+    private enum EncryptedRefusal: String {
+        /// The pile has no key, or no configured key opens an encrypted login.
+        case noKey = "encrypted_no_key"
+        /// The pile's key does not decrypt the body (PKCS#7 check or block length).
+        case undecryptable
+    }
+
+    /// The frame with its body decrypted by the pile's key, or nil when it is refused (counted,
+    /// logged, and charged against `maxMalformedFrames`).
+    ///
+    /// Before login the pile is unknown: an encrypted login is opened by trying the configured keys
+    /// (`PileKeyStore.openLogin`); any other encrypted frame is passed on as it is and refused by
+    /// the session rules as coming before login.
+    private func decrypt(context: ChannelHandlerContext, frame: YKCFrame) -> YKCFrame? {
+        guard let pileId = machine.pileId else {
+            guard frame.code == Login.code else { return frame }
+            let version = gateway.keys.version
+            guard let (found, plain) = gateway.keys.openLogin(frame, limit: gateway.config.encryptedLoginKeyTrials) else {
+                refuseEncrypted(context: context, frame: frame, reason: .noKey, detail: "no configured key opens this login")
+                return nil
+            }
+            cipher = found
+            cipherVersion = version
+            encryptOutgoing = true
+            return plain
+        }
+        guard let cipher = currentCipher(pileId) else {
+            refuseEncrypted(context: context, frame: frame, reason: .noKey, detail: "the pile has no frame key")
+            return nil
+        }
+        do {
+            let plain = try cipher.decrypt(frame: frame)
+            encryptOutgoing = true
+            return plain
+        } catch {
+            refuseEncrypted(context: context, frame: frame, reason: .undecryptable, detail: error.description)
+            return nil
+        }
+    }
+
+    /// The pile's key, looked up again only when a key was set or removed since the last look.
+    private func currentCipher(_ pileId: PileID) -> FrameCipher? {
+        let version = gateway.keys.version
+        if version != cipherVersion {
+            cipherVersion = version
+            cipher = gateway.keys.cipher(for: pileId)
+        }
+        return cipher
+    }
+
+    private func refuseEncrypted(context: ChannelHandlerContext, frame: YKCFrame, reason: EncryptedRefusal, detail: String) {
+        switch reason {
+        case .noKey: gateway.counters.refusedEncryptedNoKey.wrappingIncrement(ordering: .relaxed)
+        case .undecryptable: gateway.counters.refusedUndecryptable.wrappingIncrement(ordering: .relaxed)
+        }
+        let level: Logger.Level = loggedEncryptionRefusal ? .debug : .warning
+        loggedEncryptionRefusal = true
+        gateway.logger.log(
+            level: level, "encrypted frame refused",
+            metadata: [
+                "connection": "\(connectionId)", "address": "\(remoteAddress)", "pile": "\(machine.pileId?.description ?? "-")",
+                "code": "\(GatewayCounters.typeLabel(frame.code))", "reason": "\(reason.rawValue)", "detail": "\(detail)",
+            ])
+        if machine.malformed() {
+            close(context: context, reason: .malformedInput)
+        }
     }
 
     private func malformed(context: ChannelHandlerContext, error: YKCFrameError) {
@@ -647,7 +731,25 @@ final class PileSessionHandler: ChannelDuplexHandler {
         context: ChannelHandlerContext, code: UInt8, sequence: YKCSequence, body: (inout ByteBuffer) -> Void
     ) {
         var buffer = context.channel.allocator.buffer(capacity: 64)
-        YKCFrame.write(sequence: sequence, code: code, into: &buffer, writeBody: body)
+        if encryptOutgoing, let pileId = machine.pileId, let cipher = currentCipher(pileId) {
+            // A pile that encrypts gets encrypted frames: the body is built aside, then sealed.
+            var plain = context.channel.allocator.buffer(capacity: 64)
+            body(&plain)
+            do {
+                let sealed = try cipher.encrypt(Array(plain.readableBytesView))
+                YKCFrame.write(sequence: sequence, encryption: FrameCipher.encryptedFlag, code: code, into: &buffer) {
+                    $0.writeBytes(sealed)
+                }
+                gateway.counters.encryptedOut.wrappingIncrement(ordering: .relaxed)
+            } catch {
+                gateway.logger.warning(
+                    "frame to pile not sent: its body cannot be encrypted",
+                    metadata: ["connection": "\(connectionId)", "pile": "\(pileId)", "code": "\(GatewayCounters.typeLabel(code))", "error": "\(error)"])
+                return
+            }
+        } else {
+            YKCFrame.write(sequence: sequence, code: code, into: &buffer, writeBody: body)
+        }
         framesOut += 1
         gateway.counters.frameOut(code: code, bytes: buffer.readableBytes)
         if inReadBatch {

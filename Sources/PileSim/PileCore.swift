@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import YKC
+import YKCCipher
 
 /// One gun's firmware state.
 struct GunSim {
@@ -105,6 +106,8 @@ final class PileCore {
     var framesReceived: [UInt8: Int] = [:]
     var framesSent: [UInt8: Int] = [:]
     var parseErrors = 0
+    var framesDecrypted = 0
+    var undecryptableFrames = 0
     var connectAttempts = 0
     var connectionsOpened = 0
     var connectionsClosed = 0
@@ -399,7 +402,11 @@ final class PileCore {
     func send<M: YKCMessageBody>(_ message: M, _ sequence: YKCSequence) -> Bool {
         guard let context else { return false }
         var buffer = context.channel.allocator.buffer(capacity: (M.bodyLength ?? 120) + 8)
-        message.writeFrame(sequence: sequence, into: &buffer)
+        if config.frameCipher != nil {
+            sealed(message.frame(sequence: sequence)).write(into: &buffer)
+        } else {
+            message.writeFrame(sequence: sequence, into: &buffer)
+        }
         context.writeAndFlush(NIOAny(buffer), promise: nil)
         noteSent(M.code)
         return true
@@ -408,6 +415,13 @@ final class PileCore {
     func noteSent(_ code: UInt8) {
         counters?.framesSent.wrappingIncrement(ordering: .relaxed)
         if config.detailedStats { framesSent[code, default: 0] += 1 }
+    }
+
+    /// `frame` encrypted with `frameCipher` when one is configured; otherwise (or when the body is
+    /// too long to encrypt) unchanged.
+    func sealed(_ frame: YKCFrame) -> YKCFrame {
+        guard let cipher = config.frameCipher, frame.encryption == 0 else { return frame }
+        return (try? cipher.encrypt(frame: frame)) ?? frame
     }
 
     /// Writes a caller-built frame (test API).
@@ -446,6 +460,17 @@ final class PileCore {
 
     func received(_ frame: YKCFrame, connectionID id: Int) {
         guard id == connectionID else { return }
+        var frame = frame
+        if frame.encryption == FrameCipher.encryptedFlag {
+            // A pile reads an encrypted frame only with its key; anything else is dropped.
+            guard let cipher = config.frameCipher, let plain = try? cipher.decrypt(frame: frame) else {
+                undecryptableFrames += 1
+                notify()
+                return
+            }
+            framesDecrypted += 1
+            frame = plain
+        }
         counters?.framesReceived.wrappingIncrement(ordering: .relaxed)
         if config.detailedStats { framesReceived[frame.code, default: 0] += 1 }
         record(frame)
@@ -908,7 +933,7 @@ final class PileCore {
     }
 
     func snapshot() -> SimulatedPileState {
-        SimulatedPileState(
+        var state = SimulatedPileState(
             pileID: pileID, phase: phase, isConnected: context != nil, loginResult: loginResult,
             loginAttempts: loginAttempts, loginsAccepted: loginsAccepted, loginsRejected: loginsRejected,
             loginTimeouts: loginTimeouts, lastLoginLatency: lastLoginLatency, billingModel: billingModel,
@@ -926,6 +951,9 @@ final class PileCore {
             connectAttempts: connectAttempts, connectionsOpened: connectionsOpened,
             connectionsClosed: connectionsClosed, connectFailures: connectFailures, lastCloseReason: lastCloseReason,
             readingPaused: readingPaused)
+        state.framesDecrypted = framesDecrypted
+        state.undecryptableFrames = undecryptableFrames
+        return state
     }
 }
 

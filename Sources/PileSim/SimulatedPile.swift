@@ -157,7 +157,7 @@ public final class SimulatedPile: Sendable {
     }
 
     /// Sends a typed message with `sequence`, or with the pile's next own sequence number
-    /// (gun 1's counter); returns the sequence bytes used.
+    /// (gun 1's counter), encrypted when `frameCipher` is set; returns the sequence bytes used.
     @discardableResult
     public func send<M: YKCMessageBody>(_ message: M, sequence: YKCSequence? = nil) async throws -> YKCSequence {
         let core = self.core
@@ -167,7 +167,7 @@ public final class SimulatedPile: Sendable {
                 return c.eventLoop.makeFailedFuture(SimulatedPileError.notConnected)
             }
             let seq = sequence ?? c.nextSequence(gun: 0)
-            return c.sendFrame(message.frame(sequence: seq)).map { seq }
+            return c.sendFrame(c.sealed(message.frame(sequence: seq))).map { seq }
         }.get()
     }
 

@@ -1,6 +1,7 @@
 import Atomics
 import NIOCore
 import YKC
+import YKCCipher
 
 /// How a simulated pile behaves. Defaults follow the firmware timings in PROTOCOL-FACTS §5
 /// (10 s heartbeat per gun, 10 s login wait, ~30 s login retry, 0x09 repeated until answered,
@@ -34,6 +35,9 @@ public struct SimulatedPileConfig: Sendable {
     public var loginRetryDelay: TimeAmount = .seconds(30)
     /// Reconnection after the link drops or a connect fails.
     public var reconnect: ReconnectPolicy = .default
+    /// Encrypt every frame body with this 3DES key (flag 0x01) and decrypt encrypted frames from the
+    /// platform, like a pile of a vendor that uses frame encryption; nil sends plain frames.
+    public var frameCipher: FrameCipher?
 
     // MARK: Heartbeat
 

@@ -106,6 +106,10 @@ public struct SimulatedPileState: Sendable {
     public var framesSent: [UInt8: Int]
     /// Parse errors (garbage, bad CRC, …) seen on received bytes.
     public var parseErrors: Int
+    /// Encrypted frames (flag 0x01) from the platform decrypted with `frameCipher`.
+    public var framesDecrypted = 0
+    /// Encrypted frames the pile could not decrypt (no `frameCipher`, or the wrong one); dropped.
+    public var undecryptableFrames = 0
 
     /// Bills sent and not yet acknowledged, oldest first.
     public var pendingBills: [TradeSerial]

@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import PileSim
 import YKC
+import YKCCipher
 
 /// `pilegate simulate`: runs a fleet of simulated piles against a gateway and reports progress.
 ///
@@ -31,6 +32,11 @@ struct SimulateCommand: AsyncParsableCommand {
             after --duration and the run waits up to that long for the outstanding ones to be acked. \
             The summary gives the bill-ack latency (first send of a bill to its 0x40) p50/p99/max; \
             --summary-json writes the bill figures as JSON.
+
+            Encrypted frames: --frame-key HEX (32 or 48 hex digits) makes every pile encrypt its frame \
+            bodies with 3DES (flag 0x01) and decrypt the gateway's; --frame-key-mode, --frame-key-padding \
+            and --frame-key-iv choose the rest. The gateway needs the same key for each pile \
+            (PUT /v1/piles/{id}/key).
             """
     )
 
@@ -103,6 +109,37 @@ struct SimulateCommand: AsyncParsableCommand {
     @Flag(name: .customLong("expect-all-login"), help: "Fail unless every pile is logged in at the end.")
     var expectAllLogin = false
 
+    @Option(name: .customLong("frame-key"), help: "3DES key (32 or 48 hex digits): piles send encrypted frames (flag 0x01).")
+    var frameKey: String?
+
+    @Option(name: .customLong("frame-key-mode"), help: "Block mode for --frame-key: ecb or cbc.")
+    var frameKeyMode: String = FrameCipher.Mode.ecb.rawValue
+
+    @Option(name: .customLong("frame-key-padding"), help: "Padding for --frame-key: pkcs7 or zero.")
+    var frameKeyPadding: String = FrameCipher.Padding.pkcs7.rawValue
+
+    @Option(name: .customLong("frame-key-iv"), help: "CBC IV for --frame-key (16 hex digits; default zero).")
+    var frameKeyIV: String?
+
+    /// The cipher the piles encrypt with, from the --frame-key options; nil without --frame-key.
+    func frameCipher() throws -> FrameCipher? {
+        guard let frameKey else {
+            guard frameKeyIV == nil else { throw ValidationError("--frame-key-iv needs --frame-key") }
+            return nil
+        }
+        guard let mode = FrameCipher.Mode(rawValue: frameKeyMode) else {
+            throw ValidationError("--frame-key-mode must be ecb or cbc, got '\(frameKeyMode)'")
+        }
+        guard let padding = FrameCipher.Padding(rawValue: frameKeyPadding) else {
+            throw ValidationError("--frame-key-padding must be pkcs7 or zero, got '\(frameKeyPadding)'")
+        }
+        do {
+            return try FrameCipher(hexKey: frameKey, mode: mode, padding: padding, hexIV: frameKeyIV)
+        } catch {
+            throw ValidationError("--frame-key: \(error)")
+        }
+    }
+
     func validate() throws {
         guard piles >= 0 else { throw ValidationError("--piles must be >= 0") }
         guard (1...99).contains(guns) else { throw ValidationError("--guns must be 1...99") }
@@ -139,6 +176,7 @@ struct SimulateCommand: AsyncParsableCommand {
             throw ValidationError("--first-id + --piles exceeds 14 digits")
         }
         _ = try Self.parseGateway(gateway)
+        _ = try frameCipher()
     }
 
     static func parseGateway(_ text: String) throws -> (host: String, port: Int) {
@@ -170,6 +208,7 @@ struct SimulateCommand: AsyncParsableCommand {
         config.template.loginRetryDelay = Self.seconds(loginRetry)
         config.template.billRetryInterval = Self.seconds(billRetry)
         config.template.billMaxSends = billMaxSends
+        config.template.frameCipher = try frameCipher()
         config.template.reconnect = ReconnectPolicy(
             enabled: true, initialDelay: Self.seconds(reconnectMin), maxDelay: Self.seconds(reconnectMax), multiplier: 2,
             jitter: 0.2)
