@@ -53,6 +53,33 @@ struct BackendInstanceHealthTests {
         #expect(BackendInstanceHealth.period(after: 10_000, policy: policy) == .seconds(300))
     }
 
+    private struct Event: Identifiable, Equatable {
+        var id: Int
+    }
+
+    @Test("credit: at most maxInFlight outstanding, a bounded queue, an ack promotes the oldest waiting")
+    func credit() {
+        var c = BackendInstanceCredit<Event>(maxInFlight: 2)
+        let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        #expect(c.enqueue(Event(id: 1), queueLimit: 2) == .sent)
+        #expect(c.enqueue(Event(id: 2), queueLimit: 2) == .sent)
+        #expect(c.enqueue(Event(id: 3), queueLimit: 2) == .queued)
+        #expect(c.enqueue(Event(id: 4), queueLimit: 2) == .queued)
+        #expect(c.enqueue(Event(id: 5), queueLimit: 2) == .overflow)
+        #expect(c.takeReady(now: t0) == [Event(id: 1), Event(id: 2)])
+        #expect(c.takeReady(now: t0) == [])
+        let (unknown, none) = c.ack(99)
+        #expect(unknown == nil && !none)
+        let (acked, promoted) = c.ack(2)
+        #expect(acked?.item == Event(id: 2) && promoted)
+        #expect(c.takeReady(now: t0 + .seconds(5)) == [Event(id: 3)])
+        // Event 1 (sent at t0) expires at a 3 s timeout; event 3 (sent at t0 + 5 s) does not.
+        #expect(c.expired(timeout: .seconds(3), now: t0 + .seconds(6)).map(\.item) == [Event(id: 1)])
+        // Disconnect: in flight by send time, then ready, then waiting.
+        #expect(c.takeAll() == [Event(id: 1), Event(id: 3), Event(id: 4)])
+        #expect(c.inFlight.isEmpty && c.waiting.isEmpty && c.ready.isEmpty)
+    }
+
     @Test("a briefly stalled instance is ejected once over real sockets; /v1/hub and /metrics agree; it comes back")
     func briefStallOverSockets() async throws {
         try await withHub(hub: {

@@ -623,9 +623,9 @@ public final class BackendHub: GatewayEventSink {
         // the gateway itself behind on its loops, which delays every ack alike), ejecting one
         // only moves its load onto the others and the service collapses; so that is not a failure.
         let slow = seconds > config.latencyBound && hasFasterPeer(than: instance)
-        traffic.withLockedValue { t in t[f.pending.route, default: LaneTraffic()].acked(latency: seconds, failure: slow) }
+        traffic.withLockedValue { t in t[f.item.route, default: LaneTraffic()].acked(latency: seconds, failure: slow) }
         if let period = instance.record(success: !slow, sentAt: f.sentAt, policy: ejectionPolicy) {
-            ejected(instance, period: period, route: f.pending.route)
+            ejected(instance, period: period, route: f.item.route)
         }
         return true
     }
@@ -654,11 +654,7 @@ public final class BackendHub: GatewayEventSink {
                 "seconds": "\(Double(period.nanoseconds) / 1e9)",
             ])
         // Its waiting work goes elsewhere now rather than waiting out the ejection.
-        let waiting = instance.state.withLockedValue { s -> [BackendInstance.Pending] in
-            let w = Array(s.waiting)
-            s.waiting.removeAll()
-            return w
-        }
+        let waiting = instance.takeWaiting()
         for p in waiting { _ = self.route(p, onlyService: instance.service, exclude: instance.id) }
     }
 
@@ -690,15 +686,15 @@ public final class BackendHub: GatewayEventSink {
         let all = instances.withLockedValue { $0.values.flatMap { $0 } }
         for instance in all {
             // Oldest first: the failure that ejects is the first of its episode.
-            let expired = instance.expired(timeout: timeout, now: .now()).sorted { $0.sentAt < $1.sentAt }
+            let expired = instance.expired(timeout: timeout, now: .now())
             for f in expired {
-                guard instance.ack(f.pending.id) != nil else { continue }
-                traffic.withLockedValue { $0[f.pending.route, default: LaneTraffic()].failures += 1 }
+                guard instance.ack(f.item.id) != nil else { continue }
+                traffic.withLockedValue { $0[f.item.route, default: LaneTraffic()].failures += 1 }
                 if let period = instance.record(success: false, sentAt: f.sentAt, policy: ejectionPolicy) {
-                    ejected(instance, period: period, route: f.pending.route)
+                    ejected(instance, period: period, route: f.item.route)
                 }
                 // Unacked within the timeout: try another instance of the same service.
-                _ = route(f.pending, onlyService: instance.service, exclude: instance.id)
+                _ = route(f.item, onlyService: instance.service, exclude: instance.id)
             }
         }
     }

@@ -20,7 +20,7 @@ final class BackendInstance: Sendable {
     /// This instance's key in rendezvous hashing, hashed once rather than per event.
     let routeSeed: UInt64
 
-    struct Pending: Sendable {
+    struct Pending: Sendable, Identifiable {
         var id: String
         /// The event's JSON text, as it goes into the WebSocket frame.
         var text: ByteBuffer
@@ -29,15 +29,11 @@ final class BackendInstance: Sendable {
         var route: RouteKey
     }
 
-    struct InFlight: Sendable {
-        var pending: Pending
-        var sentAt: NIODeadline
-    }
+    typealias InFlight = BackendInstanceCredit<Pending>.InFlight
 
     struct State {
-        var ready: Deque<Pending> = []
-        var waiting: Deque<Pending> = []
-        var inFlight: [String: InFlight] = [:]
+        /// In-flight credit and the waiting queue (pure state, see `BackendInstanceCredit`).
+        var credit: BackendInstanceCredit<Pending>
         var draining = false
         var closed = false
         /// Failure streak and ejections (pure state, see `BackendInstanceHealth`).
@@ -47,7 +43,7 @@ final class BackendInstance: Sendable {
         var latencyEWMA: Double?
     }
 
-    let state = NIOLockedValueBox(State())
+    let state: NIOLockedValueBox<State>
     /// The WebSocket channel events are written to; nil until the subscription is confirmed and
     /// after the socket closes.
     private let output = NIOLockedValueBox<(any Channel)?>(nil)
@@ -62,6 +58,7 @@ final class BackendInstance: Sendable {
         self.lane = lane
         self.events = events
         self.maxInFlight = maxInFlight
+        self.state = NIOLockedValueBox(State(credit: BackendInstanceCredit(maxInFlight: maxInFlight)))
         self.joinedAt = Date()
         self.routeSeed = BackendHub.stableHash(service + "/" + name)
     }
@@ -81,64 +78,42 @@ final class BackendInstance: Sendable {
         return min(1, max(0.02, now.timeIntervalSince(joinedAt) / warmup))
     }
 
-    enum EnqueueResult { case sent, queued, overflow }
+    typealias EnqueueResult = BackendInstanceCredit<Pending>.EnqueueResult
 
     /// Adds an event: ready to write when credit allows, else waiting (bounded).
     func enqueue(_ p: Pending, queueLimit: Int) -> EnqueueResult {
-        let result = state.withLockedValue { s -> EnqueueResult in
-            if s.inFlight.count + s.ready.count < maxInFlight {
-                s.ready.append(p)
-                return .sent
-            }
-            guard s.waiting.count < queueLimit else { return .overflow }
-            s.waiting.append(p)
-            return .queued
-        }
+        let result = state.withLockedValue { $0.credit.enqueue(p, queueLimit: queueLimit) }
         if case .sent = result { scheduleWrite() }
         return result
     }
 
     /// Takes what is ready to write, marking it in flight.
     func takeReady() -> [Pending] {
-        state.withLockedValue { s in
-            let out = Array(s.ready)
-            s.ready.removeAll()
-            let now = NIODeadline.now()
-            for p in out { s.inFlight[p.id] = InFlight(pending: p, sentAt: now) }
-            return out
-        }
+        let now = NIODeadline.now()
+        return state.withLockedValue { $0.credit.takeReady(now: now) }
     }
 
     /// An ack arrived: frees credit and promotes waiting events. Returns the acked event, if it
     /// was in flight here.
     func ack(_ id: String) -> InFlight? {
-        let (done, promoted) = state.withLockedValue { s -> (InFlight?, Bool) in
-            guard let f = s.inFlight.removeValue(forKey: id) else { return (nil, false) }
-            var promoted = false
-            while s.inFlight.count + s.ready.count < maxInFlight, let next = s.waiting.popFirst() {
-                s.ready.append(next)
-                promoted = true
-            }
-            return (f, promoted)
-        }
+        let (done, promoted) = state.withLockedValue { $0.credit.ack(id) }
         if promoted { scheduleWrite() }
         return done
     }
 
     /// Everything not yet acked, removed (for re-routing after disconnect or ejection).
     func takeUnacked() -> [Pending] {
-        state.withLockedValue { s in
-            let out = s.inFlight.values.sorted { $0.sentAt < $1.sentAt }.map(\.pending) + Array(s.ready) + Array(s.waiting)
-            s.inFlight.removeAll()
-            s.ready.removeAll()
-            s.waiting.removeAll()
-            return out
-        }
+        state.withLockedValue { $0.credit.takeAll() }
     }
 
-    /// In-flight events older than `timeout`.
+    /// The waiting queue, removed (re-routed when the instance is ejected).
+    func takeWaiting() -> [Pending] {
+        state.withLockedValue { $0.credit.takeWaiting() }
+    }
+
+    /// In-flight events older than `timeout`, oldest first.
     func expired(timeout: TimeAmount, now: NIODeadline) -> [InFlight] {
-        state.withLockedValue { s in s.inFlight.values.filter { now - $0.sentAt > timeout } }
+        state.withLockedValue { $0.credit.expired(timeout: timeout, now: now) }
     }
 
     /// Folds an ack's latency into the smoothed figure.
@@ -194,7 +169,7 @@ final class BackendInstance: Sendable {
         }
     }
 
-    var inFlightCount: Int { state.withLockedValue { $0.inFlight.count } }
+    var inFlightCount: Int { state.withLockedValue { $0.credit.inFlight.count } }
 
     /// What ops see about an instance.
     func status(now: Date, warmup: TimeInterval) -> InstanceStatus {
@@ -204,7 +179,7 @@ final class BackendInstance: Sendable {
             let warming = warmup > 0 && now.timeIntervalSince(joinedAt) < warmup
             return InstanceStatus(
                 service: service, instance: name, lane: lane, events: events.map { Array($0).sorted() } ?? ["*"],
-                maxInFlight: maxInFlight, inFlight: s.inFlight.count, queued: s.waiting.count,
+                maxInFlight: maxInFlight, inFlight: s.credit.inFlight.count, queued: s.credit.waiting.count,
                 state: s.closed ? "closed" : s.draining ? "draining" : ejected ? "ejected" : warming ? "warming" : "healthy",
                 ejections: s.health.ejections, joinedAt: joinedAt, weight: weight(now: now, warmup: warmup))
         }
