@@ -20,7 +20,7 @@ struct CommandInputTests {
 
     @Test("an out-of-range command timeout is a 400 invalid_args naming the range, over HTTP and WebSocket")
     func commandTimeouts() async throws {
-        try await withHub { gw, _ in
+        try await withHub({ $0.livenessTimeout = 120 }) { gw, _ in
             let pile = try await rawPile(gw, "55010600002001")
             for bad in ["1e300", "nan", "inf", "-inf", "9300000000", "0", "-1", "abc", "3601"] {
                 let r = try await gw.http("POST", "/v1/piles/55010600002001/commands/reboot?timeout=\(bad)", body: #"{"when":"immediately"}"#)
@@ -49,7 +49,7 @@ struct CommandInputTests {
 
     @Test("a decimal a field cannot carry is refused with the field and its range; nothing reaches the pile")
     func outOfRangeDecimals() async throws {
-        try await withHub { gw, _ in
+        try await withHub({ $0.livenessTimeout = 120 }) { gw, _ in
             let pile = try await rawPile(gw, "55010600002002")
             let card = #""gun":1,"physicalCardNumber":"00000000D14B0A54""#
             for bad in ["1e300", "-1e300", "-0.01", "42949672.96", "1e19", "12.345", "\"12.345\"", "1e-9", "\"1e-9\"", "\"abc\""] {
@@ -88,7 +88,7 @@ struct CommandInputTests {
 
     @Test("a backend reply with a price out of range is invalid_reply naming the field and range; the fallback answers")
     func outOfRangeReply() async throws {
-        try await withHub { gw, _ in
+        try await withHub({ $0.livenessTimeout = 120 }) { gw, _ in
             let billing = try await TestBackend.connect(apiPort: gw.apiPort, autoAck: false)
             try await billing.subscribe(service: "billing", instance: "b1", events: ["billing_model_request"])
             let pile = try await rawPile(gw, "55010600002003")
@@ -113,7 +113,7 @@ struct CommandInputTests {
 
     @Test("a time the frame cannot carry is refused, not moved to another year or rounded")
     func timesOutOfRange() async throws {
-        try await withHub { gw, _ in
+        try await withHub({ $0.livenessTimeout = 120 }) { gw, _ in
             let pile = try await rawPile(gw, "55010600002004")
             let bad = [
                 "2200-01-01T00:00:00+08:00", "1990-06-01T00:00:00+08:00", "2024-01-02T99:00:00+08:00",

@@ -64,7 +64,10 @@ struct PendingCommandsTests {
 
     @Test("over sockets: a silent pile gets at most maxCommandsPerPile waiting, the rest too_many_commands at once; a socket at most hubMaxCommandsPerSocket")
     func limitsOverSockets() async throws {
-        try await withHub(hub: { $0.maxCommandsPerSocket = 5 }, { $0.maxCommandsPerPile = 3 }) { gw, _ in
+        try await withHub(hub: { $0.maxCommandsPerSocket = 5 }, {
+            $0.maxCommandsPerPile = 3
+            $0.livenessTimeout = 120
+        }) { gw, _ in
             var piles: [RawClient] = []
             for id in ["55010600006001", "55010600006002", "55010600006003"] {
                 let raw = try await RawClient.connect(port: gw.pilePort)
