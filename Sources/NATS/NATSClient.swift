@@ -1,0 +1,673 @@
+import Atomics
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NIOSSL
+
+/// Where the client is in its life.
+public enum NATSConnectionStatus: Sendable, Equatable {
+    case connecting
+    case connected
+    /// Lost the server; publishes are buffered (within `reconnectBufferBytes`) until it is back.
+    case reconnecting
+    case closed
+}
+
+/// Counters since the client was created.
+public struct NATSClientStatistics: Sendable, Equatable {
+    public var inMessages: Int
+    public var inBytes: Int
+    public var outMessages: Int
+    public var outBytes: Int
+    /// Successful reconnects (not counting the first connect).
+    public var reconnects: Int
+    /// Publishes refused because the reconnect buffer was full.
+    public var droppedPublishes: Int
+    /// Messages subscriptions dropped because their reader fell behind, summed over all subscriptions.
+    public var droppedMessages: Int
+    /// `-ERR`s received after the handshake (slow consumer, stale connection…).
+    public var serverErrors: Int
+}
+
+/// A NATS client: publish, subscribe, request-reply, flush, with reconnect and resubscribe.
+///
+/// One TCP (or TLS) connection carries everything. While it is down the client reconnects with jittered
+/// backoff, keeps publishes in a bounded buffer, and on reconnect re-sends every subscription before the
+/// buffered publishes, so a subscriber sees its own traffic after a server restart. `publish` never
+/// suspends: it writes to the connection (or the buffer) and returns, which keeps the gateway's per-frame
+/// path free of task hops. Requests share one wildcard inbox subscription (`_INBOX.<random>.*`) instead
+/// of a subscription per request.
+public final class NATSClient: Sendable {
+    public let options: NATSClientOptions
+    let group: any EventLoopGroup
+    let logger: Logger
+    /// `<inboxPrefix>.<random>`: requests reply to `<muxInbox>.<token>`.
+    let muxInbox: String
+    private let tlsContext: NIOSSLContext?
+    private let state: NIOLockedValueBox<State>
+    private let counters = Counters()
+
+    static let inboxSID: UInt64 = 1
+
+    struct State {
+        var status = NATSConnectionStatus.connecting
+        var channel: (any Channel)?
+        var serverInfo: ServerInfo?
+        var nextSID: UInt64 = 2
+        var subscriptions: [UInt64: SubscriptionRecord] = [:]
+        /// Protocol bytes written while disconnected, sent after the subscriptions on reconnect.
+        var pending = ByteBuffer()
+        var requests: [Substring: RequestWaiter] = [:]
+        var nextRequest: UInt64 = 0
+        var reconnectTask: Task<Void, Never>?
+        var lastError: String?
+        var statusWatchers: [UInt64: AsyncStream<NATSConnectionStatus>.Continuation] = [:]
+        var nextWatcher: UInt64 = 0
+    }
+
+    struct SubscriptionRecord {
+        var subject: String
+        var queue: String?
+        /// Total messages after which the subscription ends (client-side count), if any.
+        var max: Int?
+        var delivered = 0
+        /// Delivered on the current connection: what the server counts for `UNSUB sid max`.
+        var deliveredOnConnection = 0
+        var sink: Sink
+
+        enum Sink {
+            case inbox
+            case stream(AsyncStream<NATSMessage>.Continuation, SubscriptionCounters)
+        }
+    }
+
+    struct RequestWaiter {
+        var subject: String
+        var continuation: CheckedContinuation<NATSMessage, any Error>
+        var timeout: Scheduled<Void>
+    }
+
+    final class Counters: Sendable {
+        let inMessages = ManagedAtomic(0)
+        let inBytes = ManagedAtomic(0)
+        let outMessages = ManagedAtomic(0)
+        let outBytes = ManagedAtomic(0)
+        let reconnects = ManagedAtomic(0)
+        let droppedPublishes = ManagedAtomic(0)
+        let droppedMessages = ManagedAtomic(0)
+        let serverErrors = ManagedAtomic(0)
+    }
+
+    private init(options: NATSClientOptions, group: any EventLoopGroup, logger: Logger) throws {
+        guard !options.servers.isEmpty else { throw NATSError.invalidURL("no servers") }
+        try ClientProtocol.validate(subject: options.inboxPrefix)
+        self.options = options
+        self.group = group
+        self.logger = logger
+        self.muxInbox = "\(options.inboxPrefix).\(Self.randomToken())"
+        if options.tls != nil || options.servers.contains(where: \.tls) {
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            if let tls = options.tls {
+                if let caFile = tls.caFile { configuration.trustRoots = .file(caFile) }
+                if let certificateFile = tls.certificateFile {
+                    configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(certificateFile).map {
+                        .certificate($0)
+                    }
+                }
+                if let keyFile = tls.privateKeyFile { configuration.privateKey = .file(keyFile) }
+            }
+            self.tlsContext = try NIOSSLContext(configuration: configuration)
+        } else {
+            self.tlsContext = nil
+        }
+        var initial = State()
+        initial.subscriptions[Self.inboxSID] = SubscriptionRecord(subject: "\(muxInbox).*", sink: .inbox)
+        self.state = NIOLockedValueBox(initial)
+    }
+
+    /// Connects to the first server that answers (trying each once, in order) and returns a connected
+    /// client; throws the last failure (`authorizationViolation`, `tlsMismatch`, `connectionFailed`…).
+    public static func connect(
+        _ options: NATSClientOptions,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "nats")
+    ) async throws -> NATSClient {
+        let client = try NATSClient(options: options, group: eventLoopGroup, logger: logger)
+        var lastError: any Error = NATSError.connectionFailed("no servers")
+        for server in options.servers {
+            do {
+                try await client.establish(server)
+                return client
+            } catch {
+                lastError = error
+                client.logger.debug("nats connect failed", metadata: ["server": "\(server)", "error": "\(error)"])
+            }
+        }
+        client.state.withLockedValue { $0.status = .closed }
+        if let error = lastError as? NATSError {
+            switch error {
+            case .authorizationViolation, .tlsMismatch, .serverError: throw error
+            default: break
+            }
+        }
+        throw NATSError.connectionFailed("\(lastError)")
+    }
+
+    /// Convenience: `connect(try NATSClientOptions(url:))`.
+    public static func connect(url: String) async throws -> NATSClient {
+        try await connect(try NATSClientOptions(url: url))
+    }
+
+    // MARK: - State
+
+    public var status: NATSConnectionStatus { state.withLockedValue { $0.status } }
+
+    /// The INFO of the server the client is (or was last) connected to.
+    public var serverInfo: ServerInfo? { state.withLockedValue { $0.serverInfo } }
+
+    /// The last asynchronous error (server `-ERR`, failed reconnect attempt), for operators.
+    public var lastError: String? { state.withLockedValue { $0.lastError } }
+
+    public var statistics: NATSClientStatistics {
+        NATSClientStatistics(
+            inMessages: counters.inMessages.load(ordering: .relaxed),
+            inBytes: counters.inBytes.load(ordering: .relaxed),
+            outMessages: counters.outMessages.load(ordering: .relaxed),
+            outBytes: counters.outBytes.load(ordering: .relaxed),
+            reconnects: counters.reconnects.load(ordering: .relaxed),
+            droppedPublishes: counters.droppedPublishes.load(ordering: .relaxed),
+            droppedMessages: counters.droppedMessages.load(ordering: .relaxed),
+            serverErrors: counters.serverErrors.load(ordering: .relaxed)
+        )
+    }
+
+    /// Status changes from now on (the current status first), so a node can show and react to NATS
+    /// trouble without polling. The sequence ends when the client is closed.
+    public func statusChanges() -> AsyncStream<NATSConnectionStatus> {
+        let (stream, continuation) = AsyncStream.makeStream(
+            of: NATSConnectionStatus.self, bufferingPolicy: .bufferingNewest(16)
+        )
+        let closed: Bool = state.withLockedValue { s in
+            continuation.yield(s.status)
+            guard s.status != .closed else { return true }
+            let id = s.nextWatcher
+            s.nextWatcher += 1
+            s.statusWatchers[id] = continuation
+            continuation.onTermination = { [weak self] _ in
+                self?.state.withLockedValue { _ = $0.statusWatchers.removeValue(forKey: id) }
+            }
+            return false
+        }
+        if closed { continuation.finish() }
+        return stream
+    }
+
+    /// Sets the status and tells the watchers (called with the lock held; yield does not re-enter it).
+    private static func setStatus(_ status: NATSConnectionStatus, in s: inout State) {
+        guard s.status != status else { return }
+        s.status = status
+        for watcher in s.statusWatchers.values { watcher.yield(status) }
+    }
+
+    // MARK: - Publish
+
+    /// Publishes `payload` to `subject`. Does not wait for the server: use `flush()` for a barrier or
+    /// JetStream for an acknowledgement. While reconnecting the message is buffered; when the buffer is
+    /// full this throws `reconnectBufferExceeded` and the message is not sent.
+    public func publish(
+        _ payload: ByteBuffer, to subject: String, replyTo: String? = nil, headers: NATSHeaders? = nil
+    ) throws {
+        try ClientProtocol.validate(subject: subject)
+        if let replyTo { try ClientProtocol.validate(subject: replyTo) }
+        if let headers { try headers.validate() }
+        let maxPayload = state.withLockedValue { $0.serverInfo?.maxPayload } ?? 1_048_576
+        let size = ClientProtocol.bodySize(headers: headers, payload: payload)
+        guard size <= maxPayload else { throw NATSError.payloadTooLarge(size: size, maxPayload: maxPayload) }
+        var buffer = ByteBufferAllocator().buffer(capacity: subject.utf8.count + size + 64)
+        ClientProtocol.writePublish(
+            subject: subject, replyTo: replyTo, headers: headers, payload: payload, into: &buffer
+        )
+        try send(buffer)
+        counters.outMessages.wrappingIncrement(ordering: .relaxed)
+        counters.outBytes.wrappingIncrement(by: size, ordering: .relaxed)
+    }
+
+    /// Publishes UTF-8 text.
+    public func publish(_ text: String, to subject: String, replyTo: String? = nil, headers: NATSHeaders? = nil)
+        throws
+    {
+        try publish(ByteBuffer(string: text), to: subject, replyTo: replyTo, headers: headers)
+    }
+
+    /// Publishes bytes.
+    public func publish(_ bytes: [UInt8], to subject: String, replyTo: String? = nil, headers: NATSHeaders? = nil)
+        throws
+    {
+        try publish(ByteBuffer(bytes: bytes), to: subject, replyTo: replyTo, headers: headers)
+    }
+
+    /// Writes protocol bytes to the connection, or to the reconnect buffer while disconnected. The write
+    /// happens under the lock so bytes leave in the order callers handed them over, also across a
+    /// reconnect (the buffer is flushed under the same lock).
+    private func send(_ buffer: ByteBuffer) throws {
+        try state.withLockedValue { s in
+            switch s.status {
+            case .connected:
+                s.channel?.writeAndFlush(buffer, promise: nil)
+            case .closed:
+                throw NATSError.connectionClosed
+            case .connecting, .reconnecting:
+                guard s.pending.readableBytes + buffer.readableBytes <= options.reconnectBufferBytes else {
+                    counters.droppedPublishes.wrappingIncrement(ordering: .relaxed)
+                    throw NATSError.reconnectBufferExceeded(budget: options.reconnectBufferBytes)
+                }
+                var bytes = buffer
+                s.pending.writeBuffer(&bytes)
+            }
+        }
+    }
+
+    /// Waits until the server has processed everything written before (a PING/PONG round trip).
+    /// Throws `connectionClosed` when not connected and `timeout` when the PONG is late.
+    public func flush(timeout: Duration = .seconds(5)) async throws {
+        guard let channel = state.withLockedValue({ $0.status == .connected ? $0.channel : nil }) else {
+            throw NATSError.connectionClosed
+        }
+        try await Self.roundTrip(channel: channel, timeout: timeout)
+    }
+
+    static func roundTrip(channel: any Channel, timeout: Duration) async throws {
+        let promise = channel.eventLoop.makePromise(of: Void.self)
+        let once = OneShot<Void>()
+        promise.futureResult.whenComplete { once.resume($0) }
+        let timer = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) { once.resume(.failure(NATSError.timeout)) }
+        channel.triggerUserOutboundEvent(PingRequest(promise: promise), promise: nil)
+        defer { timer.cancel() }
+        try await once.wait()
+    }
+
+    // MARK: - Subscribe
+
+    /// Subscribes to `subject` (wildcards `*` and `>` allowed); with `queue`, subscribers of the same
+    /// group share the messages, one receiving each. Returns after the server has the subscription
+    /// (a flush), so messages published afterwards are delivered; while reconnecting it returns at once
+    /// and the subscription is sent on reconnect.
+    ///
+    /// The subscription buffers up to `bufferLimit` (default `subscriptionBufferLimit`) messages for its
+    /// reader; beyond that new messages are dropped and counted in `droppedMessages` rather than letting
+    /// a slow reader grow memory without bound or stall every other subscription.
+    public func subscribe(to subject: String, queue: String? = nil, bufferLimit: Int? = nil) async throws
+        -> NATSSubscription
+    {
+        let subscription = try subscribeNoFlush(to: subject, queue: queue, bufferLimit: bufferLimit)
+        if status == .connected { try? await flush() }
+        return subscription
+    }
+
+    /// `subscribe` without the flush: for callers that flush once after several subscriptions.
+    public func subscribeNoFlush(to subject: String, queue: String? = nil, bufferLimit: Int? = nil) throws
+        -> NATSSubscription
+    {
+        try ClientProtocol.validate(subject: subject)
+        if let queue { try ClientProtocol.validate(subject: queue) }
+        let limit = max(1, bufferLimit ?? options.subscriptionBufferLimit)
+        let (stream, continuation) = AsyncStream.makeStream(
+            of: NATSMessage.self, bufferingPolicy: .bufferingOldest(limit)
+        )
+        let counters = SubscriptionCounters()
+        let sid: UInt64 = try state.withLockedValue { s in
+            guard s.status != .closed else { throw NATSError.connectionClosed }
+            let sid = s.nextSID
+            s.nextSID += 1
+            s.subscriptions[sid] = SubscriptionRecord(
+                subject: subject, queue: queue, sink: .stream(continuation, counters)
+            )
+            if s.status == .connected, let channel = s.channel {
+                var buffer = channel.allocator.buffer(capacity: subject.utf8.count + 32)
+                ClientProtocol.writeSubscribe(sid: sid, subject: subject, queue: queue, into: &buffer)
+                channel.writeAndFlush(buffer, promise: nil)
+            }
+            return sid
+        }
+        continuation.onTermination = { [weak self] termination in
+            if case .cancelled = termination { self?.unsubscribe(sid: sid, after: nil) }
+        }
+        return NATSSubscription(
+            client: self, sid: sid, subject: subject, queue: queue, stream: stream, counters: counters
+        )
+    }
+
+    /// Ends a subscription now (`after` nil) or after it has delivered `after` messages in total.
+    func unsubscribe(sid: UInt64, after max: Int?) {
+        let finished: AsyncStream<NATSMessage>.Continuation? = state.withLockedValue { s in
+            guard var record = s.subscriptions[sid] else { return nil }
+            var finished: AsyncStream<NATSMessage>.Continuation?
+            var serverMax: Int?
+            if let max, record.delivered < max {
+                record.max = max
+                serverMax = record.deliveredOnConnection + (max - record.delivered)
+                s.subscriptions[sid] = record
+            } else {
+                s.subscriptions[sid] = nil
+                if case .stream(let continuation, _) = record.sink { finished = continuation }
+            }
+            if s.status == .connected, let channel = s.channel {
+                var buffer = channel.allocator.buffer(capacity: 32)
+                ClientProtocol.writeUnsubscribe(sid: sid, max: serverMax, into: &buffer)
+                channel.writeAndFlush(buffer, promise: nil)
+            }
+            return finished
+        }
+        finished?.finish()
+    }
+
+    // MARK: - Request-reply
+
+    /// Sends a request and waits for the first reply. Throws `noResponders` at once when nobody
+    /// subscribes to `subject` (the server answers with status 503), `timeout` after `timeout`.
+    public func request(
+        _ payload: ByteBuffer, to subject: String, headers: NATSHeaders? = nil, timeout: Duration? = nil
+    ) async throws -> NATSMessage {
+        let token: String = try state.withLockedValue { s in
+            guard s.status != .closed else { throw NATSError.connectionClosed }
+            s.nextRequest += 1
+            return String(s.nextRequest, radix: 36)
+        }
+        let key = Substring(token)
+        let replyTo = "\(muxInbox).\(token)"
+        let wait = TimeAmount(timeout ?? options.requestTimeout)
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<NATSMessage, any Error>) in
+                let timer = group.next().scheduleTask(in: wait) { [weak self] () -> Void in
+                    self?.resolveRequest(key, with: .failure(NATSError.timeout))
+                }
+                let registered = state.withLockedValue { s in
+                    guard s.status != .closed else { return false }
+                    s.requests[key] = RequestWaiter(subject: subject, continuation: continuation, timeout: timer)
+                    return true
+                }
+                guard registered else {
+                    timer.cancel()
+                    continuation.resume(throwing: NATSError.connectionClosed)
+                    return
+                }
+                do {
+                    try publish(payload, to: subject, replyTo: replyTo, headers: headers)
+                } catch {
+                    resolveRequest(key, with: .failure(error))
+                }
+            }
+        } onCancel: {
+            resolveRequest(key, with: .failure(CancellationError()))
+        }
+    }
+
+    /// `request` with a text payload.
+    public func request(_ text: String, to subject: String, headers: NATSHeaders? = nil, timeout: Duration? = nil)
+        async throws -> NATSMessage
+    {
+        try await request(ByteBuffer(string: text), to: subject, headers: headers, timeout: timeout)
+    }
+
+    /// Answers a request: publishes to its `replyTo`. Throws `invalidSubject` when it has none.
+    public func respond(to request: NATSMessage, with payload: ByteBuffer, headers: NATSHeaders? = nil) throws {
+        guard let replyTo = request.replyTo else { throw NATSError.invalidSubject("(request without reply)") }
+        try publish(payload, to: replyTo, headers: headers)
+    }
+
+    private func resolveRequest(_ key: Substring, with result: Result<NATSMessage, any Error>) {
+        guard let waiter = state.withLockedValue({ $0.requests.removeValue(forKey: key) }) else { return }
+        waiter.timeout.cancel()
+        switch result {
+        case .success(let message) where message.status == 503 && message.payload.readableBytes == 0:
+            waiter.continuation.resume(throwing: NATSError.noResponders(subject: waiter.subject))
+        default:
+            waiter.continuation.resume(with: result)
+        }
+    }
+
+    /// A fresh subject for a one-off reply subscription (`<inboxPrefix>.<random>`).
+    public func newInbox() -> String {
+        "\(options.inboxPrefix).\(Self.randomToken())"
+    }
+
+    static func randomToken() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let alphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
+        return String(decoding: (0..<22).map { _ in alphabet[Int(generator.next() % 62)] }, as: UTF8.self)
+    }
+
+    // MARK: - Close
+
+    /// Flushes what was published (within a second), closes the connection, ends every subscription and
+    /// fails pending requests with `connectionClosed`. Further calls do nothing.
+    public func close() async {
+        let taken = state.withLockedValue { s -> (Channel?, Task<Void, Never>?, [SubscriptionRecord], [RequestWaiter], [AsyncStream<NATSConnectionStatus>.Continuation])? in
+            guard s.status != .closed else { return nil }
+            Self.setStatus(.closed, in: &s)
+            defer {
+                s.channel = nil
+                s.reconnectTask = nil
+                s.subscriptions = [:]
+                s.requests = [:]
+                s.statusWatchers = [:]
+                s.pending.clear()
+            }
+            return (s.channel, s.reconnectTask, Array(s.subscriptions.values), Array(s.requests.values), Array(s.statusWatchers.values))
+        }
+        guard let (channel, task, subscriptions, requests, watchers) = taken else { return }
+        task?.cancel()
+        if let channel {
+            try? await Self.roundTrip(channel: channel, timeout: .seconds(1))
+            try? await channel.close()
+        }
+        for record in subscriptions {
+            if case .stream(let continuation, _) = record.sink { continuation.finish() }
+        }
+        for waiter in requests {
+            waiter.timeout.cancel()
+            waiter.continuation.resume(throwing: NATSError.connectionClosed)
+        }
+        for watcher in watchers { watcher.finish() }
+    }
+
+    // MARK: - Connection
+
+    /// Opens a connection to `server`, completes the handshake, re-sends every subscription and the
+    /// buffered publishes, and makes it the client's connection.
+    private func establish(_ server: NATSServerAddress) async throws {
+        let handshake = group.next().makePromise(of: ServerInfo.self)
+        let options = self.options
+        let tlsContext = self.tlsContext
+        let logger = self.logger
+        let bootstrap = ClientBootstrap(group: handshake.futureResult.eventLoop)
+            .connectTimeout(TimeAmount(options.connectTimeout))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let handler = NATSConnectionHandler(
+                        options: options, server: server, tlsContext: tlsContext, handshake: handshake,
+                        delegate: self, logger: logger
+                    )
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ServerOperationDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.connect(host: server.host, port: server.port).get()
+        } catch {
+            handshake.fail(error)
+            throw error
+        }
+        let timer = channel.eventLoop.scheduleTask(in: TimeAmount(options.connectTimeout)) {
+            channel.triggerUserOutboundEvent(HandshakeTimedOut(), promise: nil)
+        }
+        let info: ServerInfo
+        do {
+            info = try await handshake.futureResult.get()
+            timer.cancel()
+        } catch {
+            timer.cancel()
+            try? await channel.close()
+            throw error
+        }
+        let installed: Bool = state.withLockedValue { s in
+            guard s.status != .closed else { return false }
+            var buffer = channel.allocator.buffer(capacity: 256 + s.pending.readableBytes)
+            for (sid, record) in s.subscriptions.sorted(by: { $0.key < $1.key }) {
+                ClientProtocol.writeSubscribe(sid: sid, subject: record.subject, queue: record.queue, into: &buffer)
+                if let max = record.max {
+                    ClientProtocol.writeUnsubscribe(sid: sid, max: max - record.delivered, into: &buffer)
+                }
+                s.subscriptions[sid]?.deliveredOnConnection = 0
+            }
+            buffer.writeBuffer(&s.pending)
+            s.pending.clear()
+            channel.writeAndFlush(buffer, promise: nil)
+            s.channel = channel
+            s.serverInfo = info
+            s.reconnectTask = nil
+            Self.setStatus(.connected, in: &s)
+            return true
+        }
+        guard installed else {
+            try? await channel.close()
+            throw NATSError.connectionClosed
+        }
+        logger.info("nats connected", metadata: ["server": "\(server)", "server_id": "\(info.serverID)"])
+        channel.closeFuture.whenComplete { [weak self] _ in
+            guard let self else { return }
+            // Hop: the close may complete inside a write made under the lock.
+            channel.eventLoop.execute { self.connectionLost(channel) }
+        }
+    }
+
+    private func connectionLost(_ channel: any Channel) {
+        let reconnect: Bool = state.withLockedValue { s in
+            guard s.channel === channel else { return false }
+            s.channel = nil
+            guard s.status != .closed else { return false }
+            Self.setStatus(.reconnecting, in: &s)
+            s.reconnectTask = Task { await self.reconnectLoop() }
+            return true
+        }
+        if reconnect { logger.warning("nats connection lost; reconnecting") }
+    }
+
+    /// Tries the servers in turn with jittered exponential backoff until one answers, the policy's
+    /// attempts run out (then the client closes) or the client is closed.
+    private func reconnectLoop() async {
+        var attempt = 0
+        while !Task.isCancelled {
+            if let maxAttempts = options.reconnect.maxAttempts, attempt >= maxAttempts {
+                logger.error("nats reconnect attempts exhausted; closing")
+                await close()
+                return
+            }
+            try? await Task.sleep(for: options.reconnect.delay(attempt: attempt))
+            if Task.isCancelled || status == .closed { return }
+            let server = options.servers[attempt % options.servers.count]
+            do {
+                try await establish(server)
+                counters.reconnects.wrappingIncrement(ordering: .relaxed)
+                return
+            } catch {
+                state.withLockedValue { $0.lastError = "reconnect to \(server): \(error)" }
+                logger.debug("nats reconnect failed", metadata: ["server": "\(server)", "error": "\(error)"])
+                attempt += 1
+            }
+        }
+    }
+}
+
+extension NATSClient {
+    /// Test hook: stops (false) or resumes (true) reading the socket, to make the server see a slow consumer.
+    func setReading(_ on: Bool) async throws {
+        guard let channel = state.withLockedValue({ $0.channel }) else { throw NATSError.connectionClosed }
+        try await channel.setOption(.autoRead, value: on).get()
+        if on { channel.read() }
+    }
+}
+
+extension NATSClient: NATSConnectionDelegate {
+    func connection(received message: NATSMessage) {
+        counters.inMessages.wrappingIncrement(ordering: .relaxed)
+        counters.inBytes.wrappingIncrement(by: message.payload.readableBytes, ordering: .relaxed)
+        enum Route {
+            case none
+            case reply(Substring)
+            case stream(AsyncStream<NATSMessage>.Continuation, SubscriptionCounters, finish: Bool)
+        }
+        let route: Route = state.withLockedValue { s in
+            guard var record = s.subscriptions[message.sid] else { return .none }
+            switch record.sink {
+            case .inbox:
+                guard let dot = message.subject.lastIndex(of: ".") else { return .none }
+                return .reply(message.subject[message.subject.index(after: dot)...])
+            case .stream(let continuation, let counters):
+                record.delivered += 1
+                record.deliveredOnConnection += 1
+                let finish = record.max.map { record.delivered >= $0 } ?? false
+                s.subscriptions[message.sid] = finish ? nil : record
+                return .stream(continuation, counters, finish: finish)
+            }
+        }
+        switch route {
+        case .none:
+            break
+        case .reply(let token):
+            resolveRequest(token, with: .success(message))
+        case .stream(let continuation, let subscriptionCounters, let finish):
+            subscriptionCounters.delivered.wrappingIncrement(ordering: .relaxed)
+            if case .dropped = continuation.yield(message) {
+                subscriptionCounters.dropped.wrappingIncrement(ordering: .relaxed)
+                counters.droppedMessages.wrappingIncrement(ordering: .relaxed)
+            }
+            if finish { continuation.finish() }
+        }
+    }
+
+    func connection(receivedInfo info: ServerInfo) {
+        state.withLockedValue { $0.serverInfo = info }
+    }
+
+    func connection(receivedError text: String) {
+        counters.serverErrors.wrappingIncrement(ordering: .relaxed)
+        state.withLockedValue { $0.lastError = text }
+    }
+}
+
+/// A result delivered once to one waiter, whichever of several racing completions comes first
+/// (a PONG, a timeout, a closed channel).
+final class OneShot<Value: Sendable>: Sendable {
+    private let state = NIOLockedValueBox<(CheckedContinuation<Value, any Error>?, Result<Value, any Error>?, Bool)>(
+        (nil, nil, false)
+    )
+
+    func resume(_ result: Result<Value, any Error>) {
+        let continuation: CheckedContinuation<Value, any Error>? = state.withLockedValue { s in
+            guard !s.2 else { return nil }
+            s.2 = true
+            if let continuation = s.0 {
+                s.0 = nil
+                return continuation
+            }
+            s.1 = result
+            return nil
+        }
+        continuation?.resume(with: result)
+    }
+
+    func wait() async throws -> Value {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready: Result<Value, any Error>? = state.withLockedValue { s in
+                if let result = s.1 { return result }
+                s.0 = continuation
+                return nil
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
+    }
+}

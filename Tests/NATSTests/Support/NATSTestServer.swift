@@ -1,0 +1,251 @@
+import Foundation
+import Logging
+import NATS
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// A real `nats-server` for one test: JetStream on, bound to 127.0.0.1 on a free port, storing in a
+/// temporary directory, with the monitoring port for `/varz`-style checks. `restart()` keeps the port
+/// and the store, so clients can reconnect to it and JetStream state survives.
+final class NATSTestServer: @unchecked Sendable {
+    let port: Int
+    let monitorPort: Int
+    let directory: URL
+    let configuration: String?
+    private var process: Process?
+
+    var url: String { "nats://127.0.0.1:\(port)" }
+    var address: NATSServerAddress { NATSServerAddress(host: "127.0.0.1", port: port) }
+    var pid: Int32? { process?.processIdentifier }
+
+    /// Starts a server; `configuration` is written to a config file (for auth, TLS, limits).
+    init(configuration: String? = nil) async throws {
+        self.directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("nats-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        self.port = try Self.freePort()
+        self.monitorPort = try Self.freePort()
+        self.configuration = configuration
+        try await start()
+    }
+
+    /// Runs `body` with a fresh server and always stops it (and removes its store) afterwards.
+    @discardableResult
+    static func with<T>(configuration: String? = nil, _ body: (NATSTestServer) async throws -> T) async throws -> T {
+        let server = try await NATSTestServer(configuration: configuration)
+        do {
+            let result = try await body(server)
+            server.stop()
+            server.removeFiles()
+            return result
+        } catch {
+            server.stop()
+            server.removeFiles()
+            throw error
+        }
+    }
+
+    /// Options for a client of this server with test-friendly timings.
+    func clientOptions() -> NATSClientOptions {
+        var options = NATSClientOptions(servers: [address])
+        options.reconnect = NATSReconnectPolicy(initialDelay: .milliseconds(50), maxDelay: .milliseconds(250))
+        options.requestTimeout = .seconds(5)
+        options.connectTimeout = .seconds(5)
+        return options
+    }
+
+    func connect(_ adjust: (inout NATSClientOptions) -> Void = { _ in }) async throws -> NATSClient {
+        var options = clientOptions()
+        adjust(&options)
+        var logger = Logger(label: "nats-test")
+        logger.logLevel = .warning
+        return try await NATSClient.connect(options, logger: logger)
+    }
+
+    func start() async throws {
+        var arguments = [
+            "-js", "-a", "127.0.0.1", "-p", "\(port)", "-m", "\(monitorPort)",
+            "-sd", directory.appendingPathComponent("store").path,
+            "-l", directory.appendingPathComponent("server.log").path,
+        ]
+        if let configuration {
+            let file = directory.appendingPathComponent("server.conf")
+            try configuration.write(to: file, atomically: true, encoding: .utf8)
+            arguments += ["-c", file.path]
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.executable)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        let stderrFile = directory.appendingPathComponent("stderr.log")
+        _ = FileManager.default.createFile(atPath: stderrFile.path, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: stderrFile)
+        try process.run()
+        self.process = process
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            if !process.isRunning {
+                throw TestServerError.exited(log: log())
+            }
+            let clientPortReady = await Self.accepts(port: port)
+            let monitorPortReady = await Self.accepts(port: monitorPort)
+            if clientPortReady && monitorPortReady { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        stop()
+        throw TestServerError.notReady(log: log())
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL after 5 s) and waits for it to exit.
+    func stop() {
+        guard let process, process.isRunning else { return }
+        process.terminate()
+        let deadline = Date().addingTimeInterval(5)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        self.process = nil
+    }
+
+    func restart() async throws {
+        stop()
+        try await start()
+    }
+
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the server: a dead peer whose socket stays open.
+    func pause() { if let pid { kill(pid, SIGSTOP) } }
+    func resume() { if let pid { kill(pid, SIGCONT) } }
+
+    func removeFiles() {
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    func log() -> String {
+        ["stderr.log", "server.log"].map {
+            (try? String(contentsOf: directory.appendingPathComponent($0), encoding: .utf8)) ?? ""
+        }.joined(separator: "\n")
+    }
+
+    /// A monitoring endpoint (`varz`, `connz`, `jsz?…`) as JSON.
+    func monitor(_ path: String) async throws -> [String: Any] {
+        let body = try await HTTPGet.fetch(host: "127.0.0.1", port: monitorPort, path: "/" + path)
+        guard let object = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] else {
+            throw TestServerError.badMonitorResponse(body)
+        }
+        return object
+    }
+
+    static let executable: String = {
+        for candidate in ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
+        where FileManager.default.isExecutableFile(atPath: candidate) {
+            return candidate
+        }
+        return "/usr/sbin/nats-server"
+    }()
+
+    /// An ephemeral port the kernel hands out (bound then released).
+    static func freePort() throws -> Int {
+        let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).wait()
+        defer { try? channel.close().wait() }
+        guard let port = channel.localAddress?.port else { throw TestServerError.noPort }
+        return port
+    }
+
+    static func accepts(port: Int) async -> Bool {
+        guard let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port).get()
+        else { return false }
+        try? await channel.close()
+        return true
+    }
+
+    enum TestServerError: Error {
+        case exited(log: String)
+        case notReady(log: String)
+        case noPort
+        case badMonitorResponse(String)
+    }
+}
+
+/// A minimal HTTP/1.0 GET over NIO for the server's monitoring port.
+enum HTTPGet {
+    static func fetch(host: String, port: Int, path: String) async throws -> String {
+        let collected = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: String.self)
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(Collector(promise: collected))
+                }
+            }
+            .connect(host: host, port: port).get()
+        try await channel.writeAndFlush(ByteBuffer(string: "GET \(path) HTTP/1.0\r\nHost: \(host)\r\n\r\n"))
+        let response = try await collected.futureResult.get()
+        guard let split = response.range(of: "\r\n\r\n") else { return response }
+        return String(response[split.upperBound...])
+    }
+
+    final class Collector: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        var buffer = ByteBuffer()
+        let promise: EventLoopPromise<String>
+        init(promise: EventLoopPromise<String>) { self.promise = promise }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var chunk = unwrapInboundIn(data)
+            buffer.writeBuffer(&chunk)
+        }
+        func channelInactive(context: ChannelHandlerContext) {
+            promise.succeed(String(buffer: buffer))
+        }
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            promise.fail(error)
+            context.close(promise: nil)
+        }
+    }
+}
+
+/// Waits until `condition` holds, polling every 10 ms, or fails after `timeout`.
+func waitUntil(
+    _ description: String = "condition", timeout: Duration = .seconds(10), _ condition: () async throws -> Bool
+) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    throw WaitTimeout(description: description)
+}
+
+struct WaitTimeout: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// Reads a subscription in a task of its own and keeps what arrives, so tests wait for a count with a
+/// bounded timeout instead of cancelling an iteration (which would end the subscription).
+final class MessageCollector: Sendable {
+    private let box = NIOLockedValueBox<[NATSMessage]>([])
+    private let task: Task<Void, Never>
+
+    init(_ subscription: NATSSubscription) {
+        let box = self.box
+        task = Task {
+            for await message in subscription { box.withLockedValue { $0.append(message) } }
+        }
+    }
+
+    var messages: [NATSMessage] { box.withLockedValue { $0 } }
+    var strings: [String] { messages.map(\.string) }
+
+    /// Waits until at least `count` messages arrived; returns them.
+    @discardableResult
+    func wait(for count: Int, timeout: Duration = .seconds(10)) async throws -> [NATSMessage] {
+        try await waitUntil("\(count) messages (have \(messages.count))", timeout: timeout) { messages.count >= count }
+        return messages
+    }
+
+    /// Waits for the subscription to end.
+    func finished() async { await task.value }
+}
