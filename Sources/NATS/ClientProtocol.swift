@@ -12,9 +12,12 @@ enum ClientProtocol {
     }
 
     /// `PUB subject [reply] size` or `HPUB subject [reply] header-size total-size`, then the body.
+    /// Returns the body size (headers plus payload), which the server compares with `max_payload`.
+    @discardableResult
     static func writePublish(
         subject: String, replyTo: String?, headers: NATSHeaders?, payload: ByteBuffer, into buffer: inout ByteBuffer
-    ) {
+    ) -> Int {
+        var bodySize = payload.readableBytes
         if let headers {
             var block = ByteBuffer()
             let headerLength = headers.write(to: &block)
@@ -24,7 +27,8 @@ enum ClientProtocol {
                 buffer.writeStaticString(" ")
                 buffer.writeString(replyTo)
             }
-            buffer.writeString(" \(headerLength) \(headerLength + payload.readableBytes)\r\n")
+            bodySize += headerLength
+            buffer.writeString(" \(headerLength) \(bodySize)\r\n")
             buffer.writeImmutableBuffer(block)
         } else {
             buffer.writeStaticString("PUB ")
@@ -37,13 +41,7 @@ enum ClientProtocol {
         }
         buffer.writeImmutableBuffer(payload)
         buffer.writeStaticString("\r\n")
-    }
-
-    /// The size the server compares with `max_payload`: headers plus payload.
-    static func bodySize(headers: NATSHeaders?, payload: ByteBuffer) -> Int {
-        guard let headers else { return payload.readableBytes }
-        var block = ByteBuffer()
-        return headers.write(to: &block) + payload.readableBytes
+        return bodySize
     }
 
     static func writeSubscribe(sid: UInt64, subject: String, queue: String?, into buffer: inout ByteBuffer) {

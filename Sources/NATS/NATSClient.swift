@@ -221,14 +221,11 @@ public final class NATSClient: Sendable {
         try ClientProtocol.validate(subject: subject)
         if let replyTo { try ClientProtocol.validate(subject: replyTo) }
         if let headers { try headers.validate() }
-        let maxPayload = state.withLockedValue { $0.serverInfo?.maxPayload } ?? 1_048_576
-        let size = ClientProtocol.bodySize(headers: headers, payload: payload)
-        guard size <= maxPayload else { throw NATSError.payloadTooLarge(size: size, maxPayload: maxPayload) }
-        var buffer = ByteBufferAllocator().buffer(capacity: subject.utf8.count + size + 64)
-        ClientProtocol.writePublish(
+        var buffer = ByteBufferAllocator().buffer(capacity: subject.utf8.count + payload.readableBytes + 64)
+        let size = ClientProtocol.writePublish(
             subject: subject, replyTo: replyTo, headers: headers, payload: payload, into: &buffer
         )
-        try send(buffer)
+        try send(buffer, bodySize: size)
         counters.outMessages.wrappingIncrement(ordering: .relaxed)
         counters.outBytes.wrappingIncrement(by: size, ordering: .relaxed)
     }
@@ -250,8 +247,13 @@ public final class NATSClient: Sendable {
     /// Writes protocol bytes to the connection, or to the reconnect buffer while disconnected. The write
     /// happens under the lock so bytes leave in the order callers handed them over, also across a
     /// reconnect (the buffer is flushed under the same lock).
-    private func send(_ buffer: ByteBuffer) throws {
+    /// A publish's `bodySize` is checked against the server's `max_payload` under the same lock.
+    private func send(_ buffer: ByteBuffer, bodySize: Int) throws {
         try state.withLockedValue { s in
+            let maxPayload = s.serverInfo?.maxPayload ?? 1_048_576
+            guard bodySize <= maxPayload else {
+                throw NATSError.payloadTooLarge(size: bodySize, maxPayload: maxPayload)
+            }
             switch s.status {
             case .connected:
                 s.channel?.writeAndFlush(buffer, promise: nil)
@@ -585,7 +587,7 @@ public final class NATSClient: Sendable {
 extension NATSClient {
     /// Test hook: stops (false) or resumes (true) reading the socket, to make the server see a slow consumer.
     func setReading(_ on: Bool) async throws {
-        guard let channel = state.withLockedValue({ $0.channel }) else { throw NATSError.connectionClosed }
+        guard let channel = state.withLockedValue({ $0.channel }) else { return }
         try await channel.setOption(.autoRead, value: on).get()
         if on { channel.read() }
     }

@@ -119,10 +119,16 @@ struct NATSReconnectTests {
             let collector = MessageCollector(subscription)
             let producer = try await server.connect()
             try await slow.setReading(false)
-            // Far more than the kernel's socket buffers hold, so the server's queue for the client grows.
+            // Publish until the server gives up on the reader: once the kernel's socket buffers are full
+            // its queue for the client passes max_pending (a few MiB on loopback; bounded at 64 MiB).
             let chunk = [UInt8](repeating: 0x61, count: 16 * 1024)
-            for _ in 0..<2000 { try producer.publish(chunk, to: "flood") }
-            try await producer.flush()
+            var published = 0
+            while published < 4096 {
+                for _ in 0..<64 { try producer.publish(chunk, to: "flood") }
+                published += 64
+                try await producer.flush()
+                if (try await server.monitor("varz")["slow_consumers"] as? Int ?? 0) >= 1 { break }
+            }
             try await waitUntil("server counted a slow consumer") {
                 (try await server.monitor("varz")["slow_consumers"] as? Int ?? 0) >= 1
             }
