@@ -4,154 +4,156 @@ import Testing
 
 @testable import NATS
 
-@Suite("NATS core against a real nats-server", .timeLimit(.minutes(1)))
-struct NATSClientTests {
-    @Test("publish and subscribe, with wildcards, payloads of every size and CRLF inside")
-    func publishSubscribe() async throws {
-        try await NATSTestServer.with { server in
-            let client = try await server.connect()
-            let info = try #require(client.serverInfo)
-            #expect(info.headers && info.jetStream && info.maxPayload > 0)
-            let all = MessageCollector(try await client.subscribe(to: "pile.>"))
-            let one = MessageCollector(try await client.subscribe(to: "pile.*.event"))
-            let payloads = ["", "a", "line\r\nbreak", String(repeating: "z", count: 70_000)]
-            for (i, payload) in payloads.enumerated() {
-                try client.publish(payload, to: "pile.\(i).event", replyTo: "reply.\(i)")
-            }
-            try client.publish("other", to: "pile.1.x.y")
-            let got = try await all.wait(for: 5)
-            #expect(got.map(\.string) == payloads + ["other"])
-            #expect(got.first?.replyTo == "reply.0")
-            #expect(try await one.wait(for: 4).map(\.subject) == (0..<4).map { "pile.\($0).event" })
-            #expect(client.statistics.outMessages == 5)
-            await client.close()
-            #expect(client.status == .closed)
-            #expect(throws: NATSError.connectionClosed) { try client.publish("x", to: "a") }
-        }
-    }
-
-    @Test("headers travel in HPUB/HMSG")
-    func headers() async throws {
-        try await NATSTestServer.with { server in
-            let client = try await server.connect()
-            let collector = MessageCollector(try await client.subscribe(to: "h"))
-            var headers = NATSHeaders()
-            headers.append("Trace", "1")
-            headers.append("Trace", "2")
-            headers["Pile"] = "32010200000001"
-            try client.publish("body", to: "h", headers: headers)
-            let message = try #require(try await collector.wait(for: 1).first)
-            #expect(message.string == "body")
-            #expect(message.headers?.values(for: "Trace") == ["1", "2"])
-            #expect(message.headers?["Pile"] == "32010200000001")
-            await client.close()
-        }
-    }
-
-    @Test("queue groups share messages; UNSUB with max ends a subscription after N")
-    func queueGroupsAndAutoUnsubscribe() async throws {
-        try await NATSTestServer.with { server in
-            let client = try await server.connect()
-            let a = MessageCollector(try await client.subscribe(to: "work", queue: "workers"))
-            let b = MessageCollector(try await client.subscribe(to: "work", queue: "workers"))
-            let limited = try await client.subscribe(to: "work")
-            limited.unsubscribe(after: 3)
-            let limitedCollector = MessageCollector(limited)
-            for i in 0..<200 { try client.publish("\(i)", to: "work") }
-            try await client.flush()
-            try await waitUntil("200 shared") { a.messages.count + b.messages.count == 200 }
-            #expect(!a.messages.isEmpty && !b.messages.isEmpty)
-            #expect(Set(a.strings + b.strings).count == 200)
-            await limitedCollector.finished()
-            #expect(limitedCollector.strings == ["0", "1", "2"])
-            await client.close()
-        }
-    }
-
-    @Test("request-reply over the shared inbox; no responders fails at once; timeouts are bounded")
-    func requestReply() async throws {
-        try await NATSTestServer.with { server in
-            let responder = try await server.connect()
-            let requester = try await server.connect()
-            let service = try await responder.subscribe(to: "svc.echo")
-            let serving = Task {
-                for await request in service {
-                    try? responder.respond(to: request, with: ByteBuffer(string: "echo:" + request.string))
+extension RealServerTests {
+    @Suite("NATS core against a real nats-server", .timeLimit(.minutes(1)))
+    struct NATSClientTests {
+        @Test("publish and subscribe, with wildcards, payloads of every size and CRLF inside")
+        func publishSubscribe() async throws {
+            try await NATSTestServer.with { server in
+                let client = try await server.connect()
+                let info = try #require(client.serverInfo)
+                #expect(info.headers && info.jetStream && info.maxPayload > 0)
+                let all = MessageCollector(try await client.subscribe(to: "pile.>"))
+                let one = MessageCollector(try await client.subscribe(to: "pile.*.event"))
+                let payloads = ["", "a", "line\r\nbreak", String(repeating: "z", count: 70_000)]
+                for (i, payload) in payloads.enumerated() {
+                    try client.publish(payload, to: "pile.\(i).event", replyTo: "reply.\(i)")
                 }
+                try client.publish("other", to: "pile.1.x.y")
+                let got = try await all.wait(for: 5)
+                #expect(got.map(\.string) == payloads + ["other"])
+                #expect(got.first?.replyTo == "reply.0")
+                #expect(try await one.wait(for: 4).map(\.subject) == (0..<4).map { "pile.\($0).event" })
+                #expect(client.statistics.outMessages == 5)
+                await client.close()
+                #expect(client.status == .closed)
+                #expect(throws: NATSError.connectionClosed) { try client.publish("x", to: "a") }
             }
-            // Many concurrent requests share the one inbox subscription.
-            let answers = try await withThrowingTaskGroup(of: String.self) { group in
-                for i in 0..<50 {
-                    group.addTask { try await requester.request("\(i)", to: "svc.echo").string }
+        }
+
+        @Test("headers travel in HPUB/HMSG")
+        func headers() async throws {
+            try await NATSTestServer.with { server in
+                let client = try await server.connect()
+                let collector = MessageCollector(try await client.subscribe(to: "h"))
+                var headers = NATSHeaders()
+                headers.append("Trace", "1")
+                headers.append("Trace", "2")
+                headers["Pile"] = "32010200000001"
+                try client.publish("body", to: "h", headers: headers)
+                let message = try #require(try await collector.wait(for: 1).first)
+                #expect(message.string == "body")
+                #expect(message.headers?.values(for: "Trace") == ["1", "2"])
+                #expect(message.headers?["Pile"] == "32010200000001")
+                await client.close()
+            }
+        }
+
+        @Test("queue groups share messages; UNSUB with max ends a subscription after N")
+        func queueGroupsAndAutoUnsubscribe() async throws {
+            try await NATSTestServer.with { server in
+                let client = try await server.connect()
+                let a = MessageCollector(try await client.subscribe(to: "work", queue: "workers"))
+                let b = MessageCollector(try await client.subscribe(to: "work", queue: "workers"))
+                let limited = try await client.subscribe(to: "work")
+                limited.unsubscribe(after: 3)
+                let limitedCollector = MessageCollector(limited)
+                for i in 0..<200 { try client.publish("\(i)", to: "work") }
+                try await client.flush()
+                try await waitUntil("200 shared") { a.messages.count + b.messages.count == 200 }
+                #expect(!a.messages.isEmpty && !b.messages.isEmpty)
+                #expect(Set(a.strings + b.strings).count == 200)
+                await limitedCollector.finished()
+                #expect(limitedCollector.strings == ["0", "1", "2"])
+                await client.close()
+            }
+        }
+
+        @Test("request-reply over the shared inbox; no responders fails at once; timeouts are bounded")
+        func requestReply() async throws {
+            try await NATSTestServer.with { server in
+                let responder = try await server.connect()
+                let requester = try await server.connect()
+                let service = try await responder.subscribe(to: "svc.echo")
+                let serving = Task {
+                    for await request in service {
+                        try? responder.respond(to: request, with: ByteBuffer(string: "echo:" + request.string))
+                    }
                 }
-                return try await group.reduce(into: Set<String>()) { $0.insert($1) }
-            }
-            #expect(answers == Set((0..<50).map { "echo:\($0)" }))
+                // Many concurrent requests share the one inbox subscription.
+                let answers = try await withThrowingTaskGroup(of: String.self) { group in
+                    for i in 0..<50 {
+                        group.addTask { try await requester.request("\(i)", to: "svc.echo").string }
+                    }
+                    return try await group.reduce(into: Set<String>()) { $0.insert($1) }
+                }
+                #expect(answers == Set((0..<50).map { "echo:\($0)" }))
 
-            let started = ContinuousClock.now
-            await #expect(throws: NATSError.noResponders(subject: "svc.nobody")) {
-                _ = try await requester.request("x", to: "svc.nobody", timeout: .seconds(5))
-            }
-            #expect(ContinuousClock.now - started < .seconds(2))
+                let started = ContinuousClock.now
+                await #expect(throws: NATSError.noResponders(subject: "svc.nobody")) {
+                    _ = try await requester.request("x", to: "svc.nobody", timeout: .seconds(5))
+                }
+                #expect(ContinuousClock.now - started < .seconds(2))
 
-            // Kept referenced: dropping a subscription unsubscribes it.
-            let silent = try await responder.subscribe(to: "svc.silent")
-            let timed = ContinuousClock.now
-            await #expect(throws: NATSError.timeout) {
-                _ = try await requester.request("x", to: "svc.silent", timeout: .milliseconds(200))
+                // Kept referenced: dropping a subscription unsubscribes it.
+                let silent = try await responder.subscribe(to: "svc.silent")
+                let timed = ContinuousClock.now
+                await #expect(throws: NATSError.timeout) {
+                    _ = try await requester.request("x", to: "svc.silent", timeout: .milliseconds(200))
+                }
+                #expect(ContinuousClock.now - timed < .seconds(2))
+                silent.unsubscribe()
+                serving.cancel()
+                await requester.close()
+                await responder.close()
             }
-            #expect(ContinuousClock.now - timed < .seconds(2))
-            silent.unsubscribe()
-            serving.cancel()
-            await requester.close()
-            await responder.close()
         }
-    }
 
-    @Test("max_payload from INFO is respected")
-    func maxPayload() async throws {
-        try await NATSTestServer.with(configuration: "max_payload: 1024") { server in
-            let client = try await server.connect()
-            #expect(client.serverInfo?.maxPayload == 1024)
-            #expect(throws: NATSError.payloadTooLarge(size: 1025, maxPayload: 1024)) {
-                try client.publish([UInt8](repeating: 1, count: 1025), to: "big")
+        @Test("max_payload from INFO is respected")
+        func maxPayload() async throws {
+            try await NATSTestServer.with(configuration: "max_payload: 1024") { server in
+                let client = try await server.connect()
+                #expect(client.serverInfo?.maxPayload == 1024)
+                #expect(throws: NATSError.payloadTooLarge(size: 1025, maxPayload: 1024)) {
+                    try client.publish([UInt8](repeating: 1, count: 1025), to: "big")
+                }
+                let collector = MessageCollector(try await client.subscribe(to: "big"))
+                try client.publish([UInt8](repeating: 1, count: 1024), to: "big")
+                #expect(try await collector.wait(for: 1).first?.payload.readableBytes == 1024)
+                #expect(client.status == .connected)
+                await client.close()
             }
-            let collector = MessageCollector(try await client.subscribe(to: "big"))
-            try client.publish([UInt8](repeating: 1, count: 1024), to: "big")
-            #expect(try await collector.wait(for: 1).first?.payload.readableBytes == 1024)
-            #expect(client.status == .connected)
-            await client.close()
         }
-    }
 
-    @Test("a slow reader's subscription drops beyond its buffer and counts the drops")
-    func clientSideSlowConsumer() async throws {
-        try await NATSTestServer.with { server in
-            let client = try await server.connect()
-            let subscription = try await client.subscribe(to: "fast", bufferLimit: 10)
-            for i in 0..<100 { try client.publish("\(i)", to: "fast") }
-            try await client.flush()
-            try await waitUntil { subscription.deliveredMessages == 100 }
-            #expect(subscription.droppedMessages == 90)
-            #expect(client.statistics.droppedMessages == 90)
-            var iterator = subscription.makeAsyncIterator()
-            var kept: [String] = []
-            for _ in 0..<10 { if let message = await iterator.next() { kept.append(message.string) } }
-            #expect(kept == (0..<10).map(String.init))
-            await client.close()
+        @Test("a slow reader's subscription drops beyond its buffer and counts the drops")
+        func clientSideSlowConsumer() async throws {
+            try await NATSTestServer.with { server in
+                let client = try await server.connect()
+                let subscription = try await client.subscribe(to: "fast", bufferLimit: 10)
+                for i in 0..<100 { try client.publish("\(i)", to: "fast") }
+                try await client.flush()
+                try await waitUntil { subscription.deliveredMessages == 100 }
+                #expect(subscription.droppedMessages == 90)
+                #expect(client.statistics.droppedMessages == 90)
+                var iterator = subscription.makeAsyncIterator()
+                var kept: [String] = []
+                for _ in 0..<10 { if let message = await iterator.next() { kept.append(message.string) } }
+                #expect(kept == (0..<10).map(String.init))
+                await client.close()
+            }
         }
-    }
 
-    @Test("connecting to nothing fails with a typed error")
-    func connectFailure() async throws {
-        let port = try NATSTestServer.freePort()
-        var options = NATSClientOptions(servers: [NATSServerAddress(host: "127.0.0.1", port: port)])
-        options.connectTimeout = .seconds(2)
-        await #expect {
-            _ = try await NATSClient.connect(options)
-        } throws: { error in
-            if case NATSError.connectionFailed = error { return true }
-            return false
+        @Test("connecting to nothing fails with a typed error")
+        func connectFailure() async throws {
+            let port = try NATSTestServer.freePort()
+            var options = NATSClientOptions(servers: [NATSServerAddress(host: "127.0.0.1", port: port)])
+            options.connectTimeout = .seconds(2)
+            await #expect {
+                _ = try await NATSClient.connect(options)
+            } throws: { error in
+                if case NATSError.connectionFailed = error { return true }
+                return false
+            }
         }
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import Testing
 
@@ -77,4 +78,3 @@ struct NATSHeadersTests {
     }
 }
 
-import Foundation

@@ -4,93 +4,95 @@ import Testing
 
 @testable import NATS
 
-@Suite("NATS auth and TLS against a real nats-server", .timeLimit(.minutes(1)))
-struct NATSSecurityTests {
-    @Test("token auth: the right token connects, a wrong one is an authorization violation")
-    func token() async throws {
-        try await NATSTestServer.with(configuration: "authorization { token: \"s3cret-token\" }") { server in
-            let client = try await server.connect { $0.authentication = .token("s3cret-token") }
-            #expect(client.serverInfo?.authRequired == true)
-            let collector = MessageCollector(try await client.subscribe(to: "t"))
-            try client.publish("x", to: "t")
-            try await collector.wait(for: 1)
-            await client.close()
+extension RealServerTests {
+    @Suite("NATS auth and TLS against a real nats-server", .timeLimit(.minutes(1)))
+    struct NATSSecurityTests {
+        @Test("token auth: the right token connects, a wrong one is an authorization violation")
+        func token() async throws {
+            try await NATSTestServer.with(configuration: "authorization { token: \"s3cret-token\" }") { server in
+                let client = try await server.connect { $0.authentication = .token("s3cret-token") }
+                #expect(client.serverInfo?.authRequired == true)
+                let collector = MessageCollector(try await client.subscribe(to: "t"))
+                try client.publish("x", to: "t")
+                try await collector.wait(for: 1)
+                await client.close()
 
-            await #expect {
-                _ = try await server.connect { $0.authentication = .token("wrong") }
-            } throws: { error in
-                if case NATSError.authorizationViolation = error { return true }
-                return false
+                await #expect {
+                    _ = try await server.connect { $0.authentication = .token("wrong") }
+                } throws: { error in
+                    if case NATSError.authorizationViolation = error { return true }
+                    return false
+                }
+                // Token in the URL.
+                let fromURL = try await NATSClient.connect(url: "nats://s3cret-token@127.0.0.1:\(server.port)")
+                try await fromURL.flush()
+                await fromURL.close()
             }
-            // Token in the URL.
-            let fromURL = try await NATSClient.connect(url: "nats://s3cret-token@127.0.0.1:\(server.port)")
-            try await fromURL.flush()
-            await fromURL.close()
         }
-    }
 
-    @Test("user and password auth from a config file")
-    func userPassword() async throws {
-        let config = """
-            authorization {
-              users: [
-                { user: "gateway", password: "pw-1" }
-                { user: "other", password: "pw-2" }
-              ]
+        @Test("user and password auth from a config file")
+        func userPassword() async throws {
+            let config = """
+                authorization {
+                  users: [
+                    { user: "gateway", password: "pw-1" }
+                    { user: "other", password: "pw-2" }
+                  ]
+                }
+                """
+            try await NATSTestServer.with(configuration: config) { server in
+                let client = try await server.connect { $0.authentication = .userPassword(user: "gateway", password: "pw-1") }
+                try await client.flush()
+                await client.close()
+                await #expect {
+                    _ = try await server.connect { $0.authentication = .userPassword(user: "gateway", password: "pw-2") }
+                } throws: { error in
+                    if case NATSError.authorizationViolation = error { return true }
+                    return false
+                }
+                await #expect(throws: NATSError.self) { _ = try await server.connect() }
             }
-            """
-        try await NATSTestServer.with(configuration: config) { server in
-            let client = try await server.connect { $0.authentication = .userPassword(user: "gateway", password: "pw-1") }
-            try await client.flush()
-            await client.close()
-            await #expect {
-                _ = try await server.connect { $0.authentication = .userPassword(user: "gateway", password: "pw-2") }
-            } throws: { error in
-                if case NATSError.authorizationViolation = error { return true }
-                return false
-            }
-            await #expect(throws: NATSError.self) { _ = try await server.connect() }
         }
-    }
 
-    @Test("TLS with a CA generated for the test; without the CA the certificate is refused")
-    func tls() async throws {
-        let pki = try TestPKI()
-        defer { pki.remove() }
-        let config = """
-            tls {
-              cert_file: "\(pki.serverCertificate)"
-              key_file: "\(pki.serverKey)"
+        @Test("TLS with a CA generated for the test; without the CA the certificate is refused")
+        func tls() async throws {
+            let pki = try TestPKI()
+            defer { pki.remove() }
+            let config = """
+                tls {
+                  cert_file: "\(pki.serverCertificate)"
+                  key_file: "\(pki.serverKey)"
+                }
+                """
+            try await NATSTestServer.with(configuration: config) { server in
+                let client = try await server.connect { $0.tls = NATSTLSOptions(caFile: pki.caCertificate) }
+                #expect(client.serverInfo?.tlsRequired == true)
+                let collector = MessageCollector(try await client.subscribe(to: "secure"))
+                try client.publish("over tls", to: "secure")
+                #expect(try await collector.wait(for: 1).first?.string == "over tls")
+                // The server requires TLS, so a client without TLS options still upgrades, and then refuses
+                // a certificate it cannot verify against the system roots.
+                await #expect(throws: (any Error).self) { _ = try await server.connect() }
+                // Reconnect goes through TLS again.
+                try await server.restart()
+                try await waitUntil { client.status == .connected && client.statistics.reconnects == 1 }
+                try client.publish("again", to: "secure")
+                try await collector.wait(for: 2)
+                await client.close()
             }
-            """
-        try await NATSTestServer.with(configuration: config) { server in
-            let client = try await server.connect { $0.tls = NATSTLSOptions(caFile: pki.caCertificate) }
-            #expect(client.serverInfo?.tlsRequired == true)
-            let collector = MessageCollector(try await client.subscribe(to: "secure"))
-            try client.publish("over tls", to: "secure")
-            #expect(try await collector.wait(for: 1).first?.string == "over tls")
-            // The server requires TLS, so a client without TLS options still upgrades, and then refuses
-            // a certificate it cannot verify against the system roots.
-            await #expect(throws: (any Error).self) { _ = try await server.connect() }
-            // Reconnect goes through TLS again.
-            try await server.restart()
-            try await waitUntil { client.status == .connected && client.statistics.reconnects == 1 }
-            try client.publish("again", to: "secure")
-            try await collector.wait(for: 2)
-            await client.close()
         }
-    }
 
-    @Test("a client that requires TLS refuses a plain server")
-    func tlsRequiredByClient() async throws {
-        let pki = try TestPKI()
-        defer { pki.remove() }
-        try await NATSTestServer.with { server in
-            await #expect {
-                _ = try await server.connect { $0.tls = NATSTLSOptions(caFile: pki.caCertificate) }
-            } throws: { error in
-                if case NATSError.tlsMismatch = error { return true }
-                return false
+        @Test("a client that requires TLS refuses a plain server")
+        func tlsRequiredByClient() async throws {
+            let pki = try TestPKI()
+            defer { pki.remove() }
+            try await NATSTestServer.with { server in
+                await #expect {
+                    _ = try await server.connect { $0.tls = NATSTLSOptions(caFile: pki.caCertificate) }
+                } throws: { error in
+                    if case NATSError.tlsMismatch = error { return true }
+                    return false
+                }
             }
         }
     }

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOEmbedded
 import NIOTestUtils
@@ -114,4 +115,3 @@ struct ServerOperationDecoderTests {
     }
 }
 
-import Foundation

@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 import Logging
 import NATS
 import NIOConcurrencyHelpers
@@ -249,3 +250,8 @@ final class MessageCollector: Sendable {
     /// Waits for the subscription to end.
     func finished() async { await task.value }
 }
+
+/// The suites that start a real nats-server, run one test at a time: each test is short, and starting
+/// dozens of servers at once would take the CPU from the rest of the suite on a small machine.
+@Suite("Against a real nats-server", .serialized)
+enum RealServerTests {}
