@@ -15,9 +15,8 @@ dpkg -s openssl >/dev/null 2>&1 || need+=(openssl)
 # Headless Chromium for the web view check (scripts/webview-check.sh, run by the test suite).
 dpkg -s chromium >/dev/null 2>&1 || need+=(chromium)
 dpkg -s fonts-dejavu-core >/dev/null 2>&1 || need+=(fonts-dejavu-core)
-# The NATS client's tests start a real nats-server (JetStream on) and make TLS certificates with openssl.
+# The NATS client's tests start a real nats-server (JetStream on); they make TLS certificates with openssl (above).
 dpkg -s nats-server >/dev/null 2>&1 || need+=(nats-server)
-dpkg -s openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}" >&2
     SUDO=""
