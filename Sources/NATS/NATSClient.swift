@@ -115,7 +115,9 @@ public final class NATSClient: Sendable {
                         .certificate($0)
                     }
                 }
-                if let keyFile = tls.privateKeyFile { configuration.privateKey = .file(keyFile) }
+                if let keyFile = tls.privateKeyFile {
+                    configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: keyFile, format: .pem))
+                }
             }
             self.tlsContext = try NIOSSLContext(configuration: configuration)
         } else {
