@@ -145,7 +145,7 @@ extension RealServerTests {
 
         @Test("connecting to nothing fails with a typed error")
         func connectFailure() async throws {
-            let port = try NATSTestServer.freePort()
+            let port = try await NATSTestServer.freePort()
             var options = NATSClientOptions(servers: [NATSServerAddress(host: "127.0.0.1", port: port)])
             options.connectTimeout = .seconds(2)
             await #expect {

@@ -20,7 +20,7 @@ extension RealServerTests {
                 try await own.wait(for: 100)
                 try await theirs.wait(for: 100)
 
-                server.stop()
+                await server.stop()
                 try await waitUntil("client sees the loss") { client.status == .reconnecting }
                 // Published while the server is down: kept in the reconnect buffer, in order.
                 for i in 100..<200 { try client.publish("\(i)", to: "traffic.a") }
@@ -71,7 +71,7 @@ extension RealServerTests {
         func reconnectBufferBound() async throws {
             try await NATSTestServer.with { server in
                 let client = try await server.connect { $0.reconnectBufferBytes = 4096 }
-                server.stop()
+                await server.stop()
                 try await waitUntil { client.status == .reconnecting }
                 let payload = [UInt8](repeating: 7, count: 1000)
                 var accepted = 0

@@ -132,6 +132,10 @@ struct TestPKI {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
+        // Bounded: openssl with EC keys takes milliseconds; a stuck one is killed.
+        let deadline = Date().addingTimeInterval(30)
+        while process.isRunning && Date() < deadline { usleep(5_000) }
+        if process.isRunning { process.terminate() }
         process.waitUntilExit()
         guard process.terminationStatus == 0 else { throw PKIError.openssl(arguments.joined(separator: " ")) }
     }

@@ -25,8 +25,8 @@ final class NATSTestServer: @unchecked Sendable {
         self.directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("nats-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        self.port = try Self.freePort()
-        self.monitorPort = try Self.freePort()
+        self.port = try await Self.freePort()
+        self.monitorPort = try await Self.freePort()
         self.configuration = configuration
         try await start()
     }
@@ -37,11 +37,11 @@ final class NATSTestServer: @unchecked Sendable {
         let server = try await NATSTestServer(configuration: configuration)
         do {
             let result = try await body(server)
-            server.stop()
+            await server.stop()
             server.removeFiles()
             return result
         } catch {
-            server.stop()
+            await server.stop()
             server.removeFiles()
             throw error
         }
@@ -94,25 +94,26 @@ final class NATSTestServer: @unchecked Sendable {
             if clientPortReady && monitorPortReady { return }
             try await Task.sleep(for: .milliseconds(20))
         }
-        stop()
+        await stop()
         throw TestServerError.notReady(log: log())
     }
 
-    /// Stops the server (SIGTERM, then SIGKILL after 5 s) and waits for it to exit.
-    func stop() {
+    /// Stops the server (SIGTERM, then SIGKILL after 5 s) and waits for it to exit, polling without
+    /// blocking a thread of the cooperative pool (other suites run on it meanwhile).
+    func stop() async {
         guard let process, process.isRunning else { return }
         process.terminate()
-        let deadline = Date().addingTimeInterval(5)
-        while process.isRunning && Date() < deadline { usleep(10_000) }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            while process.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
         }
         self.process = nil
     }
 
     func restart() async throws {
-        stop()
+        await stop()
         try await start()
     }
 
@@ -148,11 +149,12 @@ final class NATSTestServer: @unchecked Sendable {
     }()
 
     /// An ephemeral port the kernel hands out (bound then released).
-    static func freePort() throws -> Int {
-        let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: "127.0.0.1", port: 0).wait()
-        defer { try? channel.close().wait() }
-        guard let port = channel.localAddress?.port else { throw TestServerError.noPort }
+    static func freePort() async throws -> Int {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = channel.localAddress?.port
+        try? await channel.close()
+        guard let port else { throw TestServerError.noPort }
         return port
     }
 
