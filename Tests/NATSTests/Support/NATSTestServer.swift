@@ -28,7 +28,12 @@ final class NATSTestServer: @unchecked Sendable {
         self.port = try await Self.freePort()
         self.monitorPort = try await Self.freePort()
         self.configuration = configuration
-        try await start()
+        do {
+            try await start()
+        } catch {
+            removeFiles()
+            throw error
+        }
     }
 
     /// Runs `body` with a fresh server and always stops it (and removes its store) afterwards.
