@@ -10,6 +10,9 @@ public struct APIRequestContext: RequestContext, WebSocketRequestContext {
     public let webSocket: WebSocketHandlerReference<Self>
     /// The HTTP connection; after a WebSocket upgrade, the WebSocket's channel.
     public let channel: any Channel
+    /// Who is calling, once `APIAuthMiddleware` authenticated the request; nil while the API
+    /// runs without authentication (no tokens, no certificate scopes).
+    public var principal: APIPrincipal?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)

@@ -26,9 +26,14 @@ public final class AdminAPI: Sendable {
     }
 
     static func start(gateway: Gateway) async throws -> AdminAPI {
+        if let refusal = APIAuthenticator.listenRefusal(config: gateway.config, tokensExist: !gateway.auth.tokens.isEmpty) {
+            throw APIStartError(message: refusal)
+        }
         let router = Router(context: Context.self)
         router.add(middleware: APIErrorMiddleware())
+        router.add(middleware: APIAuthMiddleware(auth: gateway.auth))
         installCoreRoutes(router, gateway: gateway)
+        gateway.auth.installRoutes(router)
         for install in gateway.routeInstallers { install(router, gateway) }
         let (stream, continuation) = AsyncStream.makeStream(of: Int.self)
         var logger = gateway.context.logger
@@ -284,6 +289,7 @@ extension Gateway {
     public func statsDocument() -> StatsDocument {
         var ext: [String: JSONValue] = [:]
         for (k, provider) in statsProviders { ext[k] = provider() }
+        ext["auth"] = auth.statsJSON()
         return StatsDocument(
             node: config.nodeId, counters: counters.snapshot(), process: ProcessStats.current(),
             sessionsByLane: directory.countByLane(), registeredPiles: registry.knownCount,

@@ -17,8 +17,11 @@ public final class Gateway: Service, Sendable {
     private let listenerBox = NIOLockedValueBox<PileListener?>(nil)
     private let apiBox = NIOLockedValueBox<AdminAPI?>(nil)
     private let flushTask = NIOLockedValueBox<Task<Void, Never>?>(nil)
+    private let tokenRefreshTask = NIOLockedValueBox<Task<Void, Never>?>(nil)
     private let startedBox = NIOLockedValueBox<Bool>(false)
     public let metrics: GatewayMetrics
+    /// API credentials (tokens in the registry's database, client-certificate scopes).
+    public let auth: APIAuthenticator
     /// Routes other components add to the API (hub, lanes, outbox), installed at start.
     public let routeInstallers: [AdminAPI.RouteInstaller]
     /// Extra sections of `/v1/stats`, by name.
@@ -52,6 +55,11 @@ public final class Gateway: Service, Sendable {
             sink: sink, logger: logger)
         self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: config.resolvedEventLoopThreads)
         self.metrics = GatewayMetrics(counters: context.counters)
+        let auth = APIAuthenticator(
+            tokens: try TokenStore(database: registry.database, logger: logger), certificateScopes: config.apiClientCertificateScopes,
+            logger: logger)
+        self.auth = auth
+        metrics.addCollector { auth.collectMetrics($0) }
     }
 
     /// The bound pile port.
@@ -64,6 +72,8 @@ public final class Gateway: Service, Sendable {
     public func start() async throws {
         let api = try await AdminAPI.start(gateway: self)
         apiBox.withLockedValue { $0 = api }
+        let tokens = auth.tokens
+        tokenRefreshTask.withLockedValue { $0 = Task { await tokens.runRefreshLoop() } }
         let listener = try await PileListener.bind(gateway: context, group: group)
         listenerBox.withLockedValue { $0 = listener }
         let registry = context.registry
@@ -114,6 +124,7 @@ public final class Gateway: Service, Sendable {
         loop?.cancel()
         await loop?.value
         _ = try? await context.registry.flush()
+        tokenRefreshTask.withLockedValue { $0 }?.cancel()
         for hook in shutdownHooks.withLockedValue({ $0 }) { await hook() }
         let api = apiBox.withLockedValue { $0 }
         await api?.stop()

@@ -15,6 +15,19 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var apiPort = 8780
     public var dataDirectory = "./pilegate-data"
 
+    // API security (docs/SECURITY.md).
+    /// PEM certificate chain and private key: set both to serve the API over TLS.
+    public var apiTLSCertificate = ""
+    public var apiTLSKey = ""
+    /// PEM CA bundle: when set, every API client must present a certificate it signed (mutual
+    /// TLS; refused at the handshake otherwise). Requires `apiTLSCertificate`.
+    public var apiClientCA = ""
+    /// Client-certificate subjects (`CN=name`) mapped to scopes, so a certificate can stand in
+    /// for a bearer token. Setting any turns authentication on.
+    public var apiClientCertificateScopes: [String: [String]] = [:]
+    /// Allow an API without any authentication on a non-loopback address.
+    public var apiInsecure = false
+
     // Sessions (facts §5.1, §5.2).
     /// The first frame must be a login within this time.
     public var loginTimeout: TimeInterval = 10
@@ -183,6 +196,34 @@ extension GatewayConfiguration {
         string("apiHost", \.apiHost),
         int("apiPort", \.apiPort, 0...65535),
         string("dataDirectory", \.dataDirectory),
+        string("apiTLSCertificate", \.apiTLSCertificate, nonEmpty: false),
+        string("apiTLSKey", \.apiTLSKey, nonEmpty: false),
+        string("apiClientCA", \.apiClientCA, nonEmpty: false),
+        Setting(key: "apiClientCertificateScopes") { config, value throws(SettingProblem) in
+            // A JSON object in a file; its JSON text in the environment.
+            var object = value
+            if let text = value as? String {
+                guard let data = text.data(using: .utf8), let parsed = try? JSONSerialization.jsonObject(with: data) else {
+                    throw SettingProblem(message: "expected a JSON object such as {\"CN=billing\": [\"events:subscribe\"]}")
+                }
+                object = parsed
+            }
+            guard let dict = object as? [String: Any], dict.count <= 1_000 else {
+                throw SettingProblem(message: "expected a JSON object (at most 1000 entries) such as {\"CN=billing\": [\"events:subscribe\"]}")
+            }
+            var out: [String: [String]] = [:]
+            for (subject, scopes) in dict {
+                guard subject.hasPrefix("CN="), subject.count > 3, subject.utf8.count <= 256 else {
+                    throw SettingProblem(message: "subject '\(subject.prefix(64))' must be written CN=<common name>")
+                }
+                guard let names = scopes as? [String] else { throw SettingProblem(message: "\(subject): expected an array of scope names") }
+                do throws(APITokenError) { out[subject] = try APIScope.parse(names).map(\.rawValue) } catch {
+                    throw SettingProblem(message: "\(subject): \(error.message)")
+                }
+            }
+            config.apiClientCertificateScopes = out
+        },
+        bool("apiInsecure", \.apiInsecure),
         double("loginTimeout", \.loginTimeout, 0.05...3600),
         double("livenessTimeout", \.livenessTimeout, 0.05...86_400),
         Setting(key: "loginPolicy") { config, value throws(SettingProblem) in
@@ -299,10 +340,18 @@ extension GatewayConfiguration {
         }
     }
 
-    /// Applies `PILEGATE_*` variables; an unknown `PILEGATE_` variable is an error too.
+    /// Variables the CLI's client verbs read (`--api`, `--token`, TLS files), not gateway
+    /// settings: `serve` ignores them, so one shell can hold both.
+    public static let clientEnvironmentNames: Set<String> = [
+        "PILEGATE_API", "PILEGATE_TOKEN", "PILEGATE_CACERT", "PILEGATE_CERT", "PILEGATE_KEY",
+    ]
+
+    /// Applies `PILEGATE_*` variables; an unknown `PILEGATE_` variable is an error too (except
+    /// the client variables in `clientEnvironmentNames`).
     public mutating func apply(environment: [String: String]) throws(ConfigurationError) {
         let byEnv = Dictionary(uniqueKeysWithValues: Self.settings.map { (Self.environmentName(for: $0.key), $0) })
-        for (name, value) in environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix("PILEGATE_") {
+        for (name, value) in environment.sorted(by: { $0.key < $1.key })
+        where name.hasPrefix("PILEGATE_") && !Self.clientEnvironmentNames.contains(name) {
             guard let setting = byEnv[name] else {
                 throw ConfigurationError(key: name, source: "environment", problem: "unknown setting")
             }
@@ -324,6 +373,18 @@ extension GatewayConfiguration {
         }
         if byteBurst < 259 {
             throw ConfigurationError(key: "byteBurst", source: "configuration", problem: "must allow at least one full frame (259 bytes)")
+        }
+        if apiTLSCertificate.isEmpty != apiTLSKey.isEmpty {
+            throw ConfigurationError(
+                key: apiTLSCertificate.isEmpty ? "apiTLSCertificate" : "apiTLSKey", source: "configuration",
+                problem: "apiTLSCertificate and apiTLSKey go together (PEM files)")
+        }
+        if !apiClientCA.isEmpty && apiTLSCertificate.isEmpty {
+            throw ConfigurationError(key: "apiClientCA", source: "configuration", problem: "mutual TLS needs apiTLSCertificate and apiTLSKey too")
+        }
+        if !apiClientCertificateScopes.isEmpty && apiClientCA.isEmpty {
+            throw ConfigurationError(
+                key: "apiClientCertificateScopes", source: "configuration", problem: "client certificates need apiClientCA (the CA that signs them)")
         }
         if hub.baseEjection > hub.maxEjection {
             throw ConfigurationError(
@@ -351,6 +412,9 @@ extension GatewayConfiguration {
             case let s as String: value = "\"\(s.replacingOccurrences(of: "\"", with: "\\\""))\""
             case let p as LoginPolicy: value = "\"\(p.rawValue)\""
             case let b as Bool: value = b ? "true" : "false"
+            case let m as [String: [String]]:
+                let data = (try? JSONSerialization.data(withJSONObject: m, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+                value = String(decoding: data, as: UTF8.self)
             default: value = "\(childValue)"
             }
             parts.append("  \"\(key)\": \(value)")

@@ -17,6 +17,8 @@ struct AdminClient: Sendable {
     /// The API's base URL as the user gave it (without a trailing slash), for messages.
     let api: String
     private let base: URL
+    /// Sent as `Authorization: Bearer …` when set (`--token` / `PILEGATE_TOKEN`).
+    let token: String?
 
     enum Failure: Error, Sendable {
         /// No HTTP answer at all: refused, timed out, bad host.
@@ -32,7 +34,7 @@ struct AdminClient: Sendable {
         var json: JSONValue? { try? JSONValue.parse(data) }
     }
 
-    init(api: String) throws {
+    init(api: String, token: String? = nil) throws {
         var text = api.trimmingCharacters(in: .whitespaces)
         while text.hasSuffix("/") { text.removeLast() }
         if !text.contains("://") { text = "http://" + text }
@@ -43,6 +45,7 @@ struct AdminClient: Sendable {
         }
         self.api = text
         self.base = url
+        self.token = token.flatMap { $0.isEmpty ? nil : $0 }
     }
 
     /// Sends one request; returns the answer when its status is below 400.
@@ -56,6 +59,7 @@ struct AdminClient: Sendable {
         }
         var request = URLRequest(url: url, timeoutInterval: timeout)
         request.httpMethod = method
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
         if let body {
             request.httpBody = body
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
@@ -132,8 +136,17 @@ struct APIOptions: ParsableArguments {
             "The gateway's admin API (default \(AdminClient.defaultURL), or $PILEGATE_API).", valueName: "URL"))
     var api: String?
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "A bearer token for an API that requires one (or $PILEGATE_TOKEN; prefer the variable: arguments show in ps).",
+            valueName: "SECRET"))
+    var token: String?
+
     func client() throws -> AdminClient {
-        try AdminClient(api: api ?? ProcessInfo.processInfo.environment["PILEGATE_API"] ?? AdminClient.defaultURL)
+        try AdminClient(
+            api: api ?? ProcessInfo.processInfo.environment["PILEGATE_API"] ?? AdminClient.defaultURL,
+            token: token ?? ProcessInfo.processInfo.environment["PILEGATE_TOKEN"])
     }
 }
 

@@ -31,6 +31,9 @@ struct TailCommand: AsyncParsableCommand {
     @Option(help: "Gateway admin API base URL (http://host:port); the WebSocket is <api>/v1/events.")
     var api: String = "http://127.0.0.1:8780"
 
+    @Option(help: "A bearer token with events:subscribe (or $PILEGATE_TOKEN).")
+    var token: String?
+
     @Option(help: "Service name to subscribe as.")
     var service: String = "tail"
 
@@ -124,6 +127,9 @@ struct TailCommand: AsyncParsableCommand {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         var wsConfig = WebSocketClientConfiguration()
         wsConfig.maxFrameSize = 1 << 22
+        if let secret = token ?? ProcessInfo.processInfo.environment["PILEGATE_TOKEN"], !secret.isEmpty {
+            wsConfig.additionalHeaders[.authorization] = "Bearer \(secret)"
+        }
 
         let client = WebSocketClient(url: url, configuration: wsConfig, eventLoopGroup: group, logger: logger) { inbound, outbound, _ in
             try await withThrowingTaskGroup(of: Void.self) { tasks in

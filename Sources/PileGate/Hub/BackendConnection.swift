@@ -13,14 +13,19 @@ struct BackendConnection: Sendable {
     let outbound: WebSocketOutboundWriter
     /// The socket's channel, where events are written directly (see `BackendInstance.attach`).
     let channel: any Channel
+    /// The credential the socket was opened with (checked at upgrade for `events:subscribe`);
+    /// its service and lane limits apply at `subscribe`, its `commands:send` per command. Nil
+    /// when the API runs without authentication.
+    let principal: APIPrincipal?
     private let instanceBox = NIOLockedValueBox<BackendInstance?>(nil)
     /// Commands of this socket still running (bounded by `maxCommandsPerSocket`).
     private let running = ManagedAtomic(0)
 
-    init(hub: BackendHub, outbound: WebSocketOutboundWriter, channel: any Channel) {
+    init(hub: BackendHub, outbound: WebSocketOutboundWriter, channel: any Channel, principal: APIPrincipal? = nil) {
         self.hub = hub
         self.outbound = outbound
         self.channel = channel
+        self.principal = principal
     }
 
     func run(inbound: WebSocketInboundStream) async {
@@ -129,6 +134,11 @@ struct BackendConnection: Sendable {
             let args = object["args"]
             let timeout = object["timeout"]
             let lane = instance.lane
+            if let principal, let denial = principal.refusal(command: command, lane: lane) {
+                hub.gateway?.auth.refuse(denial)
+                await sendResult(requestId: requestId, .failure("forbidden", denial))
+                return nil
+            }
             let limit = hub.config.maxCommandsPerSocket
             guard running.loadThenWrappingIncrement(ordering: .relaxed) < limit else {
                 running.wrappingDecrement(ordering: .relaxed)
@@ -221,6 +231,13 @@ struct BackendConnection: Sendable {
                 return nil
             }
             events?.insert(s)
+        }
+        if let principal, !principal.allows(service: service) || !principal.allows(lane: lane) {
+            let denial = principal.allows(service: service)
+                ? "token '\(principal.name)' may not subscribe in lane '\(lane)'" : "token '\(principal.name)' may not subscribe as service '\(service)'"
+            hub.gateway?.auth.refuse(denial)
+            await send(error: "forbidden", denial)
+            return nil
         }
         var maxInFlight = hub.config.defaultMaxInFlight
         if let m = o["maxInFlight"] {

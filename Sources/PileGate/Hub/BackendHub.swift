@@ -215,7 +215,9 @@ public final class BackendHub: GatewayEventSink {
             router.ws("/v1/events") { _, _ in
                 .upgrade([:])
             } onUpgrade: { inbound, outbound, context in
-                await BackendConnection(hub: self, outbound: outbound, channel: context.requestContext.channel).run(inbound: inbound)
+                await BackendConnection(
+                    hub: self, outbound: outbound, channel: context.requestContext.channel, principal: context.requestContext.principal
+                ).run(inbound: inbound)
             }
             router.post("/v1/piles/:id/commands/:command") { request, context in
                 try await self.httpCommand(request: request, context: context, gateway: gateway)

@@ -41,7 +41,8 @@ final class TestBackend: Sendable {
     }
 
     /// Connects to `/v1/events` and optionally subscribes.
-    static func connect(apiPort: Int, autoAck: Bool = true, ackDelay: Double = 0) async throws -> TestBackend {
+    /// With `token`, the upgrade carries `Authorization: Bearer <token>`.
+    static func connect(apiPort: Int, autoAck: Bool = true, ackDelay: Double = 0, token: String? = nil) async throws -> TestBackend {
         let (stream, continuation) = AsyncStream.makeStream(of: Outgoing.self)
         let box = NIOLockedValueBox<[String]>([])
         let closed = NIOLockedValueBox(false)
@@ -49,7 +50,9 @@ final class TestBackend: Sendable {
         let delay = NIOLockedValueBox(ackDelay)
         var logger = Logger(label: "test-backend")
         logger.logLevel = .critical
-        let client = WebSocketClient(url: "ws://127.0.0.1:\(apiPort)/v1/events", logger: logger) { inbound, outbound, _ in
+        var configuration = WebSocketClientConfiguration()
+        if let token { configuration.additionalHeaders[.authorization] = "Bearer \(token)" }
+        let client = WebSocketClient(url: "ws://127.0.0.1:\(apiPort)/v1/events", configuration: configuration, logger: logger) { inbound, outbound, _ in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     for await item in stream {
