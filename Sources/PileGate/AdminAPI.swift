@@ -1,5 +1,7 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import HummingbirdWebSocket
 import Logging
 import NIOCore
@@ -35,16 +37,24 @@ public final class AdminAPI: Sendable {
         installCoreRoutes(router, gateway: gateway)
         gateway.auth.installRoutes(router)
         for install in gateway.routeInstallers { install(router, gateway) }
+        var server: HTTPServerBuilder = .http1WebSocketUpgrade(
+            webSocketRouter: router,
+            // Backend messages are assembled frame by frame (BackendMessageAssembler); a frame
+            // itself must fit the decoder whole.
+            configuration: .init(ws: .init(maxFrameSize: gateway.config.hub.maxFrameBytes)))
+        do {
+            // TLS and mutual TLS (docs/SECURITY.md): a client without a valid certificate fails
+            // the handshake when apiClientCA is set.
+            if let tls = try APITLS.serverConfiguration(gateway.config) { server = try .tls(server, tlsConfiguration: tls) }
+        } catch {
+            throw APIStartError(message: "\(error)")
+        }
         let (stream, continuation) = AsyncStream.makeStream(of: Int.self)
         var logger = gateway.context.logger
         logger.logLevel = max(logger.logLevel, .notice)
         let app = Application(
             router: router,
-            server: .http1WebSocketUpgrade(
-                webSocketRouter: router,
-                // Backend messages are assembled frame by frame (BackendMessageAssembler); a frame
-                // itself must fit the decoder whole.
-                configuration: .init(ws: .init(maxFrameSize: gateway.config.hub.maxFrameBytes))),
+            server: server,
             configuration: .init(
                 address: .hostname(gateway.config.apiHost, port: gateway.config.apiPort), serverName: "pilegate"),
             onServerRunning: { channel in

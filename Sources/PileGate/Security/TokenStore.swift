@@ -48,7 +48,7 @@ public final class TokenStore: Sendable {
                     """)
         }
         try migrator.migrate(database)
-        try reload()
+        try reloadNow()
     }
 
     /// Opens `directory/pilegate.sqlite` directly (the CLI's `--data` mode); safe while a gateway
@@ -103,7 +103,7 @@ public final class TokenStore: Sendable {
         } catch let e as DatabaseError where e.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
             throw APITokenError(code: "token_exists", message: "a token named '\(token.name)' already exists; revoke it first")
         }
-        try reload()
+        try await reload()
         logger.notice("API token created", metadata: ["token": "\(stored.name)", "scopes": "\(stored.scopes.map(\.rawValue))"])
         return (stored, secret)
     }
@@ -118,7 +118,7 @@ public final class TokenStore: Sendable {
             if n > 0 { try db.execute(sql: "UPDATE api_token_generation SET generation = generation + 1 WHERE id = 1") }
             return n
         }
-        try reload()
+        try await reload()
         if changed > 0 { logger.notice("API token revoked", metadata: ["token": "\(name.prefix(64))"]) }
         return changed > 0
     }
@@ -127,9 +127,9 @@ public final class TokenStore: Sendable {
     public static let refreshInterval: TimeInterval = 1
 
     /// Re-reads the table when its generation changed since the last read.
-    public func refreshIfChanged() throws {
-        let generation = try database.read { db in try Int64.fetchOne(db, sql: "SELECT generation FROM api_token_generation") ?? 0 }
-        if generation != cache.withLockedValue({ $0.generation }) { try reload() }
+    public func refreshIfChanged() async throws {
+        let generation = try await database.read { db in try Int64.fetchOne(db, sql: "SELECT generation FROM api_token_generation") ?? 0 }
+        if generation != cache.withLockedValue({ $0.generation }) { try await reload() }
     }
 
     /// Polls for outside changes until cancelled (one tiny read per interval, never per request).
@@ -137,32 +137,51 @@ public final class TokenStore: Sendable {
         while !Task.isCancelled {
             try? await Task.sleep(nanoseconds: UInt64(interval * 1e9))
             if Task.isCancelled { break }
-            do { try refreshIfChanged() } catch {
+            do { try await refreshIfChanged() } catch {
                 logger.error("token refresh failed; keeping the tokens loaded before", metadata: ["error": "\(error)"])
             }
         }
     }
 
-    private func reload() throws {
-        let (generation, rows) = try database.read { db in
-            (
-                try Int64.fetchOne(db, sql: "SELECT generation FROM api_token_generation") ?? 0,
-                try Row.fetchAll(db, sql: "SELECT * FROM api_tokens ORDER BY name")
-            )
-        }
-        var next = Cache()
-        next.generation = generation
-        for row in rows {
+    /// Reads the table on GRDB's own queue (never blocking a Swift concurrency thread).
+    private func reload() async throws {
+        let (generation, rows) = try await database.read { db in try Self.fetch(db) }
+        install(generation: generation, rows: rows)
+    }
+
+    private func reloadNow() throws {
+        let (generation, rows) = try database.read { db in try Self.fetch(db) }
+        install(generation: generation, rows: rows)
+    }
+
+    /// A stored token and its hash, read off the database.
+    struct Stored: Sendable {
+        var hash: [UInt8]
+        var token: APIToken
+    }
+
+    private static func fetch(_ db: Database) throws -> (Int64, [Stored]) {
+        let generation = try Int64.fetchOne(db, sql: "SELECT generation FROM api_token_generation") ?? 0
+        var out: [Stored] = []
+        for row in try Row.fetchAll(db, sql: "SELECT * FROM api_tokens ORDER BY name") {
             let hash: Data = row["hash"]
             let scopeText: String = row["scopes"]
             let token = APIToken(
                 name: row["name"], scopes: scopeText.split(separator: ",").compactMap { APIScope(rawValue: String($0)) }.sorted(),
-                lanes: Self.split(row["lanes"]), services: Self.split(row["services"]), commands: Self.split(row["commands"]),
+                lanes: split(row["lanes"]), services: split(row["services"]), commands: split(row["commands"]),
                 createdAt: Date(timeIntervalSince1970: row["createdAt"]))
-            let bytes = Array(hash)
-            guard bytes.count == 32 else { continue }
-            next.byPrefix[Self.prefix(bytes), default: []].append((bytes, token))
-            next.tokens.append(token)
+            guard hash.count == 32 else { continue }
+            out.append(Stored(hash: Array(hash), token: token))
+        }
+        return (generation, out)
+    }
+
+    private func install(generation: Int64, rows: [Stored]) {
+        var next = Cache()
+        next.generation = generation
+        for row in rows {
+            next.byPrefix[Self.prefix(row.hash), default: []].append((row.hash, row.token))
+            next.tokens.append(row.token)
         }
         cache.withLockedValue { $0 = next }
     }
