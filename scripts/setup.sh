@@ -17,6 +17,8 @@ dpkg -s chromium >/dev/null 2>&1 || need+=(chromium)
 dpkg -s fonts-dejavu-core >/dev/null 2>&1 || need+=(fonts-dejavu-core)
 # The NATS client's tests start a real nats-server (JetStream on); they make TLS certificates with openssl (above).
 dpkg -s nats-server >/dev/null 2>&1 || need+=(nats-server)
+# The deployment checks (scripts/check-manifests.sh) install their pinned PyPI tools into a virtualenv.
+dpkg -s python3-venv >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}" >&2
     SUDO=""

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The one test command: installs prerequisites, builds, and runs every test (XCTest and Swift Testing).
+# The one test command: installs prerequisites, builds, checks the generated codec, the docs and the
+# deployment files, and runs every test (XCTest and Swift Testing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The toolchain lives in /opt/swift on the project's machines; use it when PATH lacks swift.
@@ -10,4 +11,7 @@ python3 scripts/generate-ykc.py --check
 swift build --build-tests
 # Docs: ```json blocks parse, `pilegate decode` examples print what they show, settings and citations exist.
 python3 scripts/check-docs.py --bin .build/debug/pilegate
+# Deployment files (deploy/, Dockerfile): strict Kubernetes schemas, hadolint, systemd, and their settings
+# against this build (scripts/check-manifests.sh; PyPI once for its pinned tools).
+scripts/check-manifests.sh --bin .build/debug/pilegate
 swift test --skip-build --parallel --num-workers 2 "$@"
