@@ -18,7 +18,7 @@
 # ($DEPLOY_CHECK_TOOLS, default ~/.cache/pilegate-tools); later runs reuse it. Installing needs
 # PyPI; nothing else is downloaded.
 #
-# Usage: scripts/check-manifests.sh [--bin PILEGATE_BINARY] [--deploy DIR]
+# Usage: scripts/check-manifests.sh [--bin BINARY] [--deploy DIR]
 #   --bin     the pilegate executable to check settings against (default .build/debug/pilegate,
 #             built with `swift build --product pilegate` if missing)
 #   --deploy  the folder holding kubernetes/, systemd/ and docker/ (default deploy; the Dockerfile
