@@ -17,11 +17,13 @@ ARG RUNTIME_IMAGE=debian:bookworm-slim
 
 # ---- build -------------------------------------------------------------------------------------
 FROM ${SWIFT_IMAGE} AS build
-# GRDB links the system SQLite. Versions are not pinned (hadolint DL3008): the bookworm base
-# image fixes the release, and pinned versions disappear from the archive with security updates.
+# Headers and link libraries: SQLite (GRDB), OpenSSL libcrypto (Sources/CLibCrypto, found with
+# pkg-config), libcurl (the static Foundation's URLSession). Versions are not pinned (hadolint
+# DL3008): the bookworm base image fixes the release, and pinned versions disappear from the
+# archive with security updates.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libsqlite3-dev \
+    && apt-get install -y --no-install-recommends libsqlite3-dev libssl-dev libcurl4-openssl-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Manifest first: the dependency checkout is cached until Package.swift changes.
