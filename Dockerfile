@@ -32,7 +32,7 @@ RUN swift package resolve
 COPY . .
 # --static-swift-stdlib: the Swift runtime and Foundation go into the binary, so the runtime
 # stage needs no toolchain.
-# Debug sections are dropped (165 -> 109 MB), symbols kept for crash backtraces.
+# Debug sections are dropped (166 -> 109 MB), symbols kept for crash backtraces.
 RUN swift build -c release --static-swift-stdlib --product pilegate \
     && install -D -m 0755 "$(swift build -c release --static-swift-stdlib --show-bin-path)/pilegate" /out/pilegate \
     && strip --strip-debug /out/pilegate
