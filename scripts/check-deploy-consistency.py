@@ -158,6 +158,9 @@ def check_kubernetes(folder, binary):
             # Probes on the API port, which must listen beyond loopback for the kubelet.
             if config["apiHost"] in ("127.0.0.1", "localhost", "::1"):
                 problem(cwhere, f"apiHost {config['apiHost']} is loopback: probes and Services cannot reach it")
+            elif not config.get("apiInsecure") and not config.get("apiClientCA"):
+                problem(cwhere, "the API on a non-loopback address needs apiInsecure: true or apiClientCA, "
+                                "else a fresh pod (no token yet) refuses to start")
             for probe, path_ in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
                 get = container.get(probe, {}).get("httpGet")
                 if not get or get.get("path") != path_:
@@ -278,6 +281,9 @@ def check_docker(dockerfile, binary):
         problem(dockerfile.name, "STOPSIGNAL SIGTERM missing")
     if config["apiHost"] in ("127.0.0.1", "localhost", "::1"):
         problem(dockerfile.name, "the image's apiHost is loopback: -p cannot publish the API")
+    elif not config.get("apiInsecure") and not config.get("apiClientCA"):
+        problem(dockerfile.name, "the image's API is not on loopback: it needs apiInsecure: true or apiClientCA, "
+                                 "else a fresh container (no token yet) refuses to start")
     health = re.search(r"/dev/tcp/127\.0\.0\.1/\$\{PILEGATE_API_PORT:-(\d+)\}", text)
     if not health or int(health.group(1)) != config["apiPort"]:
         problem(dockerfile.name, f"HEALTHCHECK does not probe apiPort {config['apiPort']}")
