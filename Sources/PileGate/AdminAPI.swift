@@ -31,6 +31,10 @@ public final class AdminAPI: Sendable {
         if let refusal = APIAuthenticator.listenRefusal(config: gateway.config, tokensExist: !gateway.auth.tokens.isEmpty) {
             throw APIStartError(message: refusal)
         }
+        if gateway.config.apiInsecure && !APIAuthenticator.isLoopback(gateway.config.apiHost) && !gateway.auth.enforced {
+            gateway.context.logger.warning(
+                "API open without authentication (apiInsecure)", metadata: ["api": "\(gateway.config.apiHost):\(gateway.config.apiPort)"])
+        }
         let router = Router(context: Context.self)
         router.add(middleware: APIErrorMiddleware())
         router.add(middleware: APIAuthMiddleware(auth: gateway.auth))

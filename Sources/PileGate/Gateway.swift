@@ -57,7 +57,7 @@ public final class Gateway: Service, Sendable {
         self.metrics = GatewayMetrics(counters: context.counters)
         let auth = APIAuthenticator(
             tokens: try TokenStore(database: registry.database, logger: logger), certificateScopes: config.apiClientCertificateScopes,
-            logger: logger)
+            alwaysEnforced: APIAuthenticator.mustAlwaysEnforce(config), logger: logger)
         self.auth = auth
         metrics.addCollector { auth.collectMetrics($0) }
     }

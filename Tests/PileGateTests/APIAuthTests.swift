@@ -222,6 +222,10 @@ struct APIAuthTests {
         _ = try await TokenStore(directory: config.dataDirectory).create(APIToken(name: "root", scopes: [.adminRead]))
         try await AssembledGateway.with(config) { gw async throws in
             #expect(try await gw.http("GET", "/v1/stats").status == 401)
+            // Revoking the last token does not open a non-loopback API: it fails closed.
+            try await gw.gateway.auth.tokens.revoke(name: "root")
+            #expect(try await gw.http("GET", "/v1/stats").status == 401)
+            #expect(try await gw.http("GET", "/healthz").status == 200)
         }
         config.dataDirectory += "-insecure"
         config.apiInsecure = true

@@ -23,8 +23,13 @@ public final class APIAuthenticator: Sendable {
     /// Requests and WebSocket messages with a valid credential lacking the scope or limit (403).
     public let forbidden = ManagedAtomic(0)
 
-    public init(tokens: TokenStore, certificateScopes: [String: [String]] = [:], logger: Logger) {
+    /// Require credentials even with no token at all: a non-loopback API without mutual TLS or
+    /// `apiInsecure` must not fall open when its last token is revoked (recovery: `--data`).
+    let alwaysEnforced: Bool
+
+    public init(tokens: TokenStore, certificateScopes: [String: [String]] = [:], alwaysEnforced: Bool = false, logger: Logger) {
         self.tokens = tokens
+        self.alwaysEnforced = alwaysEnforced
         var map: [String: Set<APIScope>] = [:]
         for (subject, names) in certificateScopes { map[subject] = Set(names.compactMap(APIScope.init(rawValue:))) }
         self.certificateScopes = map
@@ -32,7 +37,13 @@ public final class APIAuthenticator: Sendable {
     }
 
     /// Whether requests must carry a credential right now.
-    public var enforced: Bool { !certificateScopes.isEmpty || !tokens.isEmpty }
+    public var enforced: Bool { alwaysEnforced || !certificateScopes.isEmpty || !tokens.isEmpty }
+
+    /// Whether `config` needs `alwaysEnforced`: off loopback, without client certificates and
+    /// without `apiInsecure`.
+    public static func mustAlwaysEnforce(_ config: GatewayConfiguration) -> Bool {
+        !isLoopback(config.apiHost) && config.apiClientCA.isEmpty && !config.apiInsecure
+    }
 
     /// Why the API must not listen on `host` as configured, or nil. Loopback is always fine;
     /// elsewhere a credential must be required (tokens exist or client certificates are
