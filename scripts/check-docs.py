@@ -32,7 +32,6 @@ NOT_SETTINGS = {
     "PILEGATE_BIN": "the binary this script runs",
     "PILEGATE_BENCH_LOCK": "the benchmark lock file (scripts/lib/lock.sh)",
     "PILEGATE_PILE_UTC_OFFSET_SECONDS": "docs/CONFIGURATION.md shows it as an example of a rejected name",
-    "PILEGATE_TOKEN": "the admin CLI's default --token (Sources/pilegate/AdminClient.swift); serve ignores it",
     "PILEGATE_NATS_URL": "cluster mode's setting, planned: docs/DEPLOYMENT.md and deploy/ name it ahead, as optional",
 }
 
