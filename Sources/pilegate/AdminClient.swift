@@ -19,6 +19,8 @@ struct AdminClient: Sendable {
     private let base: URL
     /// Sent as `Authorization: Bearer …` when set (`--token` / `PILEGATE_TOKEN`).
     let token: String?
+    /// `--cacert/--cert/--key`: when any is set, requests go through `TLSHTTPClient`.
+    let tls: TLSHTTPClient.Options
 
     enum Failure: Error, Sendable {
         /// No HTTP answer at all: refused, timed out, bad host.
@@ -34,7 +36,7 @@ struct AdminClient: Sendable {
         var json: JSONValue? { try? JSONValue.parse(data) }
     }
 
-    init(api: String, token: String? = nil) throws {
+    init(api: String, token: String? = nil, tls: TLSHTTPClient.Options = .init()) throws {
         var text = api.trimmingCharacters(in: .whitespaces)
         while text.hasSuffix("/") { text.removeLast() }
         if !text.contains("://") { text = "http://" + text }
@@ -46,6 +48,7 @@ struct AdminClient: Sendable {
         self.api = text
         self.base = url
         self.token = token.flatMap { $0.isEmpty ? nil : $0 }
+        self.tls = tls
     }
 
     /// Sends one request; returns the answer when its status is below 400.
@@ -65,13 +68,25 @@ struct AdminClient: Sendable {
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         }
         let data: Data
-        let response: URLResponse
-        do {
-            (data, response) = try await URLSession.shared.data(for: request)
-        } catch {
-            throw .unreachable(api: api, reason: Self.reason(error))
+        let status: Int
+        if !tls.isEmpty {
+            var headers: [(String, String)] = []
+            if let token { headers.append(("Authorization", "Bearer \(token)")) }
+            if body != nil { headers.append(("Content-Type", "application/json")) }
+            do {
+                (status, data) = try await TLSHTTPClient.send(url: url, method: method, headers: headers, body: body, timeout: timeout, options: tls)
+            } catch {
+                throw .unreachable(api: api, reason: "\(error)")
+            }
+        } else {
+            let response: URLResponse
+            do {
+                (data, response) = try await URLSession.shared.data(for: request)
+            } catch {
+                throw .unreachable(api: api, reason: Self.reason(error))
+            }
+            status = (response as? HTTPURLResponse)?.statusCode ?? 0
         }
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
         let answer = Answer(status: status, data: data)
         guard status >= 400 || status == 0 else { return answer }
         let json = answer.json
@@ -143,10 +158,21 @@ struct APIOptions: ParsableArguments {
             valueName: "SECRET"))
     var token: String?
 
+    @Option(name: .long, help: ArgumentHelp("CA bundle (PEM) to trust for an https API (or $PILEGATE_CACERT).", valueName: "FILE"))
+    var cacert: String?
+
+    @Option(name: .long, help: ArgumentHelp("Client certificate (PEM) for an API with mutual TLS (or $PILEGATE_CERT).", valueName: "FILE"))
+    var cert: String?
+
+    @Option(name: .long, help: ArgumentHelp("The client certificate's private key (PEM; or $PILEGATE_KEY).", valueName: "FILE"))
+    var key: String?
+
     func client() throws -> AdminClient {
-        try AdminClient(
-            api: api ?? ProcessInfo.processInfo.environment["PILEGATE_API"] ?? AdminClient.defaultURL,
-            token: token ?? ProcessInfo.processInfo.environment["PILEGATE_TOKEN"])
+        let env = ProcessInfo.processInfo.environment
+        let tls = TLSHTTPClient.Options(
+            caFile: cacert ?? env["PILEGATE_CACERT"], certFile: cert ?? env["PILEGATE_CERT"], keyFile: key ?? env["PILEGATE_KEY"])
+        return try AdminClient(
+            api: api ?? env["PILEGATE_API"] ?? AdminClient.defaultURL, token: token ?? env["PILEGATE_TOKEN"], tls: tls)
     }
 }
 

@@ -45,6 +45,21 @@ struct APITLSTests {
             let token = try await gw.gateway.auth.tokens.create(APIToken(name: "ops", scopes: [.adminRead])).secret
             #expect(try await TLSProbe.request(port: port, tls: other, "/v1/stats", token: token).status == 200)
 
+            // The CLI with --cacert/--cert/--key (or the PILEGATE_* variables).
+            let api = "https://127.0.0.1:\(port)"
+            let (billingCert, billingKey) = certs.client("billing")
+            let stats = try await CLI.run(["stats", "--json", "--api", api, "--cacert", certs.caCert, "--cert", billingCert, "--key", billingKey])
+            #expect(stats.status == 0 && stats.json?["node"]?.stringValue == "sec-node", "\(stats.stderr)")
+            let exe = try #require(CLI.executable)
+            let viaEnv = try await CLI.spawn(
+                exe, ["tokens", "list"],
+                environment: ["PILEGATE_API": api, "PILEGATE_CACERT": certs.caCert, "PILEGATE_CERT": billingCert, "PILEGATE_KEY": billingKey])
+            #expect(viaEnv.status == 0 && viaEnv.stdout.contains("ops"), "\(viaEnv.stdout)\(viaEnv.stderr)")
+            let noCert = try await CLI.run(["stats", "--json", "--api", api, "--cacert", certs.caCert])
+            #expect(noCert.status == 2 && noCert.stderr.hasPrefix("pilegate: cannot reach the gateway at \(api)"), "\(noCert.stderr)")
+            let forbidden = try await CLI.run(["piles", "kick", "1", "--api", api, "--cacert", certs.caCert, "--cert", billingCert, "--key", billingKey])
+            #expect(forbidden.status == 1 && forbidden.stderr.contains("403"), "\(forbidden.stderr)")
+
             // A backend over wss:// with its certificate subscribes (events:subscribe from its CN).
             let subscribed = try await Self.subscribe(port: port, tls: billing)
             #expect(subscribed.contains(#""type":"subscribed""#), "\(subscribed)")
