@@ -34,6 +34,15 @@ struct TailCommand: AsyncParsableCommand {
     @Option(help: "A bearer token with events:subscribe (or $PILEGATE_TOKEN).")
     var token: String?
 
+    @Option(help: ArgumentHelp("CA bundle (PEM) to trust for a wss API (or $PILEGATE_CACERT).", valueName: "FILE"))
+    var cacert: String?
+
+    @Option(help: ArgumentHelp("Client certificate (PEM) for mutual TLS (or $PILEGATE_CERT).", valueName: "FILE"))
+    var cert: String?
+
+    @Option(help: ArgumentHelp("The client certificate's private key (PEM; or $PILEGATE_KEY).", valueName: "FILE"))
+    var key: String?
+
     @Option(help: "Service name to subscribe as.")
     var service: String = "tail"
 
@@ -131,7 +140,14 @@ struct TailCommand: AsyncParsableCommand {
             wsConfig.additionalHeaders[.authorization] = "Bearer \(secret)"
         }
 
-        let client = WebSocketClient(url: url, configuration: wsConfig, eventLoopGroup: group, logger: logger) { inbound, outbound, _ in
+        let env = ProcessInfo.processInfo.environment
+        let tlsOptions = TLSHTTPClient.Options(
+            caFile: cacert ?? env["PILEGATE_CACERT"], certFile: cert ?? env["PILEGATE_CERT"], keyFile: key ?? env["PILEGATE_KEY"])
+        // A wss URL with an IP address cannot carry SNI: name the host (e.g. localhost).
+        let tls = tlsOptions.isEmpty ? nil : try TLSHTTPClient.configuration(tlsOptions)
+        let client = WebSocketClient(
+            url: url, configuration: wsConfig, tlsConfiguration: tls, eventLoopGroup: group, logger: logger
+        ) { inbound, outbound, _ in
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 try await outbound.write(.text(subscribe))
                 if duration > 0 {

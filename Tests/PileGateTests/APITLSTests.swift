@@ -60,6 +60,12 @@ struct APITLSTests {
             let forbidden = try await CLI.run(["piles", "kick", "1", "--api", api, "--cacert", certs.caCert, "--cert", billingCert, "--key", billingKey])
             #expect(forbidden.status == 1 && forbidden.stderr.contains("403"), "\(forbidden.stderr)")
 
+            let tail = try await CLI.run([
+                "tail", "--api", "https://localhost:\(port)", "--cacert", certs.caCert, "--cert", billingCert, "--key", billingKey,
+                "--service", "billing", "--duration", "0.5", "--stats-interval", "0.2",
+            ])
+            #expect(tail.status == 0, "tail over wss with a client certificate: \(tail.stderr)")
+
             // A backend over wss:// with its certificate subscribes (events:subscribe from its CN).
             let subscribed = try await Self.subscribe(port: port, tls: billing)
             #expect(subscribed.contains(#""type":"subscribed""#), "\(subscribed)")
