@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import YKC
 
 /// Every setting of the gateway, with embedded defaults so `pilegate serve` runs with no file.
 ///
@@ -14,6 +15,10 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var apiHost = "127.0.0.1"
     public var apiPort = 8780
     public var dataDirectory = "./pilegate-data"
+    /// Start with new, empty stores when `pilegate.sqlite` or `outbox.sqlite` exists but is empty
+    /// or unreadable (the old files are moved aside, never deleted). Off: such a store stops
+    /// start-up, because opening it as a new database would silently lose what it held.
+    public var freshStore = false
 
     // API security (docs/SECURITY.md).
     /// PEM certificate chain and private key: set both to serve the API over TLS.
@@ -93,6 +98,19 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// Pile connections are closed spread over this window on SIGTERM, so a restart does not
     /// turn into a reconnect storm.
     public var drainWindow: TimeInterval = 10
+    /// After the drain: how long pile connections that have not closed, and then API
+    /// connections (a backend that stops reading its WebSocket), get before they are cut off.
+    public var shutdownGrace: TimeInterval = 5
+
+    // API connections.
+    /// An API connection is closed when a request (its head, or its body) stalls this long, or
+    /// when it is idle between requests this long.
+    public var apiRequestTimeout: TimeInterval = 30
+
+    /// File descriptors kept free for the API, backend WebSockets, SQLite and logs: pile
+    /// connections are refused (reason `file_limit`) once only this many remain under the
+    /// process's file limit (`ulimit -n`, read at start).
+    public var fileDescriptorReserve = 64
 
     /// Backend hub tuning; its settings are the `hub*` keys.
     public var hub = HubConfiguration()
@@ -100,6 +118,10 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// Least time between two outbox commits while bills keep arriving (an idle outbox
     /// commits at once): trades a little 0x40 latency for far fewer WAL page writes per bill.
     public var outboxCommitSpacing: TimeInterval = 0.0005
+    /// A durable outbox service with no instance connected for this long is forgotten: its
+    /// undelivered events stop being kept for it (`DELETE /v1/outbox/services/{service}` does
+    /// the same at once).
+    public var outboxServiceRetention: TimeInterval = 7 * 86_400
 
     // Registry.
     public var registryFlushInterval: TimeInterval = 0.2
@@ -135,7 +157,46 @@ extension GatewayConfiguration {
     /// One settable key: its name and how to apply a textual or JSON value.
     struct Setting: Sendable {
         let key: String
-        let apply: @Sendable (inout GatewayConfiguration, Any) throws(SettingProblem) -> Void
+        let apply: @Sendable (inout GatewayConfiguration, SettingValue) throws(SettingProblem) -> Void
+    }
+
+    /// A value as it came in: the text of an environment variable, or a JSON value from a config
+    /// file. Kept apart so a JSON number is only ever a number (never mistaken for a Bool, as a
+    /// Foundation `NSNumber` of 0 or 1 is) and a JSON `true` only ever a Bool.
+    enum SettingValue: Sendable, CustomStringConvertible {
+        case text(String)
+        case json(JSONValue)
+
+        /// A string value (environment text, or a JSON string).
+        var string: String? {
+            switch self {
+            case .text(let s): s
+            case .json(let v): v.stringValue
+            }
+        }
+
+        /// A number: a JSON number, or a string holding one (environment, or a quoted JSON value).
+        var number: Double? {
+            switch self {
+            case .json(let v) where v.doubleValue != nil: v.doubleValue
+            default: string.flatMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+            }
+        }
+
+        /// The value as the user wrote it, for error messages.
+        var description: String {
+            switch self {
+            case .text(let s): "'\(s)'"
+            case .json(let v):
+                if let n = v.doubleValue { Self.describe(n) } else if let s = v.stringValue { "'\(s)'" } else { v.description }
+            }
+        }
+
+        /// A number as written in JSON: integers without a fraction, `1e300` rather than Swift's `1e+300`.
+        static func describe(_ n: Double) -> String {
+            if n.rounded() == n && abs(n) < 1e15 { return String(Int64(n)) }
+            return "\(n)".replacingOccurrences(of: "e+", with: "e")
+        }
     }
 
     struct SettingProblem: Error {
@@ -144,47 +205,51 @@ extension GatewayConfiguration {
 
     static func string(_ key: String, _ kp: WritableKeyPath<GatewayConfiguration, String> & Sendable, nonEmpty: Bool = true) -> Setting {
         Setting(key: key) { config, value throws(SettingProblem) in
-            guard let s = value as? String else { throw SettingProblem(message: "expected a string") }
+            guard let s = value.string else { throw SettingProblem(message: "expected a string, got \(value)") }
             if nonEmpty && s.isEmpty { throw SettingProblem(message: "must not be empty") }
             config[keyPath: kp] = s
         }
     }
 
+    /// An integer setting. The range is checked on the number as given, before any conversion,
+    /// so `1e300` is reported as `1e300`, never as what an overflowing conversion made of it.
     static func int(_ key: String, _ kp: WritableKeyPath<GatewayConfiguration, Int> & Sendable, _ range: ClosedRange<Int>) -> Setting {
         Setting(key: key) { config, value throws(SettingProblem) in
-            let parsed: Int?
-            if let s = value as? String { parsed = Int(s.trimmingCharacters(in: .whitespaces)) }
-            else if let n = value as? NSNumber, !(value is Bool), n.doubleValue.rounded() == n.doubleValue { parsed = n.intValue }
-            else { parsed = nil }
-            guard let v = parsed else { throw SettingProblem(message: "expected an integer, got '\(value)'") }
-            guard range.contains(v) else { throw SettingProblem(message: "\(v) is outside \(range.lowerBound)...\(range.upperBound)") }
-            config[keyPath: kp] = v
+            guard let v = value.number, v.isFinite, v.rounded() == v else {
+                throw SettingProblem(message: "expected an integer, got \(value)")
+            }
+            guard v >= Double(range.lowerBound) && v <= Double(range.upperBound) else {
+                throw SettingProblem(message: "\(value) is outside \(range.lowerBound)...\(range.upperBound)")
+            }
+            config[keyPath: kp] = Int(v)
         }
     }
 
     static func double(_ key: String, _ kp: WritableKeyPath<GatewayConfiguration, Double> & Sendable, _ range: ClosedRange<Double>) -> Setting {
         Setting(key: key) { config, value throws(SettingProblem) in
-            let parsed: Double?
-            if let s = value as? String { parsed = Double(s.trimmingCharacters(in: .whitespaces)) }
-            else if let n = value as? NSNumber, !(value is Bool) { parsed = n.doubleValue }
-            else { parsed = nil }
-            guard let v = parsed, v.isFinite else { throw SettingProblem(message: "expected a number, got '\(value)'") }
-            guard range.contains(v) else { throw SettingProblem(message: "\(v) is outside \(range.lowerBound)...\(range.upperBound)") }
+            guard let v = value.number, v.isFinite else { throw SettingProblem(message: "expected a number, got \(value)") }
+            guard range.contains(v) else {
+                throw SettingProblem(
+                    message: "\(value) is outside \(SettingValue.describe(range.lowerBound))...\(SettingValue.describe(range.upperBound))")
+            }
             config[keyPath: kp] = v
         }
     }
 
     static func bool(_ key: String, _ kp: WritableKeyPath<GatewayConfiguration, Bool> & Sendable) -> Setting {
         Setting(key: key) { config, value throws(SettingProblem) in
-            if let b = value as? Bool { config[keyPath: kp] = b; return }
-            if let s = value as? String {
+            if case .json(let v) = value, let b = v.boolValue {
+                config[keyPath: kp] = b
+                return
+            }
+            if let s = value.string {
                 switch s.lowercased() {
                 case "true", "1", "yes", "on": config[keyPath: kp] = true; return
                 case "false", "0", "no", "off": config[keyPath: kp] = false; return
                 default: break
                 }
             }
-            throw SettingProblem(message: "expected true or false, got '\(value)'")
+            throw SettingProblem(message: "expected true or false, got \(value)")
         }
     }
 
@@ -201,14 +266,16 @@ extension GatewayConfiguration {
         string("apiClientCA", \.apiClientCA, nonEmpty: false),
         Setting(key: "apiClientCertificateScopes") { config, value throws(SettingProblem) in
             // A JSON object in a file; its JSON text in the environment.
-            var object = value
-            if let text = value as? String {
-                guard let data = text.data(using: .utf8), let parsed = try? JSONSerialization.jsonObject(with: data) else {
+            let object: JSONValue
+            if case .json(let v) = value, v.objectValue != nil {
+                object = v
+            } else {
+                guard let text = value.string, let parsed = try? JSONValue.parse(text) else {
                     throw SettingProblem(message: "expected a JSON object such as {\"CN=billing\": [\"events:subscribe\"]}")
                 }
                 object = parsed
             }
-            guard let dict = object as? [String: Any], dict.count <= 1_000 else {
+            guard let dict = object.objectValue, dict.count <= 1_000 else {
                 throw SettingProblem(message: "expected a JSON object (at most 1000 entries) such as {\"CN=billing\": [\"events:subscribe\"]}")
             }
             var out: [String: [String]] = [:]
@@ -216,7 +283,11 @@ extension GatewayConfiguration {
                 guard subject.hasPrefix("CN="), subject.count > 3, subject.utf8.count <= 256 else {
                     throw SettingProblem(message: "subject '\(subject.prefix(64))' must be written CN=<common name>")
                 }
-                guard let names = scopes as? [String] else { throw SettingProblem(message: "\(subject): expected an array of scope names") }
+                let list = scopes.arrayValue ?? []
+                let names = list.compactMap(\.stringValue)
+                guard scopes.arrayValue != nil, names.count == list.count else {
+                    throw SettingProblem(message: "\(subject): expected an array of scope names")
+                }
                 do throws(APITokenError) { out[subject] = try APIScope.parse(names).map(\.rawValue) } catch {
                     throw SettingProblem(message: "\(subject): \(error.message)")
                 }
@@ -224,11 +295,12 @@ extension GatewayConfiguration {
             config.apiClientCertificateScopes = out
         },
         bool("apiInsecure", \.apiInsecure),
+        bool("freshStore", \.freshStore),
         double("loginTimeout", \.loginTimeout, 0.05...3600),
         double("livenessTimeout", \.livenessTimeout, 0.05...86_400),
         Setting(key: "loginPolicy") { config, value throws(SettingProblem) in
-            guard let s = value as? String, let p = LoginPolicy(rawValue: s) else {
-                throw SettingProblem(message: "expected one of \(LoginPolicy.allCases.map(\.rawValue).joined(separator: ", ")), got '\(value)'")
+            guard let s = value.string, let p = LoginPolicy(rawValue: s) else {
+                throw SettingProblem(message: "expected one of \(LoginPolicy.allCases.map(\.rawValue).joined(separator: ", ")), got \(value)")
             }
             config.loginPolicy = p
         },
@@ -264,7 +336,11 @@ extension GatewayConfiguration {
         int("acceptsPerRead", \.acceptsPerRead, 1...100_000),
         int("eventLoopThreads", \.eventLoopThreads, 0...1024),
         double("drainWindow", \.drainWindow, 0...3600),
+        double("shutdownGrace", \.shutdownGrace, 0.1...600),
+        double("apiRequestTimeout", \.apiRequestTimeout, 0.1...3600),
+        int("fileDescriptorReserve", \.fileDescriptorReserve, 16...1_000_000),
         double("outboxCommitSpacing", \.outboxCommitSpacing, 0...1),
+        double("outboxServiceRetention", \.outboxServiceRetention, 1...31_536_000),
         double("hubWarmupWindow", \.hub.warmupWindow, 0...3600),
         double("hubAckTimeout", \.hub.ackTimeout, 0.01...3600),
         double("hubLatencyBound", \.hub.latencyBound, 0.001...3600),
@@ -280,8 +356,8 @@ extension GatewayConfiguration {
         double("registryFlushInterval", \.registryFlushInterval, 0.001...60),
         Setting(key: "logLevel") { config, value throws(SettingProblem) in
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
-            guard let s = value as? String, levels.contains(s) else {
-                throw SettingProblem(message: "expected one of \(levels.joined(separator: ", ")), got '\(value)'")
+            guard let s = value.string, levels.contains(s) else {
+                throw SettingProblem(message: "expected one of \(levels.joined(separator: ", ")), got \(value)")
             }
             config.logLevel = s
         },
@@ -320,13 +396,13 @@ extension GatewayConfiguration {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigurationError(key: "config", source: path, problem: "cannot read the file")
         }
-        let object: Any
+        let object: JSONValue
         do {
-            object = try JSONSerialization.jsonObject(with: data)
+            object = try JSONValue.parse(data)
         } catch {
-            throw ConfigurationError(key: "config", source: path, problem: "not valid JSON: \(error.localizedDescription)")
+            throw ConfigurationError(key: "config", source: path, problem: "not valid JSON: \(error.description)")
         }
-        guard let dict = object as? [String: Any] else {
+        guard let dict = object.objectValue else {
             throw ConfigurationError(key: "config", source: path, problem: "expected a JSON object of settings")
         }
         let byKey = Dictionary(uniqueKeysWithValues: Self.settings.map { ($0.key, $0) })
@@ -334,7 +410,7 @@ extension GatewayConfiguration {
             guard let setting = byKey[key] else {
                 throw ConfigurationError(key: key, source: path, problem: "unknown setting (known: \(Self.keys.joined(separator: ", ")))")
             }
-            do { try setting.apply(&self, value) } catch {
+            do { try setting.apply(&self, .json(value)) } catch {
                 throw ConfigurationError(key: key, source: path, problem: error.message)
             }
         }
@@ -355,7 +431,7 @@ extension GatewayConfiguration {
             guard let setting = byEnv[name] else {
                 throw ConfigurationError(key: name, source: "environment", problem: "unknown setting")
             }
-            do { try setting.apply(&self, value) } catch {
+            do { try setting.apply(&self, .text(value)) } catch {
                 throw ConfigurationError(key: setting.key, source: "environment \(name)", problem: error.message)
             }
         }

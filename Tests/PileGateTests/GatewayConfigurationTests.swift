@@ -90,4 +90,62 @@ struct GatewayConfigurationTests {
         try Data(#"{"maxConnections": 10, "maxConnectionsPerAddress": 20}"#.utf8).write(to: URL(fileURLWithPath: path))
         #expect(throws: ConfigurationError.self) { try GatewayConfiguration.load(file: path, environment: [:]) }
     }
+
+    /// Writes `json` to a temporary config file and loads it with no environment.
+    private func load(_ json: String) throws(ConfigurationError) -> GatewayConfiguration {
+        let path = NSTemporaryDirectory() + "pilegate-config-\(UUID().uuidString).json"
+        _ = FileManager.default.createFile(atPath: path, contents: Data(json.utf8))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        return try GatewayConfiguration.load(file: path, environment: [:])
+    }
+
+    private func problem(_ json: String) -> ConfigurationError? {
+        do {
+            _ = try load(json)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test("every JSON number is a number: 1, 0, 1.0 and 1e2 are accepted wherever a number is")
+    func jsonNumbers() throws {
+        #expect(try load(#"{"frameRatePerSecond": 1}"#).frameRatePerSecond == 1)
+        #expect(try load(#"{"frameRatePerSecond": 1.0}"#).frameRatePerSecond == 1)
+        #expect(try load(#"{"flapBanDuration": 0}"#).flapBanDuration == 0)
+        #expect(try load(#"{"drainWindow": 0.0}"#).drainWindow == 0)
+        #expect(try load(#"{"pilePort": 0}"#).pilePort == 0)
+        #expect(try load(#"{"pilePort": 1}"#).pilePort == 1)
+        #expect(try load(#"{"maxThrottleEpisodes": 1.0}"#).maxThrottleEpisodes == 1)
+        #expect(try load(#"{"listenBacklog": 1e2}"#).listenBacklog == 100)
+        #expect(try load(#"{"pileUTCOffsetSeconds": -3600}"#).pileUTCOffsetSeconds == -3600)
+        // Bools stay bools and numbers stay numbers, in both directions.
+        #expect(try load(#"{"timeSyncOnLogin": false}"#).timeSyncOnLogin == false)
+        #expect(problem(#"{"timeSyncOnLogin": 1}"#)?.problem == "expected true or false, got 1")
+        #expect(problem(#"{"pilePort": true}"#)?.problem == "expected an integer, got true")
+        #expect(problem(#"{"frameRatePerSecond": false}"#)?.problem == "expected a number, got false")
+    }
+
+    @Test("an out-of-range number is reported as written, never as what a conversion made of it")
+    func outOfRangeAsWritten() {
+        #expect(problem(#"{"pilePort": 1e300}"#)?.problem == "1e300 is outside 0...65535")
+        #expect(problem(#"{"pilePort": -1e300}"#)?.problem == "-1e300 is outside 0...65535")
+        #expect(problem(#"{"pilePort": 9300000000000000000}"#)?.problem == "9.3e18 is outside 0...65535")
+        #expect(problem(#"{"pilePort": 70000}"#)?.problem == "70000 is outside 0...65535")
+        #expect(problem(#"{"pilePort": 80.5}"#)?.problem == "expected an integer, got 80.5")
+        #expect(problem(#"{"frameRatePerSecond": 1e300}"#)?.problem == "1e300 is outside 0.1...1000000")
+        #expect(problem(#"{"flapBanDuration": -1}"#)?.problem == "-1 is outside 0...604800")
+        let env = { (name: String, value: String) -> ConfigurationError? in
+            do throws(ConfigurationError) {
+                _ = try GatewayConfiguration.load(file: nil, environment: [name: value])
+                return nil
+            } catch { return error }
+        }
+        #expect(env("PILEGATE_PILE_PORT", "1e300")?.problem == "'1e300' is outside 0...65535")
+        #expect(env("PILEGATE_PILE_PORT", "9223372036854775808")?.problem == "'9223372036854775808' is outside 0...65535")
+        #expect(env("PILEGATE_FRAME_RATE_PER_SECOND", "nan")?.problem == "expected a number, got 'nan'")
+        #expect(env("PILEGATE_DRAIN_WINDOW", "inf")?.problem == "expected a number, got 'inf'")
+        #expect(env("PILEGATE_PILE_PORT", "8080") == nil)
+        #expect(env("PILEGATE_FLAP_BAN_DURATION", "0") == nil)
+    }
 }
