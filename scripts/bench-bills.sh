@@ -119,7 +119,7 @@ run_phase() {
     esac
     log "phase $phase: $PILES piles, ${sim_args[*]}, ${DURATION} s (measured after ${WARMUP} s)"
     start_gateway "$dir/data"
-    "$BIN" tail --api "$API" --service billing --instance b1 --events transaction_record --max-in-flight 1024 \
+    "$BIN" tail --api "$API" --service billing --instance b1 --events transaction_record --durable --max-in-flight 1024 \
         --duration $((DURATION + 5)) --warmup "$WARMUP" --stats-interval 10 >"$dir/tail.log" 2>&1 &
     TAIL_PID=$!
     track "$TAIL_PID"

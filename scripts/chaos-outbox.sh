@@ -126,7 +126,7 @@ start_gateway() {
 subscriber_loop() {
     trap 'exit 0' TERM
     while :; do
-        "$BIN" tail --api "$API" --service billing --instance b1 --events transaction_record \
+        "$BIN" tail --api "$API" --service billing --instance b1 --events transaction_record --durable \
             --max-in-flight 1024 --print >>"$RUN/received.jsonl" 2>>"$RUN/tail.err" &
         echo $! >"$RUN/tail.pid"
         wait $! || true

@@ -1,9 +1,11 @@
+import Atomics
 import Foundation
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
 import HummingbirdWebSocket
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import ServiceLifecycle
 import YKC
@@ -20,13 +22,26 @@ public final class AdminAPI: Sendable {
     let port: Int
     private let group: ServiceGroup
     private let task: Task<Void, any Error>
+    /// Set when the server task has ended (its value can then be awaited without blocking).
+    private let finished: ManagedAtomic<Bool>
+    private let logger: Logger
 
-    private init(port: Int, group: ServiceGroup, task: Task<Void, any Error>) {
+    private init(port: Int, group: ServiceGroup, task: Task<Void, any Error>, finished: ManagedAtomic<Bool>, logger: Logger) {
         self.port = port
         self.group = group
         self.task = task
+        self.finished = finished
+        self.logger = logger
     }
 
+    /// Binds the API and starts serving; throws `APIStartError` naming the address when it cannot
+    /// listen (port taken, host that does not resolve, no permission).
+    ///
+    /// The server runs in a detached task under a service group of its own, which the gateway
+    /// stops last (`stop(grace:)`), after the piles have drained: a task created here would
+    /// inherit the caller's graceful-shutdown handler (a task-local), and a nested service group
+    /// follows its parent's shutdown at once, which tore the API (and every backend WebSocket)
+    /// down at the start of the drain, before the drained piles' `pile_offline` went out.
     static func start(gateway: Gateway) async throws -> AdminAPI {
         if let refusal = APIAuthenticator.listenRefusal(config: gateway.config, tokensExist: !gateway.auth.tokens.isEmpty) {
             throw APIStartError(message: refusal)
@@ -35,17 +50,31 @@ public final class AdminAPI: Sendable {
             gateway.context.logger.warning(
                 "API open without authentication (apiInsecure)", metadata: ["api": "\(gateway.config.apiHost):\(gateway.config.apiPort)"])
         }
-        let router = Router(context: Context.self)
-        router.add(middleware: APIErrorMiddleware())
+        let config = gateway.config
+        let router = Router(context: Context.self, options: .autoGenerateHeadEndpoints)
+        let table = RouteTable()
+        router.add(middleware: APIErrorMiddleware(routes: table))
         router.add(middleware: APIAuthMiddleware(auth: gateway.auth))
         installCoreRoutes(router, gateway: gateway)
         gateway.auth.installRoutes(router)
         for install in gateway.routeInstallers { install(router, gateway) }
-        var server: HTTPServerBuilder = .http1WebSocketUpgrade(
-            webSocketRouter: router,
-            // Backend messages are assembled frame by frame (BackendMessageAssembler); a frame
-            // itself must fit the decoder whole.
-            configuration: .init(ws: .init(maxFrameSize: gateway.config.hub.maxFrameBytes)))
+        table.set(router.routes.map { ($0.path.description, $0.method) })
+        let (stream, continuation) = AsyncStream.makeStream(of: Int.self)
+        var logger = gateway.context.logger
+        logger.logLevel = max(logger.logLevel, .notice)
+        let address = "\(config.apiHost):\(config.apiPort)"
+        let requestTimeout = TimeAmount.nanoseconds(Int64(config.apiRequestTimeout * 1e9))
+        let webSocketResponder = router.buildResponder()
+        var server = HTTPServerBuilder { responder in
+            APIChildChannel(
+                inner: HTTP1WebSocketUpgradeChannel(
+                    responder: responder, webSocketResponder: webSocketResponder,
+                    // Backend messages are assembled frame by frame (BackendMessageAssembler); a
+                    // frame itself must fit the decoder whole.
+                    configuration: .init(
+                        http1: .init(idleTimeout: requestTimeout), ws: .init(maxFrameSize: config.hub.maxFrameBytes))),
+                requestTimeout: requestTimeout)
+        }
         do {
             // TLS and mutual TLS (docs/SECURITY.md): a client without a valid certificate fails
             // the handshake when apiClientCA is set.
@@ -53,14 +82,9 @@ public final class AdminAPI: Sendable {
         } catch {
             throw APIStartError(message: "\(error)")
         }
-        let (stream, continuation) = AsyncStream.makeStream(of: Int.self)
-        var logger = gateway.context.logger
-        logger.logLevel = max(logger.logLevel, .notice)
         let app = Application(
-            router: router,
-            server: server,
-            configuration: .init(
-                address: .hostname(gateway.config.apiHost, port: gateway.config.apiPort), serverName: "pilegate"),
+            router: router, server: server,
+            configuration: .init(address: .hostname(config.apiHost, port: config.apiPort), serverName: "pilegate"),
             onServerRunning: { channel in
                 continuation.yield(channel.localAddress?.port ?? 0)
                 continuation.finish()
@@ -68,21 +92,60 @@ public final class AdminAPI: Sendable {
             eventLoopGroupProvider: .shared(gateway.group),
             logger: logger)
         let group = ServiceGroup(services: [app], gracefulShutdownSignals: [], cancellationSignals: [], logger: logger)
-        let task = Task { try await group.run() }
+        let finished = ManagedAtomic(false)
+        let task = Task.detached {
+            defer {
+                finished.store(true, ordering: .releasing)
+                // A bind failure ends the group before the server runs: end the wait below too.
+                continuation.finish()
+            }
+            try await group.run()
+        }
         var port: Int?
         for await p in stream { port = p }
         guard let port else {
-            task.cancel()
-            _ = try? await task.value
-            throw APIStartError(message: "the API server did not start on \(gateway.config.apiHost):\(gateway.config.apiPort)")
+            var reason = "the server stopped before it listened"
+            do { try await task.value } catch { reason = Self.describe(bindError: error) }
+            throw APIStartError(message: "cannot listen for the API on \(address): \(reason)")
         }
-        // A bind failure ends the group: surface it instead of hanging.
-        return AdminAPI(port: port, group: group, task: task)
+        return AdminAPI(port: port, group: group, task: task, finished: finished, logger: logger)
     }
 
-    func stop() async {
+    /// Stops the server: a graceful shutdown first (idle connections close, requests in progress
+    /// finish, WebSockets get a close frame), then, after `grace`, cancellation of whatever is
+    /// left — a backend that keeps its WebSocket open without reading never answers the close
+    /// handshake and would otherwise hold the process forever. Returns within about 2 × `grace`.
+    func stop(grace: TimeInterval) async {
         await group.triggerGracefulShutdown()
-        _ = try? await task.value
+        if await waitUntilFinished(timeout: grace) { return }
+        logger.warning(
+            "API connections still open after the shutdown grace; closing them", metadata: ["grace_s": "\(grace)"])
+        task.cancel()
+        if await waitUntilFinished(timeout: grace) { return }
+        logger.warning("API server did not stop after cancellation; leaving it behind", metadata: ["grace_s": "\(grace)"])
+    }
+
+    private func waitUntilFinished(timeout: TimeInterval) async -> Bool {
+        let deadline = NIODeadline.now() + .nanoseconds(Int64(timeout * 1e9))
+        while !finished.load(ordering: .acquiring) {
+            guard NIODeadline.now() < deadline else { return false }
+            try? await Task.sleep(nanoseconds: 10_000_000)
+        }
+        return true
+    }
+
+    /// A bind failure in words: NIO's errors name the system call, not the cause.
+    static func describe(bindError error: any Error) -> String {
+        if let e = error as? IOError {
+            switch e.errnoCode {
+            case EADDRINUSE: return "the address is already in use"
+            case EADDRNOTAVAIL: return "the address is not available on this host"
+            case EACCES: return "permission denied"
+            default: return "\(e)"
+            }
+        }
+        if error is SocketAddressError { return "the host name does not resolve" }
+        return "\(error)"
     }
 
     struct APIStartError: Error, CustomStringConvertible {
@@ -97,9 +160,10 @@ public final class AdminAPI: Sendable {
             json(["status": "ok", "node": gateway.config.nodeId])
         }
         router.get("/readyz") { _, _ in
-            gateway.isReady
+            let reasons = gateway.notReadyReasons
+            return reasons.isEmpty
                 ? json(["status": "ready"])
-                : json(["status": "not_ready"], status: .serviceUnavailable)
+                : json(["status": "not_ready", "reason": reasons.joined(separator: "; ")], status: .serviceUnavailable)
         }
         router.get("/metrics") { _, _ in
             let text = gateway.metrics.exposition(extraGauges: gateway.stateGauges())
@@ -261,28 +325,70 @@ struct PileView: Codable, Sendable {
 
 struct PilePage: Codable, Sendable {
     var piles: [PileView]
-    /// Pass as `after` to get the next page; null on the last page.
+    /// Pass as `after` to get the next page; absent on the last page (API.md).
     var next: String?
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(piles, forKey: .piles)
-        try c.encode(next, forKey: .next)  // explicit null on the last page
-    }
 }
 
-/// Gives every API error the same body, `{"error": code, "message": text}`.
+/// Gives every API error the same body, `{"error": code, "message": text}`, and answers a
+/// known path asked with a method it does not take with 405 and `Allow` instead of 404.
 struct APIErrorMiddleware: RouterMiddleware {
     typealias Context = AdminAPI.Context
+    let routes: RouteTable
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
         } catch let e as AdminAPI.InvalidPileId {
             return AdminAPI.error(.badRequest, "invalid_pile_id", "invalid pile id '\(e.text)': expected 1-14 decimal digits or 14 hex digits")
         } catch let e as HTTPError {
-            let code = e.status.code == 413 ? "body_too_large" : e.status.code == 404 ? "not_found" : "bad_request"
-            return AdminAPI.error(e.status, code, e.body ?? e.status.reasonPhrase)
+            if e.status == .notFound {
+                let allowed = routes.methods(for: request.uri.path)
+                if !allowed.isEmpty && !allowed.contains(request.method) {
+                    let list = allowed.map(\.rawValue).sorted().joined(separator: ", ")
+                    var response = AdminAPI.error(
+                        .methodNotAllowed, "method_not_allowed", "\(request.method.rawValue) is not allowed on \(request.uri.path); allowed: \(list)")
+                    response.headers[.allow] = list
+                    return response
+                }
+            }
+            let code =
+                switch e.status.code {
+                case 413: "body_too_large"
+                case 404: "not_found"
+                case 426: "upgrade_required"
+                default: "bad_request"
+                }
+            var response = AdminAPI.error(e.status, code, e.body ?? e.status.reasonPhrase)
+            for field in e.headers { response.headers.append(field) }
+            return response
         }
+    }
+}
+
+/// The API's routes as (path pattern, method), filled once every route is installed, for the
+/// 405 answer's `Allow` list.
+final class RouteTable: Sendable {
+    private let entries = NIOLockedValueBox<[(pattern: [Substring], method: HTTPRequest.Method)]>([])
+
+    func set(_ routes: [(String, HTTPRequest.Method)]) {
+        entries.withLockedValue { $0 = routes.map { (Self.components($0.0), $0.1) } }
+    }
+
+    /// The methods of every route whose pattern matches `path` (`{name}`, `:name` and `*` match
+    /// one segment).
+    func methods(for path: String) -> Set<HTTPRequest.Method> {
+        let parts = Self.components(path)
+        var out: Set<HTTPRequest.Method> = []
+        for e in entries.withLockedValue({ $0 }) where e.pattern.count == parts.count {
+            if zip(e.pattern, parts).allSatisfy({ p, s in p.hasPrefix("{") || p.hasPrefix(":") || p == "*" || p == s }) { out.insert(e.method) }
+        }
+        // HEAD is answered for every GET (`autoGenerateHeadEndpoints`).
+        if out.contains(.get) { out.insert(.head) }
+        return out
+    }
+
+    private static func components(_ path: String) -> [Substring] {
+        path.split(separator: "/", omittingEmptySubsequences: true)
     }
 }
 

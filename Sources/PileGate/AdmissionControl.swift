@@ -1,3 +1,4 @@
+import Atomics
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -32,14 +33,21 @@ public final class AdmissionControl: Sendable {
         episodeLog = EpisodeLogger(logger: logger, interval: .seconds(10))
     }
 
+    /// Pile connections allowed by the file limit (see `FileLimit`); unlimited until the
+    /// gateway has read the limit at start.
+    let fileLimitCap = ManagedAtomic(Int.max)
+
     /// Decides whether a new connection from `host` may stay. On success it is counted as open
     /// and pending login until `loggedIn`/`released`.
     func admit(host: String) -> AdmissionRefusal? {
         // Connections from loopback/test tools are still counted for flapping: a pile behind a
         // concentrator shares its address, so the address limit is generous by default.
         var refusal: AdmissionRefusal?
-        if counters.connections.load(ordering: .relaxed) >= config.maxConnections {
+        let open = counters.connections.load(ordering: .relaxed)
+        if open >= config.maxConnections {
             refusal = .maxConnections
+        } else if open >= fileLimitCap.load(ordering: .relaxed) {
+            refusal = .fileLimit
         } else if counters.pendingLogins.load(ordering: .relaxed) >= config.maxPendingLogins {
             refusal = .maxPendingLogins
         } else {
@@ -63,7 +71,16 @@ public final class AdmissionControl: Sendable {
         }
         if let refusal {
             counters.refused[refusal]?.wrappingIncrement(ordering: .relaxed)
-            episodeLog.log(.notice, "connections refused at admission", key: "refused:\(refusal.rawValue)", metadata: ["reason": "\(refusal.rawValue)"])
+            if refusal == .fileLimit {
+                episodeLog.log(
+                    .warning, "pile connections refused: file descriptors are running out", key: "refused:file_limit",
+                    metadata: [
+                        "reason": "file_limit", "pile_connection_cap": "\(fileLimitCap.load(ordering: .relaxed))",
+                        "reserve": "\(config.fileDescriptorReserve)",
+                    ])
+            } else {
+                episodeLog.log(.notice, "connections refused at admission", key: "refused:\(refusal.rawValue)", metadata: ["reason": "\(refusal.rawValue)"])
+            }
             return refusal
         }
         counters.accepted.wrappingIncrement(ordering: .relaxed)

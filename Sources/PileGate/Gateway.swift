@@ -47,7 +47,7 @@ public final class Gateway: Service, Sendable {
     ) throws {
         self.routeInstallers = routeInstallers
         self.statsProviders = statsProviders
-        let registry = try PileRegistry(directory: config.dataDirectory, logger: logger)
+        let registry = try PileRegistry(directory: config.dataDirectory, fresh: config.freshStore, logger: logger)
         try registry.markAllOffline(reason: "gateway_restart")
         let keys = try PileKeyStore(database: registry.database, logger: logger)
         self.context = GatewayContext(
@@ -66,16 +66,55 @@ public final class Gateway: Service, Sendable {
     public var pilePort: Int? { listenerBox.withLockedValue { $0?.localAddress?.port } }
     /// The bound API port.
     public var apiPort: Int? { apiBox.withLockedValue { $0?.port } }
-    public var isReady: Bool { startedBox.withLockedValue { $0 } && !context.shuttingDown.load(ordering: .relaxed) }
+    public var isReady: Bool { notReadyReasons.isEmpty }
 
-    /// Binds the API and the pile listener and starts background work.
+    /// Why `/readyz` answers 503: starting, shutting down, or a store that cannot commit.
+    public var notReadyReasons: [String] {
+        var reasons: [String] = []
+        if !startedBox.withLockedValue({ $0 }) { reasons.append("starting") }
+        if context.shuttingDown.load(ordering: .relaxed) { reasons.append("shutting down") }
+        if let p = context.registry.problem { reasons.append(p) }
+        for check in readinessChecks.withLockedValue({ $0 }) { if let p = check() { reasons.append(p) } }
+        return reasons
+    }
+
+    private let readinessChecks = NIOLockedValueBox<[@Sendable () -> String?]>([])
+
+    /// Adds a condition for readiness: `check` returns why the gateway is not ready, or nil
+    /// (the outbox: its last commit failed).
+    public func addReadinessCheck(_ check: @escaping @Sendable () -> String?) {
+        readinessChecks.withLockedValue { $0.append(check) }
+    }
+
+    /// Binds the API and the pile listener and starts background work. Throws an error naming
+    /// the address when either cannot listen; nothing is left running then.
     public func start() async throws {
         let api = try await AdminAPI.start(gateway: self)
         apiBox.withLockedValue { $0 = api }
         let tokens = auth.tokens
         tokenRefreshTask.withLockedValue { $0 = Task { await tokens.runRefreshLoop() } }
-        let listener = try await PileListener.bind(gateway: context, group: group)
+        let listener: PileListener
+        do {
+            listener = try await PileListener.bind(gateway: context, group: group)
+        } catch {
+            tokenRefreshTask.withLockedValue { $0 }?.cancel()
+            await api.stop(grace: 1)
+            apiBox.withLockedValue { $0 = nil }
+            throw GatewayStartError(
+                message: "cannot listen for piles on \(config.pileHost):\(config.pilePort): \(AdminAPI.describe(bindError: error))")
+        }
         listenerBox.withLockedValue { $0 = listener }
+        // Read after binding: what is open now (loops, listeners, SQLite) is not for piles.
+        let files = FileLimit.read(reserve: config.fileDescriptorReserve)
+        context.admission.fileLimitCap.store(files.pileConnections, ordering: .relaxed)
+        if files.pileConnections < config.maxConnections {
+            context.logger.notice(
+                "pile connections capped by the file limit",
+                metadata: [
+                    "file_limit": "\(files.limit)", "open": "\(files.open)", "reserve": "\(files.reserve)",
+                    "pile_connections": "\(files.pileConnections)",
+                ])
+        }
         let registry = context.registry
         let interval = context.config.registryFlushInterval
         flushTask.withLockedValue { $0 = Task { await registry.runFlushLoop(interval: interval) } }
@@ -90,8 +129,12 @@ public final class Gateway: Service, Sendable {
             ])
     }
 
-    /// Graceful shutdown: stop accepting, close pile connections spread over the drain window,
-    /// flush the registry, stop the API.
+    /// Graceful shutdown, in the reverse order of start: `/readyz` turns 503 and the listener
+    /// stops accepting; pile connections close spread over the drain window while the API and
+    /// the backend hub stay up, so backends get every drained pile's `pile_offline`; then the
+    /// registry and the outbox are flushed; the API closes last. Bounded whatever clients do:
+    /// drain window + `shutdownGrace` for piles that do not close + about 2 × `shutdownGrace`
+    /// for API connections (a backend that stops reading is cut off).
     public func shutdown() async {
         guard !context.shuttingDown.exchange(true, ordering: .relaxed) else { return }
         let listener = listenerBox.withLockedValue { $0 }
@@ -117,7 +160,7 @@ public final class Gateway: Service, Sendable {
             let done = listener.channel.eventLoop.makePromise(of: Void.self)
             listener.quiesce.initiateShutdown(promise: done)
         }
-        await waitForConnections(timeout: 2)
+        await waitForConnections(timeout: context.config.shutdownGrace)
         // Stop the flush loop and wait for it (a write it had started, or put back after a
         // cancellation, must be in `pending` before the final flush takes it).
         let loop = flushTask.withLockedValue { $0 }
@@ -126,8 +169,9 @@ public final class Gateway: Service, Sendable {
         _ = try? await context.registry.flush()
         tokenRefreshTask.withLockedValue { $0 }?.cancel()
         for hook in shutdownHooks.withLockedValue({ $0 }) { await hook() }
+        await context.registry.close()
         let api = apiBox.withLockedValue { $0 }
-        await api?.stop()
+        await api?.stop(grace: context.config.shutdownGrace)
         context.logger.notice("pilegate stopped")
     }
 
@@ -145,4 +189,10 @@ public final class Gateway: Service, Sendable {
         _ = try? await gracefulShutdown()
         await shutdown()
     }
+}
+
+/// Why the gateway could not start, in one sentence naming the address or file.
+public struct GatewayStartError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
 }

@@ -27,11 +27,13 @@ public enum GatewayAssembly {
         // Recovered before any pile is accepted (start() binds the listener later).
         var outboxSettings = Outbox.Settings()
         outboxSettings.commitSpacing = config.outboxCommitSpacing
+        outboxSettings.serviceRetention = config.outboxServiceRetention
+        outboxSettings.freshStore = config.freshStore
         let outbox = try Outbox(directory: config.dataDirectory, settings: outboxSettings, logger: logger)
         hub.attach(outbox: outbox)
         gateway.onShutdown {
-            await outbox.stop()
             hub.detach()
+            await outbox.stop()
         }
         return gateway
     }

@@ -31,6 +31,9 @@ public enum OfflineReason: String, Sendable, CaseIterable, Codable {
 /// Why a new connection was refused before it could log in.
 public enum AdmissionRefusal: String, Sendable, CaseIterable {
     case maxConnections = "max_connections"
+    /// Only `fileDescriptorReserve` file descriptors remained under the process's file limit:
+    /// they are kept for the API, backends and SQLite.
+    case fileLimit = "file_limit"
     case maxConnectionsPerAddress = "max_connections_per_address"
     case maxPendingLogins = "max_pending_logins"
     case addressBanned = "address_banned"

@@ -41,14 +41,13 @@ public final class PileRegistry: Sendable {
         public var node: String?
     }
 
-    /// Opens (creating if needed) `directory/pilegate.sqlite`.
-    public init(directory: String, logger: Logger) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    /// Opens (creating if needed) `directory/pilegate.sqlite`. An existing file that is empty or
+    /// unreadable stops start-up unless `fresh` (see `SQLiteStore`).
+    public init(directory: String, fresh: Bool = false, logger: Logger) throws {
         var config = Configuration()
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
         }
-        database = try DatabasePool(path: (directory as NSString).appendingPathComponent("pilegate.sqlite"), configuration: config)
         self.logger = logger
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1-piles") { db in
@@ -65,12 +64,27 @@ public final class PileRegistry: Sendable {
                     CREATE INDEX piles_online ON piles(online, id);
                     """)
         }
-        try migrator.migrate(database)
-        let ids = try database.read { db in try String.fetchAll(db, sql: "SELECT id FROM piles") }
+        var ids: [String] = []
+        database = try SQLiteStore.open(
+            directory: directory, file: "pilegate.sqlite", what: "pile registry", fresh: fresh, configuration: config,
+            logger: logger
+        ) { pool in
+            try migrator.migrate(pool)
+            ids = try pool.read { db in try String.fetchAll(db, sql: "SELECT id FROM piles") }
+        }
         known.withLockedValue { set in
             for s in ids { if let id = PileID(s) { set.insert(id) } }
         }
     }
+
+    /// Checkpoints and closes the database (the gateway's last step with it at shutdown).
+    public func close() async {
+        await SQLiteStore.checkpointAndClose(database, what: "registry", logger: logger)
+    }
+
+    /// Why the registry cannot store updates right now (the last flush failed), for `/readyz`.
+    public var problem: String? { failure.withLockedValue { $0 } }
+    private let failure = NIOLockedValueBox<String?>(nil)
 
     /// After a crash or restart nothing is online: mark leftovers offline.
     public func markAllOffline(reason: String) throws {
@@ -108,8 +122,12 @@ public final class PileRegistry: Sendable {
         } catch {
             // Keep the updates for the next round rather than losing them.
             pending.withLockedValue { $0.insert(contentsOf: batch, at: 0) }
+            if !(error is CancellationError) {
+                failure.withLockedValue { $0 = "pilegate.sqlite cannot commit: \(SQLiteStore.describe(error))" }
+            }
             throw error
         }
+        failure.withLockedValue { $0 = nil }
         return batch.count
     }
 
@@ -155,8 +173,10 @@ public final class PileRegistry: Sendable {
         while !Task.isCancelled {
             try? await Task.sleep(nanoseconds: UInt64(interval * 1e9))
             if Task.isCancelled { break }
-            do { try await flush() } catch {
-                logger.error("registry flush failed", metadata: ["error": "\(error)"])
+            do { try await flush() } catch is CancellationError {
+                // Shutdown: the owner's final flush writes what this round put back.
+            } catch {
+                logger.error("registry flush failed", metadata: ["error": "\(SQLiteStore.describe(error))"])
             }
         }
         // The final flush is the owner's (Gateway.shutdown), outside this cancelled task.

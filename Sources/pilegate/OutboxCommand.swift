@@ -2,27 +2,63 @@ import ArgumentParser
 import Foundation
 import YKC
 
-/// `pilegate outbox`: the durable outbox's depth per service and event type (GET /v1/outbox).
+/// `pilegate outbox [show]`: the durable outbox's depth per service and event type (GET /v1/outbox);
+/// `pilegate outbox forget SERVICE`: stop keeping events for a service (DELETE /v1/outbox/services/SERVICE).
 struct OutboxCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "outbox",
-        abstract: "Show the durable outbox: events stored, pending per service and type, oldest pending age.")
+        abstract: "Show the durable outbox, or forget a service it keeps events for.",
+        subcommands: [Show.self, Forget.self], defaultSubcommand: Show.self)
 
-    @OptionGroup var options: APIOptions
-    @Flag(name: .long, help: "Print the API's JSON.") var json = false
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show the durable outbox: events stored, pending per service and type, oldest pending age.")
 
-    func run() async throws {
-        let client = try options.client()
-        try await AdminCommand.run {
-            let answer: AdminClient.Answer
-            do {
-                answer = try await client.get("/v1/outbox")
-            } catch AdminClient.Failure.http(_, _, 404, let code, _) where code == nil || code == "not_found" {
-                AdminCommand.printError("this gateway has no outbox (GET /v1/outbox answers 404)")
-                throw ExitCode(1)
+        @OptionGroup var options: APIOptions
+        @Flag(name: .long, help: "Print the API's JSON.") var json = false
+
+        func run() async throws {
+            let client = try options.client()
+            try await AdminCommand.run {
+                let answer: AdminClient.Answer
+                do {
+                    answer = try await client.get("/v1/outbox")
+                } catch AdminClient.Failure.http(_, _, 404, let code, _) where code == nil || code == "not_found" {
+                    AdminCommand.printError("this gateway has no outbox (GET /v1/outbox answers 404)")
+                    throw ExitCode(1)
+                }
+                if json { return AdminCommand.printJSON(answer) }
+                AdminCommand.write(OutboxCommand.render(answer.json ?? .null))
             }
-            if json { return AdminCommand.printJSON(answer) }
-            AdminCommand.write(Self.render(answer.json ?? .null))
+        }
+    }
+
+    struct Forget: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Forget a durable service: the outbox stops keeping its undelivered events.",
+            discussion: """
+                For a service that is gone for good (renamed, retired, a one-time test subscriber): its pending \
+                events are no longer kept for it and are compacted once the other services have them. Refused \
+                while an instance of the service is connected.
+                """)
+
+        @OptionGroup var options: APIOptions
+        @Argument(help: "The service name.") var service: String
+        @Flag(name: .long, help: "Print the API's JSON.") var json = false
+
+        func validate() throws {
+            guard !service.isEmpty, service.utf8.count <= 64,
+                service.unicodeScalars.allSatisfy({ $0.properties.isASCIIHexDigit || CharacterSet.alphanumerics.contains($0) || "-_.".unicodeScalars.contains($0) })
+            else { throw ValidationError("invalid service name '\(service)': letters, digits, '-', '_', '.'") }
+        }
+
+        func run() async throws {
+            let client = try options.client()
+            try await AdminCommand.run {
+                let answer = try await client.send("DELETE", "/v1/outbox/services/\(service)")
+                if json { return AdminCommand.printJSON(answer) }
+                AdminCommand.write("forgot outbox service \(answer.json?["forgotten"]?.stringValue ?? service)\n")
+            }
         }
     }
 

@@ -23,14 +23,23 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Print the effective configuration as JSON and exit.")
     var printConfig = false
 
+    @Flag(
+        name: .long,
+        help: """
+            Start with new, empty stores when pilegate.sqlite or outbox.sqlite exists but is empty or unreadable \
+            (the old files are moved aside). Without it such a store stops start-up (setting freshStore).
+            """)
+    var freshStore = false
+
     func run() async throws {
-        let settings: GatewayConfiguration
+        var settings: GatewayConfiguration
         do {
             settings = try GatewayConfiguration.load(file: config)
         } catch {
             FileHandle.standardError.write(Data("pilegate: \(error)\n".utf8))
             throw ExitCode(2)
         }
+        if freshStore { settings.freshStore = true }
         if printConfig {
             print(settings.jsonDescription)
             return
@@ -47,7 +56,7 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             gateway = try GatewayAssembly.make(config: settings, logger: logger)
         } catch {
-            logger.critical("cannot start", metadata: ["error": "\(error)"])
+            logger.critical("cannot start: \(error)")
             throw ExitCode(1)
         }
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: gateway.metrics.registry))
@@ -59,7 +68,8 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             try await group.run()
         } catch {
-            logger.critical("gateway failed", metadata: ["error": "\(error)"])
+            // Start-up errors (a port taken, a host that does not resolve) name the address.
+            logger.critical("cannot start: \(error)")
             throw ExitCode(1)
         }
     }

@@ -61,6 +61,13 @@ struct TailCommand: AsyncParsableCommand {
     @Flag(help: "Print every event's JSON (one line each) to stdout.")
     var print = false
 
+    @Flag(
+        help: """
+            Subscribe durably: the outbox then keeps this service's durable events (bills) while it is away. \
+            Without it, tail sees durable events live and pins nothing.
+            """)
+    var durable = false
+
     @Option(help: "Seconds to run; 0 runs until interrupted.")
     var duration: Double = 0
 
@@ -105,7 +112,7 @@ struct TailCommand: AsyncParsableCommand {
         let list = names.contains("*") ? [#""*""#] : names.map { Self.jsonString($0) }
         let credit = maxInFlight.map { #","maxInFlight":\#($0)"# } ?? ""
         return #"{"type":"subscribe","service":\#(Self.jsonString(service)),"instance":\#(Self.jsonString(instance)),"#
-            + #""lane":\#(Self.jsonString(lane)),"events":[\#(list.joined(separator: ","))]\#(credit)}"#
+            + #""lane":\#(Self.jsonString(lane)),"events":[\#(list.joined(separator: ","))]\#(credit),"durable":\#(durable)}"#
     }
 
     static func jsonString(_ s: String) -> String {

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NIOCore
 import PileGate
 import PileSim
@@ -229,14 +230,16 @@ struct ProtectionTests {
             try await p.waitForLogin()
             piles.append(p)
         }
-        let registry = gw.gateway.registry
         await gw.gateway.shutdown()
         for p in piles {
             try await p.waitUntil(timeout: .seconds(3), "closed by shutdown") { $0.connectionsClosed >= 1 }
         }
         #expect(await gw.eventually { gw.counters.closed[.shutdown]?.load(ordering: .relaxed) == 5 })
+        // Recorded in the file: the registry closes at shutdown, so read it as the next start would.
+        let registry = try PileRegistry(directory: gw.dataDirectory, logger: Logger(label: "test"))
         let offline = try await registry.records(online: false, after: nil, limit: 100)
         #expect(offline.filter { $0.offlineReason == "shutdown" }.count == 5)
+        await registry.close()
         // The listener is gone.
         await #expect(throws: (any Error).self) { _ = try await RawClient.connect(port: gw.pilePort) }
         for p in piles { await p.stop() }

@@ -247,7 +247,16 @@ struct BackendConnection: Sendable {
             }
             maxInFlight = v
         }
-        let instance = hub.register(service: service, name: name, lane: lane, events: events, maxInFlight: maxInFlight)
+        var durable = true
+        if let d = o["durable"], d != .null {
+            guard let b = d.boolValue else {
+                await send(error: "invalid_subscription", "\"durable\" must be true or false")
+                return nil
+            }
+            durable = b
+        }
+        let instance = hub.register(
+            service: service, name: name, lane: lane, events: events, maxInFlight: maxInFlight, durable: durable)
         instanceBox.withLockedValue { $0 = instance }
         var w = JSONWriter()
         w.beginObject()
@@ -260,6 +269,7 @@ struct BackendConnection: Sendable {
         for e in events.map({ Array($0).sorted() }) ?? ["*"] { w.string(e) }
         w.endArray()
         w.field("maxInFlight", maxInFlight)
+        w.field("durable", durable)
         w.field("node", hub.nodeId)
         w.endObject()
         await write(w.string)

@@ -182,6 +182,8 @@ public final class BackendHub: GatewayEventSink {
     private let refresherBox = NIOLockedValueBox<Task<Void, Never>?>(nil)
 
     let outboxBox = NIOLockedValueBox<Outbox?>(nil)
+    /// Instances that subscribed durably (the default): their service is known to the outbox.
+    private let durableInstances = NIOLockedValueBox<Set<UInt64>>([])
     var outbox: Outbox? { outboxBox.withLockedValue { $0 } }
 
     /// Routes must-deliver events through `outbox` from now on and starts its delivery.
@@ -201,8 +203,11 @@ public final class BackendHub: GatewayEventSink {
         }
         refresherBox.withLockedValue { $0 = refresher }
         gateway?.metrics.addCollector { [weak outbox] w in outbox?.collectMetrics(w) }
+        // A bill that cannot be stored cannot be acknowledged: not ready while commits fail.
+        gateway?.addReadinessCheck { [weak outbox] in outbox?.problem }
+        let durable = durableInstances.withLockedValue { $0 }
         for (service, list) in instances.withLockedValue({ $0 }) {
-            for i in list { outbox.serviceSubscribed(service, events: i.events) }
+            for i in list where durable.contains(i.id) { outbox.serviceSubscribed(service, events: i.events) }
         }
     }
 
@@ -212,8 +217,15 @@ public final class BackendHub: GatewayEventSink {
     /// The route installer for `GET /v1/events` (WebSocket) and the command and hub endpoints.
     public var routes: AdminAPI.RouteInstaller {
         { [self] router, gateway in
-            router.ws("/v1/events") { _, _ in
-                .upgrade([:])
+            router.ws("/v1/events") { request, _ in
+                // Reached without an upgrade only by a plain HTTP GET: say what the path wants
+                // (a WebSocket upgrade carries `Upgrade: websocket`), not an empty 200.
+                guard request.headers[.upgrade]?.lowercased() == "websocket" else {
+                    throw HTTPError(
+                        .upgradeRequired, headers: [.upgrade: "websocket"],
+                        message: "GET /v1/events is a WebSocket endpoint: connect with a WebSocket client (Upgrade: websocket); see BACKEND-PROTOCOL.md")
+                }
+                return .upgrade([:])
             } onUpgrade: { inbound, outbound, context in
                 await BackendConnection(
                     hub: self, outbound: outbound, channel: context.requestContext.channel, principal: context.requestContext.principal
@@ -239,6 +251,20 @@ public final class BackendHub: GatewayEventSink {
                     return AdminAPI.error(.badRequest, "invalid_limit", "limit must be an integer 1...10000")
                 }
                 return try AdminAPI.encode(["events": try await outbox.events(service: q.get("service"), after: after, limit: limit)])
+            }
+            router.delete("/v1/outbox/services/:service") { _, context in
+                guard let outbox = self.outbox else { return AdminAPI.error(.notFound, "no_outbox", "the outbox is not enabled") }
+                let service = context.parameters.get("service") ?? ""
+                switch try await outbox.forget(service: service) {
+                case .forgotten:
+                    return AdminAPI.json(["forgotten": service])
+                case .unknown:
+                    return AdminAPI.error(.notFound, "not_found", "the outbox keeps no events for a service named '\(service)'")
+                case .connected(let n):
+                    return AdminAPI.error(
+                        .conflict, "service_connected",
+                        "service '\(service)' has \(n) instance(s) connected; it can be forgotten once they have disconnected")
+                }
             }
             router.post("/v1/outbox/replay") { request, _ in
                 guard let outbox = self.outbox else { return AdminAPI.error(.notFound, "no_outbox", "the outbox is not enabled") }
@@ -299,6 +325,7 @@ public final class BackendHub: GatewayEventSink {
             outbox.append(
                 id: id, event: message.name, code: frame.code, pile: session.pileId, gun: message.gun, lane: session.lane,
                 tradeSerial: message.tradeSerial, receivedAt: receivedAt, payload: String(buffer: text), promise: nil)
+            publishToTransient(id: id, text: text, event: message.name, session: session, outbox: outbox)
             return
         }
         publish(event: message.name, code: frame.code, session: session, gun: message.gun, receivedAt: receivedAt) {
@@ -330,9 +357,11 @@ public final class BackendHub: GatewayEventSink {
             outbox.append(
                 id: id, event: name, code: frame.code, pile: session.pileId, gun: message.gun, lane: session.lane,
                 tradeSerial: serial, receivedAt: receivedAt, payload: String(buffer: text), promise: stored)
-            stored.futureResult.whenComplete { result in
+            stored.futureResult.whenComplete { [self] result in
                 switch result {
-                case .success: respond.succeed(.transactionRecordAck(TransactionRecordAck(tradeSerial: serial, result: .accepted)))
+                case .success(let r):
+                    respond.succeed(.transactionRecordAck(TransactionRecordAck(tradeSerial: serial, result: .accepted)))
+                    if case .stored = r { publishToTransient(id: id, text: text, event: name, session: session, outbox: outbox) }
                 case .failure: respond.succeed(nil)
                 }
             }
@@ -362,6 +391,16 @@ public final class BackendHub: GatewayEventSink {
             if let answer { self.remember(answer) }
             respond.succeed(answer ?? fallback)
         }
+    }
+
+    /// A durable event also goes, live and once, to services that subscribed without
+    /// `durable` (`pilegate tail`, dashboards): they see it as it happens, and the outbox keeps
+    /// nothing for them.
+    private func publishToTransient(id: String, text: ByteBuffer, event: String, session: PileSessionInfo, outbox: Outbox) {
+        guard wanted.withLockedValue({ $0.contains(event) }) else { return }
+        route(
+            BackendInstance.Pending(id: id, text: text, event: event, pile: session.pileId.raw, route: RouteKey(lane: session.lane, service: "")),
+            skipService: { outbox.isDurableService($0) }, countUndeliverable: false)
     }
 
     public func decideLogin(_ login: Login, remoteAddress: String, on eventLoop: any EventLoop) -> EventLoopFuture<Bool?> {
@@ -486,14 +525,18 @@ public final class BackendHub: GatewayEventSink {
     }
 
     /// Routes to every subscribed service; `exclude` skips one instance (re-routing after failure).
-    func route(_ p: BackendInstance.Pending, onlyService: String? = nil, exclude: UInt64? = nil, countUndeliverable: Bool = true) -> Int {
+    @discardableResult
+    func route(
+        _ p: BackendInstance.Pending, onlyService: String? = nil, skipService: ((String) -> Bool)? = nil, exclude: UInt64? = nil,
+        countUndeliverable: Bool = true
+    ) -> Int {
         let now = Date()
         let tick = NIODeadline.now()
         let lane = p.route.lane
         let warmup = config.warmupWindow
         var chosen: [(BackendInstance, Bool)] = []
         instances.withLockedValue { all in
-            for (service, list) in all where onlyService == nil || onlyService == service {
+            for (service, list) in all where (onlyService == nil || onlyService == service) && skipService?(service) != true {
                 // One pass: the best healthy instance in the session's lane, and the best in base
                 // as the fallback; a base session never reaches a lane instance.
                 var best: BackendInstance?
@@ -568,13 +611,16 @@ public final class BackendHub: GatewayEventSink {
 
     // MARK: instances
 
-    func register(service: String, name: String, lane: String, events: Set<String>?, maxInFlight: Int) -> BackendInstance {
+    /// - Parameter durable: the outbox keeps the service's durable events while it is away
+    ///   (false: `pilegate tail` and other one-time subscribers, which must not pin events).
+    func register(service: String, name: String, lane: String, events: Set<String>?, maxInFlight: Int, durable: Bool = true) -> BackendInstance {
         let instance = BackendInstance(
             id: instanceCounter.wrappingIncrementThenLoad(ordering: .relaxed), service: service, name: name, lane: lane,
             events: events, maxInFlight: maxInFlight)
         instances.withLockedValue { $0[service, default: []].append(instance) }
+        if durable { durableInstances.withLockedValue { _ = $0.insert(instance.id) } }
         refreshWanted()
-        outbox?.serviceSubscribed(service, events: events)
+        if durable { outbox?.serviceSubscribed(service, events: events) }
         logger.info(
             "backend subscribed",
             metadata: ["service": "\(service)", "instance": "\(name)", "lane": "\(lane)", "events": "\(events.map { Array($0).sorted() } ?? ["*"])"])
@@ -583,6 +629,7 @@ public final class BackendHub: GatewayEventSink {
 
     func unregister(_ instance: BackendInstance) {
         instance.close()
+        if durableInstances.withLockedValue({ $0.remove(instance.id) }) != nil { outbox?.instanceLeft(instance.service) }
         instances.withLockedValue { all in
             all[instance.service]?.removeAll { $0.id == instance.id }
             if all[instance.service]?.isEmpty == true { all[instance.service] = nil }

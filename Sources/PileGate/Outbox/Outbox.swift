@@ -38,6 +38,11 @@ public final class Outbox: Sendable {
         /// 171 µs of gateway CPU per bill; 0.5 ms → 3.6 and 151 µs; 2 ms → 12 and 120 µs, with
         /// the 0x40 p50 rising by about the spacing (scripts/bench-bills.sh, docs/BENCHMARKS.md).
         public var commitSpacing: TimeInterval = 0.0005
+        /// A durable service with no instance connected for this long is forgotten at the next
+        /// compaction: its undelivered events stop being kept for it.
+        public var serviceRetention: TimeInterval = 7 * 86_400
+        /// Move an empty or unreadable `outbox.sqlite` aside and start empty (see `SQLiteStore`).
+        public var freshStore = false
         public init() {}
     }
 
@@ -92,8 +97,18 @@ public final class Outbox: Sendable {
     private let wakes: AsyncStream<Void>
     /// Per service: event id → in-flight record.
     private let inFlight = NIOLockedValueBox<[String: [String: InFlight]]>([:])
-    /// Known services and the event types they subscribed to ("*" = all).
+    /// Known (durable) services and the event types they subscribed to ("*" = all).
     private let services = NIOLockedValueBox<[String: Set<String>]>([:])
+    /// Per durable service: instances connected now, and when one was last connected (persisted
+    /// in `outbox_services` at each compaction and disconnect, for `serviceRetention`).
+    private let presence = NIOLockedValueBox<[String: Presence]>([:])
+    /// Why a bill cannot be stored right now (the last commit failed), for `/readyz`.
+    private let failure = NIOLockedValueBox<String?>(nil)
+
+    struct Presence {
+        var connected = 0
+        var lastSeen: Date
+    }
     private let tasks = NIOLockedValueBox<[Task<Void, Never>]>([])
     let stats = NIOLockedValueBox(OutboxCounters())
 
@@ -116,16 +131,16 @@ public final class Outbox: Sendable {
     }
 
     /// Opens `directory/outbox.sqlite` (its own file, so its fsync policy is its own) and
-    /// recovers: pending events are delivered again by the delivery loop.
+    /// recovers: pending events are delivered again by the delivery loop. An existing file that
+    /// is empty or unreadable stops start-up unless `settings.freshStore` (see `SQLiteStore`):
+    /// opened as a new database it would lose every pending bill without a word.
     public init(directory: String, settings: Settings = Settings(), logger: Logger) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var config = Configuration()
         config.prepareDatabase { db in
             // FULL: the WAL is synced at every commit, so an acknowledged bill survives power loss
             // too, not only kill -9. Group commit keeps that affordable.
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
-        database = try DatabasePool(path: (directory as NSString).appendingPathComponent("outbox.sqlite"), configuration: config)
         self.settings = settings
         self.logger = logger
         (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -146,14 +161,41 @@ public final class Outbox: Sendable {
                                                   PRIMARY KEY(service, seq));
                     """)
         }
-        try migrator.migrate(database)
-        let subs = try database.read { db in try Row.fetchAll(db, sql: "SELECT service, event FROM outbox_subscriptions") }
+        migrator.registerMigration("v2-outbox-services") { db in
+            // When each durable service last had an instance connected; services known before
+            // this table existed count as seen at the upgrade.
+            try db.execute(
+                sql: """
+                    CREATE TABLE outbox_services (service TEXT PRIMARY KEY NOT NULL, lastSeen REAL NOT NULL);
+                    INSERT INTO outbox_services (service, lastSeen) SELECT DISTINCT service, ? FROM outbox_subscriptions;
+                    """, arguments: [Date().timeIntervalSince1970])
+        }
+        var subs: [Row] = []
+        var seen: [Row] = []
+        var pending = 0
+        database = try SQLiteStore.open(
+            directory: directory, file: "outbox.sqlite", what: "outbox (pending bills)", fresh: settings.freshStore,
+            configuration: config, logger: logger
+        ) { pool in
+            try migrator.migrate(pool)
+            try pool.read { db in
+                subs = try Row.fetchAll(db, sql: "SELECT service, event FROM outbox_subscriptions")
+                seen = try Row.fetchAll(db, sql: "SELECT service, lastSeen FROM outbox_services")
+                pending = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM outbox_events") ?? 0
+            }
+        }
         var known: [String: Set<String>] = [:]
         for row in subs { known[row["service"] as String, default: []].insert(row["event"] as String) }
         services.withLockedValue { $0 = known }
-        let pending = try database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM outbox_events") ?? 0 }
+        var presence: [String: Presence] = [:]
+        for row in seen { presence[row["service"]] = Presence(lastSeen: Date(timeIntervalSince1970: row["lastSeen"])) }
+        for service in known.keys where presence[service] == nil { presence[service] = Presence(lastSeen: Date()) }
+        self.presence.withLockedValue { $0 = presence }
         logger.notice("outbox recovered", metadata: ["events": "\(pending)", "services": "\(known.keys.sorted())"])
     }
+
+    /// Why a bill cannot be stored right now, or nil; `/readyz` fails while it is set.
+    public var problem: String? { failure.withLockedValue { $0 } }
 
     public func isDurable(_ event: String) -> Bool { settings.events.contains(event) }
 
@@ -180,17 +222,26 @@ public final class Outbox: Sendable {
             while !Task.isCancelled {
                 try? await Task.sleep(nanoseconds: UInt64(settings.compactionInterval * 1e9))
                 if Task.isCancelled { break }
+                try? await recordPresence(now: Date())
+                _ = try? await forgetAbsentServices()
                 _ = try? await compact()
             }
         }
         tasks.withLockedValue { $0 = [writer, delivery, compaction] }
     }
 
+    /// Commits what is queued, stops the loops, records when connected services were last
+    /// seen, and checkpoints the WAL into `outbox.sqlite` (which then holds everything alone).
     public func stop() async {
         // Let the writer commit what is queued before it stops.
         await commitPending()
-        for t in tasks.withLockedValue({ $0 }) { t.cancel() }
+        let running = tasks.withLockedValue { $0 }
+        for t in running { t.cancel() }
         wake.finish()
+        for t in running { await t.value }
+        await commitPending()
+        try? await recordPresence(now: Date())
+        await SQLiteStore.checkpointAndClose(database, what: "outbox", logger: logger)
     }
 
     // MARK: writing
@@ -272,9 +323,18 @@ public final class Outbox: Sendable {
                 }
             }
             for (a, r) in zip(batch, results) { a.promise?.succeed(r) }
+            if failure.withLockedValue({ $0 }) != nil {
+                failure.withLockedValue { $0 = nil }
+                logger.notice("outbox commits again")
+            }
         } catch {
             stats.withLockedValue { $0.commitFailures += 1 }
-            logger.error("outbox commit failed: no 0x40 is sent; piles will retry", metadata: ["error": "\(error)", "events": "\(batch.count)"])
+            if !(error is CancellationError) {
+                failure.withLockedValue { $0 = "outbox.sqlite cannot commit: \(SQLiteStore.describe(error))" }
+            }
+            logger.error(
+                "outbox commit failed: no 0x40 is sent; piles will retry",
+                metadata: ["error": "\(SQLiteStore.describe(error))", "events": "\(batch.count)"])
             for a in batch { a.promise?.fail(error) }
             // Delivery marks are idempotent: keep them for the next commit.
             progress.withLockedValue { $0.insert(contentsOf: marks, at: 0) }
@@ -283,11 +343,16 @@ public final class Outbox: Sendable {
 
     // MARK: delivery
 
-    /// A service subscribed: it becomes known for the durable types it takes, from now on and
-    /// across restarts, so its events wait for it while it has no instance.
+    /// A durable subscription: the service becomes known for the durable types it takes, from
+    /// now on and across restarts, so its events wait for it while it has no instance (up to
+    /// `serviceRetention`). Pair with `instanceLeft` when the instance goes.
     func serviceSubscribed(_ service: String, events: Set<String>?) {
         let types = events.map { $0.intersection(settings.events) } ?? ["*"]
         guard !types.isEmpty else { return }
+        presence.withLockedValue { p in
+            p[service, default: Presence(lastSeen: Date())].connected += 1
+            p[service]?.lastSeen = Date()
+        }
         let added = services.withLockedValue { s -> Set<String> in
             let before = s[service] ?? []
             s[service, default: []].formUnion(types)
@@ -305,8 +370,96 @@ public final class Outbox: Sendable {
                 for t in added {
                     try db.execute(sql: "INSERT OR IGNORE INTO outbox_subscriptions (service, event) VALUES (?, ?)", arguments: [service, t])
                 }
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO outbox_services (service, lastSeen) VALUES (?, ?)",
+                    arguments: [service, Date().timeIntervalSince1970])
             }
         }
+    }
+
+    /// Whether `service` is a durable service of the outbox (its events are kept for it).
+    func isDurableService(_ service: String) -> Bool {
+        services.withLockedValue { $0[service] != nil }
+    }
+
+    /// An instance of a service that subscribed durably went away.
+    func instanceLeft(_ service: String) {
+        let now = Date()
+        let left = presence.withLockedValue { p -> Bool in
+            guard var e = p[service], e.connected > 0 else { return false }
+            e.connected -= 1
+            e.lastSeen = now
+            p[service] = e
+            return e.connected == 0
+        }
+        guard left else { return }
+        let database = self.database
+        Task {
+            try? await database.write { db in
+                try db.execute(
+                    sql: "UPDATE outbox_services SET lastSeen = ? WHERE service = ?", arguments: [now.timeIntervalSince1970, service])
+            }
+        }
+    }
+
+    /// Sets `lastSeen = now` for every service with an instance connected, and writes every
+    /// service's last sighting (a disconnect noted in memory is persisted here at the latest).
+    private func recordPresence(now: Date) async throws {
+        let sightings = presence.withLockedValue { p -> [(String, Double)] in
+            for (k, v) in p where v.connected > 0 { p[k]?.lastSeen = now }
+            return p.map { ($0.key, $0.value.lastSeen.timeIntervalSince1970) }
+        }
+        guard !sightings.isEmpty else { return }
+        try await database.write { db in
+            for (service, seen) in sightings {
+                try db.execute(sql: "UPDATE outbox_services SET lastSeen = ? WHERE service = ?", arguments: [seen, service])
+            }
+        }
+    }
+
+    /// What `forget` did.
+    public enum ForgetResult: Sendable, Equatable {
+        case forgotten
+        case unknown
+        /// The service has instances connected now; they would make it known again at once.
+        case connected(Int)
+    }
+
+    /// Forgets a durable service: its subscriptions go, so events stop being kept for it (they
+    /// are compacted once the other services have them). Its past acks stay, so what it took
+    /// still counts as taken. A service with an instance connected is not forgotten.
+    public func forget(service: String) async throws -> ForgetResult {
+        let state = presence.withLockedValue { $0[service] }
+        if let state, state.connected > 0 { return .connected(state.connected) }
+        let removed = try await database.write { db -> Int in
+            try db.execute(sql: "DELETE FROM outbox_subscriptions WHERE service = ?", arguments: [service])
+            let n = db.changesCount
+            try db.execute(sql: "DELETE FROM outbox_services WHERE service = ?", arguments: [service])
+            return n + db.changesCount
+        }
+        let known = services.withLockedValue { $0.removeValue(forKey: service) != nil }
+        presence.withLockedValue { _ = $0.removeValue(forKey: service) }
+        inFlight.withLockedValue { _ = $0.removeValue(forKey: service) }
+        floors.withLockedValue { _ = $0.values.removeValue(forKey: service) }
+        guard removed > 0 || known else { return .unknown }
+        logger.notice("outbox service forgotten", metadata: ["service": "\(service)"])
+        return .forgotten
+    }
+
+    /// Forgets every durable service with no instance connected for longer than
+    /// `serviceRetention`; returns their names.
+    @discardableResult
+    public func forgetAbsentServices(now: Date = Date()) async throws -> [String] {
+        let cutoff = now.addingTimeInterval(-settings.serviceRetention)
+        let absent = presence.withLockedValue { p in p.filter { $0.value.connected == 0 && $0.value.lastSeen < cutoff }.map(\.key) }
+        var gone: [String] = []
+        for service in absent.sorted() where try await forget(service: service) == .forgotten {
+            logger.warning(
+                "outbox service absent longer than outboxServiceRetention: its events are no longer kept for it",
+                metadata: ["service": "\(service)", "retention_s": "\(settings.serviceRetention)"])
+            gone.append(service)
+        }
+        return gone
     }
 
     /// An instance of `service` acked event `id`.
@@ -359,8 +512,10 @@ public final class Outbox: Sendable {
                         DeliveryRow(seq: $0["seq"], id: $0["id"], event: $0["event"], pile: $0["pile"], lane: $0["lane"], payload: $0["payload"])
                     }
                 }
+            } catch is CancellationError {
+                return
             } catch {
-                logger.error("outbox read failed", metadata: ["error": "\(error)"])
+                logger.error("outbox read failed", metadata: ["error": "\(SQLiteStore.describe(error))"])
                 continue
             }
             if let first = rows.first {

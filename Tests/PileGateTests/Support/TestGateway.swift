@@ -75,6 +75,7 @@ final class TestGateway: Sendable {
     struct HTTPResult: Sendable {
         var status: Int
         var body: String
+        var headers: [String: String] = [:]
         var json: Any? { try? JSONSerialization.jsonObject(with: Data(body.utf8)) }
         var object: [String: Any] { json as? [String: Any] ?? [:] }
     }
@@ -87,7 +88,12 @@ final class TestGateway: Sendable {
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         }
         let (data, response) = try await URLSession.shared.data(for: request)
-        return HTTPResult(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: String(decoding: data, as: UTF8.self))
+        let http = response as? HTTPURLResponse
+        var headers: [String: String] = [:]
+        for (k, v) in http?.allHeaderFields ?? [:] {
+            if let k = k as? String, let v = v as? String { headers[k.lowercased()] = v }
+        }
+        return HTTPResult(status: http?.statusCode ?? 0, body: String(decoding: data, as: UTF8.self), headers: headers)
     }
 
     /// Polls until `condition` holds or `timeout` passes; returns whether it held.
