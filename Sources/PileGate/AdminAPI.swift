@@ -93,7 +93,9 @@ public final class AdminAPI: Sendable {
             logger: logger)
         let group = ServiceGroup(services: [app], gracefulShutdownSignals: [], cancellationSignals: [], logger: logger)
         let finished = ManagedAtomic(false)
-        let task = Task.detached {
+        // Detached for the task-locals only: it keeps the caller's priority (under load, a
+        // server task below its callers' priority starves on the cooperative pool).
+        let task = Task.detached(priority: Task.currentPriority) {
             defer {
                 finished.store(true, ordering: .releasing)
                 // A bind failure ends the group before the server runs: end the wait below too.

@@ -3,68 +3,70 @@ import NIOCore
 import PileGate
 import Testing
 
-/// HTTP details of the API, over real sockets: methods a path does not take, HEAD, the
-/// WebSocket path asked without an upgrade, and connections that stall.
-@Suite("API: methods, HEAD, upgrade-required and request timeouts")
-struct APIProtocolTests {
-    @Test("a known path with a method it does not take is 405 with Allow; HEAD /healthz is 200")
-    func methodNotAllowed() async throws {
-        try await withGateway { gw in
-            let post = try await gw.http("POST", "/healthz", body: "{}")
-            #expect(post.status == 405)
-            #expect(post.headers["allow"] == "GET, HEAD", "\(post.headers)")
-            #expect(post.object["error"] as? String == "method_not_allowed")
-            #expect((post.object["message"] as? String)?.contains("POST is not allowed on /healthz") == true, "\(post.body)")
-            let delete = try await gw.http("DELETE", "/v1/stats")
-            #expect(delete.status == 405)
-            #expect(delete.headers["allow"] == "GET, HEAD")
-            // A path with a parameter: GET, PUT and DELETE are routes, POST is not.
-            let pile = try await gw.http("POST", "/v1/piles/12345678901234")
-            #expect(pile.status == 405)
-            #expect(pile.headers["allow"] == "DELETE, GET, HEAD, PUT", "\(pile.headers)")
-            // An unknown path stays 404.
-            let unknown = try await gw.http("GET", "/v1/nothing-here")
-            #expect(unknown.status == 404)
-            #expect(unknown.object["error"] as? String == "not_found")
-            let head = try await gw.http("HEAD", "/healthz")
-            #expect(head.status == 200)
-            #expect(head.body.isEmpty)
+extension ReliabilityTests {
+    /// HTTP details of the API, over real sockets: methods a path does not take, HEAD, the
+    /// WebSocket path asked without an upgrade, and connections that stall.
+    @Suite("API: methods, HEAD, upgrade-required and request timeouts")
+    struct APIProtocolTests {
+        @Test("a known path with a method it does not take is 405 with Allow; HEAD /healthz is 200")
+        func methodNotAllowed() async throws {
+            try await withGateway { gw in
+                let post = try await gw.http("POST", "/healthz", body: "{}")
+                #expect(post.status == 405)
+                #expect(post.headers["allow"] == "GET, HEAD", "\(post.headers)")
+                #expect(post.object["error"] as? String == "method_not_allowed")
+                #expect((post.object["message"] as? String)?.contains("POST is not allowed on /healthz") == true, "\(post.body)")
+                let delete = try await gw.http("DELETE", "/v1/stats")
+                #expect(delete.status == 405)
+                #expect(delete.headers["allow"] == "GET, HEAD")
+                // A path with a parameter: GET, PUT and DELETE are routes, POST is not.
+                let pile = try await gw.http("POST", "/v1/piles/12345678901234")
+                #expect(pile.status == 405)
+                #expect(pile.headers["allow"] == "DELETE, GET, HEAD, PUT", "\(pile.headers)")
+                // An unknown path stays 404.
+                let unknown = try await gw.http("GET", "/v1/nothing-here")
+                #expect(unknown.status == 404)
+                #expect(unknown.object["error"] as? String == "not_found")
+                let head = try await gw.http("HEAD", "/healthz")
+                #expect(head.status == 200)
+                #expect(head.body.isEmpty)
+            }
         }
-    }
 
-    @Test("a plain GET /v1/events without an upgrade is 426 with a message, not an empty 200")
-    func eventsWithoutUpgrade() async throws {
-        let hub = BackendHub(logger: .init(label: "test"))
-        try await withGateway(sink: hub, routeInstallers: [hub.routes]) { gw in
-            let plain = try await gw.http("GET", "/v1/events")
-            #expect(plain.status == 426)
-            #expect(plain.headers["upgrade"] == "websocket")
-            #expect(plain.object["error"] as? String == "upgrade_required")
-            #expect((plain.object["message"] as? String)?.contains("WebSocket") == true, "\(plain.body)")
-            // A real backend still connects.
-            let backend = try await TestBackend.connect(apiPort: gw.apiPort)
-            try await backend.subscribe(service: "s", instance: "i", events: ["heartbeat"])
-            await backend.close()
+        @Test("a plain GET /v1/events without an upgrade is 426 with a message, not an empty 200")
+        func eventsWithoutUpgrade() async throws {
+            let hub = BackendHub(logger: .init(label: "test"))
+            try await withGateway(sink: hub, routeInstallers: [hub.routes]) { gw in
+                let plain = try await gw.http("GET", "/v1/events")
+                #expect(plain.status == 426)
+                #expect(plain.headers["upgrade"] == "websocket")
+                #expect(plain.object["error"] as? String == "upgrade_required")
+                #expect((plain.object["message"] as? String)?.contains("WebSocket") == true, "\(plain.body)")
+                // A real backend still connects.
+                let backend = try await TestBackend.connect(apiPort: gw.apiPort)
+                try await backend.subscribe(service: "s", instance: "i", events: ["heartbeat"])
+                await backend.close()
+            }
         }
-    }
 
-    @Test("a half-sent request, a silent connection and an idle keep-alive connection are closed after apiRequestTimeout")
-    func stalledConnections() async throws {
-        try await withGateway({ $0.apiRequestTimeout = 2 }) { gw in
-            let halfHead = try await RawClient.connect(port: gw.apiPort)
-            try await halfHead.send(Array("GET /healthz HTTP/1.1\r\nHost: x\r\n".utf8))
-            let silent = try await RawClient.connect(port: gw.apiPort)
-            let halfBody = try await RawClient.connect(port: gw.apiPort)
-            try await halfBody.send(Array("PUT /v1/piles/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"a\":".utf8))
-            let idle = try await RawClient.connect(port: gw.apiPort)
-            try await idle.send(Array("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
-            let all = [halfHead, silent, halfBody, idle]
-            let closed = await gw.eventually(timeout: 10) { all.allSatisfy(\.isClosed) }
-            #expect(closed, "closed: \(all.map(\.isClosed))")
-            #expect(String(decoding: idle.receivedBytes, as: UTF8.self).hasPrefix("HTTP/1.1 200"), "the complete request was answered first")
-            for c in all { await c.close() }
-            // A fresh request is answered as usual.
-            #expect(try await gw.http("GET", "/healthz").status == 200)
+        @Test("a half-sent request, a silent connection and an idle keep-alive connection are closed after apiRequestTimeout")
+        func stalledConnections() async throws {
+            try await withGateway({ $0.apiRequestTimeout = 2 }) { gw in
+                let halfHead = try await RawClient.connect(port: gw.apiPort)
+                try? await halfHead.send(Array("GET /healthz HTTP/1.1\r\nHost: x\r\n".utf8))
+                let silent = try await RawClient.connect(port: gw.apiPort)
+                let halfBody = try await RawClient.connect(port: gw.apiPort)
+                try? await halfBody.send(Array("PUT /v1/piles/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"a\":".utf8))
+                let idle = try await RawClient.connect(port: gw.apiPort)
+                try await idle.send(Array("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+                let all = [halfHead, silent, halfBody, idle]
+                let closed = await gw.eventually(timeout: 10) { all.allSatisfy(\.isClosed) }
+                #expect(closed, "closed: \(all.map(\.isClosed))")
+                #expect(String(decoding: idle.receivedBytes, as: UTF8.self).hasPrefix("HTTP/1.1 200"), "the complete request was answered first")
+                for c in all { await c.close() }
+                // A fresh request is answered as usual.
+                #expect(try await gw.http("GET", "/healthz").status == 200)
+            }
         }
     }
 }

@@ -103,7 +103,8 @@ final class TestBackend: Sendable {
         let list = events.map { "\"\($0)\"" }.joined(separator: ",")
         let m = maxInFlight.map { ",\"maxInFlight\":\($0)" } ?? ""
         send(#"{"type":"subscribe","service":"\#(service)","instance":"\#(instance)","lane":"\#(lane)","events":[\#(list)]\#(m)}"#)
-        _ = try await waitFor("subscribed") { $0["type"] as? String == "subscribed" }
+        // Generous: on a loaded machine the upgrade and the first message can take seconds.
+        _ = try await waitFor("subscribed", timeout: 20) { $0["type"] as? String == "subscribed" }
     }
 
     /// Waits for a message matching `predicate` (already received or arriving).
