@@ -11,18 +11,21 @@ import Foundation
 /// Every pile connection is a file descriptor. Without a cap, a flood of connections that never
 /// log in uses them all: accept() then fails for the API as well (health checks time out),
 /// SQLite cannot open a reader, and nothing says why. So the gateway raises its soft limit to the
-/// hard limit, counts what it holds after binding (event loops, listeners, SQLite files), keeps
-/// `reserve` more for the API, backend WebSockets and SQLite, and refuses pile connections above
-/// the rest (`AdmissionRefusal.fileLimit`, counted and logged).
+/// hard limit, keeps `reserve` descriptors for everything that is not a pile (its own event
+/// loops, listeners and SQLite files, about 50, plus API requests and backend WebSockets), and
+/// refuses pile connections above the rest (`AdmissionRefusal.fileLimit`, counted and logged).
+/// The reserve is a fixed number rather than "what is open at start" plus a margin: in a
+/// process that also does other work (the test suite runs many gateways at once) a count taken
+/// at one moment would fix a cap for the gateway's whole life.
 struct FileLimit: Sendable {
     /// The soft limit after raising it (RLIMIT_NOFILE).
     var limit: Int
-    /// Descriptors open when it was read.
+    /// Descriptors open when it was read (logged, for the operator's judgement of the reserve).
     var open: Int
     var reserve: Int
 
-    /// Pile connections that fit: the limit minus what is open minus the reserve (at least 0).
-    var pileConnections: Int { max(0, limit - open - reserve) }
+    /// Pile connections that fit: the limit minus the reserve (at least 0).
+    var pileConnections: Int { max(0, limit - reserve) }
 
     /// Raises the soft limit as far as the hard limit allows and reads it.
     static func read(reserve: Int) -> FileLimit {

@@ -104,7 +104,6 @@ public final class Gateway: Service, Sendable {
                 message: "cannot listen for piles on \(config.pileHost):\(config.pilePort): \(AdminAPI.describe(bindError: error))")
         }
         listenerBox.withLockedValue { $0 = listener }
-        // Read after binding: what is open now (loops, listeners, SQLite) is not for piles.
         let files = FileLimit.read(reserve: config.fileDescriptorReserve)
         context.admission.fileLimitCap.store(files.pileConnections, ordering: .relaxed)
         if files.pileConnections < config.maxConnections {

@@ -107,10 +107,10 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// when it is idle between requests this long.
     public var apiRequestTimeout: TimeInterval = 30
 
-    /// File descriptors kept free for the API, backend WebSockets, SQLite and logs: pile
-    /// connections are refused (reason `file_limit`) once only this many remain under the
-    /// process's file limit (`ulimit -n`, read at start).
-    public var fileDescriptorReserve = 64
+    /// File descriptors kept for everything that is not a pile connection (event loops,
+    /// listeners, SQLite, API requests, backend WebSockets): pile connections are refused
+    /// (reason `file_limit`) beyond the process's file limit (`ulimit -n`, read at start) minus this.
+    public var fileDescriptorReserve = 128
 
     /// Backend hub tuning; its settings are the `hub*` keys.
     public var hub = HubConfiguration()
@@ -338,7 +338,7 @@ extension GatewayConfiguration {
         double("drainWindow", \.drainWindow, 0...3600),
         double("shutdownGrace", \.shutdownGrace, 0.1...600),
         double("apiRequestTimeout", \.apiRequestTimeout, 0.1...3600),
-        int("fileDescriptorReserve", \.fileDescriptorReserve, 16...1_000_000),
+        int("fileDescriptorReserve", \.fileDescriptorReserve, 64...1_000_000),
         double("outboxCommitSpacing", \.outboxCommitSpacing, 0...1),
         double("outboxServiceRetention", \.outboxServiceRetention, 1...31_536_000),
         double("hubWarmupWindow", \.hub.warmupWindow, 0...3600),
