@@ -60,7 +60,7 @@ extension ReliabilityTests {
 
         @Test("an apiHost that does not resolve: one line naming it, exit 1")
         func apiHostUnresolvable() async throws {
-            let serve = try ServeProcess.start(["apiHost": "no-such-host.invalid"])
+            let serve = try ServeProcess.start(["apiHost": "no-such-host.invalid", "apiInsecure": "true"])
             defer { serve.cleanUp() }
             let took = await serve.waitForExit(timeout: 30)
             #expect(took != nil, "still running: \(serve.stderr)")
