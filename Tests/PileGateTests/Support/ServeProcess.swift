@@ -11,6 +11,9 @@ final class ServeProcess: Sendable {
     let dataDirectory: String
     private let log = NIOLockedValueBox<String>("")
     private let exited = NIOLockedValueBox<Bool>(false)
+    /// Set when stderr reaches end of file: the termination handler can run before the last
+    /// lines are read, so "exited" waits for both.
+    private let logClosed = NIOLockedValueBox<Bool>(false)
 
     /// Starts `pilegate serve` with `settings` (keys as in CONFIGURATION.md) on top of test
     /// defaults (loopback, ephemeral ports unless given, a fresh data directory). With
@@ -45,9 +48,11 @@ final class ServeProcess: Sendable {
         let serve = ServeProcess(process: p, dataDirectory: dir)
         let box = serve.log
         let done = serve.exited
+        let closed = serve.logClosed
         err.fileHandleForReading.readabilityHandler = { h in
             let d = h.availableData
             if d.isEmpty {
+                closed.withLockedValue { $0 = true }
                 h.readabilityHandler = nil
             } else {
                 box.withLockedValue { $0 += String(decoding: d, as: UTF8.self) }
@@ -65,7 +70,8 @@ final class ServeProcess: Sendable {
 
     var stderr: String { log.withLockedValue { $0 } }
     var lines: [String] { stderr.split(separator: "\n").map(String.init) }
-    var hasExited: Bool { exited.withLockedValue { $0 } }
+    /// The process ended and everything it wrote to stderr has been read.
+    var hasExited: Bool { exited.withLockedValue { $0 } && logClosed.withLockedValue { $0 } }
     var status: Int32 { process.terminationStatus }
 
     /// The port from the "pilegate started" line (`piles` or `api` metadata).
@@ -102,7 +108,7 @@ final class ServeProcess: Sendable {
 
     /// Kills the process if it still runs and removes the data directory.
     func cleanUp() {
-        if !hasExited { kill(process.processIdentifier, SIGKILL) }
+        if !exited.withLockedValue({ $0 }) { kill(process.processIdentifier, SIGKILL) }
         if (dataDirectory as NSString).lastPathComponent.hasPrefix("pilegate-serve-") {
             try? FileManager.default.removeItem(atPath: dataDirectory)
         }
