@@ -218,6 +218,7 @@ public final class AdminAPI: Sendable {
             return try encode(PilePage(piles: views, next: records.count == limit ? records.last?.id : nil))
         }
         PileKeyStore.installRoutes(router, gateway: gateway)
+        AdmissionControl.installRoutes(router, gateway: gateway)
         router.delete("/v1/piles/:id/connection") { _, context in
             let id = try pileId(context)
             guard let session = gateway.directory.session(for: id) else {

@@ -1,3 +1,4 @@
+import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -11,6 +12,8 @@ public final class FlapDetector: Sendable {
         var windowStart: NIODeadline
         var count: Int
         var bannedUntil: NIODeadline?
+        /// Wall-clock start of the ban, for operators (`GET /v1/bans`).
+        var bannedAt: Date?
     }
 
     private let state = NIOLockedValueBox<[String: Entry]>([:])
@@ -51,6 +54,7 @@ public final class FlapDetector: Sendable {
             e.count += 1
             if e.count > maxConnects && banDuration > .zero {
                 e.bannedUntil = now + banDuration
+                e.bannedAt = Date()
                 entries[key] = e
                 return .newlyBanned
             }
@@ -64,6 +68,35 @@ public final class FlapDetector: Sendable {
         state.withLockedValue { entries in
             guard let until = entries[key]?.bannedUntil else { return false }
             return now < until
+        }
+    }
+
+    /// A ban in force, as operators see it.
+    public struct Ban: Sendable {
+        public var key: String
+        public var since: Date
+        public var remaining: TimeAmount
+        /// Connects counted in the window when the ban started (more than the limit).
+        public var connects: Int
+    }
+
+    /// The bans in force at `now`, sorted by key.
+    public func bans(now: NIODeadline = .now()) -> [Ban] {
+        state.withLockedValue { entries in
+            entries.compactMap { key, e -> Ban? in
+                guard let until = e.bannedUntil, now < until else { return nil }
+                return Ban(key: key, since: e.bannedAt ?? Date(), remaining: until - now, connects: e.count)
+            }
+        }.sorted { $0.key < $1.key }
+    }
+
+    /// Lifts the ban on `key` and forgets its count, so its next connect starts a fresh window.
+    /// Returns false when `key` is not banned.
+    public func lift(_ key: String, now: NIODeadline = .now()) -> Bool {
+        state.withLockedValue { entries in
+            guard let until = entries[key]?.bannedUntil, now < until else { return false }
+            entries[key] = nil
+            return true
         }
     }
 

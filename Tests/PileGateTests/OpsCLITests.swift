@@ -115,6 +115,45 @@ struct OpsCLITests {
         }
     }
 
+    @Test("bans list and lift: a flapping pile's ban as a table and JSON, lifted by key, bad keys refused")
+    func bansVerbs() async throws {
+        try await OpsGateway.with({
+            $0.flapMaxConnects = 1
+            $0.flapWindow = 30
+            $0.flapBanDuration = 600
+        }) { gw in
+            let api = gw.api
+            let empty = try await CLI.run(["bans", "list", "--api", api])
+            #expect(empty.status == 0 && empty.stdout == "no bans\n", "\(empty.stdout)\(empty.stderr)")
+            for expected in [LoginResult.accepted, .rejected] {
+                let p = try await gw.pile("32010600000009")
+                #expect(try await p.waitForLoginResult() == expected)
+                await p.stop()
+            }
+            let list = try await CLI.run(["bans", "list", "--api", api])
+            #expect(list.status == 0)
+            #expect(list.lines.first?.hasPrefix("key ") == true, "\(list.stdout)")
+            #expect(list.lines.contains { $0.hasPrefix("pile:32010600000009  pile ") && $0.hasSuffix("2 connects in 30s (limit 1)") }, "\(list.stdout)")
+            let json = try await CLI.run(["bans", "list", "--json", "--api", api])
+            #expect(json.json?["bans"]?.arrayValue?.first?["key"]?.stringValue == "pile:32010600000009")
+
+            let lift = try await CLI.run(["bans", "lift", "pile:32010600000009", "--api", api])
+            #expect(lift.status == 0, "\(lift.stderr)")
+            #expect(lift.stdout == "lifted pile:32010600000009\n")
+            let again = try await CLI.run(["bans", "lift", "pile:32010600000009", "--api", api])
+            #expect(again.status == 1)
+            #expect(again.stderr.hasPrefix("pilegate: DELETE /v1/bans/pile:32010600000009: 404 no_ban: "), "\(again.stderr)")
+            let bad = try await CLI.run(["bans", "lift", "32010600000009", "--api", api])
+            #expect(bad.status != 0 && bad.stderr.contains("expected pile:<pile id> or addr:<IP address>"))
+            let badAddress = try await CLI.run(["bans", "lift", "addr:1.2.3", "--api", api])
+            #expect(badAddress.status == 1 && badAddress.stderr.contains("400 invalid_ban_key"), "\(badAddress.stderr)")
+
+            let p = try await gw.pile("32010600000009")
+            #expect(try await p.waitForLoginResult() == .accepted)
+            await p.stop()
+        }
+    }
+
     @Test("lanes show and set: rules table, JSON round trip, refused rules named, nothing changed")
     func lanesVerbs() async throws {
         try await OpsGateway.with { gw in try await Self.lanes(api: gw.api) }

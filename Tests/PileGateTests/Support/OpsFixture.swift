@@ -15,7 +15,7 @@ final class OpsGateway: Sendable {
     let apiPort: Int
     var api: String { "http://127.0.0.1:\(apiPort)" }
 
-    static func start() async throws -> OpsGateway {
+    static func start(_ configure: (inout GatewayConfiguration) -> Void = { _ in }) async throws -> OpsGateway {
         var config = GatewayConfiguration()
         config.nodeId = "ops-node"
         config.pileHost = "127.0.0.1"
@@ -29,6 +29,7 @@ final class OpsGateway: Sendable {
         config.registryFlushInterval = 0.02
         config.timeSyncOnLogin = false
         config.hub.warmupWindow = 0
+        configure(&config)
         var logger = Logger(label: "pilegate-ops-test")
         logger.logLevel = .critical
         let gateway = try GatewayAssembly.make(config: config, logger: logger)
@@ -44,8 +45,10 @@ final class OpsGateway: Sendable {
     }
 
     /// Runs `body` against a fresh assembled gateway and always stops it afterwards.
-    static func with<T>(_ body: (OpsGateway) async throws -> T) async throws -> T {
-        let gw = try await start()
+    static func with<T>(
+        _ configure: (inout GatewayConfiguration) -> Void = { _ in }, _ body: (OpsGateway) async throws -> T
+    ) async throws -> T {
+        let gw = try await start(configure)
         do {
             let result = try await body(gw)
             await gw.stop()
