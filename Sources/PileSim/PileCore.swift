@@ -455,7 +455,13 @@ final class PileCore {
 
     func channelError(_ error: any Error, connectionID id: Int) {
         guard id == connectionID else { return }
-        close(.error("\(error)"))
+        // A platform that closes with bytes unread by it sends a reset instead of a FIN: either way
+        // the peer closed (PileCloseReason.peerClosed), as firmware sees it.
+        if let io = error as? IOError, io.errnoCode == ECONNRESET || io.errnoCode == EPIPE {
+            close(.peerClosed)
+        } else {
+            close(.error("\(error)"))
+        }
     }
 
     func received(_ frame: YKCFrame, connectionID id: Int) {
