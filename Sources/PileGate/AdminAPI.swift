@@ -182,7 +182,9 @@ public final class AdminAPI: Sendable {
             guard let record = try await gateway.registry.record(id) ?? live.map({ placeholderRecord($0.info) }) else {
                 return error(.notFound, "not_found", "pile \(id) is unknown to this gateway")
             }
-            return try encode(try await PileView(record: record, session: live))
+            var view = try await PileView(record: record, session: live)
+            view.limits = gateway.context.limits.limits(for: id)
+            return try encode(view)
         }
         router.get("/v1/piles") { request, _ in
             let q = request.uri.queryParameters
@@ -218,6 +220,7 @@ public final class AdminAPI: Sendable {
             return try encode(PilePage(piles: views, next: records.count == limit ? records.last?.id : nil))
         }
         PileKeyStore.installRoutes(router, gateway: gateway)
+        PileLimitStore.installRoutes(router, gateway: gateway)
         AdmissionControl.installRoutes(router, gateway: gateway)
         router.delete("/v1/piles/:id/connection") { _, context in
             let id = try pileId(context)
@@ -309,6 +312,8 @@ struct PileView: Codable, Sendable {
     }
     var pile: PileRegistry.Record
     var session: Live?
+    /// The pile's override of the per-connection limits, if it has one (`GET /v1/piles/{id}` only).
+    var limits: PileLimitStore.Limits?
 
     init(record: PileRegistry.Record, session: PileSessionHandle?) async throws {
         var r = record

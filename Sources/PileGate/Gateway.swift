@@ -50,8 +50,9 @@ public final class Gateway: Service, Sendable {
         let registry = try PileRegistry(directory: config.dataDirectory, fresh: config.freshStore, logger: logger)
         try registry.markAllOffline(reason: "gateway_restart")
         let keys = try PileKeyStore(database: registry.database, logger: logger)
+        let limits = try PileLimitStore(database: registry.database, logger: logger)
         self.context = GatewayContext(
-            config: config, counters: GatewayCounters(), directory: SessionDirectory(), registry: registry, keys: keys,
+            config: config, counters: GatewayCounters(), directory: SessionDirectory(), registry: registry, keys: keys, limits: limits,
             sink: sink, logger: logger)
         self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: config.resolvedEventLoopThreads)
         self.metrics = GatewayMetrics(counters: context.counters)

@@ -53,6 +53,11 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var frameBurst: Double = 200
     public var byteRatePerSecond: Double = 16_384
     public var byteBurst: Double = 65_536
+    /// The accepted ranges of the four per-connection limits, shared by the configuration file
+    /// and the per-pile overrides (`PUT /v1/piles/{id}/limits`, PileLimitStore).
+    public static let connectionLimitRanges = (
+        frameRatePerSecond: 0.1...1_000_000.0, frameBurst: 1...10_000_000.0,
+        byteRatePerSecond: 1...1_000_000_000.0, byteBurst: 259...1_000_000_000.0)
     /// How long reading stops when a pile exceeds its rate (backpressure).
     public var throttlePause: TimeInterval = 1
     /// Throttle episodes within `throttleWindow` after which the connection is closed.
@@ -308,10 +313,10 @@ extension GatewayConfiguration {
         bool("backendLoginFallbackAccept", \.backendLoginFallbackAccept),
         bool("timeSyncOnLogin", \.timeSyncOnLogin),
         int("pileUTCOffsetSeconds", \.pileUTCOffsetSeconds, -50_400...50_400),
-        double("frameRatePerSecond", \.frameRatePerSecond, 0.1...1_000_000),
-        double("frameBurst", \.frameBurst, 1...10_000_000),
-        double("byteRatePerSecond", \.byteRatePerSecond, 1...1_000_000_000),
-        double("byteBurst", \.byteBurst, 259...1_000_000_000),
+        double("frameRatePerSecond", \.frameRatePerSecond, connectionLimitRanges.frameRatePerSecond),
+        double("frameBurst", \.frameBurst, connectionLimitRanges.frameBurst),
+        double("byteRatePerSecond", \.byteRatePerSecond, connectionLimitRanges.byteRatePerSecond),
+        double("byteBurst", \.byteBurst, connectionLimitRanges.byteBurst),
         double("throttlePause", \.throttlePause, 0.01...3600),
         int("maxThrottleEpisodes", \.maxThrottleEpisodes, 1...1_000_000),
         double("throttleWindow", \.throttleWindow, 0.1...86_400),

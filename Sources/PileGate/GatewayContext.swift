@@ -11,6 +11,8 @@ public final class GatewayContext: Sendable {
     public let registry: PileRegistry
     /// Per-pile 3DES keys for encrypted frames.
     public let keys: PileKeyStore
+    /// Per-pile overrides of the per-connection limits, applied at login.
+    public let limits: PileLimitStore
     public let admission: AdmissionControl
     public let sink: any GatewayEventSink
     public let logger: Logger
@@ -21,13 +23,14 @@ public final class GatewayContext: Sendable {
 
     init(
         config: GatewayConfiguration, counters: GatewayCounters, directory: SessionDirectory, registry: PileRegistry,
-        keys: PileKeyStore, sink: any GatewayEventSink, logger: Logger
+        keys: PileKeyStore, limits: PileLimitStore, sink: any GatewayEventSink, logger: Logger
     ) {
         self.config = config
         self.counters = counters
         self.directory = directory
         self.registry = registry
         self.keys = keys
+        self.limits = limits
         self.admission = AdmissionControl(config: config, counters: counters, logger: logger)
         self.liveness = LivenessSweeper.Registry(loginTimeout: config.loginTimeout, livenessTimeout: config.livenessTimeout)
         self.sink = sink

@@ -427,6 +427,16 @@ final class PileSessionHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Rebuilds the frame and byte buckets from the pile's override (PileLimitStore), if it has
+    /// one: limits the override leaves out follow the configuration. Memory only, once per login.
+    private func applyLimitOverride(for pile: PileID) {
+        guard let o = gateway.limits.limits(for: pile) else { return }
+        let c = gateway.config
+        let now = NIODeadline.now()
+        frameBucket = TokenBucket(rate: o.frameRatePerSecond ?? c.frameRatePerSecond, burst: o.frameBurst ?? c.frameBurst, now: now)
+        byteBucket = TokenBucket(rate: o.byteRatePerSecond ?? c.byteRatePerSecond, burst: o.byteBurst ?? c.byteBurst, now: now)
+    }
+
     private func decideLogin(context: ChannelHandlerContext, login: Login, sequence: YKCSequence) {
         switch gateway.config.loginPolicy {
         case .open:
@@ -466,6 +476,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
         }
         loginDeadline = nil
         loggedIn = true
+        applyLimitOverride(for: login.pileId)
         gateway.admission.loggedIn()
         laneVersion = gateway.sink.laneRulesVersion
         let lane = gateway.sink.lane(for: login, remoteHost: remoteHost)

@@ -109,6 +109,11 @@ struct PilesCommand: AsyncParsableCommand {
                 add("offline reason", p["offlineReason"])
             }
             add("node", p["node"])
+            // A per-pile override of the connection limits (PUT /v1/piles/{id}/limits), applied at login.
+            if let o = view["limits"]?.objectValue, !o.isEmpty {
+                let keys = ["frameRatePerSecond", "frameBurst", "byteRatePerSecond", "byteBurst"]
+                rows.append(("limits", keys.compactMap { k in o[k].map { "\(k)=\($0)" } }.joined(separator: " ")))
+            }
             if let s {
                 add("connection", s["connectionId"])
                 add("remote address", s["remoteAddress"])
