@@ -491,9 +491,18 @@ final class PileSessionHandler: ChannelDuplexHandler {
         let sink = gateway.sink
         let node = gateway.config.nodeId
         // Registered, recorded and published under the pile's directory lock (see channelInactive).
-        let replaced = gateway.directory.register(handle) {
+        let registration = gateway.directory.register(handle) {
             registry.recordLogin(info, node: node)
             sink.sessionOnline(info)
+        }
+        guard case .registered(let replaced) = registration else {
+            // A newer connection of this pile logged in first: this one is the stale one and ends
+            // as a replaced session would (channelInactive finds it does not own the pile).
+            gateway.logger.info(
+                "login on an older connection: the pile's newer connection keeps the session",
+                metadata: ["pile": "\(login.pileId)", "connection": "\(connectionId)", "address": "\(remoteAddress)"])
+            close(context: context, reason: .replaced)
+            return
         }
         if let old = replaced {
             gateway.counters.takeovers.wrappingIncrement(ordering: .relaxed)
@@ -561,7 +570,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Pile requests that expect a business answer from the platform (facts §5.7).
+    /// Pile requests that expect a business answer from the platform (docs/ykc/PROTOCOL-FACTS.md §5.7).
     static let requestCodes: Set<UInt8> = [0x05, 0x09, 0x31, 0x3B, 0xA1]
 
     /// The gateway's own answer when no backend decides: start requests are refused with a
@@ -632,7 +641,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
 
     // MARK: commands
 
-    /// Replies the pile sends to platform commands (facts §5.7).
+    /// Replies the pile sends to platform commands (docs/ykc/PROTOCOL-FACTS.md §5.7).
     static let replyCode: [UInt8: UInt8] = [
         0x12: 0x13, 0x34: 0x33, 0x36: 0x35, 0x42: 0x41, 0x44: 0x43, 0x46: 0x45, 0x48: 0x47, 0x52: 0x51,
         0x56: 0x55, 0x58: 0x57, 0x62: 0x63, 0x92: 0x91, 0x94: 0x93, 0xA4: 0xA3, 0xF0: 0xF1,
@@ -729,7 +738,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
     }
 
     /// Writes a platform-originated frame with the next sequence number (little-endian counter,
-    /// facts §1.2); returns the sequence used.
+    /// docs/ykc/PROTOCOL-FACTS.md §1.2); returns the sequence used.
     @discardableResult
     private func writePlatformFrame(context: ChannelHandlerContext, message: YKCMessage) -> YKCSequence {
         platformSequence &+= 1

@@ -115,15 +115,27 @@ public final class SessionDirectory: Sendable {
         shards[Int(truncatingIfNeeded: (id.raw &* 0x9E37_79B9_7F4A_7C15) >> 60) % Self.shardCount]
     }
 
-    /// Registers `handle`, returning the session it replaces (same pile id), if any. `whileHeld`
-    /// runs under the pile's lock, after the change: what a session publishes about the pile going
-    /// online there is ordered with what `remove` publishes about it going offline.
-    func register(_ handle: PileSessionHandle, whileHeld: () -> Void = {}) -> PileSessionHandle? {
+    /// What `register` did.
+    enum Registration {
+        /// The handle holds the pile now; `replacing` is the session it took over, if any.
+        case registered(replacing: PileSessionHandle?)
+        /// A newer connection already holds the pile; nothing changed.
+        case superseded
+    }
+
+    /// Registers `handle` unless a newer connection of the same pile already holds it (connection
+    /// ids grow with every accept): a login that is decided late on an older connection, on
+    /// another event loop, must not displace the pile's newest connection, whatever order the
+    /// loops run in. `whileHeld` runs under the pile's lock, after the change and only when the
+    /// handle was registered: what a session publishes about the pile going online there is
+    /// ordered with what `remove` publishes about it going offline.
+    func register(_ handle: PileSessionHandle, whileHeld: () -> Void = {}) -> Registration {
         shard(handle.info.pileId).withLockedValue { map in
             let old = map[handle.info.pileId]
+            if let old, old.info.connectionId > handle.info.connectionId { return .superseded }
             map[handle.info.pileId] = handle
             whileHeld()
-            return old
+            return .registered(replacing: old)
         }
     }
 
