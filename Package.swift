@@ -126,12 +126,14 @@ let package = Package(
         ),
         .testTarget(
             name: "YKCCipherTests",
-            dependencies: ["YKCCipher"]
+            dependencies: ["YKCCipher", "OpenSSLTestSupport"]
         ),
+        // The `openssl` command line as a reference, shared by the cipher and gateway tests.
+        .target(name: "OpenSSLTestSupport", path: "Tests/OpenSSLTestSupport"),
         .testTarget(
             name: "PileGateTests",
             dependencies: [
-                "PileGate", "PileSim", "YKC", "YKCCipher",
+                "PileGate", "PileSim", "YKC", "YKCCipher", "OpenSSLTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),

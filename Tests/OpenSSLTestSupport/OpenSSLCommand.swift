@@ -1,15 +1,16 @@
 import Foundation
 
-/// Runs the `openssl` command line, the independent reference the cipher is checked against.
+/// Runs the `openssl` command line, the independent reference the cipher is checked against
+/// (by YKCCipherTests and PileGateTests, which share this one support target).
 ///
 /// `scripts/setup.sh` installs the `openssl` package; the tests fail (not skip) without it.
-enum OpenSSLCommand {
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
+public enum OpenSSLCommand {
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
     }
 
     /// `openssl enc -<cipher> -e|-d -K <key> [-iv <iv>] -nosalt [-nopad]` over `input`.
-    static func enc(
+    public static func enc(
         _ cipher: String, decrypt: Bool = false, keyHex: String, ivHex: String?, noPad: Bool, input: [UInt8]
     ) throws -> [UInt8] {
         var arguments = ["enc", "-\(cipher)", decrypt ? "-d" : "-e", "-K", keyHex, "-nosalt"]
@@ -19,7 +20,7 @@ enum OpenSSLCommand {
     }
 
     /// `openssl dgst -sha256 -binary` over `input`.
-    static func sha256(_ input: [UInt8]) throws -> [UInt8] {
+    public static func sha256(_ input: [UInt8]) throws -> [UInt8] {
         try run(["dgst", "-sha256", "-binary"], input: input)  // dgst takes the file last, without -in
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import OpenSSLTestSupport
 @testable import PileGate
 import PileSim
 import Testing

@@ -3,7 +3,7 @@ import NIOCore
 import Testing
 import YKC
 
-/// The session rules without sockets (facts §5.1).
+/// The session rules without sockets (docs/ykc/PROTOCOL-FACTS.md §5.1).
 @Suite("Session state machine")
 struct PileSessionStateMachineTests {
     let pile = PileID("32010600019236")!

@@ -1,3 +1,4 @@
+import OpenSSLTestSupport
 import Testing
 
 @testable import YKCCipher

@@ -38,7 +38,7 @@ struct CRC16Tests {
     }
 }
 
-/// CP56Time2a (facts §1.3): ms-in-minute LE, minute, hour, day (+weekday), month, year − 2000.
+/// CP56Time2a (docs/ykc/PROTOCOL-FACTS.md §1.3): ms-in-minute LE, minute, hour, day (+weekday), month, year − 2000.
 @Suite("CP56Time2a")
 struct CP56Time2aTests {
     @Test("the vendor document's worked example 98 B7 0E 11 10 03 14 is 2020-03-16 17:14:47.000")

@@ -3,7 +3,7 @@ import Testing
 
 @testable import YKC
 
-/// The stream parser (facts §1.5): reassembly across reads, resynchronisation after garbage and
+/// The stream parser (docs/ykc/PROTOCOL-FACTS.md §1.5): reassembly across reads, resynchronisation after garbage and
 /// bad candidates, and progress on any input. Randomised with fixed seeds so failures reproduce.
 @Suite("YKCFrameParser")
 struct FrameParserTests {

@@ -115,7 +115,7 @@ struct MessageValueTests {
         #expect(m.peakEnergyPrice.description == "3.00000")
         #expect(m.flatEnergyPrice.description == "4.00000")
         #expect(m.valleyEnergyPrice.description == "5.00000")
-        // The sample's service fee bytes 9C 40 00 00 are 16540, not the 40000 the PDF meant (facts §7.6).
+        // The sample's service fee bytes 9C 40 00 00 are 16540, not the 40000 the PDF meant (docs/ykc/PROTOCOL-FACTS.md §7.6).
         #expect(m.sharpServiceFee.description == "0.16540")
         #expect(m.lossRatio == 0)
         #expect(m.periods.count == 48)
@@ -171,7 +171,7 @@ struct MessageValueTests {
     @Test("BMS currents carry the −400 A offset and temperatures the −50 °C offset")
     func bmsOffsets() throws {
         var body = [UInt8](repeating: 0, count: 44)
-        body[26] = 0x38; body[27] = 0x02  // current demand raw 568 → −343.2 A (facts §7.11)
+        body[26] = 0x38; body[27] = 0x02  // current demand raw 568 → −343.2 A (docs/ykc/PROTOCOL-FACTS.md §7.11)
         body[31] = 0xA0; body[32] = 0x0F  // measured current raw 4000 → 0.0 A
         body[40] = 0xFF; body[41] = 0xFF  // charger output current raw 65535 → 6153.5 A
         guard case .bmsDemand(let d) = decode(0x23, body) else { Issue.record("not 0x23"); return }

@@ -433,7 +433,7 @@ struct ProtocolSpecTests {
             #expect(info.repliedBy == frame.repliedBy, "\(frame.name)")
             #expect(info.replyTo == frame.replyTo, "\(frame.name)")
             #expect(YKCMessageInfo.of(name: frame.name)?.code == frame.code)
-            // Pile-originated codes are odd, platform-originated even (facts §1).
+            // Pile-originated codes are odd, platform-originated even (docs/ykc/PROTOCOL-FACTS.md §1).
             #expect((frame.code & 1 == 1) == (frame.direction == "pile_to_platform"))
         }
         // Reply pairing is symmetric.

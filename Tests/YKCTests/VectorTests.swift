@@ -7,7 +7,7 @@ import Testing
 /// CRC verdict, byte order, typed decoding, and byte-exact re-encoding.
 @Suite("Example frames (vectors.tsv)")
 struct VectorTests {
-    /// Frames whose CRC verifies but whose body does not fit the type's layout (facts §7, §8):
+    /// Frames whose CRC verifies but whose body does not fit the type's layout (docs/ykc/PROTOCOL-FACTS.md §7, §8):
     /// JCPP's 0x92 written with a 4-byte field (11-byte body), JCPP's "0x40" row that carries type
     /// byte 0x06, and JCPP's 0x25 with a 45-byte body instead of 31.
     static func expectsLengthMismatch(_ row: VectorRow) -> Bool {
