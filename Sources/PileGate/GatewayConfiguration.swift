@@ -33,7 +33,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// Allow an API without any authentication on a non-loopback address.
     public var apiInsecure = false
 
-    // Sessions (facts §5.1, §5.2).
+    // Sessions (docs/ykc/PROTOCOL-FACTS.md §5.1, §5.2).
     /// The first frame must be a login within this time.
     public var loginTimeout: TimeInterval = 10
     /// A pile that sends nothing for this long is closed (≈ 3 heartbeats + margin).
@@ -43,7 +43,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var backendLoginTimeout: TimeInterval = 5
     /// Accept logins when no backend answers in time under the `backend` policy.
     public var backendLoginFallbackAccept = true
-    /// Send a 0x56 time sync right after a successful login (common practice, facts §5.1).
+    /// Send a 0x56 time sync right after a successful login (common practice, docs/ykc/PROTOCOL-FACTS.md §5.1).
     public var timeSyncOnLogin = true
     /// UTC offset of the piles' wall clock, used for CP56Time2a times (China Standard Time).
     public var pileUTCOffsetSeconds = 8 * 3600

@@ -1,7 +1,7 @@
 import NIOCore
 import YKC
 
-/// The protocol rules of one pile connection, apart from any I/O (facts §5.1): the first frame
+/// The protocol rules of one pile connection, apart from any I/O (docs/ykc/PROTOCOL-FACTS.md §5.1): the first frame
 /// must be a login; nothing else is accepted until the login is decided; frames carrying another
 /// pile's id are refused; malformed input, refused frames and throttle episodes are counted and
 /// end the connection past their limits. The handler executes the returned actions.

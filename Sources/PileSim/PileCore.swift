@@ -7,7 +7,7 @@ import YKCCipher
 /// One gun's firmware state.
 struct GunSim {
     let number: GunNumber
-    /// FW keeps one sequence counter per gun, reset on every new socket (facts §1.2).
+    /// FW keeps one sequence counter per gun, reset on every new socket (docs/ykc/PROTOCOL-FACTS.md §1.2).
     var sequence: UInt16 = 0
     var heartbeatsSent = 0
     var heartbeatsAcked = 0
@@ -487,7 +487,7 @@ final class PileCore {
         case 0x32: handleStartRequestReply(frame)
         case 0x40: handleBillAck(frame)
         default:
-            // FW ignores platform requests until it is logged in (facts §5.1).
+            // FW ignores platform requests until it is logged in (docs/ykc/PROTOCOL-FACTS.md §5.1).
             if phase == .loggedIn && config.autoAnswerCommands && !config.ignoredCommandCodes.contains(frame.code) {
                 answerCommand(frame)
             }
@@ -525,7 +525,7 @@ final class PileCore {
         if let interval = config.realtimeInterval {
             realtimeTimer = after(interval) { self.realtimeTick(connectionID: id) }
         }
-        // Bills stored while offline go up right after login (facts §5.1).
+        // Bills stored while offline go up right after login (docs/ykc/PROTOCOL-FACTS.md §5.1).
         for serial in billOrder { sendBill(serial) }
         refillBills()
     }
@@ -589,7 +589,7 @@ final class PileCore {
         return guns.indices.contains(i) ? i : nil
     }
 
-    // MARK: - Platform commands (facts §5.7)
+    // MARK: - Platform commands (docs/ykc/PROTOCOL-FACTS.md §5.7)
 
     func answerCommand(_ frame: YKCFrame) {
         let seq = frame.sequence
@@ -659,7 +659,7 @@ final class PileCore {
         case .firmwareUpdate:
             send(FirmwareUpdateReply(pileId: pileID, status: .succeeded), seq)
         case .qrCodePrefix:
-            // 0xF1 result polarity is disputed (facts §7.9); FW, the pile-side source, uses 0 = success.
+            // 0xF1 result polarity is disputed (docs/ykc/PROTOCOL-FACTS.md §7.9); FW, the pile-side source, uses 0 = success.
             send(QRCodePrefixReply(pileId: pileID, result: 0), seq)
         default:
             answered = false
@@ -802,7 +802,7 @@ final class PileCore {
         }
     }
 
-    // MARK: - Bills (0x3B → 0x40, facts §5.5)
+    // MARK: - Bills (0x3B → 0x40, docs/ykc/PROTOCOL-FACTS.md §5.5)
 
     func enqueueBill(_ record: TransactionRecord) throws {
         let serial = record.tradeSerial

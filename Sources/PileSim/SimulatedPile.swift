@@ -2,7 +2,7 @@ import NIOCore
 import NIOPosix
 import YKC
 
-/// A simulated charging pile that behaves like real YKC firmware (PROTOCOL-FACTS §5): it
+/// A simulated charging pile that behaves like real YKC firmware (docs/ykc/PROTOCOL-FACTS.md §5): it
 /// connects, logs in (0x01), asks for its billing model (0x09, repeated until 0x0A), heartbeats
 /// per gun (0x03) and drops the link after too many unanswered ones, answers platform commands
 /// echoing their sequence bytes, runs charging sessions, and re-sends bills (0x3B) until 0x40.

@@ -3,7 +3,7 @@ import NIOCore
 import YKC
 import YKCCipher
 
-/// How a simulated pile behaves. Defaults follow the firmware timings in PROTOCOL-FACTS §5
+/// How a simulated pile behaves. Defaults follow the firmware timings in docs/ykc/PROTOCOL-FACTS.md §5
 /// (10 s heartbeat per gun, 10 s login wait, ~30 s login retry, 0x09 repeated until answered,
 /// bills re-sent until 0x40), so a pile built with only a pile id acts like a real one.
 /// Tests shorten the intervals; load runs turn the per-pile diagnostics off to save memory.
@@ -11,7 +11,7 @@ public struct SimulatedPileConfig: Sendable {
     // MARK: Identity (what goes into the 0x01 login)
 
     public var pileID: PileID
-    /// Number of guns, 1…99. Each gun heartbeats on its own (facts §5.2).
+    /// Number of guns, 1…99. Each gun heartbeats on its own (docs/ykc/PROTOCOL-FACTS.md §5.2).
     public var gunCount: Int
     public var pileType: PileType = .dc
     /// Login version byte: 15 = V1.5, 16 = V1.6.
@@ -134,13 +134,13 @@ public struct SimulatedPileConfig: Sendable {
 
 /// Which guns send heartbeats.
 public enum HeartbeatScope: Sendable, Hashable {
-    /// Every gun sends its own 0x03 each interval (FW, facts §5.2).
+    /// Every gun sends its own 0x03 each interval (FW, docs/ykc/PROTOCOL-FACTS.md §5.2).
     case perGun
     /// Only gun 1 heartbeats (older single-heartbeat piles).
     case firstGunOnly
 }
 
-/// Where pile-originated sequence numbers come from (facts §1.2).
+/// Where pile-originated sequence numbers come from (docs/ykc/PROTOCOL-FACTS.md §1.2).
 public enum SequenceScope: Sendable, Hashable {
     /// One counter per gun, reset on each connection (FW). Pile-level frames use gun 1's.
     case perGun

@@ -2,7 +2,7 @@
 ///
 /// YKC covers `frame[2 ..< 2 + length]` (sequence, encryption flag, type and body) and sends the
 /// value low byte first. Some published frames carry the two bytes swapped, because the vendor
-/// document's reference routine returns a swapped word; receivers accept both orders (facts §1.1).
+/// document's reference routine returns a swapped word; receivers accept both orders (docs/ykc/PROTOCOL-FACTS.md §1.1).
 public enum CRC16 {
     /// 256-entry table for the reflected polynomial; built once at first use.
     @usableFromInline

@@ -2,7 +2,7 @@ import NIOCore
 
 /// The two sequence bytes exactly as they appeared on the wire.
 ///
-/// The byte order of the sequence number is not specified and real piles disagree (facts §1.2),
+/// The byte order of the sequence number is not specified and real piles disagree (docs/ykc/PROTOCOL-FACTS.md §1.2),
 /// so replies copy these two bytes verbatim and never interpret them.
 public struct YKCSequence: Hashable, Sendable, CustomStringConvertible {
     public var first: UInt8
@@ -13,7 +13,7 @@ public struct YKCSequence: Hashable, Sendable, CustomStringConvertible {
         self.second = second
     }
 
-    /// A platform-originated sequence from a 16-bit counter, written little-endian (facts §1.2).
+    /// A platform-originated sequence from a 16-bit counter, written little-endian (docs/ykc/PROTOCOL-FACTS.md §1.2).
     public init(counter: UInt16) {
         self.first = UInt8(truncatingIfNeeded: counter)
         self.second = UInt8(truncatingIfNeeded: counter >> 8)

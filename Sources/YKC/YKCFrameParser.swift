@@ -19,7 +19,7 @@ public struct YKCFrameCounters: Sendable, Equatable {
     public init() {}
 }
 
-/// Splits a byte stream into YKC frames (facts §1, §1.5).
+/// Splits a byte stream into YKC frames (docs/ykc/PROTOCOL-FACTS.md §1, §1.5).
 ///
 /// Reassembles frames split or coalesced across reads, skips to the next `0x68` after garbage,
 /// validates the length byte and the encryption flag, checks CRC-16/MODBUS in both byte orders,

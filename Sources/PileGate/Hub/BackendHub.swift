@@ -11,7 +11,7 @@ import YKC
 /// frame and session change becomes a JSON event routed by lane, pile requests that need a
 /// business answer are asked of backends with a fallback, and backends send commands to piles.
 ///
-/// Routing (DESIGN.md, Lanes): for each service subscribed to an event type, one healthy instance
+/// Routing (docs/DESIGN.md, Lanes): for each service subscribed to an event type, one healthy instance
 /// of that service in the session's lane, else its base-lane instances (a counted fallback); a
 /// base-lane session never reaches a lane instance. Within the candidates, weighted rendezvous
 /// hashing on the pile id keeps one pile on one instance (so its events stay in order) while the
@@ -348,7 +348,7 @@ public final class BackendHub: GatewayEventSink {
         default: break
         }
         if frame.code == 0x3B, let outbox, let serial = message.tradeSerial {
-            // The bill is acknowledged to the pile only after it is committed (facts §5.5).
+            // The bill is acknowledged to the pile only after it is committed (docs/ykc/PROTOCOL-FACTS.md §5.5).
             let name = message.name == "raw_frame" ? "transaction_record" : message.name
             let (id, text) = envelope(event: name, code: frame.code, session: session, gun: message.gun, receivedAt: receivedAt) {
                 message.writeJSON(into: &$0)
@@ -493,7 +493,7 @@ public final class BackendHub: GatewayEventSink {
                 id: id, text: text, event: event, pile: session.pileId.raw, route: RouteKey(lane: session.lane, service: "")))
     }
 
-    /// The JSON event envelope (DESIGN.md "Events"): id, type name, frame code, pile, gun, lane,
+    /// The JSON event envelope (docs/DESIGN.md "Events"): id, type name, frame code, pile, gun, lane,
     /// node, time received, whether a reply is expected, and the decoded frame as `data`, which
     /// `data` writes straight into the same buffer: the bytes that go to the WebSocket, built once.
     func envelope(

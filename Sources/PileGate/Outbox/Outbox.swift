@@ -9,7 +9,7 @@ import YKC
 ///
 /// A pile deletes its bill when it gets 0x40, so the gateway sends 0x40 only after the bill is
 /// committed here, and delivers it to every subscribed service at least once, each service with
-/// its own progress, surviving kill -9 (facts §5.5, issue 5).
+/// its own progress, surviving kill -9 (docs/ykc/PROTOCOL-FACTS.md §5.5, issue 5).
 ///
 /// - Writes are group-committed by one writer task: every append waiting when a transaction
 ///   starts goes into it, so one fsync (`synchronous = FULL`) covers many bills under load.

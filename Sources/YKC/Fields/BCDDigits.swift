@@ -2,7 +2,7 @@ import NIOCore
 
 /// A BCD field of any width kept verbatim as hex digits (SIM/ICCID, logical card no, model no, …).
 ///
-/// Real piles put hex letters in some "BCD" fields (ICCID `898604D1…`, facts §1.3), so the digits
+/// Real piles put hex letters in some "BCD" fields (ICCID `898604D1…`, docs/ykc/PROTOCOL-FACTS.md §1.3), so the digits
 /// are read as nibbles, never validated as decimal, and written back exactly.
 public struct BCDDigits: Hashable, Sendable, CustomStringConvertible, ExpressibleByStringLiteral {
     /// Uppercase hex digits, two per byte.
@@ -50,7 +50,7 @@ public struct BCDDigits: Hashable, Sendable, CustomStringConvertible, Expressibl
     }
 }
 
-/// One byte of BCD holding a small number: the gun number (枪号), facts §1.4.
+/// One byte of BCD holding a small number: the gun number (枪号), docs/ykc/PROTOCOL-FACTS.md §1.4.
 ///
 /// The raw byte is kept so a non-decimal value round-trips; `number` is its decimal reading.
 public struct GunNumber: Hashable, Sendable, Comparable, CustomStringConvertible, ExpressibleByIntegerLiteral {

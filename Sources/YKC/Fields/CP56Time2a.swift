@@ -1,7 +1,7 @@
 import Foundation
 import NIOCore
 
-/// A 7-byte IEC 60870-5-104 time (facts §1.3): ms-in-minute (LE u16), minute (bits 0–5, IV bit 7),
+/// A 7-byte IEC 60870-5-104 time (docs/ykc/PROTOCOL-FACTS.md §1.3): ms-in-minute (LE u16), minute (bits 0–5, IV bit 7),
 /// hour (bits 0–4, SU bit 7), day (bits 0–4, weekday bits 5–7), month (bits 0–3), year − 2000.
 ///
 /// The raw bytes are kept so a frame re-encodes exactly (flags and weekday included); the calendar

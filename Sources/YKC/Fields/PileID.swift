@@ -1,6 +1,6 @@
 import NIOCore
 
-/// A pile id (桩编号): 7 bytes of BCD, 14 digits (facts §1.4).
+/// A pile id (桩编号): 7 bytes of BCD, 14 digits (docs/ykc/PROTOCOL-FACTS.md §1.4).
 ///
 /// Kept as its raw bytes in one integer, so it hashes and compares without allocating and
 /// round-trips exactly even when a pile puts hex letters in a "BCD" field.
@@ -40,7 +40,7 @@ public struct PileID: Hashable, Sendable, Comparable, CustomStringConvertible {
     }
 }
 
-/// A trade serial (交易流水号): 16 bytes of BCD, 32 digits, treated as an opaque key (facts §1.4).
+/// A trade serial (交易流水号): 16 bytes of BCD, 32 digits, treated as an opaque key (docs/ykc/PROTOCOL-FACTS.md §1.4).
 public struct TradeSerial: Hashable, Sendable, CustomStringConvertible {
     public var high: UInt64
     public var low: UInt64
@@ -64,7 +64,7 @@ public struct TradeSerial: Hashable, Sendable, CustomStringConvertible {
 
     public static let zero = TradeSerial(high: 0, low: 0)
 
-    /// All-zero serials mark "no session" in idle real-time frames (facts §7.10).
+    /// All-zero serials mark "no session" in idle real-time frames (docs/ykc/PROTOCOL-FACTS.md §7.10).
     public var isZero: Bool { high == 0 && low == 0 }
 
     public var description: String { hexString(high, digits: 16) + hexString(low, digits: 16) }
@@ -84,7 +84,7 @@ public struct TradeSerial: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Eight bytes of binary shown as 16 hex digits: physical card numbers, gun cable codes (facts §1.4).
+/// Eight bytes of binary shown as 16 hex digits: physical card numbers, gun cable codes (docs/ykc/PROTOCOL-FACTS.md §1.4).
 public struct BinaryID: Hashable, Sendable, CustomStringConvertible {
     /// The 8 wire bytes, big-endian.
     public var raw: UInt64

@@ -1,7 +1,7 @@
 import Foundation
 
 /// An exact decimal: `units × 10^-scale`. Money, energy, volts and amperes in YKC are integers
-/// scaled by powers of ten (facts §1.3); keeping them as integers avoids float drift
+/// scaled by powers of ten (docs/ykc/PROTOCOL-FACTS.md §1.3); keeping them as integers avoids float drift
 /// (0.1 + 0.2 is 0.3 here).
 ///
 /// Every conversion from outside text or numbers is exact or refused: a value the frame cannot

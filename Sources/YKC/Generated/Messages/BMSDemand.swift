@@ -5,7 +5,7 @@ import NIOCore
 
 /// 0x23 `bms_demand` (充电过程BMS需求与充电机输出), pile → platform.
 ///
-/// currents carry the GB/T 27930 -400 A offset; some piles do not apply it (facts §7.11)
+/// currents carry the GB/T 27930 -400 A offset; some piles do not apply it (docs/ykc/PROTOCOL-FACTS.md §7.11)
 public struct BMSDemand: YKCMessageBody {
     public static let code: UInt8 = 0x23
     public static let name = "bms_demand"
