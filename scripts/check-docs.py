@@ -11,7 +11,7 @@
    lines that follow it in the block, up to the next `$ ` line or the end of the block. Without a
    binary this part is skipped with a note.
 3. Every `PILEGATE_*` variable named in the docs (but the design brief) and scripts is a configuration key's environment
-   name (GatewayConfiguration.settings in Sources/PileGate/GatewayConfiguration.swift) or one of the
+   name (GatewayConfiguration.settings in Sources/PileGate/Gateway/GatewayConfiguration.swift) or one of the
    few non-configuration variables listed below; every key in a table of docs/CONFIGURATION.md is a
    key. A key missing from docs/CONFIGURATION.md is reported as a warning.
 4. No doc, source comment or script cites a file outside the repository (`/work/…`, `../shared/…`),
@@ -22,7 +22,7 @@ Prints one line per problem (file:line: what) and exits 1 when there is any.
 import argparse, glob, json, os, re, shlex, subprocess, sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG_SWIFT = "Sources/PileGate/GatewayConfiguration.swift"
+CONFIG_SWIFT = "Sources/PileGate/Gateway/GatewayConfiguration.swift"
 
 # PILEGATE_* names that are not configuration keys, and why they may appear.
 NOT_SETTINGS = {
