@@ -17,6 +17,8 @@ public final class GatewayContext: Sendable {
     public let sink: any GatewayEventSink
     public let logger: Logger
     let connectionIds = ManagedAtomic<UInt64>(0)
+    /// Connection numbers in accept order (a takeover keeps the newest connection).
+    let acceptOrder: AcceptOrder
     /// Set when shutdown begins: new connections are closed at once.
     let shuttingDown = ManagedAtomic(false)
     let liveness: LivenessSweeper.Registry
@@ -35,9 +37,7 @@ public final class GatewayContext: Sendable {
         self.liveness = LivenessSweeper.Registry(loginTimeout: config.loginTimeout, livenessTimeout: config.livenessTimeout)
         self.sink = sink
         self.logger = logger
-    }
-
-    func nextConnectionId() -> UInt64 {
-        connectionIds.wrappingIncrementThenLoad(ordering: .relaxed)
+        let ids = connectionIds
+        self.acceptOrder = AcceptOrder(next: { ids.wrappingIncrementThenLoad(ordering: .relaxed) })
     }
 }

@@ -32,6 +32,7 @@ public final class PileListener: Sendable {
                     try channel.pipeline.syncOperations.addHandler(
                         quiesce.makeServerChannelHandler(channel: channel))
                     try channel.pipeline.syncOperations.addHandler(AcceptPacer(admission: gateway.admission))
+                    try channel.pipeline.syncOperations.addHandler(AcceptNumbering(order: gateway.acceptOrder))
                 }
             }
             .childChannelOption(.socketOption(.so_keepalive), value: 1)

@@ -101,6 +101,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        connectionId = gateway.acceptOrder.take(context.channel)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -109,7 +110,6 @@ final class PileSessionHandler: ChannelDuplexHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        connectionId = gateway.nextConnectionId()
         connectedAt = Date()
         if let remote = context.channel.remoteAddress {
             remoteHost = remote.ipAddress ?? "?"
