@@ -249,11 +249,11 @@ struct StatsScreen {
     }
 }
 
-/// Quantiles from the hub's delivery-latency buckets (`BackendHub.LaneTraffic.bounds`, plus +Inf).
+/// Quantiles from the hub's delivery-latency buckets (`BackendLaneTraffic.bounds`, plus +Inf).
 enum Histogram {
     /// Linear interpolation inside the bucket holding the quantile, as Prometheus'
     /// `histogram_quantile` does; the +Inf bucket reports the last finite bound.
-    static func quantile(_ q: Double, buckets: [Double], bounds: [Double] = BackendHub.LaneTraffic.bounds) -> Double? {
+    static func quantile(_ q: Double, buckets: [Double], bounds: [Double] = BackendLaneTraffic.bounds) -> Double? {
         let total = buckets.reduce(0, +)
         guard total > 0 else { return nil }
         let rank = q * total

@@ -35,20 +35,16 @@ public final class BackendHub: GatewayEventSink {
     private let instances = NIOLockedValueBox<[String: [BackendInstance]]>([:])
     /// Event names some instance subscribed to, for the per-frame `wants` check (lock-free read).
     private let wanted = NIOLockedValueBox<WantedSet>(WantedSet())
-    private let traffic = NIOLockedValueBox<[RouteKey: LaneTraffic]>([:])
+    private let traffic = NIOLockedValueBox<[RouteKey: BackendLaneTraffic]>([:])
     private let pendingReplies = NIOLockedValueBox<[String: PendingReply]>([:])
     private let eventCounter = ManagedAtomic<UInt64>(0)
     private let instanceCounter = ManagedAtomic<UInt64>(0)
     private let bootTag: String
-    /// What every event envelope repeats, fixed when the gateway attaches: read under one lock
-    /// per event instead of copying the gateway's configuration several times.
-    private struct Identity: Sendable {
-        var nodeId = "pilegate"
-        /// "node-boot-", the fixed part of every event id.
-        var eventIdPrefix = "pilegate-"
-        var pileUTCOffsetSeconds = 8 * 3600
-    }
-    private let identity: NIOLockedValueBox<Identity>
+    /// What every event envelope repeats (node, event-id prefix, the piles' UTC offset), fixed
+    /// when the gateway attaches: read under one lock per event.
+    private let envelopes: NIOLockedValueBox<BackendEventEnvelope>
+    /// Picks the instance of each service for an event (pure; lanes and rendezvous hashing).
+    let router: BackendRouter
     let undeliverable = ManagedAtomic(0)
     /// Commands refused because their backend socket had `maxCommandsPerSocket` running.
     let commandsRefusedPerSocket = ManagedAtomic(0)
@@ -59,54 +55,6 @@ public final class BackendHub: GatewayEventSink {
         var all = false
         var names: Set<String> = []
         func contains(_ n: String) -> Bool { all || names.contains(n) }
-    }
-
-    /// Per (lane, service) traffic.
-    public struct LaneTraffic: Codable, Sendable {
-        public var routed = 0
-        public var fallbacks = 0
-        public var acks = 0
-        public var failures = 0
-        public var ejections = 0
-        public var overflows = 0
-        public var latencyCount = 0
-        public var latencySumSeconds = 0.0
-        public var latencyBuckets: [Int] = Array(repeating: 0, count: LaneTraffic.bounds.count + 1)
-        /// Upper bounds (seconds) of the delivery-latency histogram.
-        public static let bounds: [Double] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
-
-        /// One routed event (counted in place under the traffic lock: no copy of the buckets).
-        mutating func count(fallback: Bool, overflow: Bool) {
-            routed += 1
-            if fallback { fallbacks += 1 }
-            if overflow { overflows += 1 }
-        }
-
-        /// One ack, its latency, and whether it counted as a failure.
-        mutating func acked(latency seconds: Double, failure: Bool) {
-            acks += 1
-            observe(seconds)
-            if failure { failures += 1 }
-        }
-
-        mutating func observe(_ seconds: Double) {
-            latencyCount += 1
-            latencySumSeconds += seconds
-            let i = Self.bounds.firstIndex { seconds <= $0 } ?? Self.bounds.count
-            latencyBuckets[i] += 1
-        }
-
-        /// Approximate quantile from the buckets (upper bound of the bucket holding it).
-        func quantile(_ q: Double) -> Double? {
-            guard latencyCount > 0 else { return nil }
-            let target = Int((Double(latencyCount) * q).rounded(.up))
-            var seen = 0
-            for (i, n) in latencyBuckets.enumerated() {
-                seen += n
-                if seen >= target { return i < Self.bounds.count ? Self.bounds[i] : Self.bounds.last.map { $0 * 2 } }
-            }
-            return nil
-        }
     }
 
     struct PendingReply: Sendable {
@@ -127,7 +75,8 @@ public final class BackendHub: GatewayEventSink {
         self.laneSource = NIOLockedValueBox(LaneSource(decide: lanes, version: { 0 }))
         let bootTag = String(UInt32.random(in: 0...UInt32.max), radix: 36)
         self.bootTag = bootTag
-        self.identity = NIOLockedValueBox(Identity(eventIdPrefix: "pilegate-\(bootTag)-"))
+        self.envelopes = NIOLockedValueBox(BackendEventEnvelope(bootTag: bootTag))
+        self.router = BackendRouter(warmup: config.warmupWindow)
     }
 
     /// Replaces how lanes are decided (the assembly installs the lane rule book once the
@@ -158,10 +107,8 @@ public final class BackendHub: GatewayEventSink {
     /// that times out acks and replies.
     public func attach(to gateway: Gateway) {
         gatewayBox.withLockedValue { $0 = gateway }
-        identity.withLockedValue {
-            $0 = Identity(
-                nodeId: gateway.config.nodeId, eventIdPrefix: "\(gateway.config.nodeId)-\(bootTag)-",
-                pileUTCOffsetSeconds: gateway.config.pileUTCOffsetSeconds)
+        envelopes.withLockedValue {
+            $0 = BackendEventEnvelope(nodeId: gateway.config.nodeId, bootTag: bootTag, pileUTCOffsetSeconds: gateway.config.pileUTCOffsetSeconds)
         }
         billingModels.withLockedValue { $0 = try? BillingModelCache(database: gateway.registry.database) }
         gateway.metrics.addCollector { [weak self] w in self?.collectMetrics(w) }
@@ -212,7 +159,7 @@ public final class BackendHub: GatewayEventSink {
     }
 
     var gateway: Gateway? { gatewayBox.withLockedValue { $0 } }
-    var nodeId: String { identity.withLockedValue { $0.nodeId } }
+    var nodeId: String { envelopes.withLockedValue { $0.nodeId } }
 
     /// The route installer for `GET /v1/events` (WebSocket) and the command and hub endpoints.
     public var routes: AdminAPI.RouteInstaller {
@@ -470,12 +417,7 @@ public final class BackendHub: GatewayEventSink {
     // MARK: routing
 
     func nextEventId() -> String {
-        nextEventId(prefix: identity.withLockedValue { $0.eventIdPrefix })
-    }
-
-    /// "node-boot-N": unique per process run, increasing, so a backend can order a pile's events.
-    private func nextEventId(prefix: String) -> String {
-        prefix + String(eventCounter.wrappingIncrementThenLoad(ordering: .relaxed))
+        envelopes.withLockedValue { $0 }.eventId(eventCounter.wrappingIncrementThenLoad(ordering: .relaxed))
     }
 
     /// Builds the event envelope and routes it to one instance per subscribed service.
@@ -493,35 +435,17 @@ public final class BackendHub: GatewayEventSink {
                 id: id, text: text, event: event, pile: session.pileId.raw, route: RouteKey(lane: session.lane, service: "")))
     }
 
-    /// The JSON event envelope (docs/DESIGN.md "Events"): id, type name, frame code, pile, gun, lane,
-    /// node, time received, whether a reply is expected, and the decoded frame as `data`, which
-    /// `data` writes straight into the same buffer: the bytes that go to the WebSocket, built once.
+    /// An event's id (a new one unless given) and its envelope text (`BackendEventEnvelope`).
     func envelope(
         event: String, code: UInt8?, session: PileSessionInfo, gun: Int?, receivedAt: Date,
         replyExpected: Bool = false, id: String? = nil, data: (inout JSONWriter) -> Void
     ) -> (String, ByteBuffer) {
-        let ident = identity.withLockedValue { $0 }
-        let id = id ?? nextEventId(prefix: ident.eventIdPrefix)
-        var w = JSONWriter(buffer: ByteBufferAllocator().buffer(capacity: 512), utcOffsetSeconds: ident.pileUTCOffsetSeconds)
-        w.beginObject()
-        w.field("type", "event")
-        w.field("id", id)
-        w.field("event", event)
-        w.key("code")
-        if let code { w.int(code) } else { w.null() }
-        w.key("pile")
-        w.pileId(session.pileId)
-        w.key("gun")
-        if let gun { w.int(gun) } else { w.null() }
-        w.field("lane", session.lane)
-        w.field("node", ident.nodeId)
-        w.key("receivedAt")
-        w.utcTimestamp(microsecondsSince1970: Int64((receivedAt.timeIntervalSince1970 * 1e6).rounded()))
-        w.field("replyExpected", replyExpected)
-        w.key("data")
-        data(&w)
-        w.endObject()
-        return (id, w.buffer)
+        let envelope = envelopes.withLockedValue { $0 }
+        let id = id ?? envelope.eventId(eventCounter.wrappingIncrementThenLoad(ordering: .relaxed))
+        let text = envelope.encode(
+            id: id, event: event, code: code, pile: session.pileId, lane: session.lane, gun: gun, receivedAt: receivedAt,
+            replyExpected: replyExpected, data: data)
+        return (id, text)
     }
 
     /// Routes to every subscribed service; `exclude` skips one instance (re-routing after failure).
@@ -533,80 +457,27 @@ public final class BackendHub: GatewayEventSink {
         let now = Date()
         let tick = NIODeadline.now()
         let lane = p.route.lane
-        let warmup = config.warmupWindow
-        var chosen: [(BackendInstance, Bool)] = []
+        var chosen: [BackendRouter.Choice<BackendInstance>] = []
         instances.withLockedValue { all in
             for (service, list) in all where (onlyService == nil || onlyService == service) && skipService?(service) != true {
-                // One pass: the best healthy instance in the session's lane, and the best in base
-                // as the fallback; a base session never reaches a lane instance.
-                var best: BackendInstance?
-                var bestScore = -Double.infinity
-                var base: BackendInstance?
-                var baseScore = -Double.infinity
-                for c in list where c.id != exclude && c.wants(p.event) {
-                    let inLane = c.lane == lane
-                    guard inLane || c.lane.isEmpty, c.isHealthy(at: tick) else { continue }
-                    let score = Self.rendezvousScore(pile: p.pile, instance: c, now: now, warmup: warmup)
-                    if inLane {
-                        if score > bestScore { (best, bestScore) = (c, score) }
-                    } else if score > baseScore {
-                        (base, baseScore) = (c, score)
-                    }
+                let choice = router.choose(pile: p.pile, lane: lane, among: list, now: now) { c in
+                    guard c.id != exclude, c.wants(p.event), c.isHealthy(at: tick) else { return nil }
+                    return c.routeCandidate
                 }
-                if let best {
-                    chosen.append((best, false))
-                } else if let base {
-                    chosen.append((base, true))
-                }
+                if let choice { chosen.append(choice) }
             }
         }
         if chosen.isEmpty && countUndeliverable { undeliverable.wrappingIncrement(ordering: .relaxed) }
-        for (instance, fallback) in chosen {
+        for choice in chosen {
+            let instance = choice.instance
             var item = p
             item.route = RouteKey(lane: lane, service: instance.service)
             let result = instance.enqueue(item, queueLimit: config.queueLimit)
             traffic.withLockedValue { t in
-                t[item.route, default: LaneTraffic()].count(fallback: fallback, overflow: result == .overflow)
+                t[item.route, default: BackendLaneTraffic()].count(fallback: choice.fallback, overflow: result == .overflow)
             }
         }
         return chosen.count
-    }
-
-    /// Weighted rendezvous (highest random weight) hashing: score = w / −ln(h(pile, instance)).
-    /// Stable while the set is stable; a warming instance (w < 1) takes a proportional share.
-    static func rendezvousScore(pile: UInt64, instance c: BackendInstance, now: Date, warmup: TimeInterval) -> Double {
-        let h = mix(pile ^ c.routeSeed)
-        let u = (Double(h >> 11) + 0.5) / Double(1 << 53)
-        return c.weight(now: now, warmup: warmup) / -log(u)
-    }
-
-    /// The instance rendezvous hashing picks for `pile` among `candidates` (what `route` does in
-    /// its single pass, for one candidate list).
-    static func rendezvous(pile: UInt64, among candidates: [BackendInstance], now: Date, warmup: TimeInterval) -> BackendInstance? {
-        var best: BackendInstance?
-        var bestScore = -Double.infinity
-        for c in candidates {
-            let score = rendezvousScore(pile: pile, instance: c, now: now, warmup: warmup)
-            if score > bestScore { (best, bestScore) = (c, score) }
-        }
-        return best
-    }
-
-    static func mix(_ x0: UInt64) -> UInt64 {
-        var x = x0 &+ 0x9E37_79B9_7F4A_7C15
-        x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
-        return x ^ (x >> 31)
-    }
-
-    /// FNV-1a, stable across processes (Swift's Hasher is seeded per process).
-    static func stableHash(_ s: String) -> UInt64 {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        for b in s.utf8 {
-            h ^= UInt64(b)
-            h = h &* 0x100_0000_01B3
-        }
-        return h
     }
 
     // MARK: instances
@@ -672,7 +543,7 @@ public final class BackendHub: GatewayEventSink {
         // the gateway itself behind on its loops, which delays every ack alike), ejecting one
         // only moves its load onto the others and the service collapses; so that is not a failure.
         let slow = seconds > config.latencyBound && hasFasterPeer(than: instance)
-        traffic.withLockedValue { t in t[f.item.route, default: LaneTraffic()].acked(latency: seconds, failure: slow) }
+        traffic.withLockedValue { t in t[f.item.route, default: BackendLaneTraffic()].acked(latency: seconds, failure: slow) }
         if let period = instance.record(success: !slow, sentAt: f.sentAt, policy: ejectionPolicy) {
             ejected(instance, period: period, route: f.item.route)
         }
@@ -695,7 +566,7 @@ public final class BackendHub: GatewayEventSink {
     /// Counts one ejection (in the lane traffic that `/metrics` and `/v1/hub` both show, once per
     /// episode as the instance's own count) and moves its waiting work elsewhere.
     private func ejected(_ instance: BackendInstance, period: TimeAmount, route key: RouteKey) {
-        traffic.withLockedValue { t in t[key, default: LaneTraffic()].ejections += 1 }
+        traffic.withLockedValue { t in t[key, default: BackendLaneTraffic()].ejections += 1 }
         logger.warning(
             "backend instance ejected",
             metadata: [
@@ -738,7 +609,7 @@ public final class BackendHub: GatewayEventSink {
             let expired = instance.expired(timeout: timeout, now: .now())
             for f in expired {
                 guard instance.ack(f.item.id) != nil else { continue }
-                traffic.withLockedValue { $0[f.item.route, default: LaneTraffic()].failures += 1 }
+                traffic.withLockedValue { $0[f.item.route, default: BackendLaneTraffic()].failures += 1 }
                 if let period = instance.record(success: false, sentAt: f.sentAt, policy: ejectionPolicy) {
                     ejected(instance, period: period, route: f.item.route)
                 }
@@ -886,7 +757,7 @@ public final class BackendHub: GatewayEventSink {
 
     public struct HubStats: Codable, Sendable {
         public var instances: [InstanceStatus]
-        public var lanes: [String: [String: LaneTraffic]]
+        public var lanes: [String: [String: BackendLaneTraffic]]
         public var undeliverable: Int
         public var pendingReplies: Int
     }
@@ -894,7 +765,7 @@ public final class BackendHub: GatewayEventSink {
     public func statsDocument() -> HubStats {
         let now = Date()
         let list = instances.withLockedValue { $0.values.flatMap { $0 } }
-        var lanes: [String: [String: LaneTraffic]] = [:]
+        var lanes: [String: [String: BackendLaneTraffic]] = [:]
         for (k, v) in traffic.withLockedValue({ $0 }) { lanes[k.lane, default: [:]][k.service] = v }
         return HubStats(
             instances: list.map { $0.status(now: now, warmup: config.warmupWindow) }.sorted { ($0.service, $0.instance) < ($1.service, $1.instance) },
@@ -912,7 +783,7 @@ public final class BackendHub: GatewayEventSink {
             w.counter("pilegate_hub_ejections_total", labels, t.ejections)
             w.counter("pilegate_hub_queue_overflows_total", labels, t.overflows)
             w.histogram(
-                "pilegate_hub_delivery_latency_seconds", labels, bounds: LaneTraffic.bounds, buckets: t.latencyBuckets,
+                "pilegate_hub_delivery_latency_seconds", labels, bounds: BackendLaneTraffic.bounds, buckets: t.latencyBuckets,
                 sum: t.latencySumSeconds)
         }
         let now = Date()

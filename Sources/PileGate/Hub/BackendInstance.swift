@@ -60,7 +60,7 @@ final class BackendInstance: Sendable {
         self.maxInFlight = maxInFlight
         self.state = NIOLockedValueBox(State(credit: BackendInstanceCredit(maxInFlight: maxInFlight)))
         self.joinedAt = Date()
-        self.routeSeed = BackendHub.stableHash(service + "/" + name)
+        self.routeSeed = BackendRouter.seed(service: service, name: name)
     }
 
     func wants(_ event: String) -> Bool { events?.contains(event) ?? true }
@@ -74,8 +74,12 @@ final class BackendInstance: Sendable {
 
     /// The warm-up weight in (0, 1]: a new instance's share rises over the window.
     func weight(now: Date, warmup: TimeInterval) -> Double {
-        guard warmup > 0 else { return 1 }
-        return min(1, max(0.02, now.timeIntervalSince(joinedAt) / warmup))
+        BackendRouter.weight(joinedAt: joinedAt, now: now, warmup: warmup)
+    }
+
+    /// What the router needs to know of this instance.
+    var routeCandidate: BackendRouter.Candidate {
+        BackendRouter.Candidate(lane: lane, seed: routeSeed, joinedAt: joinedAt)
     }
 
     typealias EnqueueResult = BackendInstanceCredit<Pending>.EnqueueResult

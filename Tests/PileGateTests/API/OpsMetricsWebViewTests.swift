@@ -130,7 +130,7 @@ struct OpsMetricsWebViewTests {
             // Histogram: cumulative buckets ending in +Inf = _count, with _sum.
             let labels = ["lane": "gray", "service": "billing"]
             let buckets = samples.filter { $0.name == "pilegate_hub_delivery_latency_seconds_bucket" && $0.labels["lane"] == "gray" && $0.labels["service"] == "billing" }
-            #expect(buckets.count == BackendHub.LaneTraffic.bounds.count + 1)
+            #expect(buckets.count == BackendLaneTraffic.bounds.count + 1)
             #expect(zip(buckets, buckets.dropFirst()).allSatisfy { $0.value <= $1.value }, "buckets are cumulative")
             #expect(buckets.last?.labels["le"] == "+Inf")
             let count = try #require(value("pilegate_hub_delivery_latency_seconds_count", labels))

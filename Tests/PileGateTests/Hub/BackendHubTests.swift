@@ -219,8 +219,9 @@ struct BackendHubTests {
         func share(at now: Date, warmup: TimeInterval) -> Double {
             var newCount = 0
             for i in 0..<4000 {
-                let pick = BackendHub.rendezvous(pile: 32_010_600_000_000 + UInt64(i), among: [old, new], now: now, warmup: warmup)
-                if pick === new { newCount += 1 }
+                let pick = BackendRouter(warmup: warmup).choose(
+                    pile: 32_010_600_000_000 + UInt64(i), lane: "", among: [old, new], now: now, candidate: { $0.routeCandidate })
+                if pick?.instance === new { newCount += 1 }
             }
             return Double(newCount) / 4000
         }
@@ -232,8 +233,8 @@ struct BackendHubTests {
         let w = BackendInstance(id: 3, service: "s", name: "w", lane: "", events: nil, maxInFlight: 10)
         var newShare = 0
         for i in 0..<4000 {
-            let scoreOld = 1.0 / -log((Double(BackendHub.mix(UInt64(i) ^ BackendHub.stableHash("s/old")) >> 11) + 0.5) / Double(1 << 53))
-            let scoreNew = 0.2 / -log((Double(BackendHub.mix(UInt64(i) ^ BackendHub.stableHash("s/w")) >> 11) + 0.5) / Double(1 << 53))
+            let scoreOld = BackendRouter.score(pile: UInt64(i), seed: BackendRouter.seed(service: "s", name: "old"), weight: 1)
+            let scoreNew = BackendRouter.score(pile: UInt64(i), seed: BackendRouter.seed(service: "s", name: "w"), weight: 0.2)
             if scoreNew > scoreOld { newShare += 1 }
         }
         _ = w
