@@ -142,6 +142,15 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "PileSimTests",
+            dependencies: [
+                "PileSim", "YKC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
             name: "NATSTests",
             dependencies: [
                 "NATS",
