@@ -279,7 +279,7 @@ struct BackendConnection: Sendable {
         return nil
     }
 
-    private func sendResult(requestId: String, _ result: BackendHub.CommandResult) async {
+    private func sendResult(requestId: String, _ result: BackendCommands.Outcome) async {
         var w = JSONWriter()
         w.beginObject()
         w.field("type", "result")

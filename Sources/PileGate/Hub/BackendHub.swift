@@ -36,7 +36,8 @@ public final class BackendHub: GatewayEventSink {
     /// Event names some instance subscribed to, for the per-frame `wants` check (lock-free read).
     private let wanted = NIOLockedValueBox<WantedSet>(WantedSet())
     private let traffic = NIOLockedValueBox<[RouteKey: BackendLaneTraffic]>([:])
-    private let pendingReplies = NIOLockedValueBox<[String: PendingReply]>([:])
+    /// Events waiting for a backend's reply, with the promise the answer completes.
+    private let pendingReplies = NIOLockedValueBox(BackendPendingReplies<EventLoopPromise<YKCMessage?>>())
     private let eventCounter = ManagedAtomic<UInt64>(0)
     private let instanceCounter = ManagedAtomic<UInt64>(0)
     private let bootTag: String
@@ -50,18 +51,13 @@ public final class BackendHub: GatewayEventSink {
     let commandsRefusedPerSocket = ManagedAtomic(0)
     private let sweeper = NIOLockedValueBox<Task<Void, Never>?>(nil)
     let billingModels = NIOLockedValueBox<BillingModelCache?>(nil)
+    /// Commands to piles, built when the gateway attaches (they look sessions up there).
+    private let commands = NIOLockedValueBox<BackendCommands?>(nil)
 
     struct WantedSet: Sendable {
         var all = false
         var names: Set<String> = []
         func contains(_ n: String) -> Bool { all || names.contains(n) }
-    }
-
-    struct PendingReply: Sendable {
-        var promise: EventLoopPromise<YKCMessage?>
-        var replyName: String
-        var defaults: [String: JSONValue]
-        var deadline: Date
     }
 
     /// - Parameter lanes: decides a session's lane at login (the lane rule book); "" = base.
@@ -110,7 +106,13 @@ public final class BackendHub: GatewayEventSink {
         envelopes.withLockedValue {
             $0 = BackendEventEnvelope(nodeId: gateway.config.nodeId, bootTag: bootTag, pileUTCOffsetSeconds: gateway.config.pileUTCOffsetSeconds)
         }
-        billingModels.withLockedValue { $0 = try? BillingModelCache(database: gateway.registry.database) }
+        let billingModels = try? BillingModelCache(database: gateway.registry.database)
+        self.billingModels.withLockedValue { $0 = billingModels }
+        commands.withLockedValue {
+            $0 = BackendCommands(
+                directory: gateway.directory, defaultTimeout: config.commandTimeout,
+                pileUTCOffsetSeconds: gateway.config.pileUTCOffsetSeconds, billingModels: billingModels)
+        }
         gateway.metrics.addCollector { [weak self] w in self?.collectMetrics(w) }
         let task = Task { [weak self] in
             while !Task.isCancelled {
@@ -286,14 +288,6 @@ public final class BackendHub: GatewayEventSink {
     ) {
         guard let replyInfo = YKCMessageInfo.of(code: frame.code).flatMap({ $0.repliedBy }).flatMap({ YKCMessageInfo.of(code: $0) })
         else { return respond.succeed(nil) }
-        var defaults: [String: JSONValue] = ["pileId": .string(session.pileId.description)]
-        if let gun = message.gun { defaults["gun"] = .number(Double(gun)) }
-        if let t = message.tradeSerial { defaults["tradeSerial"] = .string(t.description) }
-        switch message {
-        case .billingModelVerify(let v): defaults["billingModel"] = .string(v.billingModel.description)
-        case .parallelStartRequest(let r): defaults["parallelSerial"] = .string(r.parallelSerial.description)
-        default: break
-        }
         if frame.code == 0x3B, let outbox, let serial = message.tradeSerial {
             // The bill is acknowledged to the pile only after it is committed (docs/ykc/PROTOCOL-FACTS.md §5.5).
             let name = message.name == "raw_frame" ? "transaction_record" : message.name
@@ -320,17 +314,16 @@ public final class BackendHub: GatewayEventSink {
         }
         let id = nextEventId()
         let promise = respond.futureResult.eventLoop.makePromise(of: YKCMessage?.self)
+        let defaults = BackendPendingReplies<EventLoopPromise<YKCMessage?>>.defaults(for: message, pile: session.pileId)
         pendingReplies.withLockedValue {
-            $0[id] = PendingReply(
-                promise: promise, replyName: replyInfo.name, defaults: defaults,
-                deadline: Date().addingTimeInterval(config.replyTimeout))
+            $0.expect(id: id, replyName: replyInfo.name, defaults: defaults, deadline: Date().addingTimeInterval(config.replyTimeout), waiter: promise)
         }
         let delivered = publish(
             event: message.name, code: frame.code, session: session, gun: message.gun,
             receivedAt: receivedAt, replyExpected: true, id: id
         ) { message.writeJSON(into: &$0) }
         if delivered == 0 {
-            pendingReplies.withLockedValue { _ = $0.removeValue(forKey: id) }
+            pendingReplies.withLockedValue { _ = $0.cancel(id: id) }
             return respond.succeed(fallback)
         }
         promise.futureResult.whenComplete { [self] result in
@@ -355,9 +348,9 @@ public final class BackendHub: GatewayEventSink {
         let id = nextEventId()
         let promise = eventLoop.makePromise(of: YKCMessage?.self)
         pendingReplies.withLockedValue {
-            $0[id] = PendingReply(
-                promise: promise, replyName: "login_reply", defaults: ["pileId": .string(login.pileId.description)],
-                deadline: Date().addingTimeInterval(config.replyTimeout))
+            $0.expect(
+                id: id, replyName: "login_reply", defaults: ["pileId": .string(login.pileId.description)],
+                deadline: Date().addingTimeInterval(config.replyTimeout), waiter: promise)
         }
         let pseudo = PileSessionInfo(
             connectionId: 0, pileId: login.pileId, remoteAddress: remoteAddress,
@@ -368,7 +361,7 @@ public final class BackendHub: GatewayEventSink {
             event: "login", code: 0x01, session: pseudo, gun: nil, receivedAt: Date(), replyExpected: true, id: id
         ) { login.writeJSON(into: &$0) }
         if delivered == 0 {
-            pendingReplies.withLockedValue { _ = $0.removeValue(forKey: id) }
+            pendingReplies.withLockedValue { _ = $0.cancel(id: id) }
             return eventLoop.makeSucceededFuture(nil)
         }
         return promise.futureResult.map { reply in
@@ -399,19 +392,7 @@ public final class BackendHub: GatewayEventSink {
 
     /// Caches billing models the gateway sees going to piles.
     func remember(_ message: YKCMessage) {
-        guard let cache = billingModels.withLockedValue({ $0 }) else { return }
-        switch message {
-        case .billingModelReply(let m): cache.store(m)
-        case .billingModelSet(let m):
-            cache.store(
-                BillingModelReply(
-                    pileId: m.pileId, billingModel: m.billingModel, sharpEnergyPrice: m.sharpEnergyPrice,
-                    sharpServiceFee: m.sharpServiceFee, peakEnergyPrice: m.peakEnergyPrice, peakServiceFee: m.peakServiceFee,
-                    flatEnergyPrice: m.flatEnergyPrice, flatServiceFee: m.flatServiceFee,
-                    valleyEnergyPrice: m.valleyEnergyPrice, valleyServiceFee: m.valleyServiceFee, lossRatio: m.lossRatio,
-                    periods: m.periods))
-        default: break
-        }
+        billingModels.withLockedValue({ $0 })?.remember(message)
     }
 
     // MARK: routing
@@ -528,11 +509,8 @@ public final class BackendHub: GatewayEventSink {
 
     func acked(_ id: String, by instance: BackendInstance) -> Bool {
         // A bill's ack is its acceptance: the pile gets 0x40 once a backend has it.
-        if let pending = pendingReplies.withLockedValue({ p -> PendingReply? in
-            guard p[id]?.replyName == TransactionRecordAck.name else { return nil }
-            return p.removeValue(forKey: id)
-        }), let serial = pending.defaults["tradeSerial"]?.stringValue.flatMap({ TradeSerial($0) }) {
-            pending.promise.succeed(.transactionRecordAck(TransactionRecordAck(tradeSerial: serial, result: .accepted)))
+        if let bill = pendingReplies.withLockedValue({ $0.acknowledgeBill(id: id) }) {
+            bill.waiter.succeed(bill.message)
         }
         guard let f = instance.ack(id) else { return false }
         outbox?.acked(id: id, service: instance.service)
@@ -580,28 +558,18 @@ public final class BackendHub: GatewayEventSink {
 
     /// Reply from a backend to a `replyExpected` event.
     func replied(_ id: String, data: JSONValue) throws(YKCJSONError) -> Bool {
-        guard let pending = pendingReplies.withLockedValue({ $0[id] }) else { return false }
-        var object = data.objectValue ?? [:]
-        for (k, v) in pending.defaults where object[k] == nil { object[k] = v }
-        if pending.replyName == TransactionRecordAck.name, object["result"] == nil { object["result"] = .string("accepted") }
-        if pending.replyName == "login_reply", object["result"] == nil, let accepted = object["accepted"]?.boolValue {
-            object["result"] = .string(accepted ? "accepted" : "rejected")
+        let result = pendingReplies.withLockedValue { p in
+            Result { () throws(YKCJSONError) in try p.reply(id: id, data: data) }
         }
-        let message = try YKCMessage.fromJSON(name: pending.replyName, .object(object))
-        guard pendingReplies.withLockedValue({ $0.removeValue(forKey: id) }) != nil else { return false }
-        pending.promise.succeed(message)
+        guard let answer = try result.get() else { return false }
+        answer.waiter.succeed(answer.message)
         return true
     }
 
     /// Times out acks and replies.
     func sweep() {
         let now = Date()
-        let expiredReplies = pendingReplies.withLockedValue { p -> [PendingReply] in
-            let gone = p.filter { $0.value.deadline <= now }
-            for k in gone.keys { p[k] = nil }
-            return Array(gone.values)
-        }
-        for r in expiredReplies { r.promise.succeed(nil) }
+        for r in pendingReplies.withLockedValue({ $0.expire(now: now) }) { r.waiter.succeed(nil) }
         let timeout = TimeAmount.fromSeconds(config.ackTimeout)
         let all = instances.withLockedValue { $0.values.flatMap { $0 } }
         for instance in all {
@@ -621,94 +589,10 @@ public final class BackendHub: GatewayEventSink {
 
     // MARK: commands
 
-    /// Platform-initiated frames a backend may send, by command name.
-    public static let commandNames: Set<String> = Set(
-        PileSessionHandlerCommands.replyCodes.keys.compactMap { YKCMessageInfo.of(code: $0)?.name })
-
-    /// The timeouts a command may ask for, in seconds (as `hubCommandTimeout` allows).
-    static let commandTimeoutRange: ClosedRange<Double> = 0.01...3600
-
-    /// A command's `timeout` as sent (a JSON value or query text), checked: nil = the default; a
-    /// value that is not a finite number of seconds in `commandTimeoutRange` is an error naming
-    /// the range (it used to trap converting to nanoseconds).
-    static func commandTimeout(_ value: JSONValue?) -> Result<TimeInterval?, CommandFailure> {
-        guard let value, value != .null else { return .success(nil) }
-        let seconds: Double? =
-            switch value {
-            case .number(let n): n
-            case .string(let s): Double(s)
-            default: nil
-            }
-        guard let seconds, seconds.isFinite, commandTimeoutRange.contains(seconds) else {
-            let shown = value.stringValue ?? value.description
-            return .failure(
-                CommandFailure(
-                    message: "timeout must be a number of seconds \(commandTimeoutRange.lowerBound)...\(Int(commandTimeoutRange.upperBound)), got \(shown)"))
-        }
-        return .success(seconds)
-    }
-
-    struct CommandFailure: Error {
-        var message: String
-    }
-
-    /// Runs a command for a backend of lane `senderLane` ("" = base). `timeout` is the caller's
-    /// value as sent, checked here with the other arguments, before the pile is looked up.
-    func runCommand(pile pileText: String, command: String, args: JSONValue?, senderLane: String, timeout timeoutValue: JSONValue?) async -> CommandResult {
-        guard let gateway else { return .failure("unavailable", "gateway not attached") }
-        let timeout: TimeInterval?
-        switch Self.commandTimeout(timeoutValue) {
-        case .success(let t): timeout = t
-        case .failure(let f): return .failure("invalid_args", f.message)
-        }
-        guard let pileId = AdminAPI.parsePileId(pileText) else {
-            return .failure("invalid_args", "pile must be 1-14 decimal digits or 14 hex digits, got '\(pileText)'")
-        }
-        guard Self.commandNames.contains(command) else {
-            return .failure("unknown_command", "unknown command '\(command)'; one of \(Self.commandNames.sorted().joined(separator: ", "))")
-        }
-        var object = args?.objectValue ?? [:]
-        if args != nil && args?.objectValue == nil { return .failure("invalid_args", "args must be a JSON object") }
-        object["pileId"] = .string(pileId.description)
-        if command == "time_sync" && object["time"] == nil {
-            object["time"] = .string(CP56Time2a(date: Date(), utcOffsetSeconds: gateway.config.pileUTCOffsetSeconds).iso8601(utcOffsetSeconds: gateway.config.pileUTCOffsetSeconds))
-        }
-        let message: YKCMessage
-        do {
-            message = try YKCMessage.fromJSON(name: command, .object(object))
-        } catch {
-            return .failure("invalid_args", error.description)
-        }
-        guard let session = gateway.directory.session(for: pileId) else {
-            return .failure("pile_offline", "pile \(pileId) is not online on this gateway")
-        }
-        if !senderLane.isEmpty && session.info.lane != senderLane {
-            return .failure("lane_mismatch", "pile \(pileId) is in lane '\(session.info.lane)', the sender in '\(senderLane)'")
-        }
-        let wait = TimeAmount.fromSeconds((timeout ?? config.commandTimeout))
-        do {
-            let reply = try await session.request(message, timeout: wait).get()
-            if case .billingModelSet = message, case .billingModelSetReply(let r) = reply, r.result == .succeeded {
-                remember(message)
-            }
-            var w = JSONWriter(utcOffsetSeconds: gateway.config.pileUTCOffsetSeconds)
-            w.beginObject()
-            w.field("event", reply.name)
-            w.field("code", reply.code)
-            w.key("data")
-            reply.writeJSON(into: &w)
-            w.endObject()
-            return .success(w.string)
-        } catch let e as PileCommandError {
-            return .failure(e.code, e.description)
-        } catch {
-            return .failure("error", "\(error)")
-        }
-    }
-
-    enum CommandResult: Sendable {
-        case success(String)
-        case failure(String, String)
+    /// Runs a command for a backend of lane `senderLane` (see `BackendCommands.run`).
+    func runCommand(pile: String, command: String, args: JSONValue?, senderLane: String, timeout: JSONValue?) async -> BackendCommands.Outcome {
+        guard let commands = commands.withLockedValue({ $0 }) else { return .failure("unavailable", "gateway not attached") }
+        return await commands.run(pile: pile, command: command, args: args, senderLane: senderLane, timeout: timeout)
     }
 
     private func httpCommand(request: Request, context: AdminAPI.Context, gateway: Gateway) async throws -> Response {
@@ -735,14 +619,7 @@ public final class BackendHub: GatewayEventSink {
                 status: .ok, headers: [.contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(string: #"{"ok":true,"reply":"# + reply + "}")))
         case .failure(let code, let message):
-            let status: HTTPResponse.Status =
-                switch code {
-                case "pile_offline": .notFound
-                case "timeout": .gatewayTimeout
-                case "lane_mismatch": .forbidden
-                case "too_many_commands": .tooManyRequests
-                default: .badRequest
-                }
+            let status = BackendCommands.httpStatus(for: code)
             var w = JSONWriter()
             w.beginObject()
             w.field("ok", false)

@@ -44,4 +44,21 @@ final class BillingModelCache: Sendable {
             }
         }
     }
+
+    /// Remembers a billing model the gateway sees going to a pile: a backend's 0x0A reply, or a
+    /// 0x58 push the pile accepted. Other messages are ignored.
+    func remember(_ message: YKCMessage) {
+        switch message {
+        case .billingModelReply(let m): store(m)
+        case .billingModelSet(let m):
+            store(
+                BillingModelReply(
+                    pileId: m.pileId, billingModel: m.billingModel, sharpEnergyPrice: m.sharpEnergyPrice,
+                    sharpServiceFee: m.sharpServiceFee, peakEnergyPrice: m.peakEnergyPrice, peakServiceFee: m.peakServiceFee,
+                    flatEnergyPrice: m.flatEnergyPrice, flatServiceFee: m.flatServiceFee,
+                    valleyEnergyPrice: m.valleyEnergyPrice, valleyServiceFee: m.valleyServiceFee, lossRatio: m.lossRatio,
+                    periods: m.periods))
+        default: break
+        }
+    }
 }

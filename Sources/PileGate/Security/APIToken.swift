@@ -44,10 +44,10 @@ public struct APIToken: Codable, Sendable, Equatable {
             }
         }
         if let commands {
-            for c in commands where !BackendHub.commandNames.contains(c) {
+            for c in commands where !BackendCommands.names.contains(c) {
                 throw APITokenError(
                     code: "invalid_limit",
-                    message: "unknown command '\(c.prefix(64))'; one of \(BackendHub.commandNames.sorted().joined(separator: ", "))")
+                    message: "unknown command '\(c.prefix(64))'; one of \(BackendCommands.names.sorted().joined(separator: ", "))")
             }
         }
     }

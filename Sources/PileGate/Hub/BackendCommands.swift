@@ -1,0 +1,125 @@
+import Foundation
+import HTTPTypes
+import NIOCore
+import YKC
+
+/// The commands backends send to piles — over the WebSocket (`{"type":"command"}`) or HTTP
+/// (`POST /v1/piles/{id}/commands/{command}`) — checked, sent to the pile's session, and its
+/// decoded reply handed back (docs/BACKEND-PROTOCOL.md, "Commands"; docs/API.md).
+///
+/// Every argument is checked before the pile is looked up, so a bad command gets
+/// `invalid_args` / `unknown_command` whether or not the pile is online; failures carry the
+/// error codes that `httpStatus(for:)` maps to HTTP statuses.
+struct BackendCommands: Sendable {
+    /// Platform-initiated frames a backend may send, by command name.
+    static let names: Set<String> = Set(
+        PileSessionHandlerCommands.replyCodes.keys.compactMap { YKCMessageInfo.of(code: $0)?.name })
+
+    /// The timeouts a command may ask for, in seconds (as `hubCommandTimeout` allows).
+    static let timeoutRange: ClosedRange<Double> = 0.01...3600
+
+    /// Why a command's input was refused, in one sentence.
+    struct Failure: Error {
+        var message: String
+    }
+
+    /// What a command came to: the pile's reply as the JSON of `{"event","code","data"}`, or an
+    /// error code (`invalid_args`, `unknown_command`, `pile_offline`, `lane_mismatch`,
+    /// `timeout`, …) and a message.
+    enum Outcome: Sendable {
+        case success(String)
+        case failure(String, String)
+    }
+
+    /// Where sessions are found by pile id.
+    let directory: SessionDirectory
+    /// The reply timeout of a command that names none.
+    let defaultTimeout: TimeInterval
+    /// The piles' local time offset (`time_sync` without a time sends the gateway's clock).
+    let pileUTCOffsetSeconds: Int
+    /// Where a billing model a pile accepted (0x58 answered with success) is remembered.
+    let billingModels: BillingModelCache?
+
+    /// A command's `timeout` as sent (a JSON value or query text), checked: nil = the default; a
+    /// value that is not a finite number of seconds in `timeoutRange` is an error naming the
+    /// range (it used to trap converting to nanoseconds).
+    static func timeout(_ value: JSONValue?) -> Result<TimeInterval?, Failure> {
+        guard let value, value != .null else { return .success(nil) }
+        let seconds: Double? =
+            switch value {
+            case .number(let n): n
+            case .string(let s): Double(s)
+            default: nil
+            }
+        guard let seconds, seconds.isFinite, timeoutRange.contains(seconds) else {
+            let shown = value.stringValue ?? value.description
+            return .failure(
+                Failure(message: "timeout must be a number of seconds \(timeoutRange.lowerBound)...\(Int(timeoutRange.upperBound)), got \(shown)"))
+        }
+        return .success(seconds)
+    }
+
+    /// Runs a command for a backend of lane `senderLane` ("" = base, which may command any pile;
+    /// a lane's backend only its lane's piles). `timeout` is the caller's value as sent.
+    func run(pile pileText: String, command: String, args: JSONValue?, senderLane: String, timeout timeoutValue: JSONValue?) async -> Outcome {
+        let timeout: TimeInterval?
+        switch Self.timeout(timeoutValue) {
+        case .success(let t): timeout = t
+        case .failure(let f): return .failure("invalid_args", f.message)
+        }
+        guard let pileId = AdminAPI.parsePileId(pileText) else {
+            return .failure("invalid_args", "pile must be 1-14 decimal digits or 14 hex digits, got '\(pileText)'")
+        }
+        guard Self.names.contains(command) else {
+            return .failure("unknown_command", "unknown command '\(command)'; one of \(Self.names.sorted().joined(separator: ", "))")
+        }
+        var object = args?.objectValue ?? [:]
+        if args != nil && args?.objectValue == nil { return .failure("invalid_args", "args must be a JSON object") }
+        object["pileId"] = .string(pileId.description)
+        if command == "time_sync" && object["time"] == nil {
+            object["time"] = .string(CP56Time2a(date: Date(), utcOffsetSeconds: pileUTCOffsetSeconds).iso8601(utcOffsetSeconds: pileUTCOffsetSeconds))
+        }
+        let message: YKCMessage
+        do {
+            message = try YKCMessage.fromJSON(name: command, .object(object))
+        } catch {
+            return .failure("invalid_args", error.description)
+        }
+        guard let session = directory.session(for: pileId) else {
+            return .failure("pile_offline", "pile \(pileId) is not online on this gateway")
+        }
+        if !senderLane.isEmpty && session.info.lane != senderLane {
+            return .failure("lane_mismatch", "pile \(pileId) is in lane '\(session.info.lane)', the sender in '\(senderLane)'")
+        }
+        let wait = TimeAmount.fromSeconds(timeout ?? defaultTimeout)
+        do {
+            let reply = try await session.request(message, timeout: wait).get()
+            if case .billingModelSet = message, case .billingModelSetReply(let r) = reply, r.result == .succeeded {
+                billingModels?.remember(message)
+            }
+            var w = JSONWriter(utcOffsetSeconds: pileUTCOffsetSeconds)
+            w.beginObject()
+            w.field("event", reply.name)
+            w.field("code", reply.code)
+            w.key("data")
+            reply.writeJSON(into: &w)
+            w.endObject()
+            return .success(w.string)
+        } catch let e as PileCommandError {
+            return .failure(e.code, e.description)
+        } catch {
+            return .failure("error", "\(error)")
+        }
+    }
+
+    /// The HTTP status of a failed command, by its error code.
+    static func httpStatus(for code: String) -> HTTPResponse.Status {
+        switch code {
+        case "pile_offline": .notFound
+        case "timeout": .gatewayTimeout
+        case "lane_mismatch": .forbidden
+        case "too_many_commands": .tooManyRequests
+        default: .badRequest
+        }
+    }
+}

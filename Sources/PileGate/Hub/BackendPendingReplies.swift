@@ -1,0 +1,88 @@
+import Foundation
+import YKC
+
+/// The events sent with `replyExpected: true` that wait for a backend's reply (a billing-model
+/// request, a login under the `backend` policy, a bill acknowledged once a backend has it), by
+/// event id. Pure state: the hub keeps it under one lock and completes the waiters it hands back.
+///
+/// A reply becomes the frame the pile gets: the backend's `data` with the fields the pile's
+/// request already fixed (pile id, gun, trade serial, …) filled in where the backend left them
+/// out. An entry ends exactly once: replied, acknowledged (a bill), cancelled (no backend took
+/// the event), or expired at its deadline (the gateway's fallback answers then).
+struct BackendPendingReplies<Waiter: Sendable>: Sendable {
+    struct Entry: Sendable {
+        var waiter: Waiter
+        /// The catalogue name of the reply frame (`billing_model_reply`, `login_reply`, …).
+        var replyName: String
+        /// Fields of the reply taken from the request, used where the backend's reply has none.
+        var defaults: [String: JSONValue]
+        var deadline: Date
+    }
+
+    private var entries: [String: Entry] = [:]
+
+    init() {}
+
+    var count: Int { entries.count }
+
+    /// Waits for the reply to event `id`.
+    mutating func expect(id: String, replyName: String, defaults: [String: JSONValue], deadline: Date, waiter: Waiter) {
+        entries[id] = Entry(waiter: waiter, replyName: replyName, defaults: defaults, deadline: deadline)
+    }
+
+    /// Stops waiting (the event reached no backend); returns the entry, if it was waiting.
+    mutating func cancel(id: String) -> Entry? {
+        entries.removeValue(forKey: id)
+    }
+
+    /// A backend's reply to event `id`: the frame for the pile and the waiter to give it to, or
+    /// nil when nothing waits for `id` (late, unknown or already answered). A reply that does not
+    /// make a valid frame throws and leaves the entry waiting (a corrected reply, or the
+    /// deadline, ends it).
+    mutating func reply(id: String, data: JSONValue) throws(YKCJSONError) -> (waiter: Waiter, message: YKCMessage)? {
+        guard let entry = entries[id] else { return nil }
+        var object = data.objectValue ?? [:]
+        for (k, v) in entry.defaults where object[k] == nil { object[k] = v }
+        if entry.replyName == TransactionRecordAck.name, object["result"] == nil { object["result"] = .string("accepted") }
+        if entry.replyName == "login_reply", object["result"] == nil, let accepted = object["accepted"]?.boolValue {
+            object["result"] = .string(accepted ? "accepted" : "rejected")
+        }
+        let message = try YKCMessage.fromJSON(name: entry.replyName, .object(object))
+        entries[id] = nil
+        return (entry.waiter, message)
+    }
+
+    /// A plain ack of event `id`: when it is a bill awaiting acceptance, the bill's 0x40 (a
+    /// backend that has the bill accepts it) and its waiter; nil for any other event.
+    mutating func acknowledgeBill(id: String) -> (waiter: Waiter, message: YKCMessage)? {
+        guard let entry = entries[id], entry.replyName == TransactionRecordAck.name,
+            let serial = entry.defaults["tradeSerial"]?.stringValue.flatMap({ TradeSerial($0) })
+        else { return nil }
+        entries[id] = nil
+        return (entry.waiter, .transactionRecordAck(TransactionRecordAck(tradeSerial: serial, result: .accepted)))
+    }
+
+    /// Removes and returns the entries whose deadline has passed at `now`.
+    mutating func expire(now: Date) -> [Entry] {
+        var gone: [Entry] = []
+        for (id, entry) in entries where entry.deadline <= now {
+            gone.append(entry)
+            entries[id] = nil
+        }
+        return gone
+    }
+
+    /// The fields of the reply to `request` that the request fixes: the pile, and where the
+    /// request has them, its gun, trade serial, billing model and parallel serial.
+    static func defaults(for request: YKCMessage, pile: PileID) -> [String: JSONValue] {
+        var defaults: [String: JSONValue] = ["pileId": .string(pile.description)]
+        if let gun = request.gun { defaults["gun"] = .number(Double(gun)) }
+        if let t = request.tradeSerial { defaults["tradeSerial"] = .string(t.description) }
+        switch request {
+        case .billingModelVerify(let v): defaults["billingModel"] = .string(v.billingModel.description)
+        case .parallelStartRequest(let r): defaults["parallelSerial"] = .string(r.parallelSerial.description)
+        default: break
+        }
+        return defaults
+    }
+}
