@@ -13,11 +13,14 @@ import YKC
 /// The admin and backend HTTP API (Hummingbird), on 127.0.0.1:8780 by default.
 ///
 /// Health and readiness, Prometheus metrics, JSON stats, pile lookup, paging, provisioning and
-/// kick. Other parts (the backend hub's WebSocket, lanes, commands, outbox) add their routes via
-/// `AdminAPI.routeInstallers`. Invalid requests get a 4xx with a JSON `{"error","message"}`.
+/// kick. Other parts (the backend hub's WebSocket, lanes, commands, outbox) hand their routes
+/// over as a `RouteCollection` (`Gateway.routes`), added here at start. Invalid requests get a
+/// 4xx with a JSON `{"error","message"}`.
 public final class AdminAPI: Sendable {
     public typealias Context = APIRequestContext
-    public typealias RouteInstaller = @Sendable (Router<Context>, Gateway) -> Void
+    /// Builds one feature's routes; the API adds the collection at start. (A closure because a
+    /// `RouteCollection` is not `Sendable`: it is built on the task that starts the API.)
+    public typealias Routes = @Sendable () -> RouteCollection<Context>
 
     let port: Int
     private let group: ServiceGroup
@@ -57,7 +60,7 @@ public final class AdminAPI: Sendable {
         router.add(middleware: APIAuthMiddleware(auth: gateway.auth))
         installCoreRoutes(router, gateway: gateway)
         gateway.auth.installRoutes(router)
-        for install in gateway.routeInstallers { install(router, gateway) }
+        for build in gateway.routes { router.addRoutes(build()) }
         table.set(router.routes.map { ($0.path.description, $0.method) })
         let (stream, continuation) = AsyncStream.makeStream(of: Int.self)
         var logger = gateway.context.logger

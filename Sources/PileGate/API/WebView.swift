@@ -11,13 +11,16 @@ import NIOCore
 /// `frames-out-rate`, `connections-chart`, `lanes-body` (rows with `data-lane`/`data-service`),
 /// `instances-body`, `outbox`, `status` ("live" once a snapshot arrived, "error: …" when not).
 public enum WebView {
-    public static let routes: AdminAPI.RouteInstaller = { router, _ in
-        router.get("/") { _, _ in
+    /// `GET /`, for the API to add.
+    public static func routes() -> RouteCollection<AdminAPI.Context> {
+        let routes = RouteCollection(context: AdminAPI.Context.self)
+        routes.get("/") { _, _ in
             Response(
                 status: .ok,
                 headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
                 body: .init(byteBuffer: ByteBuffer(string: html)))
         }
+        return routes
     }
 
     static let html = #"""

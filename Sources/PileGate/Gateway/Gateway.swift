@@ -22,8 +22,8 @@ public final class Gateway: Service, Sendable {
     public let metrics: GatewayMetrics
     /// API credentials (tokens in the registry's database, client-certificate scopes).
     public let auth: APIAuthenticator
-    /// Routes other components add to the API (hub, lanes, outbox), installed at start.
-    public let routeInstallers: [AdminAPI.RouteInstaller]
+    /// Routes other components add to the API (hub, lanes, outbox), added at start.
+    public let routes: [AdminAPI.Routes]
     /// Extra sections of `/v1/stats`, by name.
     public let statsProviders: [String: @Sendable () -> JSONValue]
 
@@ -42,10 +42,10 @@ public final class Gateway: Service, Sendable {
 
     public init(
         config: GatewayConfiguration, sink: any GatewayEventSink = NoBackendSink(), group: (any EventLoopGroup)? = nil,
-        logger: Logger = Logger(label: "pilegate"), routeInstallers: [AdminAPI.RouteInstaller] = [],
+        logger: Logger = Logger(label: "pilegate"), routes: [AdminAPI.Routes] = [],
         statsProviders: [String: @Sendable () -> JSONValue] = [:]
     ) throws {
-        self.routeInstallers = routeInstallers
+        self.routes = routes
         self.statsProviders = statsProviders
         let registry = try PileRegistry(directory: config.dataDirectory, fresh: config.freshStore, logger: logger)
         try registry.markAllOffline(reason: "gateway_restart")

@@ -1,3 +1,4 @@
+import Hummingbird
 import Logging
 import NIOConcurrencyHelpers
 
@@ -7,14 +8,14 @@ import NIOConcurrencyHelpers
 public enum GatewayAssembly {
     public static func make(config: GatewayConfiguration, logger: Logger) throws -> Gateway {
         let hub = BackendHub(config: config.hub, logger: logger)
-        // Route installers run at start(); the rule book needs the gateway's database, so it is
-        // created right after the gateway and reached through this box.
+        // Route collections are built at start(); the rule book needs the gateway's database, so
+        // it is created right after the gateway and reached through this box.
         let bookBox = NIOLockedValueBox<LaneRuleBook?>(nil)
-        let laneRoutes: AdminAPI.RouteInstaller = { router, gateway in
-            bookBox.withLockedValue { $0 }?.routes(router, gateway)
+        let laneRoutes: AdminAPI.Routes = {
+            bookBox.withLockedValue { $0 }?.routes ?? RouteCollection(context: AdminAPI.Context.self)
         }
         let gateway = try Gateway(
-            config: config, sink: hub, logger: logger, routeInstallers: [hub.routes, laneRoutes, WebView.routes],
+            config: config, sink: hub, logger: logger, routes: hub.routes + [laneRoutes, { WebView.routes() }],
             statsProviders: [
                 "hub": { hub.statsJSON() },
                 "lanes": { bookBox.withLockedValue { $0 }.map { .number(Double($0.version)) } ?? .null },

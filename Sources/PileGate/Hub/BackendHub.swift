@@ -163,70 +163,10 @@ public final class BackendHub: GatewayEventSink {
     var gateway: Gateway? { gatewayBox.withLockedValue { $0 } }
     var nodeId: String { envelopes.withLockedValue { $0.nodeId } }
 
-    /// The route installer for `GET /v1/events` (WebSocket) and the command and hub endpoints.
-    public var routes: AdminAPI.RouteInstaller {
-        { [self] router, gateway in
-            router.ws("/v1/events") { request, _ in
-                // Reached without an upgrade only by a plain HTTP GET: say what the path wants
-                // (a WebSocket upgrade carries `Upgrade: websocket`), not an empty 200.
-                guard request.headers[.upgrade]?.lowercased() == "websocket" else {
-                    throw HTTPError(
-                        .upgradeRequired, headers: [.upgrade: "websocket"],
-                        message: "GET /v1/events is a WebSocket endpoint: connect with a WebSocket client (Upgrade: websocket); see BACKEND-PROTOCOL.md")
-                }
-                return .upgrade([:])
-            } onUpgrade: { inbound, outbound, context in
-                await BackendConnection(
-                    hub: self, outbound: outbound, channel: context.requestContext.channel, principal: context.requestContext.principal
-                ).run(inbound: inbound)
-            }
-            router.post("/v1/piles/:id/commands/:command") { request, context in
-                try await self.httpCommand(request: request, context: context, gateway: gateway)
-            }
-            router.get("/v1/hub") { _, _ in
-                try AdminAPI.encode(self.statsDocument())
-            }
-            router.get("/v1/outbox") { _, _ in
-                guard let outbox = self.outbox else { return AdminAPI.error(.notFound, "no_outbox", "the outbox is not enabled") }
-                return try AdminAPI.encode(try await outbox.summary())
-            }
-            router.get("/v1/outbox/events") { request, _ in
-                guard let outbox = self.outbox else { return AdminAPI.error(.notFound, "no_outbox", "the outbox is not enabled") }
-                let q = request.uri.queryParameters
-                guard let after = Int64(q.get("after") ?? "0"), after >= 0 else {
-                    return AdminAPI.error(.badRequest, "invalid_after", "after must be a sequence number >= 0")
-                }
-                guard let limit = Int(q.get("limit") ?? "100"), (1...10_000).contains(limit) else {
-                    return AdminAPI.error(.badRequest, "invalid_limit", "limit must be an integer 1...10000")
-                }
-                return try AdminAPI.encode(["events": try await outbox.events(service: q.get("service"), after: after, limit: limit)])
-            }
-            router.delete("/v1/outbox/services/:service") { _, context in
-                guard let outbox = self.outbox else { return AdminAPI.error(.notFound, "no_outbox", "the outbox is not enabled") }
-                let service = context.parameters.get("service") ?? ""
-                switch try await outbox.forget(service: service) {
-                case .forgotten:
-                    return AdminAPI.json(["forgotten": service])
-                case .unknown:
-                    return AdminAPI.error(.notFound, "not_found", "the outbox keeps no events for a service named '\(service)'")
-                case .connected(let n):
-                    return AdminAPI.error(
-                        .conflict, "service_connected",
-                        "service '\(service)' has \(n) instance(s) connected; it can be forgotten once they have disconnected")
-                }
-            }
-            router.post("/v1/outbox/replay") { request, _ in
-                guard let outbox = self.outbox else { return AdminAPI.error(.notFound, "no_outbox", "the outbox is not enabled") }
-                let body = try await request.body.collect(upTo: 1 << 16)
-                guard let json = try? JSONValue.parse(String(buffer: body)), let service = json["service"]?.stringValue, !service.isEmpty
-                else { return AdminAPI.error(.badRequest, "invalid_replay", "body must be {\"service\": name, \"from\": seq, \"to\": seq}") }
-                let from = Int64(json["from"]?.intValue ?? 0)
-                let to = Int64(json["to"]?.intValue ?? Int(Int64.max))
-                guard from <= to else { return AdminAPI.error(.badRequest, "invalid_replay", "from must not exceed to") }
-                let n = try await outbox.replay(service: service, from: from, to: to)
-                return AdminAPI.json(["service": service, "replayed": String(n)])
-            }
-        }
+    /// The hub's routes (`BackendHubRoutes`: the backends' WebSocket, commands, `/v1/hub`) and
+    /// the outbox's (`OutboxRoutes`), for the API to add at start.
+    public var routes: [AdminAPI.Routes] {
+        [{ BackendHubRoutes.collection(hub: self) }, { OutboxRoutes.collection { self.outbox } }]
     }
 
     // MARK: GatewayEventSink
@@ -593,41 +533,6 @@ public final class BackendHub: GatewayEventSink {
     func runCommand(pile: String, command: String, args: JSONValue?, senderLane: String, timeout: JSONValue?) async -> BackendCommands.Outcome {
         guard let commands = commands.withLockedValue({ $0 }) else { return .failure("unavailable", "gateway not attached") }
         return await commands.run(pile: pile, command: command, args: args, senderLane: senderLane, timeout: timeout)
-    }
-
-    private func httpCommand(request: Request, context: AdminAPI.Context, gateway: Gateway) async throws -> Response {
-        let pile = context.parameters.get("id") ?? ""
-        let command = context.parameters.get("command") ?? ""
-        let body = try await request.body.collect(upTo: 1 << 20)
-        var args: JSONValue?
-        if body.readableBytes > 0 {
-            do { args = try JSONValue.parse(String(buffer: body)) } catch {
-                var w = JSONWriter()
-                w.beginObject()
-                w.field("ok", false)
-                w.field("error", "invalid_args")
-                w.field("message", "body is not valid JSON: \(error.description)")
-                w.endObject()
-                return Response(status: .badRequest, headers: [.contentType: "application/json"], body: .init(byteBuffer: w.buffer))
-            }
-        }
-        let timeout = request.uri.queryParameters.get("timeout").map { JSONValue.string($0) }
-        let lane = request.uri.queryParameters.get("lane") ?? ""
-        switch await runCommand(pile: pile, command: command, args: args, senderLane: lane, timeout: timeout) {
-        case .success(let reply):
-            return Response(
-                status: .ok, headers: [.contentType: "application/json"],
-                body: .init(byteBuffer: ByteBuffer(string: #"{"ok":true,"reply":"# + reply + "}")))
-        case .failure(let code, let message):
-            let status = BackendCommands.httpStatus(for: code)
-            var w = JSONWriter()
-            w.beginObject()
-            w.field("ok", false)
-            w.field("error", code)
-            w.field("message", message)
-            w.endObject()
-            return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: w.buffer))
-        }
     }
 
     // MARK: visibility

@@ -7,35 +7,35 @@ extension LaneRuleBook {
     /// Largest accepted `PUT /v1/lanes` body; larger bodies get 413.
     public static let maxRequestBytes = 1 << 20
 
-    /// Installs `GET /v1/lanes` and `PUT /v1/lanes` on the admin API.
+    /// `GET /v1/lanes` and `PUT /v1/lanes`, for the admin API to add.
     ///
     /// - `GET` → 200 `{"rules":[…],"version":N,"updatedAt":"…"|null}`.
     /// - `PUT` with `{"rules":[…]}` (optionally `"version":N` to apply only on top of version N)
     ///   → 200 with the stored document; 400 `{"error":"invalid_json"}` for a body that is not
     ///   JSON, 400 `{"error":"invalid_rules","message":"rules[2].match.cidr: …"}` for a bad list,
     ///   409 `{"error":"version_conflict"}` when `version` is stale. Nothing changes on an error.
-    public var routes: AdminAPI.RouteInstaller {
-        { [self] router, _ in
-            router.get("/v1/lanes") { _, _ in
-                try AdminAPI.encode(self.document)
+    public var routes: RouteCollection<AdminAPI.Context> {
+        let router = RouteCollection(context: AdminAPI.Context.self)
+        router.get("/v1/lanes") { _, _ in
+            try AdminAPI.encode(self.document)
+        }
+        router.put("/v1/lanes") { request, _ in
+            let body = try await request.body.collect(upTo: Self.maxRequestBytes)
+            let json: JSONValue
+            do {
+                json = try JSONValue.parse(Data(body.readableBytesView))
+            } catch {
+                return AdminAPI.error(.badRequest, "invalid_json", "the body is not valid JSON: \(error)")
             }
-            router.put("/v1/lanes") { request, _ in
-                let body = try await request.body.collect(upTo: Self.maxRequestBytes)
-                let json: JSONValue
-                do {
-                    json = try JSONValue.parse(Data(body.readableBytesView))
-                } catch {
-                    return AdminAPI.error(.badRequest, "invalid_json", "the body is not valid JSON: \(error)")
-                }
-                do {
-                    let parsed = try LaneRuleDocument.parseRequest(json)
-                    return try AdminAPI.encode(try await self.replace(with: parsed.rules, ifVersion: parsed.expectedVersion))
-                } catch let error as LaneRuleError {
-                    return AdminAPI.error(.badRequest, "invalid_rules", error.description)
-                } catch let error as LaneRuleVersionConflict {
-                    return AdminAPI.error(.conflict, "version_conflict", error.description)
-                }
+            do {
+                let parsed = try LaneRuleDocument.parseRequest(json)
+                return try AdminAPI.encode(try await self.replace(with: parsed.rules, ifVersion: parsed.expectedVersion))
+            } catch let error as LaneRuleError {
+                return AdminAPI.error(.badRequest, "invalid_rules", error.description)
+            } catch let error as LaneRuleVersionConflict {
+                return AdminAPI.error(.conflict, "version_conflict", error.description)
             }
         }
+        return router
     }
 }

@@ -20,7 +20,7 @@ func withHub(
     var logger = Logger(label: "hub-test")
     logger.logLevel = .critical
     let hub = BackendHub(config: hc, logger: logger, lanes: lanes)
-    try await withGateway(sink: hub, routeInstallers: [hub.routes], configure) { gw in
+    try await withGateway(sink: hub, routes: hub.routes, configure) { gw in
         hub.attach(to: gw.gateway)
         defer { hub.detach() }
         try await body(gw, hub)

@@ -401,7 +401,7 @@ struct LaneRuleTests {
     func routes() async throws {
         let t = try TempBook()
         defer { t.remove() }
-        try await withGateway(routeInstallers: [t.book.routes]) { gw in
+        try await withGateway(routes: [{ t.book.routes }]) { gw in
             let empty = try await gw.http("GET", "/v1/lanes")
             #expect(empty.status == 200)
             #expect((empty.object["rules"] as? [Any])?.isEmpty == true)
@@ -474,7 +474,7 @@ struct LaneRuleTests {
     func endToEnd() async throws {
         let t = try TempBook()
         defer { t.remove() }
-        try await withGateway(sink: RuleBookSink(book: t.book), routeInstallers: [t.book.routes]) { gw in
+        try await withGateway(sink: RuleBookSink(book: t.book), routes: [{ t.book.routes }]) { gw in
             let first = try await gw.pile("32010600019701")
             try await first.waitForLogin()
             #expect(try await Self.sessionLane(gw, "32010600019701") == "")

@@ -23,7 +23,7 @@ func withOutbox(
     var settings = Outbox.Settings()
     settings.redeliveryTimeout = 1
     configureOutbox(&settings)
-    try await withGateway(sink: hub, routeInstallers: [hub.routes], {
+    try await withGateway(sink: hub, routes: hub.routes, {
         configure(&$0)
         if let dataDirectory { $0.dataDirectory = dataDirectory }
     }) { gw in

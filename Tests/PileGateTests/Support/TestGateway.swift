@@ -19,7 +19,7 @@ final class TestGateway: Sendable {
     let apiPort: Int
 
     static func start(
-        sink: any GatewayEventSink = NoBackendSink(), routeInstallers: [AdminAPI.RouteInstaller] = [],
+        sink: any GatewayEventSink = NoBackendSink(), routes: [AdminAPI.Routes] = [],
         _ configure: (inout GatewayConfiguration) -> Void = { _ in }
     ) async throws -> TestGateway {
         var config = GatewayConfiguration()
@@ -40,7 +40,7 @@ final class TestGateway: Sendable {
         logger.logLevel = .critical
         let gateway = try Gateway(
             config: config, sink: sink, group: MultiThreadedEventLoopGroup.singleton, logger: logger,
-            routeInstallers: routeInstallers)
+            routes: routes)
         try await gateway.start()
         return TestGateway(gateway: gateway, dataDirectory: config.dataDirectory)
     }

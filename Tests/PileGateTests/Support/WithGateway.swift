@@ -2,11 +2,11 @@ import PileGate
 
 /// Runs `body` against a fresh gateway and always stops it afterwards.
 func withGateway<T>(
-    sink: any GatewayEventSink = NoBackendSink(), routeInstallers: [AdminAPI.RouteInstaller] = [],
+    sink: any GatewayEventSink = NoBackendSink(), routes: [AdminAPI.Routes] = [],
     _ configure: (inout GatewayConfiguration) -> Void = { _ in },
     _ body: (TestGateway) async throws -> T
 ) async throws -> T {
-    let gw = try await TestGateway.start(sink: sink, routeInstallers: routeInstallers, configure)
+    let gw = try await TestGateway.start(sink: sink, routes: routes, configure)
     do {
         let result = try await body(gw)
         await gw.stop()
