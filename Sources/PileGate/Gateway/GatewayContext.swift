@@ -22,6 +22,8 @@ public final class GatewayContext: Sendable {
     /// Set when shutdown begins: new connections are closed at once.
     let shuttingDown = ManagedAtomic(false)
     let liveness: LivenessSweeper.Registry
+    /// The limits every session follows, shared by all of them.
+    let sessionLimits: PileSessionLimits
 
     init(
         config: GatewayConfiguration, counters: GatewayCounters, directory: SessionDirectory, registry: PileRegistry,
@@ -34,6 +36,7 @@ public final class GatewayContext: Sendable {
         self.keys = keys
         self.limits = limits
         self.admission = AdmissionControl(config: config, counters: counters, logger: logger)
+        self.sessionLimits = PileSessionLimits(config: config)
         self.liveness = LivenessSweeper.Registry(loginTimeout: config.loginTimeout, livenessTimeout: config.livenessTimeout)
         self.sink = sink
         self.logger = logger

@@ -13,7 +13,7 @@ import YKC
 struct BackendCommands: Sendable {
     /// Platform-initiated frames a backend may send, by command name.
     static let names: Set<String> = Set(
-        PileSessionHandlerCommands.replyCodes.keys.compactMap { YKCMessageInfo.of(code: $0)?.name })
+        PileReplyCodes.commandReply.keys.compactMap { YKCMessageInfo.of(code: $0)?.name })
 
     /// The timeouts a command may ask for, in seconds (as `hubCommandTimeout` allows).
     static let timeoutRange: ClosedRange<Double> = 0.01...3600

@@ -4,10 +4,11 @@ import NIOCore
 import YKC
 import YKCCipher
 
-/// One pile connection: executes the session state machine's rules, answers what the gateway
-/// answers alone (login, per-gun heartbeats, time sync), hands the rest to the event sink, and
-/// enforces the per-connection limits (frame/byte token buckets with read backpressure, malformed
-/// and refused frame caps, slow readers).
+/// One pile connection's I/O: it parses the bytes as they arrive, feeds each event to the session
+/// state machine (`PileSessionStateMachine`, which holds every decision and all the session's
+/// state), and runs the actions it returns — reads, writes, timers, closing, and the calls out to
+/// admission, the session directory, the registry and the event sink. It answers what the gateway
+/// answers alone (login, per-gun heartbeats, time sync) and hands the rest to the event sink.
 ///
 /// Framing is done here too, with `YKCFrameParser` on the bytes as they arrive, rather than by a
 /// `ByteToMessageHandler` in front: one handler (and one pipeline hop) less per connection, and
@@ -25,49 +26,26 @@ final class PileSessionHandler: ChannelDuplexHandler {
     /// The start of a frame split across reads (at most one frame, ≤ 259 bytes: the parser
     /// skips garbage and waits only for a frame's announced length); nil when nothing is pending.
     private var partial: ByteBuffer?
-    private var machine: PileSessionStateMachine
-    private var frameBucket: TokenBucket
-    private var byteBucket: TokenBucket
+    private typealias Machine = PileSessionStateMachine<EventLoopPromise<YKCMessage>>
+    private var machine: Machine
     private var context: ChannelHandlerContext?
 
     private var connectionId: UInt64 = 0
     private var remoteAddress = "?"
     private var remoteHost = "?"
     private var connectedAt = Date()
-    private var admitted = false
-    private var loggedIn = false
     /// The logged-in session, shared with the session directory (one copy of the session info
     /// per pile, not one here and one there).
     private var handle: PileSessionHandle?
     private var session: PileSessionInfo? { handle?.info }
-    private var closeReason: OfflineReason?
 
-    /// Checked by the loop's sweeper: before login, the login deadline; after, the last complete frame.
-    private var loginDeadline: NIODeadline?
-    private var lastActivity = NIODeadline.now()
     private var sweeper: LivenessSweeper?
     private var slowReaderTimer: Scheduled<Void>?
-    private var readPaused = false
-    private var throttlePaused = false
-    private var writePaused = false
-    private var pendingRead = false
+    private var commandTimer: Scheduled<Void>?
 
-    private var platformSequence: UInt16 = 0
     /// True between a channelRead and its channelReadComplete: writes are flushed once at the end.
     private var inReadBatch = false
     private var needsFlush = false
-    private var guns: [GunTrack] = []
-    private var framesIn = 0
-    private var framesOut = 0
-    private var lastFrameAt: NIODeadline?
-    /// Commands waiting for the pile's reply, and the one timer armed for the earliest deadline.
-    private var pendingCommands: PendingCommands<EventLoopPromise<YKCMessage>>
-    private var commandTimer: Scheduled<Void>?
-    private var commandTimerDeadline: NIODeadline?
-    /// Lane rules version the session's lane was decided under.
-    private var laneVersion = 0
-    /// Guns with an open charging transaction (by trade serial), which pins the lane.
-    private var openTransactions: [GunNumber: TradeSerial] = [:]
     /// The pile's frame key (flag 0x01), re-read when the key store's version moves.
     private var cipher: FrameCipher?
     private var cipherVersion = -1
@@ -76,25 +54,63 @@ final class PileSessionHandler: ChannelDuplexHandler {
     /// The first encrypted-frame refusal on a connection logs a warning, later ones debug.
     private var loggedEncryptionRefusal = false
 
-    private struct GunTrack {
-        var gun: GunNumber
-        var state: GunState
-        var lastHeartbeat: Date?
-        var status: GunStatus?
-    }
-
     init(gateway: GatewayContext) {
         self.gateway = gateway
         let c = gateway.config
         let now = NIODeadline.now()
         machine = PileSessionStateMachine(
-            limits: .init(
-                maxMalformed: c.maxMalformedFrames, maxRefused: c.maxRefusedFrames,
-                maxThrottleEpisodes: c.maxThrottleEpisodes,
-                throttleWindow: TimeAmount.fromSeconds(c.throttleWindow)))
-        frameBucket = TokenBucket(rate: c.frameRatePerSecond, burst: c.frameBurst, now: now)
-        byteBucket = TokenBucket(rate: c.byteRatePerSecond, burst: c.byteBurst, now: now)
-        pendingCommands = PendingCommands(limit: c.maxCommandsPerPile)
+            limits: gateway.sessionLimits,
+            frameBucket: TokenBucket(rate: c.frameRatePerSecond, burst: c.frameBurst, now: now),
+            byteBucket: TokenBucket(rate: c.byteRatePerSecond, burst: c.byteBurst, now: now), now: now)
+    }
+
+    // MARK: running the machine's actions
+
+    private func run(_ action: Machine.Action, context: ChannelHandlerContext) {
+        switch action {
+        case .none:
+            break
+        case .read:
+            context.read()
+        case .watchLiveness:
+            sweeper = gateway.liveness.sweeper(for: context.eventLoop)
+            sweeper?.add(connectionId, self)
+        case .closeConnection(_, let flush):
+            // Flush what is queued (a rejection's 0x02), then close.
+            if flush && needsFlush {
+                needsFlush = false
+                context.flush()
+            }
+            context.close(promise: nil)
+        case .pauseReading(let pause):
+            gateway.counters.throttleEpisodes.wrappingIncrement(ordering: .relaxed)
+            gateway.logger.info(
+                "pile over its rate limit: pausing reads",
+                metadata: [
+                    "connection": "\(connectionId)", "address": "\(remoteAddress)",
+                    "pile": "\(machine.pileId?.description ?? "-")", "pause_ms": "\(pause.nanoseconds / 1_000_000)",
+                ])
+            context.eventLoop.assumeIsolated().scheduleTask(in: pause) { [self] in
+                guard let ctx = self.context else { return }
+                run(machine.throttlePauseEnded(), context: ctx)
+            }
+        case .startSlowReaderTimer:
+            gateway.counters.slowReaderEpisodes.wrappingIncrement(ordering: .relaxed)
+            let timeout = TimeAmount.fromSeconds(gateway.config.slowReaderTimeout)
+            slowReaderTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+                guard let ctx = self.context else { return }
+                let action = machine.slowReaderTimedOut()
+                if action != .none {
+                    gateway.logger.notice(
+                        "closing slow reader", metadata: ["connection": "\(connectionId)", "address": "\(remoteAddress)"])
+                }
+                run(action, context: ctx)
+            }
+        case .cancelSlowReaderTimer(let read):
+            slowReaderTimer?.cancel()
+            slowReaderTimer = nil
+            if read { context.read() }
+        }
     }
 
     // MARK: lifecycle
@@ -115,36 +131,25 @@ final class PileSessionHandler: ChannelDuplexHandler {
             remoteHost = remote.ipAddress ?? "?"
             remoteAddress = "\(remoteHost):\(remote.port ?? 0)"
         }
-        if gateway.shuttingDown.load(ordering: .relaxed) {
-            close(context: context, reason: .shutdown)
-            context.fireChannelActive()
-            return
-        }
-        if gateway.admission.admit(host: remoteHost) != nil {
-            closeReason = .admissionRefused
-            context.close(promise: nil)
-            context.fireChannelActive()
-            return
-        }
-        admitted = true
-        lastActivity = .now()
-        loginDeadline = lastActivity + TimeAmount.fromSeconds(gateway.config.loginTimeout)
-        sweeper = gateway.liveness.sweeper(for: context.eventLoop)
-        sweeper?.add(connectionId, self)
+        // Admission is asked only when the gateway is not shutting down (it counts the connection).
+        let refusal: OfflineReason? =
+            gateway.shuttingDown.load(ordering: .relaxed)
+            ? .shutdown : gateway.admission.admit(host: remoteHost) != nil ? .admissionRefused : nil
+        run(machine.channelActive(refusal: refusal, now: .now()), context: context)
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if closeReason == nil { countTrailingInput() }
+        let ending = machine.channelInactive()
+        if ending.countTrailingInput { countTrailingInput() }
         partial = nil
-        var reason = closeReason ?? .closedByPile
-        closeReason = reason
+        var reason = ending.reason
         sweeper?.remove(connectionId)
         sweeper = nil
         slowReaderTimer?.cancel()
         commandTimer?.cancel()
         commandTimer = nil
-        for promise in pendingCommands.removeAll() { promise.fail(PileCommandError.pileOffline) }
+        for promise in ending.abandonedCommands { promise.fail(PileCommandError.pileOffline) }
         if let session {
             // The directory says who owns the pile. A connection whose entry a newer login has
             // taken over was replaced, however it ended (the pile may close it before the
@@ -158,7 +163,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
             }
             if !owned {
                 reason = .replaced
-                closeReason = .replaced
+                machine.replacedOnClose()
             }
             gateway.counters.online.wrappingDecrement(ordering: .relaxed)
             let level: Logger.Level = (reason == .kicked || reason == .replaced) ? .info : .debug
@@ -172,20 +177,17 @@ final class PileSessionHandler: ChannelDuplexHandler {
         gateway.counters.closed[reason]?.wrappingIncrement(ordering: .relaxed)
         // Released last: shutdown waits for the connection count to reach zero and then flushes
         // the registry, so the offline record above must already be queued.
-        if admitted {
-            gateway.admission.released(host: remoteHost, wasPending: !loggedIn)
+        if ending.releaseAdmission {
+            gateway.admission.released(host: remoteHost, wasPending: ending.wasPending)
         }
-        _ = machine.close()
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if closeReason == nil {
-            // Connection resets are the pile going away; anything else is worth a debug line.
-            closeReason = isReset(error) ? .closedByPile : .error
-        }
+        // Connection resets are the pile going away; anything else is worth a debug line.
+        let action = machine.errorCaught(isReset: isReset(error))
         gateway.logger.debug("pile connection error", metadata: ["connection": "\(connectionId)", "error": "\(error)"])
-        context.close(promise: nil)
+        run(action, context: context)
     }
 
     private func isReset(_ error: any Error) -> Bool {
@@ -196,7 +198,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
     // MARK: inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard closeReason == nil else { return }
+        guard machine.isActive else { return }
         var bytes = unwrapInboundIn(data)
         if var pending = partial {
             partial = nil
@@ -204,10 +206,10 @@ final class PileSessionHandler: ChannelDuplexHandler {
             bytes = pending
         }
         inReadBatch = true
-        while closeReason == nil, let event = parser.next(&bytes) {
+        while machine.isActive, let event = parser.next(&bytes) {
             handle(context: context, event: event)
         }
-        if closeReason == nil, bytes.readableBytes > 0 {
+        if machine.isActive, bytes.readableBytes > 0 {
             guard bytes.readableBytes <= YKCFrameParser.maximumFrameSize else {
                 // Cannot happen with the parser's rules; a hard bound all the same.
                 malformed(context: context, error: .truncated(have: bytes.readableBytes, need: YKCFrameParser.maximumFrameSize))
@@ -236,10 +238,13 @@ final class PileSessionHandler: ChannelDuplexHandler {
             // Liveness counts complete frames only: a pile trickling a byte now and then into a
             // frame that never completes is not alive.
             let now = NIODeadline.now()
-            lastActivity = now
-            if !charge(context: context, bytes: size, frames: 1) { return }
-            lastFrameAt = now
-            framesIn += 1
+            let charged = machine.frameArrived(bytes: size, now: now)
+            if case .closeConnection = charged {
+                logRateLimitClose()
+                run(charged, context: context)
+                return
+            }
+            run(charged, context: context)
             gateway.counters.frameIn(code: frame.code, bytes: size)
             if frame.crcOrder == .highFirst { gateway.counters.swappedCRC.wrappingIncrement(ordering: .relaxed) }
             if frame.encryption == FrameCipher.encryptedFlag {
@@ -251,7 +256,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
             if case .raw(let raw) = message {
                 gateway.counters.undecoded[raw.reason.kind]?.wrappingIncrement(ordering: .relaxed)
             }
-            switch machine.frameReceived(message) {
+            switch machine.frameReceived(message, now: now, laneRulesVersion: self.gateway.sink.laneRulesVersion) {
             case .decideLogin(let login):
                 beginLogin(context: context, login: login, frame: frame)
             case .reconfirmLogin:
@@ -260,18 +265,19 @@ final class PileSessionHandler: ChannelDuplexHandler {
                 }
             case .ignore:
                 break
-            case .process:
+            case .process(let redecideLane):
+                if redecideLane { redecideLaneAfterRuleChange(context: context) }
                 process(context: context, message: message, frame: frame)
             case .refuse(let r):
                 countRefusal(r, code: frame.code)
             case .refuseAndClose(let r):
                 countRefusal(r, code: frame.code)
-                close(context: context, reason: .refusedFrames)
+                run(.closeConnection(.refusedFrames, flush: true), context: context)
             }
         }
     }
 
-    private func countRefusal(_ r: PileSessionStateMachine.Refusal, code: UInt8) {
+    private func countRefusal(_ r: Machine.Refusal, code: UInt8) {
         switch r {
         case .beforeLogin: gateway.counters.refusedBeforeLogin.wrappingIncrement(ordering: .relaxed)
         case .foreignPile: gateway.counters.refusedForeignPile.wrappingIncrement(ordering: .relaxed)
@@ -347,9 +353,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
                 "connection": "\(connectionId)", "address": "\(remoteAddress)", "pile": "\(machine.pileId?.description ?? "-")",
                 "code": "\(GatewayCounters.typeLabel(frame.code))", "reason": "\(reason.rawValue)", "detail": "\(detail)",
             ])
-        if machine.malformed() {
-            close(context: context, reason: .malformedInput)
-        }
+        run(machine.malformed(), context: context)
     }
 
     private func malformed(context: ChannelHandlerContext, error: YKCFrameError) {
@@ -359,52 +363,27 @@ final class PileSessionHandler: ChannelDuplexHandler {
             bytes = n
             gateway.counters.garbageBytes.wrappingIncrement(by: n, ordering: .relaxed)
         }
-        if !charge(context: context, bytes: bytes, frames: 0) { return }
-        if machine.malformed() {
+        let charged = machine.charge(bytes: bytes, frames: 0, now: .now())
+        if case .closeConnection = charged { logRateLimitClose() }
+        run(charged, context: context)
+        guard machine.isActive else { return }
+        let action = machine.malformed()
+        if action != .none {
             gateway.logger.notice(
                 "closing connection sending malformed input",
                 metadata: [
                     "connection": "\(connectionId)", "address": "\(remoteAddress)",
                     "pile": "\(machine.pileId?.description ?? "-")", "last": "\(error)",
                 ])
-            close(context: context, reason: .malformedInput)
         }
+        run(action, context: context)
     }
 
-    /// Charges the token buckets; on overdraft starts a throttle episode (pause reading) or
-    /// closes. Returns false when the connection is being closed.
-    private func charge(context: ChannelHandlerContext, bytes: Int, frames: Int) -> Bool {
-        let now = NIODeadline.now()
-        let framesOK = frames == 0 || frameBucket.take(Double(frames), now: now)
-        let bytesOK = byteBucket.take(Double(bytes), now: now)
-        if framesOK && bytesOK { return true }
-        if throttlePaused { return true }  // already in an episode; the frame is still served
+    private func logRateLimitClose() {
         gateway.counters.throttleEpisodes.wrappingIncrement(ordering: .relaxed)
-        switch machine.throttled(now: now) {
-        case .close:
-            gateway.logger.notice(
-                "closing connection over its rate limit",
-                metadata: ["connection": "\(connectionId)", "address": "\(remoteAddress)", "pile": "\(machine.pileId?.description ?? "-")"])
-            close(context: context, reason: .rateLimited)
-            return false
-        case .pause:
-            let pause = max(
-                TimeAmount.fromSeconds(gateway.config.throttlePause),
-                max(frameBucket.delay(), byteBucket.delay()))
-            gateway.logger.info(
-                "pile over its rate limit: pausing reads",
-                metadata: [
-                    "connection": "\(connectionId)", "address": "\(remoteAddress)",
-                    "pile": "\(machine.pileId?.description ?? "-")", "pause_ms": "\(pause.nanoseconds / 1_000_000)",
-                ])
-            throttlePaused = true
-            updateReadPause()
-            context.eventLoop.assumeIsolated().scheduleTask(in: pause) { [self] in
-                throttlePaused = false
-                updateReadPause()
-            }
-            return true
-        }
+        gateway.logger.notice(
+            "closing connection over its rate limit",
+            metadata: ["connection": "\(connectionId)", "address": "\(remoteAddress)", "pile": "\(machine.pileId?.description ?? "-")"])
     }
 
     // MARK: login
@@ -419,7 +398,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
         if delay > .zero {
             gateway.counters.loginsDeferred.wrappingIncrement(ordering: .relaxed)
             context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
-                guard let ctx = self.context, closeReason == nil else { return }
+                guard let ctx = self.context, machine.isActive else { return }
                 decideLogin(context: ctx, login: login, sequence: frame.sequence)
             }
         } else {
@@ -433,8 +412,9 @@ final class PileSessionHandler: ChannelDuplexHandler {
         guard let o = gateway.limits.limits(for: pile) else { return }
         let c = gateway.config
         let now = NIODeadline.now()
-        frameBucket = TokenBucket(rate: o.frameRatePerSecond ?? c.frameRatePerSecond, burst: o.frameBurst ?? c.frameBurst, now: now)
-        byteBucket = TokenBucket(rate: o.byteRatePerSecond ?? c.byteRatePerSecond, burst: o.byteBurst ?? c.byteBurst, now: now)
+        machine.overrideBuckets(
+            frame: TokenBucket(rate: o.frameRatePerSecond ?? c.frameRatePerSecond, burst: o.frameBurst ?? c.frameBurst, now: now),
+            byte: TokenBucket(rate: o.byteRatePerSecond ?? c.byteRatePerSecond, burst: o.byteBurst ?? c.byteBurst, now: now))
     }
 
     private func decideLogin(context: ChannelHandlerContext, login: Login, sequence: YKCSequence) {
@@ -452,7 +432,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
             decision.cascade(to: timer)
             timer.futureResult.assumeIsolated().whenComplete { [self] result in
                 scheduled.cancel()
-                guard let ctx = self.context, closeReason == nil else { return }
+                guard let ctx = self.context, machine.isActive else { return }
                 let answer = (try? result.get()) ?? nil
                 finishLogin(context: ctx, login: login, sequence: sequence, accepted: answer ?? fallback)
             }
@@ -463,22 +443,21 @@ final class PileSessionHandler: ChannelDuplexHandler {
         context: ChannelHandlerContext, login: Login, sequence: YKCSequence, accepted: Bool,
         reason: OfflineReason = .loginRejected
     ) {
-        guard machine.loginDecided(accepted: accepted) else { return }
+        let decision = machine.loginDecided(accepted: accepted, reason: reason)
+        guard decision != .none else { return }
         writeReply(context: context, code: LoginReply.code, sequence: sequence) {
             LoginReply(pileId: login.pileId, result: accepted ? .accepted : .rejected).encode(into: &$0)
         }
-        guard accepted else {
+        guard case .accepted = decision else {
             gateway.counters.loginsRejected.wrappingIncrement(ordering: .relaxed)
             gateway.logger.debug(
                 "login rejected", metadata: ["pile": "\(login.pileId)", "address": "\(remoteAddress)", "connection": "\(connectionId)"])
-            close(context: context, reason: reason)
+            run(.closeConnection(reason, flush: true), context: context)
             return
         }
-        loginDeadline = nil
-        loggedIn = true
         applyLimitOverride(for: login.pileId)
         gateway.admission.loggedIn()
-        laneVersion = gateway.sink.laneRulesVersion
+        machine.laneDecided(rulesVersion: gateway.sink.laneRulesVersion)
         let lane = gateway.sink.lane(for: login, remoteHost: remoteHost)
         let info = PileSessionInfo(
             connectionId: connectionId, pileId: login.pileId, remoteAddress: remoteAddress, remoteHost: remoteHost,
@@ -524,13 +503,9 @@ final class PileSessionHandler: ChannelDuplexHandler {
     // MARK: logged-in traffic
 
     private func process(context: ChannelHandlerContext, message: YKCMessage, frame: YKCFrame) {
-        trackTransactions(message)
-        if openTransactions.isEmpty { reconsiderLane(context: context) }
         guard let session else { return }
-        switch message {
-        case .heartbeat(let hb):
+        if case .heartbeat(let hb) = message {
             gateway.counters.heartbeats.wrappingIncrement(ordering: .relaxed)
-            trackGun(hb.gun) { $0.state = hb.gunState; $0.lastHeartbeat = Date() }
             writeReply(context: context, code: HeartbeatReply.code, sequence: frame.sequence) {
                 HeartbeatReply(pileId: hb.pileId, gun: hb.gun, reply: 0).encode(into: &$0)
             }
@@ -538,12 +513,8 @@ final class PileSessionHandler: ChannelDuplexHandler {
                 gateway.sink.frameReceived(message, frame: frame, session: session, receivedAt: Date())
             }
             return
-        case .realtimeData(let rt):
-            trackGun(rt.gun) { $0.status = rt.status }
-        default:
-            break
         }
-        if let waiting = pendingCommands.match(code: frame.code, sequence: frame.sequence, gun: message.gun) {
+        if let waiting = machine.commandReplyReceived(code: frame.code, sequence: frame.sequence, gun: message.gun) {
             waiting.succeed(message)
             // A reply to a command: the command's caller gets it; backends still get the event.
             if gateway.sink.wants(code: frame.code) {
@@ -551,12 +522,12 @@ final class PileSessionHandler: ChannelDuplexHandler {
             }
             return
         }
-        if Self.requestCodes.contains(frame.code) {
+        if PileReplyCodes.pileRequests.contains(frame.code) {
             let promise = context.eventLoop.makePromise(of: YKCMessage?.self)
             let sequence = frame.sequence
             gateway.sink.request(message, frame: frame, session: session, receivedAt: Date(), respond: promise)
             promise.futureResult.assumeIsolated().whenComplete { [self] result in
-                guard let ctx = self.context, closeReason == nil else { return }
+                guard let ctx = self.context, machine.isActive else { return }
                 if case .success(let reply?) = result {
                     writeMessage(context: ctx, message: reply, sequence: sequence)
                 } else if let fallback = Self.fallbackReply(to: message) {
@@ -569,9 +540,6 @@ final class PileSessionHandler: ChannelDuplexHandler {
             gateway.sink.frameReceived(message, frame: frame, session: session, receivedAt: Date())
         }
     }
-
-    /// Pile requests that expect a business answer from the platform (docs/ykc/PROTOCOL-FACTS.md §5.7).
-    static let requestCodes: Set<UInt8> = [0x05, 0x09, 0x31, 0x3B, 0xA1]
 
     /// The gateway's own answer when no backend decides: start requests are refused with a
     /// reason so the pile shows it; billing-model and bill answers need data the sink owns.
@@ -593,31 +561,10 @@ final class PileSessionHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Charging opens a transaction on a gun (a charging 0x13 or a start reply with a serial);
-    /// its bill (0x3B) or an idle 0x13 closes it.
-    private func trackTransactions(_ message: YKCMessage) {
-        switch message {
-        case .realtimeData(let rt):
-            if rt.status == .charging && !rt.tradeSerial.isZero {
-                openTransactions[rt.gun] = rt.tradeSerial
-            } else if rt.status == .idle || rt.status == .offline {
-                openTransactions[rt.gun] = nil
-            }
-        case .remoteStartReply(let r) where r.result == .started:
-            openTransactions[r.gun] = r.tradeSerial
-        case .transactionRecord(let t):
-            if openTransactions[t.gun] == t.tradeSerial || openTransactions[t.gun] != nil { openTransactions[t.gun] = nil }
-        default:
-            break
-        }
-    }
-
-    /// A changed rule reaches an idle session: re-decide its lane (never during a transaction).
-    private func reconsiderLane(context: ChannelHandlerContext) {
+    /// A changed rule reaches an idle session (the machine asks only when no transaction is open):
+    /// decide its lane again.
+    private func redecideLaneAfterRuleChange(context: ChannelHandlerContext) {
         guard var info = session else { return }
-        let version = gateway.sink.laneRulesVersion
-        guard version != laneVersion else { return }
-        laneVersion = version
         let lane = gateway.sink.lane(for: info.login, remoteHost: info.remoteHost)
         guard lane != info.lane else { return }
         gateway.logger.info(
@@ -629,52 +576,27 @@ final class PileSessionHandler: ChannelDuplexHandler {
         gateway.directory.update(moved)
     }
 
-    private func trackGun(_ gun: GunNumber, _ update: (inout GunTrack) -> Void) {
-        if let i = guns.firstIndex(where: { $0.gun == gun }) {
-            update(&guns[i])
-        } else if guns.count < 64 {
-            var t = GunTrack(gun: gun, state: .normal, lastHeartbeat: nil, status: nil)
-            update(&t)
-            guns.append(t)
-        }
-    }
-
     // MARK: commands
 
-    /// Replies the pile sends to platform commands (docs/ykc/PROTOCOL-FACTS.md §5.7).
-    static let replyCode: [UInt8: UInt8] = [
-        0x12: 0x13, 0x34: 0x33, 0x36: 0x35, 0x42: 0x41, 0x44: 0x43, 0x46: 0x45, 0x48: 0x47, 0x52: 0x51,
-        0x56: 0x55, 0x58: 0x57, 0x62: 0x63, 0x92: 0x91, 0x94: 0x93, 0xA4: 0xA3, 0xF0: 0xF1,
-    ]
-
     private func startRequest(context: ChannelHandlerContext, message: YKCMessage, timeout: TimeAmount, promise: EventLoopPromise<YKCMessage>) {
-        guard let replyCode = Self.replyCode[message.code] else {
-            promise.fail(PileCommandError.invalidArguments("frame 0x\(String(message.code, radix: 16)) expects no reply"))
-            return
+        switch machine.commandRequested(code: message.code, gun: message.gun, deadline: .now() + timeout, token: promise) {
+        case .fail(let promise, let error):
+            if case .tooManyCommands = error { gateway.counters.commandsRefused.wrappingIncrement(ordering: .relaxed) }
+            promise.fail(error)
+        case .send(let sequence, let armTimer):
+            writeMessage(context: context, message: message, sequence: sequence)
+            if let deadline = armTimer { armCommandTimer(context: context, for: deadline) }
         }
-        guard !pendingCommands.isFull else {
-            gateway.counters.commandsRefused.wrappingIncrement(ordering: .relaxed)
-            promise.fail(
-                PileCommandError.tooManyCommands(
-                    "pile \(machine.pileId?.description ?? "?") already has \(pendingCommands.limit) commands waiting for its reply (maxCommandsPerPile)"))
-            return
-        }
-        let sequence = writePlatformFrame(context: context, message: message)
-        let deadline = NIODeadline.now() + timeout
-        _ = pendingCommands.add(replyCode: replyCode, sequence: sequence, gun: message.gun, deadline: deadline, token: promise)
-        armCommandTimer(context: context, for: deadline)
     }
 
-    /// One timer per session, for the earliest command deadline.
+    /// One timer per session, for the earliest command deadline (the machine says when).
     private func armCommandTimer(context: ChannelHandlerContext, for deadline: NIODeadline) {
-        if let armed = commandTimerDeadline, armed <= deadline, commandTimer != nil { return }
         commandTimer?.cancel()
-        commandTimerDeadline = deadline
         commandTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
             commandTimer = nil
-            commandTimerDeadline = nil
-            for promise in pendingCommands.expire(now: .now()) { promise.fail(PileCommandError.timeout) }
-            if let next = pendingCommands.earliestDeadline, let ctx = self.context { armCommandTimer(context: ctx, for: next) }
+            let timeouts = machine.commandTimerFired(now: .now())
+            for promise in timeouts.expired { promise.fail(PileCommandError.timeout) }
+            if let next = timeouts.rearm, let ctx = self.context { armCommandTimer(context: ctx, for: next) }
         }
     }
 
@@ -684,13 +606,14 @@ final class PileSessionHandler: ChannelDuplexHandler {
             case .close(let reason):
                 close(context: context, reason: reason)
             case .send(let message, let promise):
-                guard closeReason == nil else { return promise.fail(PileCommandError.pileOffline) }
-                promise.succeed(writePlatformFrame(context: context, message: message))
+                guard let sequence = machine.platformFrameRequested() else { return promise.fail(PileCommandError.pileOffline) }
+                writeMessage(context: context, message: message, sequence: sequence)
+                promise.succeed(sequence)
             case .request(let message, let timeout, let promise):
-                guard closeReason == nil, machine.isOnline else { return promise.fail(PileCommandError.pileOffline) }
+                guard machine.isActive else { return promise.fail(PileCommandError.pileOffline) }
                 startRequest(context: context, message: message, timeout: timeout, promise: promise)
             case .reply(let message, let sequence):
-                guard closeReason == nil else { return }
+                guard machine.isActive else { return }
                 writeMessage(context: context, message: message, sequence: sequence)
             case .inspect(let promise):
                 promise.succeed(liveState())
@@ -708,27 +631,27 @@ final class PileSessionHandler: ChannelDuplexHandler {
     // MARK: liveness (called by the loop's sweeper)
 
     func isExpired(now: NIODeadline) -> Bool {
-        guard closeReason == nil else { return false }
-        if let loginDeadline { return now >= loginDeadline }
-        return now - lastActivity >= TimeAmount.fromSeconds(gateway.config.livenessTimeout)
+        machine.isExpired(now: now)
     }
 
     func expire() {
         guard let ctx = context else { return }
-        let reason: OfflineReason = loginDeadline == nil ? .livenessTimeout : .loginTimeout
-        gateway.logger.debug("connection expired", metadata: ["connection": "\(connectionId)", "reason": "\(reason.rawValue)"])
-        close(context: ctx, reason: reason)
+        let action = machine.expired()
+        if case .closeConnection(let reason, _) = action {
+            gateway.logger.debug("connection expired", metadata: ["connection": "\(connectionId)", "reason": "\(reason.rawValue)"])
+        }
+        run(action, context: ctx)
     }
 
     private func liveState() -> PileLiveState {
         let wallNow = Date()
         let monoNow = NIODeadline.now()
+        func wall(_ t: NIODeadline) -> Date { wallNow.addingTimeInterval(-Double((monoNow - t).nanoseconds) / 1e9) }
         return PileLiveState(
-            guns: guns.map {
-                .init(gun: $0.gun.number, state: $0.state.name ?? "\($0.state.rawValue)", lastHeartbeat: $0.lastHeartbeat, status: $0.status?.name)
+            guns: machine.guns.guns.map {
+                .init(gun: $0.gun.number, state: $0.state.name ?? "\($0.state.rawValue)", lastHeartbeat: $0.lastHeartbeat.map(wall), status: $0.status?.name)
             },
-            framesIn: framesIn, framesOut: framesOut,
-            lastFrameAt: lastFrameAt.map { wallNow.addingTimeInterval(-Double((monoNow - $0).nanoseconds) / 1e9) })
+            framesIn: machine.framesIn, framesOut: machine.framesOut, lastFrameAt: machine.lastFrameAt.map(wall))
     }
 
     // MARK: outbound
@@ -737,12 +660,10 @@ final class PileSessionHandler: ChannelDuplexHandler {
         writeReply(context: context, code: message.code, sequence: sequence) { message.encodeBody(into: &$0) }
     }
 
-    /// Writes a platform-originated frame with the next sequence number (little-endian counter,
-    /// docs/ykc/PROTOCOL-FACTS.md §1.2); returns the sequence used.
+    /// Writes a platform-originated frame with the next sequence number; returns the sequence used.
     @discardableResult
-    private func writePlatformFrame(context: ChannelHandlerContext, message: YKCMessage) -> YKCSequence {
-        platformSequence &+= 1
-        let sequence = YKCSequence(counter: platformSequence)
+    private func writePlatformFrame(context: ChannelHandlerContext, message: YKCMessage) -> YKCSequence? {
+        guard let sequence = machine.platformFrameRequested() else { return nil }
         writeMessage(context: context, message: message, sequence: sequence)
         return sequence
     }
@@ -770,7 +691,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
         } else {
             YKCFrame.write(sequence: sequence, code: code, into: &buffer, writeBody: body)
         }
-        framesOut += 1
+        machine.frameSent()
         gateway.counters.frameOut(code: code, bytes: buffer.readableBytes)
         if inReadBatch {
             // Replies produced while handling a read go out with one flush at channelReadComplete:
@@ -798,54 +719,16 @@ final class PileSessionHandler: ChannelDuplexHandler {
     // MARK: backpressure
 
     func read(context: ChannelHandlerContext) {
-        if readPaused {
-            pendingRead = true
-        } else {
-            context.read()
-        }
-    }
-
-    private func updateReadPause() {
-        let shouldPause = throttlePaused || writePaused
-        guard shouldPause != readPaused else { return }
-        readPaused = shouldPause
-        if !readPaused && pendingRead, let ctx = context {
-            pendingRead = false
-            ctx.read()
-        }
+        run(machine.readRequested(), context: context)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable {
-            writePaused = false
-            slowReaderTimer?.cancel()
-            slowReaderTimer = nil
-        } else {
-            // The pile is not reading what we send: stop reading its requests (so we stop
-            // producing replies) and give it a while to catch up.
-            writePaused = true
-            gateway.counters.slowReaderEpisodes.wrappingIncrement(ordering: .relaxed)
-            let timeout = TimeAmount.fromSeconds(gateway.config.slowReaderTimeout)
-            slowReaderTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
-                guard let ctx = self.context else { return }
-                gateway.logger.notice(
-                    "closing slow reader", metadata: ["connection": "\(connectionId)", "address": "\(remoteAddress)"])
-                close(context: ctx, reason: .slowReader)
-            }
-        }
-        updateReadPause()
+        run(machine.writabilityChanged(isWritable: context.channel.isWritable), context: context)
         context.fireChannelWritabilityChanged()
     }
 
     private func close(context: ChannelHandlerContext, reason: OfflineReason) {
-        guard closeReason == nil else { return }
-        closeReason = reason
-        // Flush what is queued (a rejection's 0x02), then close.
-        if needsFlush {
-            needsFlush = false
-            context.flush()
-        }
-        context.close(promise: nil)
+        run(machine.closeRequested(reason), context: context)
     }
 }
 
