@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import NIOSSL
 import YKC
 
 /// How a pile's connection comes and goes: connect, login deadline, close with a reason, reconnect
@@ -42,6 +43,10 @@ extension PileCore {
     ) -> EventLoopFuture<Void> {
         channel.eventLoop.makeCompletedFuture {
             let sync = channel.pipeline.syncOperations
+            let config = core.value.config
+            if let tls = config.tls {
+                try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: config.tlsServerName))
+            }
             try sync.addHandler(ByteToMessageHandler(YKCFrameDecoder(), maximumBufferSize: 16 * 1024))
             try sync.addHandler(PileChannelHandler(core: core.value, connectionID: connectionID))
         }

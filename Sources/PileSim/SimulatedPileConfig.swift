@@ -1,5 +1,6 @@
 import Atomics
 import NIOCore
+import NIOSSL
 import YKC
 import YKCCipher
 
@@ -35,6 +36,12 @@ public struct SimulatedPileConfig: Sendable {
     public var loginRetryDelay: TimeAmount = .seconds(30)
     /// Reconnection after the link drops or a connect fails.
     public var reconnect: ReconnectPolicy = .default
+    /// Speak TLS with this client context (the gateway's `pileTLSPort`): it holds the CA to trust
+    /// and, for mutual TLS, the pile's certificate. Nil: plain TCP.
+    public var tls: NIOSSLContext?
+    /// The name the server certificate must carry (nil: the certificate is checked against the CA
+    /// only, not against a name — piles usually connect by address).
+    public var tlsServerName: String?
     /// Encrypt every frame body with this 3DES key (flag 0x01) and decrypt encrypted frames from the
     /// platform, like a pile of a vendor that uses frame encryption; nil sends plain frames.
     public var frameCipher: FrameCipher?

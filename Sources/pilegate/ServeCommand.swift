@@ -5,6 +5,7 @@ import Metrics
 import PileGate
 import Prometheus
 import ServiceLifecycle
+import UnixSignals
 
 /// `pilegate serve`: runs the gateway until SIGTERM/SIGINT, then drains and exits 0.
 struct ServeCommand: AsyncParsableCommand {
@@ -65,6 +66,15 @@ struct ServeCommand: AsyncParsableCommand {
                 services: [.init(service: gateway)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
+        // SIGHUP: TLS piles' certificate and key are read again; live connections keep theirs.
+        let hangups = Task {
+            for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                do { try gateway.reloadPileTLS() } catch {
+                    logger.error("pile TLS certificate not reloaded, the old one stays: \(error)")
+                }
+            }
+        }
+        defer { hangups.cancel() }
         do {
             try await group.run()
         } catch {

@@ -3,6 +3,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import PileSim
 import YKC
 import YKCCipher
@@ -37,6 +38,12 @@ struct SimulateCommand: AsyncParsableCommand {
             bodies with 3DES (flag 0x01) and decrypt the gateway's; --frame-key-mode, --frame-key-padding \
             and --frame-key-iv choose the rest. The gateway needs the same key for each pile \
             (PUT /v1/piles/{id}/key).
+
+            TLS: --tls-ca CA.pem makes the piles connect with TLS (the gateway's pileTLSPort), trusting \
+            that CA for the gateway's certificate (checked against the CA, not a host name); --tls-cert \
+            and --tls-key present a client certificate (mutual TLS, pileTLSClientCA). Every pile presents \
+            the same one, and the gateway admits only the pile its subject names: use it with --piles 1 \
+            and --first-id that pile.
             """
     )
 
@@ -121,6 +128,36 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(name: .customLong("frame-key-iv"), help: "CBC IV for --frame-key (16 hex digits; default zero).")
     var frameKeyIV: String?
 
+    @Option(name: .customLong("tls-ca"), help: "Connect with TLS, trusting this CA (PEM) for the gateway's certificate.")
+    var tlsCA: String?
+
+    @Option(name: .customLong("tls-cert"), help: "Client certificate (PEM) every pile presents; needs --tls-ca and --tls-key.")
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: "Private key (PEM) of --tls-cert.")
+    var tlsKey: String?
+
+    /// The TLS client context of the --tls-* options; nil without --tls-ca.
+    func tlsContext() throws -> NIOSSLContext? {
+        guard let tlsCA else {
+            guard tlsCert == nil && tlsKey == nil else { throw ValidationError("--tls-cert and --tls-key need --tls-ca") }
+            return nil
+        }
+        guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.certificateVerification = .noHostnameVerification
+        do {
+            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(tlsCA))
+            if let tlsCert, let tlsKey {
+                tls.certificateChain = try NIOSSLCertificate.fromPEMFile(tlsCert).map { .certificate($0) }
+                tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: tlsKey, format: .pem))
+            }
+            return try NIOSSLContext(configuration: tls)
+        } catch {
+            throw ValidationError("--tls-ca/--tls-cert/--tls-key: \(error)")
+        }
+    }
+
     /// The cipher the piles encrypt with, from the --frame-key options; nil without --frame-key.
     func frameCipher() throws -> FrameCipher? {
         guard let frameKey else {
@@ -177,6 +214,7 @@ struct SimulateCommand: AsyncParsableCommand {
         }
         _ = try Self.parseGateway(gateway)
         _ = try frameCipher()
+        _ = try tlsContext()
     }
 
     static func parseGateway(_ text: String) throws -> (host: String, port: Int) {
@@ -209,6 +247,7 @@ struct SimulateCommand: AsyncParsableCommand {
         config.template.billRetryInterval = Self.seconds(billRetry)
         config.template.billMaxSends = billMaxSends
         config.template.frameCipher = try frameCipher()
+        config.template.tls = try tlsContext()
         config.template.reconnect = ReconnectPolicy(
             enabled: true, initialDelay: Self.seconds(reconnectMin), maxDelay: Self.seconds(reconnectMax), multiplier: 2,
             jitter: 0.2)

@@ -15,6 +15,9 @@ public final class Gateway: Service, Sendable {
     public let context: GatewayContext
     public let group: any EventLoopGroup
     private let listenerBox = NIOLockedValueBox<PileListener?>(nil)
+    private let tlsListenerBox = NIOLockedValueBox<PileListener?>(nil)
+    /// The TLS pile listener's certificate (nil without `pileTLSCertificate`); see `reloadPileTLS`.
+    public let pileTLS: PileTLSCredentials?
     private let apiBox = NIOLockedValueBox<AdminAPI?>(nil)
     private let flushTask = NIOLockedValueBox<Task<Void, Never>?>(nil)
     private let tokenRefreshTask = NIOLockedValueBox<Task<Void, Never>?>(nil)
@@ -56,6 +59,11 @@ public final class Gateway: Service, Sendable {
             sink: sink, logger: logger)
         self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: config.resolvedEventLoopThreads)
         self.metrics = GatewayMetrics(counters: context.counters)
+        do {
+            self.pileTLS = config.pileTLSCertificate.isEmpty ? nil : try PileTLSCredentials(config: config)
+        } catch {
+            throw GatewayStartError(message: error.description)
+        }
         let auth = APIAuthenticator(
             tokens: try TokenStore(database: registry.database, logger: logger), certificateScopes: config.apiClientCertificateScopes,
             alwaysEnforced: APIAuthenticator.mustAlwaysEnforce(config), logger: logger)
@@ -65,6 +73,8 @@ public final class Gateway: Service, Sendable {
 
     /// The bound pile port.
     public var pilePort: Int? { listenerBox.withLockedValue { $0?.localAddress?.port } }
+    /// The bound TLS pile port (nil without `pileTLSCertificate`).
+    public var pileTLSPort: Int? { tlsListenerBox.withLockedValue { $0?.localAddress?.port } }
     /// The bound API port.
     public var apiPort: Int? { apiBox.withLockedValue { $0?.port } }
     public var isReady: Bool { notReadyReasons.isEmpty }
@@ -105,6 +115,19 @@ public final class Gateway: Service, Sendable {
                 message: "cannot listen for piles on \(config.pileHost):\(config.pilePort): \(AdminAPI.describe(bindError: error))")
         }
         listenerBox.withLockedValue { $0 = listener }
+        if let pileTLS {
+            do {
+                let tlsListener = try await PileListener.bind(gateway: context, group: group, tls: pileTLS)
+                tlsListenerBox.withLockedValue { $0 = tlsListener }
+            } catch {
+                tokenRefreshTask.withLockedValue { $0 }?.cancel()
+                await listener.stopAccepting()
+                await api.stop(grace: 1)
+                apiBox.withLockedValue { $0 = nil }
+                throw GatewayStartError(
+                    message: "cannot listen for TLS piles on \(config.pileHost):\(config.pileTLSPort): \(AdminAPI.describe(bindError: error))")
+            }
+        }
         let files = FileLimit.read(reserve: config.fileDescriptorReserve)
         context.admission.fileLimitCap.store(files.pileConnections, ordering: .relaxed)
         if files.pileConnections < config.maxConnections {
@@ -124,6 +147,7 @@ public final class Gateway: Service, Sendable {
             metadata: [
                 "node": "\(context.config.nodeId)",
                 "piles": "\(context.config.pileHost):\(pilePort ?? context.config.pilePort)",
+                "piles_tls": "\(pileTLSPort.map { "\(context.config.pileHost):\($0)" } ?? "off")",
                 "api": "\(context.config.apiHost):\(apiPort ?? context.config.apiPort)",
                 "data": "\(context.config.dataDirectory)", "login_policy": "\(context.config.loginPolicy.rawValue)",
             ])
@@ -138,7 +162,9 @@ public final class Gateway: Service, Sendable {
     public func shutdown() async {
         guard !context.shuttingDown.exchange(true, ordering: .relaxed) else { return }
         let listener = listenerBox.withLockedValue { $0 }
+        let tlsListener = tlsListenerBox.withLockedValue { $0 }
         await listener?.stopAccepting()
+        await tlsListener?.stopAccepting()
         let sessions = context.directory.all()
         let window = context.config.drainWindow
         context.logger.notice("draining pile connections", metadata: ["sessions": "\(sessions.count)", "window_s": "\(window)"])
@@ -156,7 +182,7 @@ public final class Gateway: Service, Sendable {
         }
         // Connections that never logged in are closed too: the quiescing helper tells every
         // remaining child channel to quiesce, and the session handler closes on that.
-        if let listener {
+        for listener in [listener, tlsListener].compactMap({ $0 }) {
             let done = listener.channel.eventLoop.makePromise(of: Void.self)
             listener.quiesce.initiateShutdown(promise: done)
         }
@@ -180,6 +206,16 @@ public final class Gateway: Service, Sendable {
         while context.counters.connections.load(ordering: .relaxed) > 0 && Date() < deadline {
             try? await Task.sleep(nanoseconds: 20_000_000)
         }
+    }
+
+    /// Reads `pileTLSCertificate`, `pileTLSKey` and `pileTLSClientCA` again (paths from `config`,
+    /// by default the running configuration): handshakes from now on use the new files, live
+    /// TLS connections are not touched. Throws, keeping the old certificate, when the files do not
+    /// load; does nothing without a TLS pile listener.
+    public func reloadPileTLS(_ config: GatewayConfiguration? = nil) throws(PileTLSCredentials.LoadError) {
+        guard let pileTLS else { return }
+        try pileTLS.reload(config ?? self.config)
+        context.logger.notice("pile TLS certificate reloaded", metadata: ["certificate": "\((config ?? self.config).pileTLSCertificate)"])
     }
 
     /// Runs until graceful shutdown is requested (ServiceLifecycle), then drains.

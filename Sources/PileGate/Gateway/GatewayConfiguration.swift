@@ -33,6 +33,21 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// Allow an API without any authentication on a non-loopback address.
     public var apiInsecure = false
 
+    // TLS for piles (docs/SECURITY.md, "TLS for piles"): a second pile listener, off unless a
+    // certificate is set.
+    /// Port of the TLS pile listener (0 = any free port); it listens only with `pileTLSCertificate`.
+    public var pileTLSPort = 8768
+    /// PEM certificate chain and private key of the TLS pile listener; re-read on SIGHUP.
+    public var pileTLSCertificate = ""
+    public var pileTLSKey = ""
+    /// PEM CA bundle: when set, every TLS pile must present a certificate it signed, and may only
+    /// log in with the pile id its certificate names (`pileTLSIdentityField`).
+    public var pileTLSClientCA = ""
+    /// The subject field of a pile's client certificate that holds its pile id.
+    public var pileTLSIdentityField: PileTLSIdentityField = .commonName
+    /// A TLS handshake not finished within this is closed (counted as `timeout`).
+    public var pileTLSHandshakeTimeout: TimeInterval = 10
+
     // Sessions (docs/ykc/PROTOCOL-FACTS.md §5.1, §5.2).
     /// The first frame must be a login within this time.
     public var loginTimeout: TimeInterval = 10
@@ -300,6 +315,18 @@ extension GatewayConfiguration {
             config.apiClientCertificateScopes = out
         },
         bool("apiInsecure", \.apiInsecure),
+        int("pileTLSPort", \.pileTLSPort, 0...65535),
+        string("pileTLSCertificate", \.pileTLSCertificate, nonEmpty: false),
+        string("pileTLSKey", \.pileTLSKey, nonEmpty: false),
+        string("pileTLSClientCA", \.pileTLSClientCA, nonEmpty: false),
+        Setting(key: "pileTLSIdentityField") { config, value throws(SettingProblem) in
+            guard let s = value.string, let field = PileTLSIdentityField(rawValue: s) else {
+                throw SettingProblem(
+                    message: "expected one of \(PileTLSIdentityField.allCases.map(\.rawValue).joined(separator: ", ")), got \(value)")
+            }
+            config.pileTLSIdentityField = field
+        },
+        double("pileTLSHandshakeTimeout", \.pileTLSHandshakeTimeout, 0.05...3600),
         bool("freshStore", \.freshStore),
         double("loginTimeout", \.loginTimeout, 0.05...3600),
         double("livenessTimeout", \.livenessTimeout, 0.05...86_400),
@@ -463,6 +490,18 @@ extension GatewayConfiguration {
         if !apiClientCA.isEmpty && apiTLSCertificate.isEmpty {
             throw ConfigurationError(key: "apiClientCA", source: "configuration", problem: "mutual TLS needs apiTLSCertificate and apiTLSKey too")
         }
+        if pileTLSCertificate.isEmpty != pileTLSKey.isEmpty {
+            throw ConfigurationError(
+                key: pileTLSCertificate.isEmpty ? "pileTLSCertificate" : "pileTLSKey", source: "configuration",
+                problem: "pileTLSCertificate and pileTLSKey go together (PEM files)")
+        }
+        if !pileTLSClientCA.isEmpty && pileTLSCertificate.isEmpty {
+            throw ConfigurationError(
+                key: "pileTLSClientCA", source: "configuration", problem: "client certificates need pileTLSCertificate and pileTLSKey too")
+        }
+        if !pileTLSCertificate.isEmpty && pileTLSPort != 0 && pileTLSPort == pilePort {
+            throw ConfigurationError(key: "pileTLSPort", source: "configuration", problem: "\(pileTLSPort) is pilePort too; give TLS piles a port of their own")
+        }
         if !apiClientCertificateScopes.isEmpty && apiClientCA.isEmpty {
             throw ConfigurationError(
                 key: "apiClientCertificateScopes", source: "configuration", problem: "client certificates need apiClientCA (the CA that signs them)")
@@ -492,6 +531,7 @@ extension GatewayConfiguration {
             switch childValue {
             case let s as String: value = "\"\(s.replacingOccurrences(of: "\"", with: "\\\""))\""
             case let p as LoginPolicy: value = "\"\(p.rawValue)\""
+            case let f as PileTLSIdentityField: value = "\"\(f.rawValue)\""
             case let b as Bool: value = b ? "true" : "false"
             case let m as [String: [String]]:
                 let data = (try? JSONSerialization.data(withJSONObject: m, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)

@@ -2,12 +2,18 @@ import Logging
 import NIOCore
 import NIOExtras
 import NIOPosix
+import NIOSSL
 import YKC
 
 /// The TCP listener piles connect to, tuned for hundreds of thousands of long-lived, mostly idle
 /// connections: a listen backlog sized for a reconnect wave, many accepts per wake-up, a small
 /// receive allocator (pile frames are ≤ 259 bytes, and NIO keeps each channel's last receive
 /// buffer, which sets the idle cost per pile), and accept pacing.
+///
+/// The same listener serves TLS piles on `pileTLSPort` when given `PileTLSCredentials`: each
+/// accepted connection gets a TLS handler made from the credentials' current context (so a
+/// certificate reloaded on SIGHUP applies from the next handshake) and a handshake observer,
+/// in front of the same session handler.
 public final class PileListener: Sendable {
     public let channel: any Channel
     let quiesce: ServerQuiescingHelper
@@ -20,8 +26,12 @@ public final class PileListener: Sendable {
         self.quiesce = quiesce
     }
 
-    public static func bind(gateway: GatewayContext, group: any EventLoopGroup) async throws -> PileListener {
+    public static func bind(
+        gateway: GatewayContext, group: any EventLoopGroup, tls: PileTLSCredentials? = nil
+    ) async throws -> PileListener {
         let config = gateway.config
+        let port = tls == nil ? config.pilePort : config.pileTLSPort
+        let handshakeTimeout = TimeAmount.fromSeconds(config.pileTLSHandshakeTimeout)
         let quiesce = ServerQuiescingHelper(group: group)
         var bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: Int32(clamping: config.listenBacklog))
@@ -45,6 +55,12 @@ public final class PileListener: Sendable {
                 value: .init(low: config.writeBufferHighWater / 2, high: config.writeBufferHighWater))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
+                        try channel.pipeline.syncOperations.addHandler(
+                            PileTLSHandshakeObserver(
+                                gateway: gateway, timeout: handshakeTimeout, identityField: config.pileTLSIdentityField))
+                    }
                     try configurePipeline(channel: channel, gateway: gateway)
                 }
             }
@@ -54,7 +70,7 @@ public final class PileListener: Sendable {
         if config.socketReceiveBuffer > 0 {
             bootstrap = bootstrap.childChannelOption(.socketOption(.so_rcvbuf), value: config.socketReceiveBuffer)
         }
-        let channel = try await bootstrap.bind(host: config.pileHost, port: config.pilePort).get()
+        let channel = try await bootstrap.bind(host: config.pileHost, port: port).get()
         return PileListener(channel: channel, quiesce: quiesce)
     }
 

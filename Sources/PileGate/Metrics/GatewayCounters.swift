@@ -45,6 +45,12 @@ public final class GatewayCounters: Sendable {
     /// Encrypted frames refused: no key for the pile (or no key opens a login) / the key does not decrypt.
     public let refusedEncryptedNoKey = ManagedAtomic(0)
     public let refusedUndecryptable = ManagedAtomic(0)
+    /// TLS pile connections: completed handshakes, failed ones by reason, and logins refused
+    /// because the pile id is not the one the client certificate names.
+    public let tlsHandshakes = ManagedAtomic(0)
+    public let tlsHandshakeFailures: [PileTLSHandshakeFailure: ManagedAtomic<Int>] = Dictionary(
+        uniqueKeysWithValues: PileTLSHandshakeFailure.allCases.map { ($0, ManagedAtomic(0)) })
+    public let refusedCertificateMismatch = ManagedAtomic(0)
 
     /// Open connections (logged in or not).
     public let connections = ManagedAtomic(0)
@@ -120,7 +126,11 @@ public final class GatewayCounters: Sendable {
             encryptedFramesIn: encryptedIn.load(ordering: .relaxed),
             encryptedFramesOut: encryptedOut.load(ordering: .relaxed),
             refusedEncryptedNoKey: refusedEncryptedNoKey.load(ordering: .relaxed),
-            refusedUndecryptable: refusedUndecryptable.load(ordering: .relaxed))
+            refusedUndecryptable: refusedUndecryptable.load(ordering: .relaxed),
+            tlsHandshakes: tlsHandshakes.load(ordering: .relaxed),
+            tlsHandshakeFailures: Dictionary(
+                uniqueKeysWithValues: tlsHandshakeFailures.map { ($0.key.rawValue, $0.value.load(ordering: .relaxed)) }),
+            refusedCertificateMismatch: refusedCertificateMismatch.load(ordering: .relaxed))
     }
 
     /// `0x03_heartbeat`-style label: code and name, bounded to 256 values.
@@ -166,5 +176,8 @@ public final class GatewayCounters: Sendable {
         public var encryptedFramesOut: Int
         public var refusedEncryptedNoKey: Int
         public var refusedUndecryptable: Int
+        public var tlsHandshakes: Int
+        public var tlsHandshakeFailures: [String: Int]
+        public var refusedCertificateMismatch: Int
     }
 }

@@ -138,6 +138,11 @@ public final class GatewayMetrics: Sendable {
         w.counter("pilegate_frames_refused_total", [("reason", "foreign_pile")], c.refusedForeignPile.load(ordering: .relaxed))
         w.counter("pilegate_frames_refused_total", [("reason", "encrypted_no_key")], c.refusedEncryptedNoKey.load(ordering: .relaxed))
         w.counter("pilegate_frames_refused_total", [("reason", "undecryptable")], c.refusedUndecryptable.load(ordering: .relaxed))
+        w.counter("pilegate_pile_tls_handshakes_total", [], c.tlsHandshakes.load(ordering: .relaxed))
+        for (k, v) in c.tlsHandshakeFailures {
+            w.counter("pilegate_pile_tls_handshake_failures_total", [("reason", k.rawValue)], v.load(ordering: .relaxed))
+        }
+        w.counter("pilegate_logins_refused_total", [("reason", "certificate_mismatch")], c.refusedCertificateMismatch.load(ordering: .relaxed))
         w.counter("pilegate_encrypted_frames_total", [("direction", "in")], c.encryptedIn.load(ordering: .relaxed))
         w.counter("pilegate_encrypted_frames_total", [("direction", "out")], c.encryptedOut.load(ordering: .relaxed))
         w.counter("pilegate_rate_limit_episodes_total", [], c.throttleEpisodes.load(ordering: .relaxed))

@@ -22,6 +22,8 @@ public enum OfflineReason: String, Sendable, CaseIterable, Codable {
     case refusedFrames = "refused_frames"
     /// Did not read what we sent it.
     case slowReader = "slow_reader"
+    /// The login's pile id is not the one the connection's client certificate names (TLS).
+    case certificateMismatch = "certificate_mismatch"
     /// Refused at admission (limits, flapping ban).
     case admissionRefused = "admission_refused"
     /// A socket error.

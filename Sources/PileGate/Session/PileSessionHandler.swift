@@ -389,6 +389,10 @@ final class PileSessionHandler: ChannelDuplexHandler {
     // MARK: login
 
     private func beginLogin(context: ChannelHandlerContext, login: Login, frame: YKCFrame) {
+        guard PileCertificateBinding.permits(login.pileId, context: context, gateway: gateway) else {
+            finishLogin(context: context, login: login, sequence: frame.sequence, accepted: false, reason: .certificateMismatch)
+            return
+        }
         guard gateway.admission.pileMayLogin(login.pileId.description) else {
             gateway.counters.refused[.pileBanned]?.wrappingIncrement(ordering: .relaxed)
             finishLogin(context: context, login: login, sequence: frame.sequence, accepted: false, reason: .admissionRefused)
