@@ -13,7 +13,9 @@ import PackageDescription
 ///   depending on the other, and without putting a C library under the pure `YKC` codec.
 /// - `PileSim`: simulated piles that behave like real firmware, for tests, load and demos.
 /// - `NATS`: a small NATS and JetStream client on SwiftNIO (the engine for cluster mode; docs/NATS-CLIENT.md).
-/// - `pilegate`: the one executable.
+/// - `PileGateCLI`: the command line's commands (serve, decode, simulate, stats, admin verbs, tail), a
+///   library so that they are unit-tested.
+/// - `pilegate`: the one executable, a `main` that runs `PileGateCommand`.
 let package = Package(
     name: "pilegate",
     platforms: [.macOS(.v14)],
@@ -100,8 +102,8 @@ let package = Package(
                 .product(name: "Atomics", package: "swift-atomics"),
             ]
         ),
-        .executableTarget(
-            name: "pilegate",
+        .target(
+            name: "PileGateCLI",
             dependencies: [
                 "YKC", "YKCCipher", "PileGate", "PileSim",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -116,6 +118,10 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
+        ),
+        .executableTarget(
+            name: "pilegate",
+            dependencies: ["PileGateCLI"]
         ),
         .testTarget(
             name: "YKCTests",
@@ -153,6 +159,10 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
+        ),
+        .testTarget(
+            name: "PileGateCLITests",
+            dependencies: ["PileGateCLI", "PileGate", "YKC", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(
             name: "NATSTests",

@@ -26,11 +26,11 @@ CONFIG_SWIFT = "Sources/PileGate/Gateway/GatewayConfiguration.swift"
 
 # PILEGATE_* names that are not configuration keys, and why they may appear.
 NOT_SETTINGS = {
-    "PILEGATE_API": "the admin CLI's default --api URL (Sources/pilegate/AdminClient.swift)",
-    "PILEGATE_CACERT": "the admin CLI's --cacert (Sources/pilegate/AdminClient.swift); serve ignores it",
-    "PILEGATE_CERT": "the admin CLI's --cert (Sources/pilegate/AdminClient.swift); serve ignores it",
-    "PILEGATE_KEY": "the admin CLI's --key (Sources/pilegate/AdminClient.swift); serve ignores it",
-    "PILEGATE_TOKEN": "the admin CLI's bearer token (Sources/pilegate/AdminClient.swift); serve ignores it",
+    "PILEGATE_API": "the admin CLI's default --api URL (Sources/PileGateCLI/Admin/AdminClient.swift)",
+    "PILEGATE_CACERT": "the admin CLI's --cacert (Sources/PileGateCLI/Admin/AdminClient.swift); serve ignores it",
+    "PILEGATE_CERT": "the admin CLI's --cert (Sources/PileGateCLI/Admin/AdminClient.swift); serve ignores it",
+    "PILEGATE_KEY": "the admin CLI's --key (Sources/PileGateCLI/Admin/AdminClient.swift); serve ignores it",
+    "PILEGATE_TOKEN": "the admin CLI's bearer token (Sources/PileGateCLI/Admin/AdminClient.swift); serve ignores it",
     "PILEGATE_WEBVIEW_OUT": "where OpsMetricsWebViewTests keeps its screenshot",
     "PILEGATE_BIN": "the binary this script runs",
     "PILEGATE_BENCH_LOCK": "the benchmark lock file (scripts/lib/lock.sh)",

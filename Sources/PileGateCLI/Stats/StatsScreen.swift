@@ -2,15 +2,6 @@ import Foundation
 import PileGate
 import YKC
 
-/// One `/v1/stats` document as fetched, with when it was fetched.
-struct StatsSample: Sendable {
-    var json: JSONValue
-    var fetchedAt: Date
-
-    var counters: JSONValue { json["counters"] ?? .null }
-    var uptime: Double? { counters["uptimeSeconds"]?.doubleValue }
-}
-
 /// Renders the `pilegate stats` screen from two snapshots of `/v1/stats` (rates are the counter
 /// deltas over the time between them) and, when available, the lane rule document.
 ///
@@ -246,57 +237,5 @@ struct StatsScreen {
     private func orderedUnique(_ list: [String]) -> [String] {
         var seen: Set<String> = []
         return list.filter { seen.insert($0).inserted }
-    }
-}
-
-/// Quantiles from the hub's delivery-latency buckets (`BackendLaneTraffic.bounds`, plus +Inf).
-enum Histogram {
-    /// Linear interpolation inside the bucket holding the quantile, as Prometheus'
-    /// `histogram_quantile` does; the +Inf bucket reports the last finite bound.
-    static func quantile(_ q: Double, buckets: [Double], bounds: [Double] = BackendLaneTraffic.bounds) -> Double? {
-        let total = buckets.reduce(0, +)
-        guard total > 0 else { return nil }
-        let rank = q * total
-        var seen = 0.0
-        for (i, n) in buckets.enumerated() {
-            if seen + n >= rank && n > 0 {
-                guard i < bounds.count else { return bounds.last }
-                let lower = i == 0 ? 0 : bounds[i - 1]
-                return lower + (bounds[i] - lower) * ((rank - seen) / n)
-            }
-            seen += n
-        }
-        return bounds.last
-    }
-}
-
-/// Depth and oldest age from the outbox's stats section, whatever its exact shape: `depth` or
-/// the sum of `pending` (nested per service and type), and `oldestAgeSeconds` or the largest of
-/// `oldestPendingAgeSeconds` (per service).
-enum OutboxFigures {
-    static func of(_ outbox: JSONValue) -> (depth: Int?, oldest: Double?) {
-        var depth = outbox["depth"]?.intValue
-        if depth == nil, let pending = outbox["pending"] { depth = Int(sum(pending)) }
-        var oldest = outbox["oldestAgeSeconds"]?.doubleValue
-        if oldest == nil, let o = outbox["oldestPendingAgeSeconds"] { oldest = o.doubleValue ?? maximum(o) }
-        return (depth, oldest)
-    }
-
-    private static func sum(_ v: JSONValue) -> Double {
-        switch v {
-        case .number(let n): return n
-        case .object(let o): return o.values.reduce(0) { $0 + sum($1) }
-        case .array(let a): return a.reduce(0) { $0 + sum($1) }
-        default: return 0
-        }
-    }
-
-    private static func maximum(_ v: JSONValue) -> Double? {
-        switch v {
-        case .number(let n): return n
-        case .object(let o): return o.values.compactMap(maximum).max()
-        case .array(let a): return a.compactMap(maximum).max()
-        default: return nil
-        }
     }
 }

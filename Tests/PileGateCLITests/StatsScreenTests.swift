@@ -1,0 +1,65 @@
+import Foundation
+import PileGate
+import Testing
+import YKC
+
+@testable import PileGateCLI
+
+@Suite("pilegate stats: the screen and its figures")
+struct StatsScreenTests {
+    static func sample(_ json: String, at seconds: Double) throws -> StatsSample {
+        StatsSample(json: try JSONValue.parse(json), fetchedAt: Date(timeIntervalSince1970: seconds))
+    }
+
+    @Test("rates are counter deltas over the gateway's uptime between two snapshots")
+    func rates() throws {
+        let before = try Self.sample(
+            #"{"node":"n1","counters":{"uptimeSeconds":100,"online":2,"accepted":10,"loginsAccepted":4,"#
+                + #""framesIn":{"heartbeat":100},"closed":{"kicked":1}}}"#, at: 1000)
+        let now = try Self.sample(
+            #"{"node":"n1","counters":{"uptimeSeconds":110,"online":3,"accepted":30,"loginsAccepted":9,"#
+                + #""framesIn":{"heartbeat":150,"login":5},"closed":{"kicked":3}},"#
+                + #""extensions":{"outbox":{"pending":{"billing":{"transaction_record":4}},"oldestPendingAgeSeconds":{"billing":75}}}}"#,
+            at: 1003)
+        let text = StatsScreen(current: now, previous: before).rendered
+        #expect(text.hasPrefix("pilegate n1 · up 1m50s · "))
+        #expect(text.contains("rates over 10 s"))
+        #expect(text.contains("online 3 "))
+        #expect(text.contains("accepts/s 2   logins/s 0.5 "))
+        #expect(text.contains("kicked 0.2 (3)"))
+        // A frame type first seen now counts from 0.
+        #expect(text.contains("  heartbeat     5      0  150    0"))
+        #expect(text.contains("  login       0.5      0    5    0"))
+        #expect(text.contains("no backend hub on this gateway"))
+        #expect(text.contains("depth 4   oldest 1m15s"))
+    }
+
+    @Test("one snapshot: counts, no rates; missing sections are said to be missing")
+    func single() throws {
+        let text = StatsScreen(current: try Self.sample(#"{"counters":{}}"#, at: 0)).rendered
+        #expect(text.hasPrefix("pilegate ? · "))
+        #expect(text.contains("rates need two snapshots"))
+        #expect(text.contains("accepts/s -"))
+        #expect(text.contains("FRAMES\n  none yet\n"))
+        #expect(text.contains("OUTBOX\n  not reported by this gateway"))
+    }
+
+    @Test("outbox figures: depth and oldest age in either shape")
+    func outboxFigures() throws {
+        let flat = OutboxFigures.of(try JSONValue.parse(#"{"depth":7,"oldestAgeSeconds":12.5}"#))
+        #expect(flat.depth == 7 && flat.oldest == 12.5)
+        let nested = OutboxFigures.of(
+            try JSONValue.parse(#"{"pending":{"a":{"x":2,"y":3},"b":{"x":1}},"oldestPendingAgeSeconds":{"a":9,"b":30}}"#))
+        #expect(nested.depth == 6 && nested.oldest == 30)
+        let none = OutboxFigures.of(try JSONValue.parse("{}"))
+        #expect(none.depth == nil && none.oldest == nil)
+    }
+
+    @Test("histogram quantiles interpolate inside the bucket; the +Inf bucket gives the last bound")
+    func histogram() {
+        #expect(Histogram.quantile(0.5, buckets: [0, 10, 0, 0], bounds: [1, 2, 4]) == 1.5)
+        #expect(Histogram.quantile(0.99, buckets: [10, 0, 0, 0], bounds: [1, 2, 4]) == 0.99)
+        #expect(Histogram.quantile(0.5, buckets: [0, 0, 0, 3], bounds: [1, 2, 4]) == 4)
+        #expect(Histogram.quantile(0.5, buckets: [0, 0, 0, 0], bounds: [1, 2, 4]) == nil)
+    }
+}
