@@ -9,6 +9,7 @@ struct TailCommandTests {
     @Test("bad arguments are refused before connecting", arguments: [
         ["--duration", "-1"], ["--warmup", "-0.5"], ["--stats-interval", "0"], ["--duration", "inf"],
         ["--duration", "2000000"], ["--max-in-flight", "0"], ["--max-in-flight", "100001"], ["--events", " , "],
+        ["--api", "http://"], ["--api", "https:///"], ["--api", ""],
     ])
     func refused(_ args: [String]) {
         #expect(throws: (any Error).self) { _ = try TailCommand.parse(args) }

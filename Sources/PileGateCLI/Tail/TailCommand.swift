@@ -12,8 +12,9 @@ import NIOPosix
 /// subscribes, acks every event, and either prints each event (`--print`) or reports every
 /// `--stats-interval` seconds how many events per second arrived and the delivery latency
 /// (arrival time − the event's `receivedAt`, both from this machine's wall clock, so only
-/// meaningful when tail runs on the gateway's host). `receivedAt` is parsed by a fixed-format
-/// scanner (no DateFormatter), so measuring costs little more than acking.
+/// meaningful when tail runs on the gateway's host). Messages are read by `TailScan` on
+/// `JSONScanner` and `receivedAt` by a fixed-format parser (no DateFormatter), so measuring costs
+/// little more than acking.
 struct TailCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tail",
@@ -93,18 +94,19 @@ struct TailCommand: AsyncParsableCommand {
         guard !names.isEmpty else { throw ValidationError("--events must name at least one event or *") }
     }
 
+    /// `<api>/v1/events` with the scheme made ws/wss (none given: ws); an API without a host is refused.
     static func webSocketURL(_ api: String) throws -> String {
-        var base = api
-        while base.hasSuffix("/") { base.removeLast() }
-        if base.hasPrefix("http://") {
-            base = "ws://" + base.dropFirst("http://".count)
-        } else if base.hasPrefix("https://") {
-            base = "wss://" + base.dropFirst("https://".count)
-        } else if !base.hasPrefix("ws://") && !base.hasPrefix("wss://") {
-            base = "ws://" + base
+        var scheme = "ws://"
+        var rest = Substring(api)
+        for (given, ws) in [("http://", "ws://"), ("https://", "wss://"), ("ws://", "ws://"), ("wss://", "wss://")]
+        where api.hasPrefix(given) {
+            scheme = ws
+            rest = api.dropFirst(given.count)
+            break
         }
-        guard base.count > "ws://".count else { throw ValidationError("--api must be http://host:port, got '\(api)'") }
-        return base + "/v1/events"
+        while rest.hasSuffix("/") { rest.removeLast() }
+        guard !rest.isEmpty else { throw ValidationError("--api must be http://host:port, got '\(api)'") }
+        return scheme + rest + "/v1/events"
     }
 
     func subscribeMessage() -> String {
@@ -188,7 +190,7 @@ struct TailCommand: AsyncParsableCommand {
                     switch scan.kind {
                     case .event:
                         if let id = scan.id {
-                            try await outbound.write(.text(#"{"type":"ack","id":"\#(id)"}"#))
+                            try await outbound.write(.text(#"{"type":"ack","id":\#(TailCommand.jsonString(id))}"#))
                         }
                         let latency = scan.receivedAtMicros.map { arrival - $0 }
                         stats.withLockedValue { $0.record(latency: latency, countInSummary: arrival >= warmupEnd, at: arrival) }

@@ -1,57 +1,44 @@
-/// What `tail` needs from one gateway message, found by scanning the bytes: the type, the
-/// event id and `receivedAt`. The gateway writes `type` first and `id`/`receivedAt` before
-/// `data`, so the first occurrence of each key is the envelope's.
+/// What `tail` needs from one gateway message: its type, and for an event its id and `receivedAt`
+/// (the envelope's own members: keys of the same name inside `data` are skipped with it). Read
+/// with `JSONScanner`, without building the message; a text that is not one JSON object is `.other`.
 struct TailScan {
     enum Kind { case event, subscribed, error, other }
     var kind: Kind = .other
-    var id: Substring?
+    var id: String?
     var receivedAtMicros: Int64?
 
     static func parse(_ b: UnsafeBufferPointer<UInt8>) -> TailScan {
-        var s = TailScan()
-        guard let type = value(of: #""type":""#, in: b, from: 0) else { return s }
-        let typeBytes = UnsafeBufferPointer(rebasing: b[type.start..<type.end])
-        if typeBytes.elementsEqual("event".utf8) {
-            s.kind = .event
-        } else if typeBytes.elementsEqual("subscribed".utf8) {
-            s.kind = .subscribed
-            return s
-        } else if typeBytes.elementsEqual("error".utf8) {
-            s.kind = .error
-            return s
-        } else {
-            return s
-        }
-        if let r = value(of: #""id":""#, in: b, from: type.end) {
-            s.id = Substring(decoding: UnsafeBufferPointer(rebasing: b[r.start..<r.end]), as: UTF8.self)
-        }
-        if let r = value(of: #""receivedAt":""#, in: b, from: type.end) {
-            s.receivedAtMicros = parseTimestamp(UnsafeBufferPointer(rebasing: b[r.start..<r.end]))
-        }
-        return s
-    }
-
-    /// The bytes of the string value after `key` (which includes the opening quote), up to the
-    /// closing quote; values the gateway writes here contain no escapes.
-    static func value(of key: StaticString, in b: UnsafeBufferPointer<UInt8>, from: Int) -> (start: Int, end: Int)? {
-        let k = UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount)
-        guard k.count > 0, b.count >= k.count else { return nil }
-        var i = from
-        let last = b.count - k.count
-        while i <= last {
-            if b[i] == k[0] {
-                var j = 1
-                while j < k.count && b[i + j] == k[j] { j += 1 }
-                if j == k.count {
-                    let start = i + k.count
-                    var end = start
-                    while end < b.count && b[end] != UInt8(ascii: "\"") { end += 1 }
-                    return end < b.count ? (start, end) : nil
+        var type: String?
+        var id: String?
+        var receivedAt: String?
+        var scanner = JSONScanner(b)
+        do {
+            try scanner.beginObject()
+            while let key = try scanner.nextKey() {
+                switch key {
+                case "type" where type == nil: type = try scanner.readStringIfString()
+                case "id" where id == nil: id = try scanner.readStringIfString()
+                case "receivedAt" where receivedAt == nil: receivedAt = try scanner.readStringIfString()
+                default: try scanner.skipValue()
                 }
             }
-            i += 1
+            try scanner.end()
+        } catch {
+            return TailScan()
         }
-        return nil
+        var s = TailScan()
+        switch type {
+        case "event":
+            s.kind = .event
+            s.id = id
+            if var text = receivedAt {
+                s.receivedAtMicros = text.withUTF8 { parseTimestamp($0) }
+            }
+        case "subscribed": s.kind = .subscribed
+        case "error": s.kind = .error
+        default: break
+        }
+        return s
     }
 
     /// Microseconds since 1970 of `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH[:]MM)`, or nil.
