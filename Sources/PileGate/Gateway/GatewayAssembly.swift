@@ -7,35 +7,39 @@ import NIOConcurrencyHelpers
 /// session's lane at login (`GET/PUT /v1/lanes`).
 public enum GatewayAssembly {
     public static func make(config: GatewayConfiguration, logger: Logger) throws -> Gateway {
-        let hub = BackendHub(config: config.hub, logger: logger)
-        // Route collections are built at start(); the rule book needs the gateway's database, so
-        // it is created right after the gateway and reached through this box.
-        let bookBox = NIOLockedValueBox<LaneRuleBook?>(nil)
-        let laneRoutes: AdminAPI.Routes = {
-            bookBox.withLockedValue { $0 }?.routes ?? RouteCollection(context: AdminAPI.Context.self)
-        }
-        let gateway = try Gateway(
-            config: config, sink: hub, logger: logger, routes: hub.routes + [laneRoutes, { WebView.routes() }],
-            statsProviders: [
-                "hub": { hub.statsJSON() },
-                "lanes": { bookBox.withLockedValue { $0 }.map { .number(Double($0.version)) } ?? .null },
-                "outbox": { hub.outboxJSON() },
-            ])
-        let book = try LaneRuleBook(registry: gateway.registry, logger: logger)
-        bookBox.withLockedValue { $0 = book }
-        hub.decideLanes(with: { login, host in book.lane(for: login, remoteHost: host) }, version: { book.version })
-        hub.attach(to: gateway)
         // Recovered before any pile is accepted (start() binds the listener later).
         var outboxSettings = Outbox.Settings()
         outboxSettings.commitSpacing = config.outboxCommitSpacing
         outboxSettings.serviceRetention = config.outboxServiceRetention
         outboxSettings.freshStore = config.freshStore
         let outbox = try Outbox(directory: config.dataDirectory, settings: outboxSettings, logger: logger)
-        hub.attach(outbox: outbox)
-        gateway.onShutdown {
-            hub.detach()
-            await outbox.stop()
+        let hub = BackendHub(config: config.hub, outbox: outbox, logger: logger)
+        // Route collections are built at start(); the rule book needs the gateway's database, so
+        // it is created right after the gateway and reached through this box.
+        let bookBox = NIOLockedValueBox<LaneRuleBook?>(nil)
+        let laneRoutes: AdminAPI.Routes = {
+            bookBox.withLockedValue { $0 }?.routes ?? RouteCollection(context: AdminAPI.Context.self)
         }
+        let gateway: Gateway
+        let book: LaneRuleBook
+        do {
+            gateway = try Gateway(
+                config: config, sink: hub, logger: logger, routes: hub.routes + [laneRoutes, { WebView.routes() }],
+                statsProviders: [
+                    "hub": { hub.statsJSON() },
+                    "lanes": { bookBox.withLockedValue { $0 }.map { .number(Double($0.version)) } ?? .null },
+                    "outbox": { hub.outboxJSON() },
+                ])
+            book = try LaneRuleBook(registry: gateway.registry, logger: logger)
+        } catch {
+            // The gateway's own stores could not open: nothing runs, the outbox closes too.
+            outbox.close()
+            throw error
+        }
+        bookBox.withLockedValue { $0 = book }
+        hub.decideLanes(with: { login, host in book.lane(for: login, remoteHost: host) }, version: { book.version })
+        // The hub stops itself and the outbox at the end of the gateway's shutdown.
+        hub.attach(to: gateway)
         return gateway
     }
 }

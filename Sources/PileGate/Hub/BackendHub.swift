@@ -60,12 +60,16 @@ public final class BackendHub: GatewayEventSink {
         func contains(_ n: String) -> Bool { all || names.contains(n) }
     }
 
-    /// - Parameter lanes: decides a session's lane at login (the lane rule book); "" = base.
+    /// - Parameters:
+    ///   - outbox: where must-deliver events (bills first of all) are committed before the pile
+    ///     is acknowledged and from where they are delivered; its delivery starts at `attach(to:)`.
+    ///   - lanes: decides a session's lane at login (the lane rule book); "" = base.
     public init(
-        config: HubConfiguration = HubConfiguration(), logger: Logger,
+        config: HubConfiguration = HubConfiguration(), outbox: Outbox, logger: Logger,
         lanes: @escaping @Sendable (Login, String) -> String = { _, _ in "" }
     ) {
         self.config = config
+        self.outbox = outbox
         self.ejectionPolicy = BackendInstanceHealth.Policy(config)
         self.logger = logger
         self.laneSource = NIOLockedValueBox(LaneSource(decide: lanes, version: { 0 }))
@@ -87,7 +91,7 @@ public final class BackendHub: GatewayEventSink {
 
     /// The outbox's latest summary as JSON, for `/v1/stats`.
     public func outboxJSON() -> JSONValue {
-        guard let summary = outbox?.latestSummary.withLockedValue({ $0 }), let data = try? AdminAPI.encoder.encode(summary),
+        guard let summary = outbox.latestSummary.withLockedValue({ $0 }), let data = try? AdminAPI.encoder.encode(summary),
             let v = try? JSONValue.parse(data)
         else { return .null }
         return v
@@ -99,8 +103,9 @@ public final class BackendHub: GatewayEventSink {
         return v
     }
 
-    /// Connects the hub to its gateway (commands look sessions up there) and starts the sweeper
-    /// that times out acks and replies.
+    /// Connects the hub to its gateway (commands look sessions up there), starts the sweeper
+    /// that times out acks and replies and the outbox's delivery, and stops both at the end of
+    /// the gateway's graceful shutdown (after the piles have drained).
     public func attach(to gateway: Gateway) {
         gatewayBox.withLockedValue { $0 = gateway }
         envelopes.withLockedValue {
@@ -121,44 +126,43 @@ public final class BackendHub: GatewayEventSink {
             }
         }
         sweeper.withLockedValue { $0 = task }
-    }
-
-    public func detach() {
-        sweeper.withLockedValue { $0?.cancel() }
-        refresherBox.withLockedValue { $0?.cancel() }
-    }
-
-    private let refresherBox = NIOLockedValueBox<Task<Void, Never>?>(nil)
-
-    let outboxBox = NIOLockedValueBox<Outbox?>(nil)
-    /// Instances that subscribed durably (the default): their service is known to the outbox.
-    private let durableInstances = NIOLockedValueBox<Set<UInt64>>([])
-    var outbox: Outbox? { outboxBox.withLockedValue { $0 } }
-
-    /// Routes must-deliver events through `outbox` from now on and starts its delivery.
-    public func attach(outbox: Outbox) {
-        outboxBox.withLockedValue { $0 = outbox }
-        outbox.start { [weak self] id, text, event, pile, lane, service in
+        outbox.start { [weak self] event, service in
             guard let self else { return false }
-            let pending = BackendInstance.Pending(id: id, text: ByteBuffer(string: text), event: event, pile: pile, route: RouteKey(lane: lane, service: ""))
+            let pending = BackendInstance.Pending(
+                id: event.id, text: event.payload, event: event.event, pile: event.pile.raw, route: RouteKey(lane: event.lane, service: ""))
             // The outbox keeps what finds no instance, so that is not a loss.
             return self.route(pending, onlyService: service, countUndeliverable: false) > 0
         }
-        let refresher = Task { [weak outbox] in
-            while !Task.isCancelled {
-                await outbox?.refreshSummary()
-                try? await Task.sleep(nanoseconds: 1_000_000_000)
+        refresher.withLockedValue {
+            $0 = Task { [weak outbox = self.outbox] in
+                while !Task.isCancelled {
+                    await outbox?.refreshSummary()
+                    try? await Task.sleep(nanoseconds: 1_000_000_000)
+                }
             }
         }
-        refresherBox.withLockedValue { $0 = refresher }
-        gateway?.metrics.addCollector { [weak outbox] w in outbox?.collectMetrics(w) }
+        let outbox = self.outbox
+        gateway.metrics.addCollector { [weak outbox] w in outbox?.collectMetrics(w) }
         // A bill that cannot be stored cannot be acknowledged: not ready while commits fail.
-        gateway?.addReadinessCheck { [weak outbox] in outbox?.problem }
-        let durable = durableInstances.withLockedValue { $0 }
-        for (service, list) in instances.withLockedValue({ $0 }) {
-            for i in list where durable.contains(i.id) { outbox.serviceSubscribed(service, events: i.events) }
+        gateway.addReadinessCheck { [weak outbox] in outbox?.problem }
+        gateway.onShutdown { [self] in
+            detach()
+            await outbox.stop()
         }
     }
+
+    /// Stops the sweeper and the outbox's summary refresh.
+    public func detach() {
+        sweeper.withLockedValue { $0?.cancel() }
+        refresher.withLockedValue { $0?.cancel() }
+    }
+
+    private let refresher = NIOLockedValueBox<Task<Void, Never>?>(nil)
+
+    /// Must-deliver events go through it: committed, then delivered at least once per service.
+    public let outbox: Outbox
+    /// Instances that subscribed durably (the default): their service is known to the outbox.
+    private let durableInstances = NIOLockedValueBox<Set<UInt64>>([])
 
     var gateway: Gateway? { gatewayBox.withLockedValue { $0 } }
     var nodeId: String { envelopes.withLockedValue { $0.nodeId } }
@@ -166,7 +170,7 @@ public final class BackendHub: GatewayEventSink {
     /// The hub's routes (`BackendHubRoutes`: the backends' WebSocket, commands, `/v1/hub`) and
     /// the outbox's (`OutboxRoutes`), for the API to add at start.
     public var routes: [AdminAPI.Routes] {
-        [{ BackendHubRoutes.collection(hub: self) }, { OutboxRoutes.collection { self.outbox } }]
+        [{ BackendHubRoutes.collection(hub: self) }, { OutboxRoutes.collection(outbox: self.outbox) }]
     }
 
     // MARK: GatewayEventSink
@@ -177,7 +181,7 @@ public final class BackendHub: GatewayEventSink {
 
     public func wants(code: UInt8) -> Bool {
         guard let info = YKCMessageInfo.of(code: code) else { return wanted.withLockedValue { $0.contains("raw_frame") } }
-        if let outbox, outbox.isDurable(info.name) { return true }
+        if outbox.isDurable(info.name) { return true }
         // A known code whose body does not decode is published as raw_frame.
         return wanted.withLockedValue { $0.contains(info.name) || $0.contains("raw_frame") }
     }
@@ -207,14 +211,16 @@ public final class BackendHub: GatewayEventSink {
     }
 
     public func frameReceived(_ message: YKCMessage, frame: YKCFrame, session: PileSessionInfo, receivedAt: Date) {
-        if let outbox, outbox.isDurable(message.name) {
+        if outbox.isDurable(message.name) {
             let (id, text) = envelope(
                 event: message.name, code: frame.code, session: session, gun: message.gun, receivedAt: receivedAt
             ) { message.writeJSON(into: &$0) }
             outbox.append(
-                id: id, event: message.name, code: frame.code, pile: session.pileId, gun: message.gun, lane: session.lane,
-                tradeSerial: message.tradeSerial, receivedAt: receivedAt, payload: String(buffer: text), promise: nil)
-            publishToTransient(id: id, text: text, event: message.name, session: session, outbox: outbox)
+                OutboxEvent(
+                    id: id, event: message.name, code: frame.code, pile: session.pileId, gun: message.gun, lane: session.lane,
+                    tradeSerial: message.tradeSerial, receivedAt: receivedAt, payload: text),
+                promise: nil)
+            publishToTransient(id: id, text: text, event: message.name, session: session)
             return
         }
         publish(event: message.name, code: frame.code, session: session, gun: message.gun, receivedAt: receivedAt) {
@@ -228,7 +234,7 @@ public final class BackendHub: GatewayEventSink {
     ) {
         guard let replyInfo = YKCMessageInfo.of(code: frame.code).flatMap({ $0.repliedBy }).flatMap({ YKCMessageInfo.of(code: $0) })
         else { return respond.succeed(nil) }
-        if frame.code == 0x3B, let outbox, let serial = message.tradeSerial {
+        if frame.code == 0x3B, let serial = message.tradeSerial {
             // The bill is acknowledged to the pile only after it is committed (docs/ykc/PROTOCOL-FACTS.md §5.5).
             let name = message.name == "raw_frame" ? "transaction_record" : message.name
             let (id, text) = envelope(event: name, code: frame.code, session: session, gun: message.gun, receivedAt: receivedAt) {
@@ -236,13 +242,15 @@ public final class BackendHub: GatewayEventSink {
             }
             let stored = respond.futureResult.eventLoop.makePromise(of: Outbox.AppendResult.self)
             outbox.append(
-                id: id, event: name, code: frame.code, pile: session.pileId, gun: message.gun, lane: session.lane,
-                tradeSerial: serial, receivedAt: receivedAt, payload: String(buffer: text), promise: stored)
+                OutboxEvent(
+                    id: id, event: name, code: frame.code, pile: session.pileId, gun: message.gun, lane: session.lane,
+                    tradeSerial: serial, receivedAt: receivedAt, payload: text),
+                promise: stored)
             stored.futureResult.whenComplete { [self] result in
                 switch result {
                 case .success(let r):
                     respond.succeed(.transactionRecordAck(TransactionRecordAck(tradeSerial: serial, result: .accepted)))
-                    if case .stored = r { publishToTransient(id: id, text: text, event: name, session: session, outbox: outbox) }
+                    if case .stored = r { publishToTransient(id: id, text: text, event: name, session: session) }
                 case .failure: respond.succeed(nil)
                 }
             }
@@ -276,11 +284,11 @@ public final class BackendHub: GatewayEventSink {
     /// A durable event also goes, live and once, to services that subscribed without
     /// `durable` (`pilegate tail`, dashboards): they see it as it happens, and the outbox keeps
     /// nothing for them.
-    private func publishToTransient(id: String, text: ByteBuffer, event: String, session: PileSessionInfo, outbox: Outbox) {
+    private func publishToTransient(id: String, text: ByteBuffer, event: String, session: PileSessionInfo) {
         guard wanted.withLockedValue({ $0.contains(event) }) else { return }
         route(
             BackendInstance.Pending(id: id, text: text, event: event, pile: session.pileId.raw, route: RouteKey(lane: session.lane, service: "")),
-            skipService: { outbox.isDurableService($0) }, countUndeliverable: false)
+            skipService: { self.outbox.isDurableService($0) }, countUndeliverable: false)
     }
 
     public func decideLogin(_ login: Login, remoteAddress: String, on eventLoop: any EventLoop) -> EventLoopFuture<Bool?> {
@@ -412,7 +420,7 @@ public final class BackendHub: GatewayEventSink {
         instances.withLockedValue { $0[service, default: []].append(instance) }
         if durable { durableInstances.withLockedValue { _ = $0.insert(instance.id) } }
         refreshWanted()
-        if durable { outbox?.serviceSubscribed(service, events: events) }
+        if durable { outbox.serviceSubscribed(service, events: events) }
         logger.info(
             "backend subscribed",
             metadata: ["service": "\(service)", "instance": "\(name)", "lane": "\(lane)", "events": "\(events.map { Array($0).sorted() } ?? ["*"])"])
@@ -421,7 +429,7 @@ public final class BackendHub: GatewayEventSink {
 
     func unregister(_ instance: BackendInstance) {
         instance.close()
-        if durableInstances.withLockedValue({ $0.remove(instance.id) }) != nil { outbox?.instanceLeft(instance.service) }
+        if durableInstances.withLockedValue({ $0.remove(instance.id) }) != nil { outbox.instanceLeft(instance.service) }
         instances.withLockedValue { all in
             all[instance.service]?.removeAll { $0.id == instance.id }
             if all[instance.service]?.isEmpty == true { all[instance.service] = nil }
@@ -448,12 +456,8 @@ public final class BackendHub: GatewayEventSink {
     }
 
     func acked(_ id: String, by instance: BackendInstance) -> Bool {
-        // A bill's ack is its acceptance: the pile gets 0x40 once a backend has it.
-        if let bill = pendingReplies.withLockedValue({ $0.acknowledgeBill(id: id) }) {
-            bill.waiter.succeed(bill.message)
-        }
         guard let f = instance.ack(id) else { return false }
-        outbox?.acked(id: id, service: instance.service)
+        outbox.acked(id: id, service: instance.service)
         let seconds = Double((NIODeadline.now() - f.sentAt).nanoseconds) / 1e9
         instance.observe(latency: seconds)
         // Slow is an outlier: over the bound while another instance that could take this one's

@@ -2,13 +2,14 @@ import Foundation
 import YKC
 
 /// The events sent with `replyExpected: true` that wait for a backend's reply (a billing-model
-/// request, a login under the `backend` policy, a bill acknowledged once a backend has it), by
-/// event id. Pure state: the hub keeps it under one lock and completes the waiters it hands back.
+/// request, a card start, a login under the `backend` policy), by event id. Pure state: the
+/// hub keeps it under one lock and completes the waiters it hands back.
 ///
 /// A reply becomes the frame the pile gets: the backend's `data` with the fields the pile's
 /// request already fixed (pile id, gun, trade serial, …) filled in where the backend left them
-/// out. An entry ends exactly once: replied, acknowledged (a bill), cancelled (no backend took
-/// the event), or expired at its deadline (the gateway's fallback answers then).
+/// out. An entry ends exactly once: replied, cancelled (no backend took the event), or expired
+/// at its deadline (the gateway's fallback answers then). Bills are not here: the outbox
+/// acknowledges them once committed.
 struct BackendPendingReplies<Waiter: Sendable>: Sendable {
     struct Entry: Sendable {
         var waiter: Waiter
@@ -50,16 +51,6 @@ struct BackendPendingReplies<Waiter: Sendable>: Sendable {
         let message = try YKCMessage.fromJSON(name: entry.replyName, .object(object))
         entries[id] = nil
         return (entry.waiter, message)
-    }
-
-    /// A plain ack of event `id`: when it is a bill awaiting acceptance, the bill's 0x40 (a
-    /// backend that has the bill accepts it) and its waiter; nil for any other event.
-    mutating func acknowledgeBill(id: String) -> (waiter: Waiter, message: YKCMessage)? {
-        guard let entry = entries[id], entry.replyName == TransactionRecordAck.name,
-            let serial = entry.defaults["tradeSerial"]?.stringValue.flatMap({ TradeSerial($0) })
-        else { return nil }
-        entries[id] = nil
-        return (entry.waiter, .transactionRecordAck(TransactionRecordAck(tradeSerial: serial, result: .accepted)))
     }
 
     /// Removes and returns the entries whose deadline has passed at `now`.

@@ -1,3 +1,4 @@
+import Atomics
 import Foundation
 import GRDB
 import Logging
@@ -110,6 +111,8 @@ public final class Outbox: Sendable {
         var lastSeen: Date
     }
     private let tasks = NIOLockedValueBox<[Task<Void, Never>]>([])
+    /// Set by the first `stop()`; later calls return at once.
+    private let stopped = ManagedAtomic(false)
     let stats = NIOLockedValueBox(OutboxCounters())
 
     public struct OutboxCounters: Codable, Sendable {
@@ -199,9 +202,12 @@ public final class Outbox: Sendable {
 
     public func isDurable(_ event: String) -> Bool { settings.events.contains(event) }
 
-    /// Starts the writer, the delivery loop and compaction. `deliver` hands an event to one
-    /// instance of a service (returns false when the service has no instance to take it).
-    func start(deliver: @escaping @Sendable (_ id: String, _ text: String, _ event: String, _ pile: UInt64, _ lane: String, _ service: String) -> Bool) {
+    /// Hands a stored event to one instance of a service; false when the service has no
+    /// instance to take it now (the event waits).
+    typealias Deliver = @Sendable (_ event: OutboxEvent, _ service: String) -> Bool
+
+    /// Starts the writer, the delivery loop and compaction.
+    func start(deliver: @escaping Deliver) {
         let writer = Task { [self] in
             var lastStart = NIODeadline.distantPast
             let spacing = TimeAmount.nanoseconds(Int64(settings.commitSpacing * 1e9))
@@ -233,6 +239,7 @@ public final class Outbox: Sendable {
     /// Commits what is queued, stops the loops, records when connected services were last
     /// seen, and checkpoints the WAL into `outbox.sqlite` (which then holds everything alone).
     public func stop() async {
+        guard !stopped.exchange(true, ordering: .relaxed) else { return }
         // Let the writer commit what is queued before it stops.
         await commitPending()
         let running = tasks.withLockedValue { $0 }
@@ -244,20 +251,21 @@ public final class Outbox: Sendable {
         await SQLiteStore.checkpointAndClose(database, what: "outbox", logger: logger)
     }
 
+    /// Closes the database of an outbox that was never started (a start-up that failed after
+    /// opening it); a started one is closed by `stop()`.
+    func close() {
+        try? database.close()
+    }
+
     // MARK: writing
 
     /// Queues an event for the next group commit; the promise completes after the commit.
-    func append(
-        id: String, event: String, code: UInt8?, pile: PileID, gun: Int?, lane: String, tradeSerial: TradeSerial?,
-        receivedAt: Date, payload: String, promise: EventLoopPromise<AppendResult>?
-    ) {
-        appends.withLockedValue {
-            $0.append(
-                Append(
-                    id: id, event: event, code: code.map(Int.init), pile: pile.description, gun: gun, lane: lane,
-                    tradeSerial: tradeSerial?.description, receivedAt: receivedAt.timeIntervalSince1970, payload: payload,
-                    promise: promise))
-        }
+    func append(_ e: OutboxEvent, promise: EventLoopPromise<AppendResult>?) {
+        let append = Append(
+            id: e.id, event: e.event, code: e.code.map(Int.init), pile: e.pile.description, gun: e.gun, lane: e.lane,
+            tradeSerial: e.tradeSerial?.description, receivedAt: e.receivedAt.timeIntervalSince1970, payload: String(buffer: e.payload),
+            promise: promise)
+        appends.withLockedValue { $0.append(append) }
         wake.yield()
     }
 
@@ -481,7 +489,7 @@ public final class Outbox: Sendable {
         inFlight.withLockedValue { $0[service]?[id].map { !$0.acked } ?? false }
     }
 
-    private func deliverRound(_ deliver: @Sendable (String, String, String, UInt64, String, String) -> Bool) async {
+    private func deliverRound(_ deliver: Deliver) async {
         let known = services.withLockedValue { $0 }
         let now = Date()
         for (service, types) in known {
@@ -501,7 +509,7 @@ public final class Outbox: Sendable {
             var values: [(any DatabaseValueConvertible)?] = [floor, service]
             if !types.contains("*") { values += types.sorted().map { $0 as (any DatabaseValueConvertible)? } }
             let sql = """
-                SELECT e.seq, e.id, e.event, e.pile, e.lane, e.payload FROM outbox_events e
+                SELECT e.seq, e.id, e.event, e.code, e.pile, e.gun, e.lane, e.tradeSerial, e.receivedAt, e.payload FROM outbox_events e
                 WHERE e.seq > ? AND NOT EXISTS (SELECT 1 FROM outbox_progress p WHERE p.service = ? AND p.seq = e.seq) \(typeFilter)
                 ORDER BY e.seq LIMIT \(settings.deliveryBatch + busy.count)
                 """
@@ -509,7 +517,7 @@ public final class Outbox: Sendable {
             do {
                 rows = try await database.read { db in
                     try Row.fetchAll(db, sql: sql, arguments: arguments).map {
-                        DeliveryRow(seq: $0["seq"], id: $0["id"], event: $0["event"], pile: $0["pile"], lane: $0["lane"], payload: $0["payload"])
+                        DeliveryRow(seq: $0["seq"], event: Self.event(row: $0))
                     }
                 }
             } catch is CancellationError {
@@ -529,12 +537,11 @@ public final class Outbox: Sendable {
             for row in rows {
                 let seq = row.seq
                 guard !busy.contains(seq) else { continue }
-                let id = row.id
-                let pile = PileID(row.pile)?.raw ?? 0
+                let id = row.event.id
                 inFlight.withLockedValue {
                     $0[service, default: [:]][id] = InFlight(seq: seq, until: now.addingTimeInterval(settings.redeliveryTimeout))
                 }
-                if !deliver(id, row.payload, row.event, pile, row.lane, service) {
+                if !deliver(row.event, service) {
                     // No instance of this service now: it waits.
                     inFlight.withLockedValue { _ = $0[service]?.removeValue(forKey: id) }
                     break
@@ -545,11 +552,19 @@ public final class Outbox: Sendable {
 
     struct DeliveryRow: Sendable {
         var seq: Int64
-        var id: String
-        var event: String
-        var pile: String
-        var lane: String
-        var payload: String
+        var event: OutboxEvent
+    }
+
+    /// A stored event as it was appended (a pile id that no longer parses becomes 0, which
+    /// routes like any pile: the event is not lost).
+    static func event(row: Row) -> OutboxEvent {
+        let code: Int? = row["code"]
+        let serial: String? = row["tradeSerial"]
+        return OutboxEvent(
+            id: row["id"], event: row["event"], code: code.flatMap { UInt8(exactly: $0) },
+            pile: PileID(row["pile"] as String) ?? PileID(raw: 0), gun: row["gun"], lane: row["lane"],
+            tradeSerial: serial.flatMap { TradeSerial($0) }, receivedAt: Date(timeIntervalSince1970: row["receivedAt"]),
+            payload: ByteBuffer(string: row["payload"] as String))
     }
 
     // MARK: compaction and inspection

@@ -11,15 +11,12 @@ import YKC
 /// - `DELETE /v1/outbox/services/{service}`: forget a durable service (409 while connected).
 /// - `POST /v1/outbox/replay` `{"service","from","to"}`: deliver a range again.
 enum OutboxRoutes {
-    /// - Parameter outbox: the outbox, or nil when the gateway runs without one (404 `no_outbox`).
-    static func collection(outbox current: @escaping @Sendable () -> Outbox?) -> RouteCollection<AdminAPI.Context> {
+    static func collection(outbox: Outbox) -> RouteCollection<AdminAPI.Context> {
         let routes = RouteCollection(context: AdminAPI.Context.self)
         routes.get("/v1/outbox") { _, _ in
-            guard let outbox = current() else { return missingOutbox() }
             return try AdminAPI.encode(try await outbox.summary())
         }
         routes.get("/v1/outbox/events") { request, _ in
-            guard let outbox = current() else { return missingOutbox() }
             let q = request.uri.queryParameters
             guard let after = Int64(q.get("after") ?? "0"), after >= 0 else {
                 return AdminAPI.error(.badRequest, "invalid_after", "after must be a sequence number >= 0")
@@ -30,7 +27,6 @@ enum OutboxRoutes {
             return try AdminAPI.encode(["events": try await outbox.events(service: q.get("service"), after: after, limit: limit)])
         }
         routes.delete("/v1/outbox/services/:service") { _, context in
-            guard let outbox = current() else { return missingOutbox() }
             let service = context.parameters.get("service") ?? ""
             switch try await outbox.forget(service: service) {
             case .forgotten:
@@ -44,7 +40,6 @@ enum OutboxRoutes {
             }
         }
         routes.post("/v1/outbox/replay") { request, _ in
-            guard let outbox = current() else { return missingOutbox() }
             let body = try await request.body.collect(upTo: 1 << 16)
             guard let json = try? JSONValue.parse(String(buffer: body)), let service = json["service"]?.stringValue, !service.isEmpty
             else { return AdminAPI.error(.badRequest, "invalid_replay", "body must be {\"service\": name, \"from\": seq, \"to\": seq}") }
@@ -55,9 +50,5 @@ enum OutboxRoutes {
             return AdminAPI.json(["service": service, "replayed": String(n)])
         }
         return routes
-    }
-
-    private static func missingOutbox() -> Response {
-        AdminAPI.error(.notFound, "no_outbox", "the outbox is not enabled")
     }
 }

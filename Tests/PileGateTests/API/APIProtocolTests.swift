@@ -35,8 +35,7 @@ extension ReliabilityTests {
 
         @Test("a plain GET /v1/events without an upgrade is 426 with a message, not an empty 200")
         func eventsWithoutUpgrade() async throws {
-            let hub = BackendHub(logger: .init(label: "test"))
-            try await withGateway(sink: hub, routes: hub.routes) { gw in
+            try await withHub { gw, _ in
                 let plain = try await gw.http("GET", "/v1/events")
                 #expect(plain.status == 426)
                 #expect(plain.headers["upgrade"] == "websocket")

@@ -5,28 +5,6 @@ import PileSim
 import Testing
 import YKC
 
-/// Runs `body` against a gateway whose event sink is a backend hub.
-func withHub(
-    lanes: @escaping @Sendable (Login, String) -> String = { _, _ in "" },
-    hub configureHub: (inout HubConfiguration) -> Void = { _ in },
-    _ configure: (inout GatewayConfiguration) -> Void = { _ in },
-    _ body: (TestGateway, BackendHub) async throws -> Void
-) async throws {
-    var hc = HubConfiguration()
-    hc.warmupWindow = 0
-    hc.replyTimeout = 1
-    hc.commandTimeout = 2
-    configureHub(&hc)
-    var logger = Logger(label: "hub-test")
-    logger.logLevel = .critical
-    let hub = BackendHub(config: hc, logger: logger, lanes: lanes)
-    try await withGateway(sink: hub, routes: hub.routes, configure) { gw in
-        hub.attach(to: gw.gateway)
-        defer { hub.detach() }
-        try await body(gw, hub)
-    }
-}
-
 /// Piles whose id starts with 3201 go to lane "gray".
 let grayByPrefix: @Sendable (Login, String) -> String = { login, _ in login.pileId.description.hasPrefix("3201") ? "gray" : "" }
 
@@ -369,30 +347,6 @@ struct BackendHubTests {
             try await b.waitForEvent("pile_online")
             await pile.stop()
             await b.close()
-        }
-    }
-
-    @Test("a bill is acknowledged to the pile (0x40) once a backend acks it, never before; without a backend the pile keeps it")
-    func billAckedAfterBackendAck() async throws {
-        try await withHub { gw, _ in
-            let pile = try await gw.pile("55010600000900", guns: 1) { $0.requestBillingModel = false }
-            try await pile.waitForLogin()
-            // No backend: no 0x40, the pile keeps re-sending.
-            let lonely = try await pile.uploadBill(gun: 1, tradeSerial: TradeSerial("55010600000900012411231200000001")!, energy: YKCDecimal("3.0067")!)
-            try await Task.sleep(nanoseconds: 600_000_000)
-            let s0 = await pile.state()
-            #expect(!s0.billsAcked.contains(lonely))
-            #expect((s0.billSends[lonely] ?? 0) >= 2)
-            let billing = try await TestBackend.connect(apiPort: gw.apiPort, autoAck: false)
-            try await billing.subscribe(service: "billing", instance: "b1", events: ["transaction_record"])
-            let event = try await billing.waitForEvent("transaction_record")
-            #expect(event["replyExpected"] as? Bool == true)
-            #expect((event["data"] as? [String: Any])?["totalEnergy"] as? Double == 3.0067)
-            #expect(!(await pile.state().billsAcked.contains(lonely)))
-            billing.send(#"{"type":"ack","id":"\#(event["id"] as? String ?? "")"}"#)
-            try await pile.waitForBillAck(lonely, timeout: .seconds(3))
-            await pile.stop()
-            await billing.close()
         }
     }
 

@@ -4,7 +4,7 @@ import Testing
 import YKC
 
 /// Pending replies without sockets: a reply fills in what the request fixed, ends its entry
-/// once, a bad reply leaves it waiting, a bill's ack accepts the bill, deadlines expire.
+/// once, a bad reply leaves it waiting, deadlines expire.
 @Suite("Backend pending replies")
 struct BackendPendingRepliesTests {
     let pile = PileID("55010600000001")!
@@ -52,30 +52,6 @@ struct BackendPendingRepliesTests {
             return
         }
         #expect(r.result == .rejected)
-    }
-
-    @Test("an ack of a bill accepts it (0x40 with its trade serial); an ack of any other event does not end it")
-    func billAck() throws {
-        var pending = BackendPendingReplies<String>()
-        let serial = "55010600000001012411301200000001"
-        pending.expect(
-            id: "bill", replyName: TransactionRecordAck.name, defaults: ["pileId": .string(pile.description), "tradeSerial": .string(serial)],
-            deadline: t0 + 1, waiter: "b")
-        pending.expect(id: "login", replyName: "login_reply", defaults: [:], deadline: t0 + 1, waiter: "l")
-        let notABill = pending.acknowledgeBill(id: "login")
-        #expect(notABill == nil)
-        let acknowledged = pending.acknowledgeBill(id: "bill")
-        let ack = try #require(acknowledged)
-        #expect(ack.waiter == "b")
-        guard case .transactionRecordAck(let a) = ack.message else {
-            Issue.record("not a 0x40: \(ack.message)")
-            return
-        }
-        #expect(a.tradeSerial.description == serial)
-        #expect(a.result == .accepted)
-        let twice = pending.acknowledgeBill(id: "bill")
-        #expect(twice == nil)
-        #expect(pending.count == 1)
     }
 
     @Test("entries expire at their deadline, not before; a cancelled one is gone")

@@ -14,25 +14,8 @@ func withOutbox(
     _ configure: (inout GatewayConfiguration) -> Void = { _ in },
     _ body: (TestGateway, BackendHub, Outbox) async throws -> Void
 ) async throws {
-    var hc = HubConfiguration()
-    hc.warmupWindow = 0
-    hc.ackTimeout = 1
-    var logger = Logger(label: "outbox-test")
-    logger.logLevel = .critical
-    let hub = BackendHub(config: hc, logger: logger)
-    var settings = Outbox.Settings()
-    settings.redeliveryTimeout = 1
-    configureOutbox(&settings)
-    try await withGateway(sink: hub, routes: hub.routes, {
-        configure(&$0)
-        if let dataDirectory { $0.dataDirectory = dataDirectory }
-    }) { gw in
-        hub.attach(to: gw.gateway)
-        let outbox = try Outbox(directory: gw.dataDirectory, settings: settings, logger: logger)
-        hub.attach(outbox: outbox)
-        defer { hub.detach() }
-        try await body(gw, hub, outbox)
-        await outbox.stop()
+    try await withHub(dataDirectory: dataDirectory, hub: { $0.ackTimeout = 1 }, outbox: configureOutbox, configure) { gw, hub in
+        try await body(gw, hub, hub.outbox)
     }
 }
 

@@ -1,0 +1,44 @@
+import Foundation
+import Logging
+@testable import PileGate
+import YKC
+
+/// Runs `body` against a gateway whose event sink is a backend hub with its outbox, as
+/// `pilegate serve` runs it: the outbox lives in the gateway's temporary data directory (or
+/// `dataDirectory`), and the gateway's shutdown stops the hub and the outbox.
+func withHub(
+    dataDirectory: String? = nil,
+    lanes: @escaping @Sendable (Login, String) -> String = { _, _ in "" },
+    hub configureHub: (inout HubConfiguration) -> Void = { _ in },
+    outbox configureOutbox: (inout Outbox.Settings) -> Void = { _ in },
+    _ configure: (inout GatewayConfiguration) -> Void = { _ in },
+    _ body: (TestGateway, BackendHub) async throws -> Void
+) async throws {
+    var hc = HubConfiguration()
+    hc.warmupWindow = 0
+    hc.replyTimeout = 1
+    hc.commandTimeout = 2
+    configureHub(&hc)
+    var settings = Outbox.Settings()
+    settings.redeliveryTimeout = 1
+    configureOutbox(&settings)
+    var logger = Logger(label: "hub-test")
+    logger.logLevel = .critical
+    // The directory TestGateway would make (it removes directories named so when it stops).
+    let directory = dataDirectory ?? NSTemporaryDirectory() + "pilegate-test-" + UUID().uuidString
+    let outbox = try Outbox(directory: directory, settings: settings, logger: logger)
+    let hub = BackendHub(config: hc, outbox: outbox, logger: logger, lanes: lanes)
+    do {
+        try await withGateway(sink: hub, routes: hub.routes, {
+            configure(&$0)
+            $0.dataDirectory = directory
+        }) { gw in
+            hub.attach(to: gw.gateway)
+            try await body(gw, hub)
+        }
+    } catch {
+        // A gateway that did not start never ran the hook that stops the outbox.
+        await outbox.stop()
+        throw error
+    }
+}
