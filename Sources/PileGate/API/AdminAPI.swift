@@ -68,8 +68,18 @@ public final class AdminAPI: Sendable {
         let address = "\(config.apiHost):\(config.apiPort)"
         let requestTimeout = TimeAmount.nanoseconds(Int64(config.apiRequestTimeout * 1e9))
         let webSocketResponder = router.buildResponder()
-        var server = HTTPServerBuilder { responder in
-            APIChildChannel(
+        // TLS and mutual TLS (docs/SECURITY.md): a client without a valid certificate fails
+        // the handshake when apiClientCA is set. The context is re-read per connection, so a
+        // reload (Gateway.reload) rotates the certificate without a restart.
+        let credentials: APITLSCredentials?
+        do {
+            credentials = try APITLSCredentials.load(gateway.config).map(APITLSCredentials.init)
+        } catch {
+            throw APIStartError(message: "\(error)")
+        }
+        gateway.apiTLS.withLockedValue { $0 = credentials }
+        let server = HTTPServerBuilder { responder -> any ServerChildChannel in
+            let http = APIChildChannel(
                 inner: HTTP1WebSocketUpgradeChannel(
                     responder: responder, webSocketResponder: webSocketResponder,
                     // Backend messages are assembled frame by frame (BackendMessageAssembler); a
@@ -77,13 +87,8 @@ public final class AdminAPI: Sendable {
                     configuration: .init(
                         http1: .init(idleTimeout: requestTimeout), ws: .init(maxFrameSize: config.hub.maxFrameBytes))),
                 requestTimeout: requestTimeout)
-        }
-        do {
-            // TLS and mutual TLS (docs/SECURITY.md): a client without a valid certificate fails
-            // the handshake when apiClientCA is set.
-            if let tls = try APITLS.serverConfiguration(gateway.config) { server = try .tls(server, tlsConfiguration: tls) }
-        } catch {
-            throw APIStartError(message: "\(error)")
+            guard let credentials else { return http }
+            return APITLSChannel(inner: http, credentials: credentials)
         }
         let app = Application(
             router: router, server: server,
@@ -175,6 +180,16 @@ public final class AdminAPI: Sendable {
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
+        router.post("/v1/config/reload") { _, _ in
+            let result: ConfigurationReload
+            do throws(ConfigurationReloadError) {
+                result = try gateway.reloadConfiguration()
+            } catch {
+                if case .unavailable = error { return AdminAPI.error(.conflict, "reload_unavailable", error.description) }
+                return AdminAPI.error(.unprocessableContent, "invalid_configuration", error.description)
+            }
+            return try encode(result)
         }
         router.get("/v1/stats") { _, _ in
             try encode(gateway.statsDocument())

@@ -9,7 +9,9 @@ import NIOCore
 ///
 /// Consulted once per connection and once per login — never per frame.
 public final class AdmissionControl: Sendable {
-    let config: GatewayConfiguration
+    /// The connection caps and paces in force; `apply` replaces them on a reload.
+    private let settings: NIOLockedValueBox<GatewayConfiguration>
+    var config: GatewayConfiguration { settings.withLockedValue { $0 } }
     let counters: GatewayCounters
     let addressFlaps: FlapDetector
     let pileFlaps: FlapDetector
@@ -19,7 +21,7 @@ public final class AdmissionControl: Sendable {
     private let episodeLog: EpisodeLogger
 
     init(config: GatewayConfiguration, counters: GatewayCounters, logger: Logger) {
-        self.config = config
+        self.settings = NIOLockedValueBox(config)
         self.counters = counters
         let window = TimeAmount.fromSeconds(config.flapWindow)
         let ban = TimeAmount.fromSeconds(config.flapBanDuration)
@@ -43,6 +45,7 @@ public final class AdmissionControl: Sendable {
         // Connections from loopback/test tools are still counted for flapping: a pile behind a
         // concentrator shares its address, so the address limit is generous by default.
         var refusal: AdmissionRefusal?
+        let config = self.config
         let open = counters.connections.load(ordering: .relaxed)
         if open >= config.maxConnections {
             refusal = .maxConnections
@@ -130,6 +133,27 @@ public final class AdmissionControl: Sendable {
         acceptBucket.withLockedValue { b in
             _ = b.take(Double(count), now: .now())
             return b.delay()
+        }
+    }
+
+    /// A reloaded configuration: the caps (`maxConnections`, `maxConnectionsPerAddress`,
+    /// `maxPendingLogins`) apply from the next connection; a changed accept or login rate starts
+    /// a fresh bucket at the new rate. Flap settings need a restart (bans in force are kept).
+    func apply(_ new: GatewayConfiguration) {
+        let old = settings.withLockedValue { old in
+            defer { old = new }
+            return old
+        }
+        let now = NIODeadline.now()
+        if old.acceptRatePerSecond != new.acceptRatePerSecond {
+            acceptBucket.withLockedValue {
+                $0 = TokenBucket(rate: new.acceptRatePerSecond, burst: max(new.acceptRatePerSecond, 1), now: now)
+            }
+        }
+        if old.loginRatePerSecond != new.loginRatePerSecond {
+            loginBucket.withLockedValue {
+                $0 = TokenBucket(rate: new.loginRatePerSecond, burst: max(new.loginRatePerSecond, 1), now: now)
+            }
         }
     }
 

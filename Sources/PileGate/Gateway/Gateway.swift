@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import YKC
 
@@ -16,8 +17,15 @@ public final class Gateway: Service, Sendable {
     public let group: any EventLoopGroup
     private let listenerBox = NIOLockedValueBox<PileListener?>(nil)
     private let tlsListenerBox = NIOLockedValueBox<PileListener?>(nil)
-    /// The TLS pile listener's certificate (nil without `pileTLSCertificate`); see `reloadPileTLS`.
+    /// The TLS pile listener's certificate (nil without `pileTLSCertificate`), re-read by `reload(to:)`.
     public let pileTLS: PileTLSCredentials?
+    /// The API's TLS context (nil for plain HTTP), set when the API starts.
+    let apiTLS = NIOLockedValueBox<APITLSCredentials?>(nil)
+    /// Where a reload reads the configuration from (`pilegate serve`: its file and environment).
+    private let configurationSource = NIOLockedValueBox<(@Sendable () throws(ConfigurationError) -> GatewayConfiguration)?>(nil)
+    private let reloadHooks = NIOLockedValueBox<[@Sendable (GatewayConfiguration) -> Void]>([])
+    /// One reload at a time (SIGHUP and the API may race).
+    private let reloadLock = NIOLock()
     private let apiBox = NIOLockedValueBox<AdminAPI?>(nil)
     private let flushTask = NIOLockedValueBox<Task<Void, Never>?>(nil)
     private let tokenRefreshTask = NIOLockedValueBox<Task<Void, Never>?>(nil)
@@ -208,14 +216,82 @@ public final class Gateway: Service, Sendable {
         }
     }
 
-    /// Reads `pileTLSCertificate`, `pileTLSKey` and `pileTLSClientCA` again (paths from `config`,
-    /// by default the running configuration): handshakes from now on use the new files, live
-    /// TLS connections are not touched. Throws, keeping the old certificate, when the files do not
-    /// load; does nothing without a TLS pile listener.
-    public func reloadPileTLS(_ config: GatewayConfiguration? = nil) throws(PileTLSCredentials.LoadError) {
-        guard let pileTLS else { return }
-        try pileTLS.reload(config ?? self.config)
-        context.logger.notice("pile TLS certificate reloaded", metadata: ["certificate": "\((config ?? self.config).pileTLSCertificate)"])
+    /// Sets where `reloadConfiguration()` reads the configuration from: `pilegate serve` passes
+    /// its `--config` file with the environment on top, as at start-up.
+    public func setConfigurationSource(_ source: @escaping @Sendable () throws(ConfigurationError) -> GatewayConfiguration) {
+        configurationSource.withLockedValue { $0 = source }
+    }
+
+    /// Work to do with each configuration a reload puts in force (serve: the log level).
+    public func onReload(_ hook: @escaping @Sendable (GatewayConfiguration) -> Void) {
+        reloadHooks.withLockedValue { $0.append(hook) }
+    }
+
+    /// SIGHUP and `POST /v1/config/reload`: reads the configuration source again and applies it
+    /// with `reload(to:)`.
+    public func reloadConfiguration() throws(ConfigurationReloadError) -> ConfigurationReload {
+        guard let source = configurationSource.withLockedValue({ $0 }) else { throw .unavailable }
+        let loaded: GatewayConfiguration
+        do { loaded = try source() } catch {
+            context.logger.error("configuration not reloaded, the running one stays", metadata: ["reason": "\(error)"])
+            throw .invalid(error.description)
+        }
+        return try reload(to: loaded)
+    }
+
+    /// Applies a newly loaded (and validated) configuration as a whole or not at all: every
+    /// setting that can change live takes the new value (`ConfigurationReload.liveSettings`), the
+    /// TLS files of the pile and API listeners are read again (new handshakes use them, live
+    /// connections keep theirs), and settings that need a restart keep their running value and
+    /// are named. Throws, changing nothing, when the combination does not validate or a TLS file
+    /// does not load.
+    public func reload(to loaded: GatewayConfiguration) throws(ConfigurationReloadError) -> ConfigurationReload {
+        reloadLock.lock()
+        defer { reloadLock.unlock() }
+        let running = context.config
+        let apiTLS = apiTLS.withLockedValue { $0 }
+        let plan = ConfigurationReload.plan(running: running, loaded: loaded, pileTLSLive: pileTLS != nil, apiTLSLive: apiTLS != nil)
+        let effective = plan.effective
+        do { try effective.validate() } catch {
+            context.logger.error("configuration not reloaded, the running one stays", metadata: ["reason": "\(error)"])
+            throw .invalid(error.description)
+        }
+        // Every certificate is loaded before anything changes.
+        var certificates: [String] = []
+        var pileLoaded: PileTLSCredentials.Loaded?
+        var apiContext: NIOSSLContext?
+        do {
+            if pileTLS != nil {
+                pileLoaded = try PileTLSCredentials.load(effective)
+                certificates.append("pile")
+            }
+            if apiTLS != nil {
+                apiContext = try APITLSCredentials.load(effective)
+                certificates.append("api")
+            }
+        } catch {
+            context.logger.error("configuration not reloaded, the running one stays", metadata: ["reason": "\(error)"])
+            throw .certificate("\(error)")
+        }
+        if let pileLoaded { pileTLS?.install(pileLoaded) }
+        if let apiContext { apiTLS?.install(apiContext) }
+        context.live.replace(effective)
+        context.admission.apply(effective)
+        for hook in reloadHooks.withLockedValue({ $0 }) { hook(effective) }
+        let result = ConfigurationReload(
+            applied: plan.applied, restartRequired: plan.restartRequired, certificatesReloaded: certificates,
+            generation: context.live.generation)
+        context.logger.notice(
+            "configuration reloaded",
+            metadata: [
+                "applied": "\(plan.applied.joined(separator: ","))", "restart_required": "\(plan.restartRequired.joined(separator: ","))",
+                "certificates": "\(certificates.joined(separator: ","))",
+            ])
+        if !plan.restartRequired.isEmpty {
+            context.logger.warning(
+                "changed settings that apply only after a restart", metadata: ["settings": "\(plan.restartRequired.joined(separator: ","))"])
+        }
+        return result
     }
 
     /// Runs until graceful shutdown is requested (ServiceLifecycle), then drains.

@@ -517,8 +517,14 @@ extension GatewayConfiguration {
 extension GatewayConfiguration {
     /// The effective settings as a JSON object (keys as accepted in a config file).
     public var jsonDescription: String {
+        "{\n" + settingTexts.map { "  \"\($0.key)\": \($0.value)" }.joined(separator: ",\n") + "\n}"
+    }
+
+    /// Every setting's value as JSON text, by key, in declaration order: what `--print-config`
+    /// shows, and what a reload compares to tell which settings changed.
+    var settingTexts: [(key: String, value: String)] {
         let mirror = Mirror(reflecting: self)
-        var parts: [String] = []
+        var parts: [(key: String, value: String)] = []
         var children = mirror.children.map { ($0.label ?? "", $0.value) }
         // Nested hub tuning appears under its hub* keys.
         for child in Mirror(reflecting: hub).children {
@@ -538,8 +544,8 @@ extension GatewayConfiguration {
                 value = String(decoding: data, as: UTF8.self)
             default: value = "\(childValue)"
             }
-            parts.append("  \"\(key)\": \(value)")
+            parts.append((key, value))
         }
-        return "{\n" + parts.joined(separator: ",\n") + "\n}"
+        return parts
     }
 }

@@ -5,7 +5,11 @@ import NIOCore
 /// What every pile connection shares: configuration, counters, the session directory, the
 /// registry, admission control and the event sink. Created once per gateway.
 public final class GatewayContext: Sendable {
-    public let config: GatewayConfiguration
+    /// The configuration in force: read where a setting takes effect, it follows reloads
+    /// (`Gateway.reload`); settings that need a restart keep their start-up values in it.
+    public var config: GatewayConfiguration { live.current }
+    /// The holder `config` reads, replaced by a reload.
+    public let live: LiveSettings
     public let counters: GatewayCounters
     public let directory: SessionDirectory
     public let registry: PileRegistry
@@ -22,21 +26,21 @@ public final class GatewayContext: Sendable {
     /// Set when shutdown begins: new connections are closed at once.
     let shuttingDown = ManagedAtomic(false)
     let liveness: LivenessSweeper.Registry
-    /// The limits every session follows, shared by all of them.
-    let sessionLimits: PileSessionLimits
+    /// The limits a connection accepted now follows, shared by all connections accepted under
+    /// the same configuration; a reload makes new ones for the connections after it.
+    var sessionLimits: PileSessionLimits { live.sessionLimits }
 
     init(
         config: GatewayConfiguration, counters: GatewayCounters, directory: SessionDirectory, registry: PileRegistry,
         keys: PileKeyStore, limits: PileLimitStore, sink: any GatewayEventSink, logger: Logger
     ) {
-        self.config = config
+        self.live = LiveSettings(config)
         self.counters = counters
         self.directory = directory
         self.registry = registry
         self.keys = keys
         self.limits = limits
         self.admission = AdmissionControl(config: config, counters: counters, logger: logger)
-        self.sessionLimits = PileSessionLimits(config: config)
         self.liveness = LivenessSweeper.Registry(loginTimeout: config.loginTimeout, livenessTimeout: config.livenessTimeout)
         self.sink = sink
         self.logger = logger

@@ -31,7 +31,6 @@ public final class PileListener: Sendable {
     ) async throws -> PileListener {
         let config = gateway.config
         let port = tls == nil ? config.pilePort : config.pileTLSPort
-        let handshakeTimeout = TimeAmount.fromSeconds(config.pileTLSHandshakeTimeout)
         let quiesce = ServerQuiescingHelper(group: group)
         var bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: Int32(clamping: config.listenBacklog))
@@ -56,10 +55,13 @@ public final class PileListener: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let tls {
+                        // Read per connection: a reload applies from the next handshake.
+                        let live = gateway.config
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
                         try channel.pipeline.syncOperations.addHandler(
                             PileTLSHandshakeObserver(
-                                gateway: gateway, timeout: handshakeTimeout, identityField: config.pileTLSIdentityField))
+                                gateway: gateway, timeout: TimeAmount.fromSeconds(live.pileTLSHandshakeTimeout),
+                                identityField: live.pileTLSIdentityField))
                     }
                     try configurePipeline(channel: channel, gateway: gateway)
                 }

@@ -2,8 +2,8 @@ import NIOConcurrencyHelpers
 import NIOSSL
 
 /// The TLS pile listener's server context (`pileTLSCertificate`, `pileTLSKey`, `pileTLSClientCA`),
-/// replaceable while the listener runs: `reload()` reads the PEM files again and swaps the
-/// context, so handshakes that start afterwards present the new certificate while connections
+/// replaceable while the listener runs: a reload (`Gateway.reload(to:)`) reads the PEM files
+/// again and swaps the context, so handshakes that start afterwards present the new certificate while connections
 /// already established keep theirs (a session never depends on the context after its handshake).
 ///
 /// A file that cannot be loaded leaves the current context in place: a botched rotation must not
@@ -33,10 +33,9 @@ public final class PileTLSCredentials: Sendable {
     /// Whether connections must present a client certificate.
     var requiresClientCertificate: Bool { current.withLockedValue { !$0.clientCA.isEmpty } }
 
-    /// Loads the files `config` names and, when all of them load, makes them the context for new
-    /// handshakes. Throws (and keeps the old context) otherwise.
-    public func reload(_ config: GatewayConfiguration) throws(LoadError) {
-        let loaded = try Self.load(config)
+    /// Makes `loaded` (from `load`) the context for new handshakes: the second half of a reload
+    /// that must not change anything unless every file of it loaded.
+    func install(_ loaded: Loaded) {
         current.withLockedValue { $0 = loaded }
     }
 

@@ -15,7 +15,8 @@ struct ServeCommand: AsyncParsableCommand {
         discussion: """
             Settings come from the embedded defaults, then --config FILE (a JSON object of settings), then \
             PILEGATE_* environment variables (pilePort → PILEGATE_PILE_PORT). An invalid setting stops start-up \
-            with a message naming it. --print-config shows the effective settings and exits.
+            with a message naming it. --print-config shows the effective settings and exits. SIGHUP reads the \
+            settings again and applies those that can change live (docs/CONFIGURATION.md, "Reloading").
             """)
 
     @Option(name: .long, help: "A JSON file of settings.")
@@ -45,14 +46,14 @@ struct ServeCommand: AsyncParsableCommand {
             print(settings.jsonDescription)
             return
         }
-        let level = Logger.Level(rawValue: settings.logLevel) ?? .info
+        // The level is shared by every logger and follows reloads of `logLevel`.
+        let level = LiveLogLevel(Logger.Level(rawValue: settings.logLevel) ?? .info)
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+            handler.logLevel = .trace
+            return LiveLevelLogHandler(handler, level: level)
         }
-        var logger = Logger(label: "pilegate")
-        logger.logLevel = level
+        let logger = Logger(label: "pilegate")
         let gateway: Gateway
         do {
             gateway = try GatewayAssembly.make(config: settings, logger: logger)
@@ -66,12 +67,19 @@ struct ServeCommand: AsyncParsableCommand {
                 services: [.init(service: gateway)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
-        // SIGHUP: TLS piles' certificate and key are read again; live connections keep theirs.
+        // SIGHUP (and POST /v1/config/reload) read the file and the environment again, as at
+        // start-up, and apply what can change live (Gateway.reload); the gateway logs the outcome.
+        let file = config
+        let fresh = freshStore
+        gateway.setConfigurationSource { () throws(ConfigurationError) in
+            var c = try GatewayConfiguration.load(file: file)
+            if fresh { c.freshStore = true }
+            return c
+        }
+        gateway.onReload { c in level.level = Logger.Level(rawValue: c.logLevel) ?? level.level }
         let hangups = Task {
             for await _ in await UnixSignalsSequence(trapping: .sighup) {
-                do { try gateway.reloadPileTLS() } catch {
-                    logger.error("pile TLS certificate not reloaded, the old one stays: \(error)")
-                }
+                _ = try? gateway.reloadConfiguration()
             }
         }
         defer { hangups.cancel() }

@@ -84,7 +84,9 @@ struct PileTLSTests {
             try FileManager.default.removeItem(atPath: key)
             try FileManager.default.copyItem(atPath: certs.directory + "/rotated.pem", toPath: cert)
             try FileManager.default.copyItem(atPath: certs.directory + "/rotated.key", toPath: key)
-            try gw.gateway.reloadPileTLS()
+            // What SIGHUP does: the configuration again, and its TLS files read again.
+            let reload = try gw.gateway.reload(to: gw.gateway.config)
+            #expect(reload.certificatesReloaded == ["pile"] && reload.applied.isEmpty)
 
             let after = try await TLSPileClient.connect(port: port, context: context)
             #expect(await after.handshake())
@@ -100,7 +102,7 @@ struct PileTLSTests {
 
             // A key that is not a key: refused, the rotated certificate stays.
             try "not a key".write(toFile: key, atomically: true, encoding: .utf8)
-            #expect(throws: PileTLSCredentials.LoadError.self) { try gw.gateway.reloadPileTLS() }
+            #expect(throws: ConfigurationReloadError.self) { try gw.gateway.reload(to: gw.gateway.config) }
             let still = try await TLSPileClient.connect(port: port, context: context)
             #expect(await still.handshake())
             #expect(try await still.serverCommonName() == "rotated")
