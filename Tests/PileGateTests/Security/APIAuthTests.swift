@@ -39,6 +39,7 @@ struct APIAuthTests {
         ("POST", "/v1/outbox/replay", "{}", .adminWrite),
         ("POST", "/v1/tokens", "{}", .adminWrite),
         ("DELETE", "/v1/tokens/nobody", nil, .adminWrite),
+        ("POST", "/v1/config/reload", nil, .adminWrite),
         ("POST", "/v1/piles/1/commands/remote_stop", #"{"gun":1}"#, .commandsSend),
     ]
 

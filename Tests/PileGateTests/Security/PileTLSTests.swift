@@ -184,6 +184,36 @@ struct PileTLSTests {
         }
     }
 
+    @Test("pilegate simulate --tls-ca drives TLS piles; with --tls-cert the pile its certificate names logs in and another is refused")
+    func simulateOverTLS() async throws {
+        let certs = try TestCertificates.make(clients: ["32010600019250"], ellipticCurve: true)
+        defer { certs.remove() }
+        try await Self.tlsGateway(certs) { gw, port in
+            let run = try await CLI.run([
+                "simulate", "--gateway", "127.0.0.1:\(port)", "--piles", "3", "--first-id", "32010600019260", "--duration", "1",
+                "--heartbeat", "0.3", "--tls-ca", certs.caCert, "--expect-all-login",
+            ])
+            #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
+            #expect(gw.counters.tlsHandshakes.load(ordering: .relaxed) >= 3)
+            #expect(gw.counters.loginsAccepted.load(ordering: .relaxed) >= 3)
+        }
+        try await Self.tlsGateway(certs, clientCA: true) { gw, port in
+            let (cert, key) = certs.client("32010600019250")
+            let tls = ["--tls-ca", certs.caCert, "--tls-cert", cert, "--tls-key", key]
+            let good = try await CLI.run(
+                ["simulate", "--gateway", "127.0.0.1:\(port)", "--piles", "1", "--first-id", "32010600019250", "--duration", "1",
+                 "--heartbeat", "0.3", "--expect-all-login"] + tls)
+            #expect(good.status == 0, "\(good.stdout)\(good.stderr)")
+            let other = try await CLI.run(
+                ["simulate", "--gateway", "127.0.0.1:\(port)", "--piles", "1", "--first-id", "32010600019251", "--duration", "1",
+                 "--expect-all-login"] + tls)
+            #expect(other.status != 0)
+            #expect(gw.counters.refusedCertificateMismatch.load(ordering: .relaxed) >= 1)
+            let bad = try await CLI.run(["simulate", "--gateway", "127.0.0.1:\(port)", "--tls-cert", cert])
+            #expect(bad.status != 0 && bad.stderr.contains("--tls-cert and --tls-key need --tls-ca"), "\(bad.stderr)")
+        }
+    }
+
     @Test("pile TLS settings: certificate and key go together, a client CA needs them, a PEM that does not load stops start-up naming it")
     func settings() async throws {
         var config = GatewayConfiguration()
