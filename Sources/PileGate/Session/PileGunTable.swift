@@ -6,12 +6,25 @@ import YKC
 /// that sends many gun numbers from growing it). Empty — and no allocation — until the first
 /// heartbeat or real-time frame.
 struct PileGunTable {
+    /// 16 bytes a gun: the monotonic heartbeat time has no optional's padding (uptime zero is "none").
     struct Gun: Equatable {
         var gun: GunNumber
         var state: GunState
         var status: GunStatus?
+        private var heartbeatAt: NIODeadline
+
+        init(gun: GunNumber, state: GunState, status: GunStatus?, lastHeartbeat: NIODeadline?) {
+            self.gun = gun
+            self.state = state
+            self.status = status
+            self.heartbeatAt = lastHeartbeat ?? .uptimeNanoseconds(0)
+        }
+
         /// Monotonic, turned into wall-clock time only when someone asks (`PileLiveState`).
-        var lastHeartbeat: NIODeadline?
+        var lastHeartbeat: NIODeadline? {
+            get { heartbeatAt == .uptimeNanoseconds(0) ? nil : heartbeatAt }
+            set { heartbeatAt = newValue ?? .uptimeNanoseconds(0) }
+        }
     }
 
     static var limit: Int { 64 }

@@ -22,7 +22,6 @@ final class PileSessionHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     private let gateway: GatewayContext
-    private var parser = YKCFrameParser()
     /// The start of a frame split across reads (at most one frame, ≤ 259 bytes: the parser
     /// skips garbage and waits only for a frame's announced length); nil when nothing is pending.
     private var partial: ByteBuffer?
@@ -31,8 +30,11 @@ final class PileSessionHandler: ChannelDuplexHandler {
     private var context: ChannelHandlerContext?
 
     private var connectionId: UInt64 = 0
-    private var remoteAddress = "?"
     private var remoteHost = "?"
+    /// The pile's source port; -1 when the channel has no remote address.
+    private var remotePort: Int32 = -1
+    /// "host:port", built when a log line or the session info needs it (not stored twice).
+    private var remoteAddress: String { remotePort < 0 ? remoteHost : "\(remoteHost):\(remotePort)" }
     private var connectedAt = Date()
     /// The logged-in session, shared with the session directory (one copy of the session info
     /// per pile, not one here and one there).
@@ -40,28 +42,31 @@ final class PileSessionHandler: ChannelDuplexHandler {
     private var session: PileSessionInfo? { handle?.info }
 
     private var sweeper: LivenessSweeper?
-    private var slowReaderTimer: Scheduled<Void>?
-    private var commandTimer: Scheduled<Void>?
+    private var timers: PileSessionTimers?
 
     /// True between a channelRead and its channelReadComplete: writes are flushed once at the end.
     private var inReadBatch = false
     private var needsFlush = false
-    /// The pile's frame key (flag 0x01), re-read when the key store's version moves.
-    private var cipher: FrameCipher?
-    private var cipherVersion = -1
-    /// Set once the pile has sent an encrypted frame: every frame to it is encrypted from then on.
-    private var encryptOutgoing = false
-    /// The first encrypted-frame refusal on a connection logs a warning, later ones debug.
-    private var loggedEncryptionRefusal = false
+    /// Frame encryption, from the pile's first encrypted frame on.
+    private var encryption: PileEncryptionState?
 
     init(gateway: GatewayContext) {
         self.gateway = gateway
-        let c = gateway.config
-        let now = NIODeadline.now()
-        machine = PileSessionStateMachine(
-            limits: gateway.sessionLimits,
-            frameBucket: TokenBucket(rate: c.frameRatePerSecond, burst: c.frameBurst, now: now),
-            byteBucket: TokenBucket(rate: c.byteRatePerSecond, burst: c.byteBurst, now: now), now: now)
+        machine = PileSessionStateMachine(limits: gateway.sessionLimits)
+    }
+
+    private var sessionTimers: PileSessionTimers {
+        if let timers { return timers }
+        let made = PileSessionTimers()
+        timers = made
+        return made
+    }
+
+    private var encryptionState: PileEncryptionState {
+        if let encryption { return encryption }
+        let made = PileEncryptionState()
+        encryption = made
+        return made
     }
 
     // MARK: running the machine's actions
@@ -97,7 +102,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
         case .startSlowReaderTimer:
             gateway.counters.slowReaderEpisodes.wrappingIncrement(ordering: .relaxed)
             let timeout = TimeAmount.fromSeconds(gateway.config.slowReaderTimeout)
-            slowReaderTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+            sessionTimers.slowReader = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
                 guard let ctx = self.context else { return }
                 let action = machine.slowReaderTimedOut()
                 if action != .none {
@@ -107,8 +112,8 @@ final class PileSessionHandler: ChannelDuplexHandler {
                 run(action, context: ctx)
             }
         case .cancelSlowReaderTimer(let read):
-            slowReaderTimer?.cancel()
-            slowReaderTimer = nil
+            timers?.slowReader?.cancel()
+            timers?.slowReader = nil
             if read { context.read() }
         }
     }
@@ -129,7 +134,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
         connectedAt = Date()
         if let remote = context.channel.remoteAddress {
             remoteHost = remote.ipAddress ?? "?"
-            remoteAddress = "\(remoteHost):\(remote.port ?? 0)"
+            remotePort = Int32(clamping: remote.port ?? 0)
         }
         // Admission is asked only when the gateway is not shutting down (it counts the connection).
         let refusal: OfflineReason? =
@@ -146,9 +151,9 @@ final class PileSessionHandler: ChannelDuplexHandler {
         var reason = ending.reason
         sweeper?.remove(connectionId)
         sweeper = nil
-        slowReaderTimer?.cancel()
-        commandTimer?.cancel()
-        commandTimer = nil
+        timers?.slowReader?.cancel()
+        timers?.command?.cancel()
+        timers = nil
         for promise in ending.abandonedCommands { promise.fail(PileCommandError.pileOffline) }
         if let session {
             // The directory says who owns the pile. A connection whose entry a newer login has
@@ -199,6 +204,9 @@ final class PileSessionHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard machine.isActive else { return }
+        // The parser keeps no state between calls but its own counters, which the gateway does not
+        // use (it counts in GatewayCounters): a fresh one per read costs nothing, a stored one 64 bytes.
+        var parser = YKCFrameParser()
         var bytes = unwrapInboundIn(data)
         if var pending = partial {
             partial = nil
@@ -224,6 +232,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
     private func countTrailingInput() {
         guard var rest = partial else { return }
         partial = nil
+        var parser = YKCFrameParser()
         while let event = parser.nextAtEnd(&rest) {
             if case .error(let error) = event { gateway.counters.malformed[error.kind]?.wrappingIncrement(ordering: .relaxed) }
         }
@@ -311,9 +320,10 @@ final class PileSessionHandler: ChannelDuplexHandler {
                 refuseEncrypted(context: context, frame: frame, reason: .noKey, detail: "no configured key opens this login")
                 return nil
             }
-            cipher = found
-            cipherVersion = version
-            encryptOutgoing = true
+            let state = encryptionState
+            state.cipher = found
+            state.cipherVersion = version
+            state.encryptOutgoing = true
             return plain
         }
         guard let cipher = currentCipher(pileId) else {
@@ -322,7 +332,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
         }
         do {
             let plain = try cipher.decrypt(frame: frame)
-            encryptOutgoing = true
+            encryptionState.encryptOutgoing = true
             return plain
         } catch {
             refuseEncrypted(context: context, frame: frame, reason: .undecryptable, detail: error.description)
@@ -332,12 +342,13 @@ final class PileSessionHandler: ChannelDuplexHandler {
 
     /// The pile's key, looked up again only when a key was set or removed since the last look.
     private func currentCipher(_ pileId: PileID) -> FrameCipher? {
+        let state = encryptionState
         let version = gateway.keys.version
-        if version != cipherVersion {
-            cipherVersion = version
-            cipher = gateway.keys.cipher(for: pileId)
+        if version != state.cipherVersion {
+            state.cipherVersion = version
+            state.cipher = gateway.keys.cipher(for: pileId)
         }
-        return cipher
+        return state.cipher
     }
 
     private func refuseEncrypted(context: ChannelHandlerContext, frame: YKCFrame, reason: EncryptedRefusal, detail: String) {
@@ -345,8 +356,8 @@ final class PileSessionHandler: ChannelDuplexHandler {
         case .noKey: gateway.counters.refusedEncryptedNoKey.wrappingIncrement(ordering: .relaxed)
         case .undecryptable: gateway.counters.refusedUndecryptable.wrappingIncrement(ordering: .relaxed)
         }
-        let level: Logger.Level = loggedEncryptionRefusal ? .debug : .warning
-        loggedEncryptionRefusal = true
+        let level: Logger.Level = encryptionState.loggedRefusal ? .debug : .warning
+        encryptionState.loggedRefusal = true
         gateway.logger.log(
             level: level, "encrypted frame refused",
             metadata: [
@@ -415,10 +426,11 @@ final class PileSessionHandler: ChannelDuplexHandler {
     private func applyLimitOverride(for pile: PileID) {
         guard let o = gateway.limits.limits(for: pile) else { return }
         let c = gateway.config
-        let now = NIODeadline.now()
-        machine.overrideBuckets(
-            frame: TokenBucket(rate: o.frameRatePerSecond ?? c.frameRatePerSecond, burst: o.frameBurst ?? c.frameBurst, now: now),
-            byte: TokenBucket(rate: o.byteRatePerSecond ?? c.byteRatePerSecond, burst: o.byteBurst ?? c.byteBurst, now: now))
+        machine.overrideRates(
+            PileRates(
+                frameRate: o.frameRatePerSecond ?? c.frameRatePerSecond, frameBurst: o.frameBurst ?? c.frameBurst,
+                byteRate: o.byteRatePerSecond ?? c.byteRatePerSecond, byteBurst: o.byteBurst ?? c.byteBurst),
+            now: .now())
     }
 
     private func decideLogin(context: ChannelHandlerContext, login: Login, sequence: YKCSequence) {
@@ -595,9 +607,10 @@ final class PileSessionHandler: ChannelDuplexHandler {
 
     /// One timer per session, for the earliest command deadline (the machine says when).
     private func armCommandTimer(context: ChannelHandlerContext, for deadline: NIODeadline) {
-        commandTimer?.cancel()
-        commandTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
-            commandTimer = nil
+        let timers = sessionTimers
+        timers.command?.cancel()
+        timers.command = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            self.timers?.command = nil
             let timeouts = machine.commandTimerFired(now: .now())
             for promise in timeouts.expired { promise.fail(PileCommandError.timeout) }
             if let next = timeouts.rearm, let ctx = self.context { armCommandTimer(context: ctx, for: next) }
@@ -676,7 +689,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
         context: ChannelHandlerContext, code: UInt8, sequence: YKCSequence, body: (inout ByteBuffer) -> Void
     ) {
         var buffer = context.channel.allocator.buffer(capacity: 64)
-        if encryptOutgoing, let pileId = machine.pileId, let cipher = currentCipher(pileId) {
+        if let encryption, encryption.encryptOutgoing, let pileId = machine.pileId, let cipher = currentCipher(pileId) {
             // A pile that encrypts gets encrypted frames: the body is built aside, then sealed.
             var plain = context.channel.allocator.buffer(capacity: 64)
             body(&plain)

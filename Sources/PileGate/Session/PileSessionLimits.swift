@@ -14,11 +14,14 @@ final class PileSessionLimits: Sendable {
     let livenessTimeout: TimeAmount
     /// Commands that may wait for one pile's reply at once.
     let maxCommands: Int
+    /// The configured frame and byte rates (a pile with its own gets its own `PileRates` at login).
+    let rates: PileRates
 
     init(
         maxMalformed: Int, maxRefused: Int, maxThrottleEpisodes: Int, throttleWindow: TimeAmount,
         throttlePause: TimeAmount = .seconds(1), loginTimeout: TimeAmount = .seconds(10),
-        livenessTimeout: TimeAmount = .seconds(35), maxCommands: Int = 32
+        livenessTimeout: TimeAmount = .seconds(35), maxCommands: Int = 32,
+        rates: PileRates = PileRates(frameRate: 50, frameBurst: 200, byteRate: 16_384, byteBurst: 65_536)
     ) {
         self.maxMalformed = maxMalformed
         self.maxRefused = maxRefused
@@ -28,6 +31,7 @@ final class PileSessionLimits: Sendable {
         self.loginTimeout = loginTimeout
         self.livenessTimeout = livenessTimeout
         self.maxCommands = maxCommands
+        self.rates = rates
     }
 
     convenience init(config c: GatewayConfiguration) {
@@ -35,6 +39,6 @@ final class PileSessionLimits: Sendable {
             maxMalformed: c.maxMalformedFrames, maxRefused: c.maxRefusedFrames, maxThrottleEpisodes: c.maxThrottleEpisodes,
             throttleWindow: .fromSeconds(c.throttleWindow), throttlePause: .fromSeconds(c.throttlePause),
             loginTimeout: .fromSeconds(c.loginTimeout), livenessTimeout: .fromSeconds(c.livenessTimeout),
-            maxCommands: c.maxCommandsPerPile)
+            maxCommands: c.maxCommandsPerPile, rates: PileRates(config: c))
     }
 }

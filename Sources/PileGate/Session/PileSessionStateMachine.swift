@@ -5,6 +5,8 @@ import YKC
 /// the frame and byte buckets with their throttle pauses, read backpressure (throttle and slow
 /// reader), malformed and refused frame limits, close reasons, open transactions and lane
 /// re-decision, the gun table, and the commands waiting for the pile's reply (`PendingCommands`).
+/// It is packed (docs/BENCHMARKS.md, "Memory per pile"): what only some sessions need — waiting
+/// commands — is allocated when needed, counts are 32-bit, and the limits and rates are shared.
 /// One mutating function per event; each returns what the handler must do (the actions in
 /// `PileSessionStateMachine+Action.swift`). `PileSessionHandler` only does the I/O and runs them.
 ///
@@ -37,13 +39,12 @@ struct PileSessionStateMachine<CommandToken> {
     private(set) var state: State = .idle
     let limits: PileSessionLimits
 
-    // Input limits.
-    private(set) var malformedCount = 0
-    private(set) var refusedCount = 0
-    private var throttleCount = 0
-    private var throttleWindowStart: NIODeadline?
-    private var frameBucket: TokenBucket
-    private var byteBucket: TokenBucket
+    // Input limits. Counts saturate; times use `Self.never` for "not yet" (no optional's padding).
+    private(set) var malformedCount: UInt32 = 0
+    private(set) var refusedCount: UInt32 = 0
+    private var throttleCount: UInt32 = 0
+    private var throttleWindowStart = Self.never
+    private var buckets: PileRateBuckets
 
     // Read backpressure: reads are held while either pause holds.
     private var throttlePaused = false
@@ -54,9 +55,9 @@ struct PileSessionStateMachine<CommandToken> {
     private(set) var loggedIn = false
     /// Time of the last complete frame (liveness); set at admission.
     private(set) var lastActivity: NIODeadline
-    private(set) var lastFrameAt: NIODeadline?
-    private(set) var framesIn = 0
-    private(set) var framesOut = 0
+    private var lastFrame = Self.never
+    private var framesInCount: UInt32 = 0
+    private var framesOutCount: UInt32 = 0
 
     /// Lane rules version the session's lane was decided under.
     private var laneVersion = 0
@@ -65,16 +66,17 @@ struct PileSessionStateMachine<CommandToken> {
     private(set) var guns = PileGunTable()
 
     private var platformSequence: UInt16 = 0
-    private var commands: PendingCommands<CommandToken>
-    /// The deadline the handler's one command timer is armed for; nil when none is armed.
-    private var commandTimerDeadline: NIODeadline?
+    /// Commands waiting for the pile's reply; allocated at the first command, dropped when none
+    /// waits and no timer is armed.
+    private var commands: PileCommandQueue<CommandToken>?
 
-    init(limits: PileSessionLimits, frameBucket: TokenBucket, byteBucket: TokenBucket, now: NIODeadline = .now()) {
+    /// "Not yet" for the times above (uptime zero is never a real `now`).
+    static var never: NIODeadline { .uptimeNanoseconds(0) }
+
+    init(limits: PileSessionLimits, now: NIODeadline = .now()) {
         self.limits = limits
-        self.frameBucket = frameBucket
-        self.byteBucket = byteBucket
+        self.buckets = PileRateBuckets(rates: limits.rates, now: now)
         self.lastActivity = now
-        self.commands = PendingCommands(limit: limits.maxCommands)
     }
 
     // MARK: queries
@@ -108,7 +110,12 @@ struct PileSessionStateMachine<CommandToken> {
     }
 
     var readPaused: Bool { throttlePaused || writePaused }
-    var waitingCommands: Int { commands.count }
+    var waitingCommands: Int { commands?.pending.count ?? 0 }
+    var lastFrameAt: NIODeadline? { lastFrame == Self.never ? nil : lastFrame }
+    var framesIn: Int { Int(framesInCount) }
+    var framesOut: Int { Int(framesOutCount) }
+    /// The frame and byte rates in force (the configured ones, or the pile's own).
+    var rates: PileRates { buckets.rates }
 
     /// Before login, the login deadline has passed; after it, nothing complete arrived within the
     /// liveness timeout. Asked by the loop's sweeper.
@@ -164,8 +171,8 @@ struct PileSessionStateMachine<CommandToken> {
         let reason = closeReason ?? .closedByPile
         let ending = Ending(
             reason: reason, countTrailingInput: isActive, releaseAdmission: admitted, wasPending: !loggedIn,
-            abandonedCommands: commands.removeAll())
-        commandTimerDeadline = nil
+            abandonedCommands: commands?.pending.removeAll() ?? [])
+        commands = nil
         state = .closed(reason)
         return ending
     }
@@ -182,8 +189,8 @@ struct PileSessionStateMachine<CommandToken> {
         lastActivity = now
         let action = charge(bytes: bytes, frames: 1, now: now)
         if case .closeConnection = action { return action }
-        lastFrameAt = now
-        framesIn += 1
+        lastFrame = now
+        framesInCount &+= 1
         return action
     }
 
@@ -191,19 +198,17 @@ struct PileSessionStateMachine<CommandToken> {
     /// reading), or the connection closes after `maxThrottleEpisodes` within `throttleWindow`.
     /// During a pause the input is still served.
     mutating func charge(bytes: Int, frames: Int, now: NIODeadline) -> Action {
-        let framesOK = frames == 0 || frameBucket.take(Double(frames), now: now)
-        let bytesOK = byteBucket.take(Double(bytes), now: now)
-        if framesOK && bytesOK { return .none }
+        if buckets.take(frames: frames, bytes: bytes, now: now) { return .none }
         if throttlePaused { return .none }
-        if let start = throttleWindowStart, now - start <= limits.throttleWindow {
-            throttleCount += 1
+        if throttleWindowStart != Self.never, now - throttleWindowStart <= limits.throttleWindow {
+            throttleCount = Self.increment(throttleCount)
         } else {
             throttleWindowStart = now
             throttleCount = 1
         }
         if throttleCount > limits.maxThrottleEpisodes { return closeRequested(.rateLimited) }
         throttlePaused = true
-        return .pauseReading(max(limits.throttlePause, max(frameBucket.delay(), byteBucket.delay())))
+        return .pauseReading(max(limits.throttlePause, buckets.delayUntilPositive))
     }
 
     /// The throttle pause is over.
@@ -245,20 +250,21 @@ struct PileSessionStateMachine<CommandToken> {
 
     /// Malformed input was seen (after `charge`).
     mutating func malformed() -> Action {
-        malformedCount += 1
+        malformedCount = Self.increment(malformedCount)
         return malformedCount > limits.maxMalformed ? closeRequested(.malformedInput) : .none
     }
 
     /// A frame was written to the pile.
     mutating func frameSent() {
-        framesOut += 1
+        framesOutCount &+= 1
     }
 
-    /// The pile's own limits (`PileLimitStore`) replace the configured buckets at login.
-    mutating func overrideBuckets(frame: TokenBucket, byte: TokenBucket) {
-        frameBucket = frame
-        byteBucket = byte
+    /// The pile's own limits (`PileLimitStore`) replace the configured rates at login, with full buckets.
+    mutating func overrideRates(_ rates: PileRates, now: NIODeadline) {
+        buckets = PileRateBuckets(rates: rates, now: now)
     }
+
+    private static func increment(_ n: UInt32) -> UInt32 { n == .max ? n : n + 1 }
 
     // MARK: frames and login
 
@@ -301,7 +307,7 @@ struct PileSessionStateMachine<CommandToken> {
     }
 
     private mutating func refuse(_ r: Refusal) -> FrameAction {
-        refusedCount += 1
+        refusedCount = Self.increment(refusedCount)
         if refusedCount > limits.maxRefused {
             _ = closeRequested(.refusedFrames)
             return .refuseAndClose(r)
@@ -366,28 +372,32 @@ struct PileSessionStateMachine<CommandToken> {
         guard let replyCode = PileReplyCodes.commandReply[code] else {
             return .fail(token, .invalidArguments("frame 0x\(String(code, radix: 16)) expects no reply"))
         }
-        guard !commands.isFull else {
+        let queue = commands ?? PileCommandQueue(limit: limits.maxCommands)
+        commands = queue
+        guard !queue.pending.isFull else {
             return .fail(
                 token,
                 .tooManyCommands(
-                    "pile \(pileId?.description ?? "?") already has \(commands.limit) commands waiting for its reply (maxCommandsPerPile)"))
+                    "pile \(pileId?.description ?? "?") already has \(queue.pending.limit) commands waiting for its reply (maxCommandsPerPile)"))
         }
         let sequence = nextSequence()
-        _ = commands.add(replyCode: replyCode, sequence: sequence, gun: gun, deadline: deadline, token: token)
-        if let armed = commandTimerDeadline, armed <= deadline { return .send(sequence, armTimer: nil) }
-        commandTimerDeadline = deadline
+        _ = queue.pending.add(replyCode: replyCode, sequence: sequence, gun: gun, deadline: deadline, token: token)
+        if let armed = queue.timerDeadline, armed <= deadline { return .send(sequence, armTimer: nil) }
+        queue.timerDeadline = deadline
         return .send(sequence, armTimer: deadline)
     }
 
     /// A pile frame arrived: the waiting command it answers, if any, removed.
     mutating func commandReplyReceived(code: UInt8, sequence: YKCSequence, gun: Int?) -> CommandToken? {
-        commands.match(code: code, sequence: sequence, gun: gun)
+        commands?.pending.match(code: code, sequence: sequence, gun: gun)
     }
 
     /// The command timer fired.
     mutating func commandTimerFired(now: NIODeadline) -> CommandTimeouts {
-        let expired = commands.expire(now: now)
-        commandTimerDeadline = commands.earliestDeadline
-        return CommandTimeouts(expired: expired, rearm: commandTimerDeadline)
+        guard let queue = commands else { return CommandTimeouts(expired: [], rearm: nil) }
+        let expired = queue.pending.expire(now: now)
+        queue.timerDeadline = queue.pending.earliestDeadline
+        if queue.timerDeadline == nil { commands = nil }  // nothing waits: give the tables back
+        return CommandTimeouts(expired: expired, rearm: queue.timerDeadline)
     }
 }

@@ -10,15 +10,16 @@ struct PileSessionStateMachineTests {
     typealias Machine = PileSessionStateMachine<Int>
     let pile = PileID("32010600019236")!
     let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000_000)
-    let limits = PileSessionLimits(
-        maxMalformed: 2, maxRefused: 2, maxThrottleEpisodes: 2, throttleWindow: .seconds(10), throttlePause: .seconds(1),
-        loginTimeout: .seconds(10), livenessTimeout: .seconds(35), maxCommands: 2)
+    /// Limits whose buckets hold `frames` frames (refilling one a second) and plenty of bytes.
+    func limits(frames: Double = 1000) -> PileSessionLimits {
+        PileSessionLimits(
+            maxMalformed: 2, maxRefused: 2, maxThrottleEpisodes: 2, throttleWindow: .seconds(10), throttlePause: .seconds(1),
+            loginTimeout: .seconds(10), livenessTimeout: .seconds(35), maxCommands: 2,
+            rates: PileRates(frameRate: 1, frameBurst: frames, byteRate: 1_000_000, byteBurst: 1_000_000))
+    }
 
-    /// A machine whose buckets hold `frames` frames and plenty of bytes, refilling slowly.
     func machine(frames: Double = 1000) -> Machine {
-        Machine(
-            limits: limits, frameBucket: TokenBucket(rate: 1, burst: frames, now: t0),
-            byteBucket: TokenBucket(rate: 1_000_000, burst: 1_000_000, now: t0), now: t0)
+        Machine(limits: limits(frames: frames), now: t0)
     }
 
     /// Admitted at `t0`.
@@ -359,6 +360,37 @@ struct PileSessionStateMachineTests {
         #expect(PileReplyCodes.pileRequests == [0x05, 0x09, 0x31, 0x3B, 0xA1])
         for (command, reply) in PileReplyCodes.commandReply {
             #expect(YKCMessageInfo.of(code: reply)?.replyTo == command)
+        }
+    }
+
+    @Test("a pile's own rates replace the shared ones at login, with full buckets; bytes count as well as frames")
+    func rateOverride() {
+        var m = online(frames: 1)
+        #expect(m.frameArrived(bytes: 10, now: t0) == .none)
+        m.overrideRates(PileRates(frameRate: 1, frameBurst: 1, byteRate: 10, byteBurst: 20), now: t0)
+        #expect(m.rates.byteBurst == 20)
+        #expect(m.frameArrived(bytes: 20, now: t0) == .none)
+        // A second later 10 bytes are back: 15 leave 5 in debt, half a second at 10 a second, under the 1 s floor.
+        #expect(m.charge(bytes: 15, frames: 0, now: t0 + .seconds(1)) == .pauseReading(.seconds(1)))
+        #expect(m.charge(bytes: 100, frames: 0, now: t0 + .seconds(1)) == .none)  // same episode
+    }
+
+    @Test("the packed buckets follow TokenBucket's arithmetic, charge for charge")
+    func packedBuckets() {
+        let rates = PileRates(frameRate: 3, frameBurst: 5, byteRate: 100, byteBurst: 300)
+        var packed = PileRateBuckets(rates: rates, now: t0)
+        var frames = TokenBucket(rate: 3, burst: 5, now: t0)
+        var bytes = TokenBucket(rate: 100, burst: 300, now: t0)
+        let steps: [(ms: Int64, frames: Int, bytes: Int)] = [(0, 1, 50), (0, 1, 200), (100, 0, 90), (200, 4, 10), (900, 1, 300), (5000, 2, 20)]
+        for step in steps {
+            let now = t0 + .milliseconds(step.ms)
+            let framesOK = step.frames == 0 || frames.take(Double(step.frames), now: now)
+            let bytesOK = bytes.take(Double(step.bytes), now: now)
+            #expect(packed.take(frames: step.frames, bytes: step.bytes, now: now) == (framesOK && bytesOK))
+            #expect(abs(packed.byteTokens - bytes.tokens) < 1e-9)
+            if step.frames > 0 { #expect(abs(packed.frameTokens - frames.tokens) < 1e-9) }
+            let delay = max(frames.delay(), bytes.delay())
+            #expect(abs(packed.delayUntilPositive.nanoseconds - delay.nanoseconds) <= 2)
         }
     }
 

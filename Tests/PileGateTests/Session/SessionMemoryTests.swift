@@ -1,0 +1,36 @@
+import Foundation
+import NIOCore
+import NIOEmbedded
+@testable import PileGate
+import Testing
+import YKC
+
+/// glibc's size of a heap block (not in the Glibc module's headers).
+@_silgen_name("malloc_usable_size") private func mallocUsableSize(_ pointer: UnsafeMutableRawPointer?) -> Int
+
+/// What one idle pile costs in the gateway's own objects (docs/BENCHMARKS.md, "Memory per pile"):
+/// the bounds keep the packing from eroding unnoticed. Sizes, not timings.
+@Suite("Session memory")
+struct SessionMemoryTests {
+    @Test("an idle session's handler, machine and gun table stay packed")
+    func packed() throws {
+        typealias Machine = PileSessionStateMachine<EventLoopPromise<YKCMessage>>
+        var config = GatewayConfiguration()
+        config.dataDirectory = NSTemporaryDirectory() + "pilegate-memory-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: config.dataDirectory) }
+        let gateway = try Gateway(config: config)
+        let handler = PileSessionHandler(gateway: gateway.context)
+        let handlerBytes = mallocUsableSize(Unmanaged.passUnretained(handler).toOpaque())
+        var guns = PileGunTable()
+        guns.heartbeat(1, state: .normal, at: .now())
+        guns.heartbeat(2, state: .normal, at: .now())
+        let gunBytes = guns.guns.withUnsafeBufferPointer { mallocUsableSize(UnsafeMutableRawPointer(mutating: $0.baseAddress)?.advanced(by: -32)) }
+        print(
+            "session memory: handler \(handlerBytes) B (machine \(MemoryLayout<Machine>.size) B), gun table of 2 \(gunBytes) B,",
+            "handle info \(MemoryLayout<PileSessionInfo>.size) B")
+        #expect(MemoryLayout<Machine>.size <= 160)
+        #expect(MemoryLayout<PileGunTable.Gun>.stride == 16)
+        #expect(handlerBytes <= 320)
+        #expect(gunBytes <= 72)
+    }
+}
