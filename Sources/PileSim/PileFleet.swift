@@ -75,7 +75,7 @@ public final class PileFleet: Sendable {
     public static func pileID(_ first: UInt64, offset: Int) throws -> PileID {
         let value = first + UInt64(offset)
         let text = String(value)
-        guard text.count <= 14, let id = PileID(text) else { throw PileFleetError.pileIDOutOfRange(value) }
+        guard let id = PileID(input: text) else { throw PileFleetError.pileIDOutOfRange(value) }
         return id
     }
 

@@ -219,17 +219,17 @@ public final class AdminAPI: Sendable {
                 }
             }
             let after = q.get("after")
-            if let after, parsePileId(after) == nil {
-                return error(.badRequest, "invalid_after", "after must be a pile id (up to 14 digits), got '\(after)'")
+            if let after, PileID(input: after) == nil {
+                return error(.badRequest, "invalid_after", "after must be a pile id (\(PileID.inputRule)), got '\(after)'")
             }
             if online == true {
                 // Live sessions are authoritative for "online now".
-                let page = gateway.directory.page(after: after.flatMap { parsePileId($0) }, limit: limit)
+                let page = gateway.directory.page(after: after.flatMap { PileID(input: $0) }, limit: limit)
                 var views: [PileView] = []
                 for h in page { views.append(try await PileView(record: placeholderRecord(h.info), session: h)) }
                 return try encode(PilePage(piles: views, next: page.count == limit ? page.last?.info.pileId.description : nil))
             }
-            let records = try await gateway.registry.records(online: online, after: after.flatMap { parsePileId($0)?.description }, limit: limit)
+            let records = try await gateway.registry.records(online: online, after: after.flatMap { PileID(input: $0)?.description }, limit: limit)
             var views: [PileView] = []
             for r in records {
                 let live = PileID(r.id).flatMap { gateway.directory.session(for: $0) }
@@ -264,17 +264,13 @@ public final class AdminAPI: Sendable {
         }
     }
 
-    /// The one rule for pile ids in API input: 1–14 decimal digits (left-padded), or exactly 14
-    /// hex digits for piles whose BCD id holds letters.
-    public static func parsePileId(_ text: String) -> PileID? {
-        let decimal = !text.isEmpty && text.utf8.count <= 14 && text.utf8.allSatisfy { $0 >= 48 && $0 <= 57 }
-        guard decimal || text.utf8.count == 14 else { return nil }
-        return PileID(text)
-    }
+    /// A pile id in API input, by the one rule (`PileID(input:)`). Kept for the hub's command
+    /// parsing (Hub/BackendCommands) until it calls `PileID(input:)` itself.
+    public static func parsePileId(_ text: String) -> PileID? { PileID(input: text) }
 
     static func pileId(_ context: Context) throws -> PileID {
         let text = context.parameters.get("id") ?? ""
-        guard let id = parsePileId(text) else { throw InvalidPileId(text: text) }
+        guard let id = PileID(input: text) else { throw InvalidPileId(text: text) }
         return id
     }
 
@@ -312,9 +308,9 @@ public final class AdminAPI: Sendable {
         (try? encode(value, status: status)) ?? Response(status: .internalServerError)
     }
 
-    /// A 4xx/5xx with `{"error": code, "message": text}`.
+    /// A 4xx/5xx with `{"error": code, "message": text}` (`APIErrorBody`).
     public static func error(_ status: HTTPResponse.Status, _ code: String, _ message: String) -> Response {
-        json(["error": code, "message": message], status: status)
+        APIErrorBody(code, message).response(status)
     }
 }
 
@@ -365,7 +361,7 @@ struct APIErrorMiddleware: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch let e as AdminAPI.InvalidPileId {
-            return AdminAPI.error(.badRequest, "invalid_pile_id", "invalid pile id '\(e.text)': expected 1-14 decimal digits or 14 hex digits")
+            return AdminAPI.error(.badRequest, "invalid_pile_id", "invalid pile id '\(e.text)': expected \(PileID.inputRule)")
         } catch let e as HTTPError {
             if e.status == .notFound {
                 let allowed = routes.methods(for: request.uri.path)

@@ -2,7 +2,7 @@ import NIOCore
 import YKC
 
 /// How operators name a flapping ban: `pile:<id>` for a pile id (the API's pile id rule, see
-/// `AdminAPI.parsePileId`) or `addr:<ip>` for a source address (IPv4 or IPv6, as the gateway
+/// `PileID(input:)`) or `addr:<ip>` for a source address (IPv4 or IPv6, as the gateway
 /// saw it). The prefix keeps the two kinds apart: a 14-digit string alone could not say which.
 public enum BanKey: Equatable, Sendable, CustomStringConvertible {
     case pile(PileID)
@@ -11,7 +11,7 @@ public enum BanKey: Equatable, Sendable, CustomStringConvertible {
     /// Parses `pile:…` or `addr:…`; nil for anything else.
     public init?(_ text: String) {
         if text.hasPrefix("pile:") {
-            guard let id = AdminAPI.parsePileId(String(text.dropFirst(5))) else { return nil }
+            guard let id = PileID(input: text.dropFirst(5)) else { return nil }
             self = .pile(id)
         } else if text.hasPrefix("addr:") {
             let host = String(text.dropFirst(5))

@@ -72,10 +72,10 @@ public struct LaneMatch: Sendable, Hashable {
             var ids: [PileID] = []
             ids.reserveCapacity(list.count)
             for (i, item) in list.enumerated() {
-                guard let text = item.stringValue, let id = Self.pileId(text) else {
+                guard let text = item.stringValue, let id = PileID(input: text) else {
                     throw LaneRuleError(
                         path: "\(path).piles[\(i)]",
-                        message: "invalid pile id \(item): expected a string of up to 14 digits (or 14 hex digits)")
+                        message: "invalid pile id \(item): expected a string of \(PileID.inputRule)")
                 }
                 ids.append(id)
             }
@@ -149,15 +149,6 @@ public struct LaneMatch: Sendable, Hashable {
         if let networkType { o["networkType"] = Self.enumJSON(networkType) }
         if let cidr { o["cidr"] = cidr.count == 1 ? .string(cidr[0]) : .array(cidr.map { .string($0) }) }
         return .object(o)
-    }
-
-    /// Same acceptance as the admin API's pile paths: decimal up to 14 digits, or exactly 14 hex
-    /// digits (piles with odd BCD ids), so an id copied from one place works in the other.
-    static func pileId(_ text: String) -> PileID? {
-        let count = text.utf8.count
-        let decimal = count >= 1 && count <= 14 && text.utf8.allSatisfy { $0 >= 48 && $0 <= 57 }
-        guard decimal || count == 14 else { return nil }
-        return PileID(text)
     }
 
     private static func enumValue<E: YKCEnum>(_ v: JSONValue, path: String, as: E.Type, names: [String])

@@ -66,9 +66,9 @@ enum JSONField {
 
     static func pileId(_ v: JSONValue?, _ field: String) throws(YKCJSONError) -> PileID {
         guard let v else { throw .missing(field: field) }
-        if let s = v.stringValue, let p = PileID(s) { return p }
-        if let i = v.intValue, i >= 0, let p = PileID(String(i)) { return p }
-        throw .invalid(field: field, reason: "expected up to 14 digits")
+        if let s = v.stringValue, let p = PileID(input: s) { return p }
+        if let i = v.intValue, i >= 0, let p = PileID(input: String(i)) { return p }
+        throw .invalid(field: field, reason: "expected \(PileID.inputRule)")
     }
 
     static func gun(_ v: JSONValue?, _ field: String) throws(YKCJSONError) -> GunNumber {
