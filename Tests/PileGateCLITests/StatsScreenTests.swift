@@ -44,6 +44,23 @@ struct StatsScreenTests {
         #expect(text.contains("OUTBOX\n  not reported by this gateway"))
     }
 
+    @Test("delivery latency: p50/p99 over the interval when it saw deliveries, else since start")
+    func deliveryLatency() throws {
+        func sample(_ buckets: [Int], at: Double) throws -> StatsSample {
+            let list = buckets.map(String.init).joined(separator: ",")
+            return try Self.sample(
+                #"{"counters":{"uptimeSeconds":\#(at)},"extensions":{"hub":{"lanes":{"":{"billing":{"routed":1,"latencyBuckets":[\#(list)]}}}}}}"#,
+                at: at)
+        }
+        // Bounds 0.5 ms, 1 ms, 2 ms, …: ten deliveries in (1, 2] ms before, ten in (0.5, 1] ms since.
+        let before = try sample([0, 0, 10], at: 10)
+        let now = try sample([0, 10, 10], at: 20)
+        let interval = StatsScreen(current: now, previous: before).rendered
+        #expect(interval.contains("750 µs  995 µs"), "\(interval)")
+        let sinceStart = StatsScreen(current: now).rendered
+        #expect(sinceStart.contains("1 ms  2 ms"), "\(sinceStart)")
+    }
+
     @Test("outbox figures: depth and oldest age in either shape")
     func outboxFigures() throws {
         let flat = OutboxFigures.of(try JSONValue.parse(#"{"depth":7,"oldestAgeSeconds":12.5}"#))
@@ -53,13 +70,5 @@ struct StatsScreenTests {
         #expect(nested.depth == 6 && nested.oldest == 30)
         let none = OutboxFigures.of(try JSONValue.parse("{}"))
         #expect(none.depth == nil && none.oldest == nil)
-    }
-
-    @Test("histogram quantiles interpolate inside the bucket; the +Inf bucket gives the last bound")
-    func histogram() {
-        #expect(Histogram.quantile(0.5, buckets: [0, 10, 0, 0], bounds: [1, 2, 4]) == 1.5)
-        #expect(Histogram.quantile(0.99, buckets: [10, 0, 0, 0], bounds: [1, 2, 4]) == 0.99)
-        #expect(Histogram.quantile(0.5, buckets: [0, 0, 0, 3], bounds: [1, 2, 4]) == 4)
-        #expect(Histogram.quantile(0.5, buckets: [0, 0, 0, 0], bounds: [1, 2, 4]) == nil)
     }
 }

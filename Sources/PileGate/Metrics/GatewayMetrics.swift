@@ -82,13 +82,13 @@ public final class GatewayMetrics: Sendable {
             out += "# TYPE \(name) histogram\n"
             for h in byName[name, default: []].sorted(by: { labelText($0.labels) < labelText($1.labels) }) {
                 var cumulative = 0
-                for (i, bound) in h.bounds.enumerated() {
-                    cumulative += i < h.buckets.count ? h.buckets[i] : 0
+                for (i, bound) in h.latency.bounds.enumerated() {
+                    cumulative += h.latency.counts[i]
                     out += "\(name)_bucket\(labelText(h.labels + [("le", boundText(bound))])) \(cumulative)\n"
                 }
-                let count = h.buckets.reduce(0, +)
+                let count = h.latency.count
                 out += "\(name)_bucket\(labelText(h.labels + [("le", "+Inf")])) \(count)\n"
-                out += "\(name)_sum\(labelText(h.labels)) \(h.sum)\n"
+                out += "\(name)_sum\(labelText(h.labels)) \(h.latency.sum)\n"
                 out += "\(name)_count\(labelText(h.labels)) \(count)\n"
             }
         }
@@ -173,9 +173,7 @@ public final class MetricsWriter: @unchecked Sendable {
     struct Histogram {
         var name: String
         var labels: [(String, String)]
-        var bounds: [Double]
-        var buckets: [Int]
-        var sum: Double
+        var latency: LatencyBuckets
     }
     var histograms: [Histogram] = []
 
@@ -183,7 +181,14 @@ public final class MetricsWriter: @unchecked Sendable {
     /// (not cumulative), `buckets[bounds.count]` (if present) above the last bound; `sum` of all
     /// observed values. Written as a Prometheus histogram named `name` (`_bucket`, `_sum`, `_count`).
     public func histogram(_ name: String, _ labels: [(String, String)], bounds: [Double], buckets: [Int], sum: Double) {
-        histograms.append(Histogram(name: name, labels: labels, bounds: bounds, buckets: buckets, sum: sum))
+        // Counts beyond one per bound plus the overflow cannot be written; such a histogram is left out.
+        guard let latency = LatencyBuckets(bounds: bounds, counts: buckets, sum: sum) else { return }
+        histogram(name, labels, latency)
+    }
+
+    /// A `LatencyBuckets` counted by its owner, written as the Prometheus histogram `name`.
+    public func histogram(_ name: String, _ labels: [(String, String)], _ latency: LatencyBuckets) {
+        histograms.append(Histogram(name: name, labels: labels, latency: latency))
     }
 }
 

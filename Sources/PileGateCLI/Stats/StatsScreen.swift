@@ -214,13 +214,18 @@ struct StatsScreen {
 
     /// Delivery latency p50/p99: over the interval when it saw deliveries, else since start.
     private func latency(_ t: JSONValue, before: JSONValue?) -> (Double?, Double?) {
-        let now = (t["latencyBuckets"]?.arrayValue ?? []).map { num($0) }
-        var buckets = now
-        if let b = before?["latencyBuckets"]?.arrayValue, b.count == now.count {
-            let delta = zip(now, b.map { num($0) }).map { max(0, $0 - $1) }
-            if delta.reduce(0, +) > 0 { buckets = delta }
+        guard let now = Self.deliveryLatency(t["latencyBuckets"]) else { return (nil, nil) }
+        var latency = now
+        if let earlier = Self.deliveryLatency(before?["latencyBuckets"]), let delta = now.since(earlier), delta.count > 0 {
+            latency = delta
         }
-        return (Histogram.quantile(0.5, buckets: buckets), Histogram.quantile(0.99, buckets: buckets))
+        return (latency.quantile(0.5), latency.quantile(0.99))
+    }
+
+    /// The hub's exported delivery-latency counts (`BackendLaneTraffic.bounds`, plus +Inf).
+    static func deliveryLatency(_ counts: JSONValue?) -> LatencyBuckets? {
+        guard let list = counts?.arrayValue else { return nil }
+        return LatencyBuckets(bounds: BackendLaneTraffic.bounds, counts: list.map { Int($0.doubleValue ?? 0) })
     }
 
     private func outboxSection() -> String {
