@@ -143,6 +143,7 @@ let package = Package(
             name: "PileGateTests",
             dependencies: [
                 "PileGate", "PileSim", "YKC", "YKCCipher", "OpenSSLTestSupport",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),

@@ -27,8 +27,19 @@ public final class Gateway: Service, Sendable {
     /// One reload at a time (SIGHUP and the API may race).
     private let reloadLock = NIOLock()
     private let apiBox = NIOLockedValueBox<AdminAPI?>(nil)
-    private let flushTask = NIOLockedValueBox<Task<Void, Never>?>(nil)
-    private let tokenRefreshTask = NIOLockedValueBox<Task<Void, Never>?>(nil)
+    /// The long-running loops (registry flush, token refresh, and the `services` handed in:
+    /// the outbox, the hub's sweeper) in one service group, and the task running it.
+    private let background = NIOLockedValueBox(Background.notStarted)
+
+    private enum Background {
+        case notStarted
+        case running(ServiceGroup, Task<Void, Never>)
+        /// Shut down; the registry was flushed and closed by its loop's end.
+        case stopped
+    }
+    /// Long-running work of other components, run in the gateway's service group after its own
+    /// loops (so stopped before them).
+    private let services: [any Service]
     private let startedBox = NIOLockedValueBox<Bool>(false)
     public let metrics: GatewayMetrics
     /// API credentials (tokens in the registry's database, client-certificate scopes).
@@ -38,14 +49,6 @@ public final class Gateway: Service, Sendable {
     /// Extra sections of `/v1/stats`, by name.
     public let statsProviders: [String: @Sendable () -> JSONValue]
 
-    private let shutdownHooks = NIOLockedValueBox<[@Sendable () async -> Void]>([])
-
-    /// Work to finish at the end of a graceful shutdown (after piles are closed), e.g. the
-    /// outbox's last commit.
-    public func onShutdown(_ hook: @escaping @Sendable () async -> Void) {
-        shutdownHooks.withLockedValue { $0.append(hook) }
-    }
-
     public var config: GatewayConfiguration { context.config }
     public var counters: GatewayCounters { context.counters }
     public var directory: SessionDirectory { context.directory }
@@ -54,8 +57,9 @@ public final class Gateway: Service, Sendable {
     public init(
         config: GatewayConfiguration, sink: any GatewayEventSink = NoBackendSink(), group: (any EventLoopGroup)? = nil,
         logger: Logger = Logger(label: "pilegate"), routes: [AdminAPI.Routes] = [],
-        statsProviders: [String: @Sendable () -> JSONValue] = [:]
+        statsProviders: [String: @Sendable () -> JSONValue] = [:], services: [any Service] = []
     ) throws {
+        self.services = services
         self.routes = routes
         self.statsProviders = statsProviders
         let registry = try PileRegistry(directory: config.dataDirectory, fresh: config.freshStore, logger: logger)
@@ -110,13 +114,12 @@ public final class Gateway: Service, Sendable {
     public func start() async throws {
         let api = try await AdminAPI.start(gateway: self)
         apiBox.withLockedValue { $0 = api }
-        let tokens = auth.tokens
-        tokenRefreshTask.withLockedValue { $0 = Task { await tokens.runRefreshLoop() } }
+        startBackground()
         let listener: PileListener
         do {
             listener = try await PileListener.bind(gateway: context, group: group)
         } catch {
-            tokenRefreshTask.withLockedValue { $0 }?.cancel()
+            await stopBackground()
             await api.stop(grace: 1)
             apiBox.withLockedValue { $0 = nil }
             throw GatewayStartError(
@@ -128,7 +131,7 @@ public final class Gateway: Service, Sendable {
                 let tlsListener = try await PileListener.bind(gateway: context, group: group, tls: pileTLS)
                 tlsListenerBox.withLockedValue { $0 = tlsListener }
             } catch {
-                tokenRefreshTask.withLockedValue { $0 }?.cancel()
+                await stopBackground()
                 await listener.stopAccepting()
                 await api.stop(grace: 1)
                 apiBox.withLockedValue { $0 = nil }
@@ -146,9 +149,6 @@ public final class Gateway: Service, Sendable {
                     "pile_connections": "\(files.pileConnections)",
                 ])
         }
-        let registry = context.registry
-        let interval = context.config.registryFlushInterval
-        flushTask.withLockedValue { $0 = Task { await registry.runFlushLoop(interval: interval) } }
         startedBox.withLockedValue { $0 = true }
         context.logger.notice(
             "pilegate started",
@@ -164,7 +164,9 @@ public final class Gateway: Service, Sendable {
     /// Graceful shutdown, in the reverse order of start: `/readyz` turns 503 and the listener
     /// stops accepting; pile connections close spread over the drain window while the API and
     /// the backend hub stay up, so backends get every drained pile's `pile_offline`; then the
-    /// registry and the outbox are flushed; the API closes last. Bounded whatever clients do:
+    /// service group of the long-running loops shuts down in reverse order (the hub's sweeper,
+    /// the outbox's last commit, the token refresh, the registry's final flush); the API closes
+    /// last. Bounded whatever clients do:
     /// drain window + `shutdownGrace` for piles that do not close + about 2 × `shutdownGrace`
     /// for API connections (a backend that stops reading is cut off).
     public func shutdown() async {
@@ -195,18 +197,61 @@ public final class Gateway: Service, Sendable {
             listener.quiesce.initiateShutdown(promise: done)
         }
         await waitForConnections(timeout: context.config.shutdownGrace)
-        // Stop the flush loop and wait for it (a write it had started, or put back after a
-        // cancellation, must be in `pending` before the final flush takes it).
-        let loop = flushTask.withLockedValue { $0 }
-        loop?.cancel()
-        await loop?.value
-        _ = try? await context.registry.flush()
-        tokenRefreshTask.withLockedValue { $0 }?.cancel()
-        for hook in shutdownHooks.withLockedValue({ $0 }) { await hook() }
-        await context.registry.close()
+        // The loops stop in reverse order: the hub's sweeper, the outbox (its last commit), the
+        // token refresh, and the registry (its final flush, then it closes).
+        await stopBackground()
         let api = apiBox.withLockedValue { $0 }
         await api?.stop(grace: context.config.shutdownGrace)
         context.logger.notice("pilegate stopped")
+    }
+
+    /// Starts the service group of the long-running loops. It runs in a detached task: a task
+    /// created here would inherit the graceful-shutdown handler of the group running the
+    /// gateway (a task-local) and stop the outbox at the start of the drain, before the drained
+    /// piles' bills are committed; `shutdown()` stops it once the piles have drained.
+    private func startBackground() {
+        let registry = context.registry
+        let interval = context.config.registryFlushInterval
+        let tokens = auth.tokens
+        let loops: [any Service] = [
+            BackgroundLoop(
+                name: "registry flush", loop: { await registry.runFlushLoop(interval: interval) },
+                // After the loop has ended (a write it had started, or put back after its
+                // cancellation, is in `pending`): the final flush, then the database closes.
+                finish: {
+                    _ = try? await registry.flush()
+                    await registry.close()
+                }),
+            BackgroundLoop(name: "token refresh", loop: { await tokens.runRefreshLoop() }),
+        ]
+        let group = ServiceGroup(
+            services: loops + services, gracefulShutdownSignals: [], cancellationSignals: [], logger: context.logger)
+        let logger = context.logger
+        let task = Task.detached {
+            do { try await group.run() } catch {
+                logger.error("background services ended", metadata: ["error": "\(error)"])
+            }
+        }
+        background.withLockedValue { $0 = .running(group, task) }
+    }
+
+    /// Shuts the loops' service group down (in reverse order) and waits for it; when it never
+    /// ran, flushes and closes the registry itself.
+    private func stopBackground() async {
+        let state = background.withLockedValue { b in
+            defer { b = .stopped }
+            return b
+        }
+        switch state {
+        case .running(let group, let task):
+            await group.triggerGracefulShutdown()
+            await task.value
+        case .notStarted:
+            _ = try? await context.registry.flush()
+            await context.registry.close()
+        case .stopped:
+            break
+        }
     }
 
     private func waitForConnections(timeout: TimeInterval) async {

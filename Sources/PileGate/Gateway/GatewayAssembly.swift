@@ -29,7 +29,7 @@ public enum GatewayAssembly {
                     "hub": { hub.statsJSON() },
                     "lanes": { bookBox.withLockedValue { $0 }.map { .number(Double($0.version)) } ?? .null },
                     "outbox": { hub.outboxJSON() },
-                ])
+                ], services: hub.services)
             book = try LaneRuleBook(registry: gateway.registry, logger: logger)
         } catch {
             // The gateway's own stores could not open: nothing runs, the outbox closes too.
@@ -38,7 +38,8 @@ public enum GatewayAssembly {
         }
         bookBox.withLockedValue { $0 = book }
         hub.decideLanes(with: { login, host in book.lane(for: login, remoteHost: host) }, version: { book.version })
-        // The hub stops itself and the outbox at the end of the gateway's shutdown.
+        // The outbox and the hub's sweeper run in the gateway's service group (`hub.services`),
+        // stopped after the piles have drained.
         hub.attach(to: gateway)
         return gateway
     }

@@ -5,6 +5,7 @@ import HummingbirdWebSocket
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import ServiceLifecycle
 import YKC
 
 /// The embedded backend hub: backends subscribe over WebSocket (`GET /v1/events`), every pile
@@ -49,7 +50,6 @@ public final class BackendHub: GatewayEventSink {
     let undeliverable = ManagedAtomic(0)
     /// Commands refused because their backend socket had `maxCommandsPerSocket` running.
     let commandsRefusedPerSocket = ManagedAtomic(0)
-    private let sweeper = NIOLockedValueBox<Task<Void, Never>?>(nil)
     let billingModels = NIOLockedValueBox<BillingModelCache?>(nil)
     /// Commands to piles, built when the gateway attaches (they look sessions up there).
     private let commands = NIOLockedValueBox<BackendCommands?>(nil)
@@ -62,7 +62,7 @@ public final class BackendHub: GatewayEventSink {
 
     /// - Parameters:
     ///   - outbox: where must-deliver events (bills first of all) are committed before the pile
-    ///     is acknowledged and from where they are delivered; its delivery starts at `attach(to:)`.
+    ///     is acknowledged and from where they are delivered; it runs as one of `services`.
     ///   - lanes: decides a session's lane at login (the lane rule book); "" = base.
     public init(
         config: HubConfiguration = HubConfiguration(), outbox: Outbox, logger: Logger,
@@ -103,9 +103,8 @@ public final class BackendHub: GatewayEventSink {
         return v
     }
 
-    /// Connects the hub to its gateway (commands look sessions up there), starts the sweeper
-    /// that times out acks and replies and the outbox's delivery, and stops both at the end of
-    /// the gateway's graceful shutdown (after the piles have drained).
+    /// Connects the hub to its gateway: commands look sessions up there, billing models are
+    /// cached in its database, metrics and readiness include the hub's and the outbox's.
     public func attach(to gateway: Gateway) {
         gatewayBox.withLockedValue { $0 = gateway }
         envelopes.withLockedValue {
@@ -119,45 +118,33 @@ public final class BackendHub: GatewayEventSink {
                 pileUTCOffsetSeconds: gateway.config.pileUTCOffsetSeconds, billingModels: billingModels)
         }
         gateway.metrics.addCollector { [weak self] w in self?.collectMetrics(w) }
-        let task = Task { [weak self] in
-            while !Task.isCancelled {
-                try? await Task.sleep(nanoseconds: 100_000_000)
-                self?.sweep()
-            }
-        }
-        sweeper.withLockedValue { $0 = task }
-        outbox.start { [weak self] event, service in
-            guard let self else { return false }
-            let pending = BackendInstance.Pending(
-                id: event.id, text: event.payload, event: event.event, pile: event.pile.raw, route: RouteKey(lane: event.lane, service: ""))
-            // The outbox keeps what finds no instance, so that is not a loss.
-            return self.route(pending, onlyService: service, countUndeliverable: false) > 0
-        }
-        refresher.withLockedValue {
-            $0 = Task { [weak outbox = self.outbox] in
-                while !Task.isCancelled {
-                    await outbox?.refreshSummary()
-                    try? await Task.sleep(nanoseconds: 1_000_000_000)
-                }
-            }
-        }
         let outbox = self.outbox
         gateway.metrics.addCollector { [weak outbox] w in outbox?.collectMetrics(w) }
         // A bill that cannot be stored cannot be acknowledged: not ready while commits fail.
         gateway.addReadinessCheck { [weak outbox] in outbox?.problem }
-        gateway.onShutdown { [self] in
-            detach()
-            await outbox.stop()
-        }
     }
 
-    /// Stops the sweeper and the outbox's summary refresh.
-    public func detach() {
-        sweeper.withLockedValue { $0?.cancel() }
-        refresher.withLockedValue { $0?.cancel() }
+    /// The hub's long-running work, for the gateway's service group: the outbox (its writer and
+    /// delivery, handing stored events to this hub's routing) and the sweeper that times out
+    /// acks and replies every 100 ms. They run from the gateway's start until the piles have
+    /// drained (`Gateway.shutdown()`).
+    public var services: [any Service] {
+        [
+            OutboxService(outbox: outbox) { [weak self] event, service in
+                guard let self else { return false }
+                let pending = BackendInstance.Pending(
+                    id: event.id, text: event.payload, event: event.event, pile: event.pile.raw, route: RouteKey(lane: event.lane, service: ""))
+                // The outbox keeps what finds no instance, so that is not a loss.
+                return self.route(pending, onlyService: service, countUndeliverable: false) > 0
+            },
+            BackgroundLoop(name: "hub sweeper") { [weak self] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(nanoseconds: 100_000_000)
+                    self?.sweep()
+                }
+            },
+        ]
     }
-
-    private let refresher = NIOLockedValueBox<Task<Void, Never>?>(nil)
 
     /// Must-deliver events go through it: committed, then delivered at least once per service.
     public let outbox: Outbox

@@ -206,7 +206,8 @@ public final class Outbox: Sendable {
     /// instance to take it now (the event waits).
     typealias Deliver = @Sendable (_ event: OutboxEvent, _ service: String) -> Bool
 
-    /// Starts the writer, the delivery loop and compaction.
+    /// Starts the writer, the delivery loop, compaction and the summary refresh (`OutboxService`
+    /// runs it for the gateway's service group).
     func start(deliver: @escaping Deliver) {
         let writer = Task { [self] in
             var lastStart = NIODeadline.distantPast
@@ -233,7 +234,14 @@ public final class Outbox: Sendable {
                 _ = try? await compact()
             }
         }
-        tasks.withLockedValue { $0 = [writer, delivery, compaction] }
+        // The summary `/metrics` and `/v1/stats` read without touching SQLite.
+        let refresher = Task { [self] in
+            while !Task.isCancelled {
+                await refreshSummary()
+                try? await Task.sleep(nanoseconds: 1_000_000_000)
+            }
+        }
+        tasks.withLockedValue { $0 = [writer, delivery, compaction, refresher] }
     }
 
     /// Commits what is queued, stops the loops, records when connected services were last
@@ -254,6 +262,7 @@ public final class Outbox: Sendable {
     /// Closes the database of an outbox that was never started (a start-up that failed after
     /// opening it); a started one is closed by `stop()`.
     func close() {
+        guard !stopped.exchange(true, ordering: .relaxed) else { return }
         try? database.close()
     }
 

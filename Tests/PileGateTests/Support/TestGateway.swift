@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import PileGate
 import PileSim
+import ServiceLifecycle
 import YKC
 
 #if canImport(FoundationNetworking)
@@ -19,7 +20,7 @@ final class TestGateway: Sendable {
     let apiPort: Int
 
     static func start(
-        sink: any GatewayEventSink = NoBackendSink(), routes: [AdminAPI.Routes] = [],
+        sink: any GatewayEventSink = NoBackendSink(), routes: [AdminAPI.Routes] = [], services: [any Service] = [],
         _ configure: (inout GatewayConfiguration) -> Void = { _ in }
     ) async throws -> TestGateway {
         var config = GatewayConfiguration()
@@ -40,7 +41,7 @@ final class TestGateway: Sendable {
         logger.logLevel = .critical
         let gateway = try Gateway(
             config: config, sink: sink, group: MultiThreadedEventLoopGroup.singleton, logger: logger,
-            routes: routes)
+            routes: routes, services: services)
         try await gateway.start()
         return TestGateway(gateway: gateway, dataDirectory: config.dataDirectory)
     }

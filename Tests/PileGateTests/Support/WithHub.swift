@@ -5,7 +5,7 @@ import YKC
 
 /// Runs `body` against a gateway whose event sink is a backend hub with its outbox, as
 /// `pilegate serve` runs it: the outbox lives in the gateway's temporary data directory (or
-/// `dataDirectory`), and the gateway's shutdown stops the hub and the outbox.
+/// `dataDirectory`), and the outbox and the hub's sweeper run in the gateway's service group.
 func withHub(
     dataDirectory: String? = nil,
     lanes: @escaping @Sendable (Login, String) -> String = { _, _ in "" },
@@ -29,7 +29,7 @@ func withHub(
     let outbox = try Outbox(directory: directory, settings: settings, logger: logger)
     let hub = BackendHub(config: hc, outbox: outbox, logger: logger, lanes: lanes)
     do {
-        try await withGateway(sink: hub, routes: hub.routes, {
+        try await withGateway(sink: hub, routes: hub.routes, services: hub.services, {
             configure(&$0)
             $0.dataDirectory = directory
         }) { gw in
@@ -37,8 +37,8 @@ func withHub(
             try await body(gw, hub)
         }
     } catch {
-        // A gateway that did not start never ran the hook that stops the outbox.
-        await outbox.stop()
+        // A gateway that did not start never ran the outbox's service, which closes it.
+        outbox.close()
         throw error
     }
 }
