@@ -264,10 +264,6 @@ public final class AdminAPI: Sendable {
         }
     }
 
-    /// A pile id in API input, by the one rule (`PileID(input:)`). Kept for the hub's command
-    /// parsing (Hub/BackendCommands) until it calls `PileID(input:)` itself.
-    public static func parsePileId(_ text: String) -> PileID? { PileID(input: text) }
-
     static func pileId(_ context: Context) throws -> PileID {
         let text = context.parameters.get("id") ?? ""
         guard let id = PileID(input: text) else { throw InvalidPileId(text: text) }

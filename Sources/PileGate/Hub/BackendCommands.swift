@@ -67,8 +67,8 @@ struct BackendCommands: Sendable {
         case .success(let t): timeout = t
         case .failure(let f): return .failure("invalid_args", f.message)
         }
-        guard let pileId = AdminAPI.parsePileId(pileText) else {
-            return .failure("invalid_args", "pile must be 1-14 decimal digits or 14 hex digits, got '\(pileText)'")
+        guard let pileId = PileID(input: pileText) else {
+            return .failure("invalid_args", "pile must be \(PileID.inputRule), got '\(pileText)'")
         }
         guard Self.names.contains(command) else {
             return .failure("unknown_command", "unknown command '\(command)'; one of \(Self.names.sorted().joined(separator: ", "))")

@@ -291,8 +291,7 @@ struct BackendConnection: Sendable {
             w.raw(reply)
         case .failure(let code, let message):
             w.field("ok", false)
-            w.field("error", code)
-            w.field("message", message)
+            APIErrorBody(code, message).writeMembers(into: &w)
         }
         w.endObject()
         await write(w.string)
@@ -302,8 +301,7 @@ struct BackendConnection: Sendable {
         var w = JSONWriter()
         w.beginObject()
         w.field("type", "error")
-        w.field("error", code)
-        w.field("message", message)
+        APIErrorBody(code, message).writeMembers(into: &w)
         if let id { w.field("id", id) }
         w.endObject()
         await write(w.string)

@@ -69,8 +69,7 @@ enum BackendHubRoutes {
         var w = JSONWriter()
         w.beginObject()
         w.field("ok", false)
-        w.field("error", code)
-        w.field("message", message)
+        APIErrorBody(code, message).writeMembers(into: &w)
         w.endObject()
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: w.buffer))
     }

@@ -1,4 +1,5 @@
-import PileGate
+import Foundation
+@testable import PileGate
 import Testing
 
 @Suite("LatencyBuckets: the one latency histogram")
@@ -42,5 +43,22 @@ struct LatencyBucketsTests {
         // A restarted owner (counts lower than before): nothing is known of the interval.
         let restarted = try #require(LatencyBuckets(bounds: [1, 2], counts: [0, 1, 0]))
         #expect(restarted.since(h)?.counts == [0, 0, 0])
+    }
+
+    @Test("the hub's lane traffic counts into one and keeps its JSON shape (latencyCount, latencySumSeconds, latencyBuckets)")
+    func laneTraffic() throws {
+        var t = BackendLaneTraffic()
+        t.count(fallback: false, overflow: false)
+        t.acked(latency: 0.0007, failure: false)
+        t.acked(latency: 20, failure: true)
+        let data = try JSONEncoder().encode(t)
+        let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(object["latencyCount"] as? Int == 2)
+        #expect(object["latencySumSeconds"] as? Double == 20.0007)
+        #expect(object["latencyBuckets"] as? [Int] == [0, 1] + Array(repeating: 0, count: 12) + [1])
+        #expect(object["acks"] as? Int == 2 && object["failures"] as? Int == 1 && object["routed"] as? Int == 1)
+        let back = try JSONDecoder().decode(BackendLaneTraffic.self, from: data)
+        #expect(back.latency == t.latency && back.acks == 2)
+        #expect(t.latency.quantile(0.5) == 0.001)
     }
 }
