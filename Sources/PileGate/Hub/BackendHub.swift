@@ -546,33 +546,17 @@ public final class BackendHub: GatewayEventSink {
             pendingReplies: pendingReplies.withLockedValue { $0.count })
     }
 
+    /// Writes the hub's series (`BackendHubMetrics`) from one reading of its state.
     func collectMetrics(_ w: MetricsWriter) {
-        for (k, t) in traffic.withLockedValue({ $0 }) {
-            let labels = [("lane", k.lane.isEmpty ? "base" : k.lane), ("service", k.service)]
-            w.counter("pilegate_hub_events_routed_total", labels, t.routed)
-            w.counter("pilegate_hub_fallbacks_total", labels, t.fallbacks)
-            w.counter("pilegate_hub_acks_total", labels, t.acks)
-            w.counter("pilegate_hub_delivery_failures_total", labels, t.failures)
-            w.counter("pilegate_hub_ejections_total", labels, t.ejections)
-            w.counter("pilegate_hub_queue_overflows_total", labels, t.overflows)
-            w.histogram(
-                "pilegate_hub_delivery_latency_seconds", labels, bounds: BackendLaneTraffic.bounds, buckets: t.latencyBuckets,
-                sum: t.latencySumSeconds)
-        }
         let now = Date()
-        var inflight: [RouteKey: Int] = [:]
-        var states: [String: Int] = [:]
-        for i in instances.withLockedValue({ $0.values.flatMap { $0 } }) {
-            inflight[RouteKey(lane: i.lane, service: i.service), default: 0] += i.inFlightCount
-            states[i.status(now: now, warmup: config.warmupWindow).state, default: 0] += 1
+        let instances = instances.withLockedValue { $0.values.flatMap { $0 } }.map { i in
+            BackendHubMetrics.Instance(
+                route: RouteKey(lane: i.lane, service: i.service), inFlight: i.inFlightCount,
+                state: i.status(now: now, warmup: config.warmupWindow).state)
         }
-        for (k, n) in inflight {
-            w.gauge("pilegate_hub_in_flight", [("lane", k.lane.isEmpty ? "base" : k.lane), ("service", k.service)], Double(n))
-        }
-        for s in ["healthy", "warming", "ejected", "draining"] {
-            w.gauge("pilegate_hub_instances", [("state", s)], Double(states[s] ?? 0))
-        }
-        w.counter("pilegate_hub_undeliverable_events_total", [], undeliverable.load(ordering: .relaxed))
-        w.counter("pilegate_commands_refused_total", [("limit", "socket")], commandsRefusedPerSocket.load(ordering: .relaxed))
+        BackendHubMetrics(
+            traffic: traffic.withLockedValue { $0 }, instances: instances, undeliverable: undeliverable.load(ordering: .relaxed),
+            commandsRefusedPerSocket: commandsRefusedPerSocket.load(ordering: .relaxed)
+        ).write(to: w)
     }
 }
