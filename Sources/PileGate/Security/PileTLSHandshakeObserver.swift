@@ -10,9 +10,15 @@ import NIOTLS
 /// `maxPendingLogins` like any connection that has not logged in, and BoringSSL's bounded handshake
 /// buffer, for at most `pileTLSHandshakeTimeout`; then the connection is closed as a login timeout
 /// and counted as a `timeout` handshake failure. One timer per handshake, cancelled when it ends.
-final class PileTLSHandshakeObserver: ChannelInboundHandler, RemovableChannelHandler {
+///
+/// A connection the gateway itself closes before the handshake ends (refused at admission, shut
+/// down) is not a handshake failure: the close passes through here on its way out and is counted
+/// where it was decided.
+final class PileTLSHandshakeObserver: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     private let gateway: GatewayContext
     private let timeout: TimeAmount
@@ -67,6 +73,15 @@ final class PileTLSHandshakeObserver: ChannelInboundHandler, RemovableChannelHan
         timer = nil
         if !finished { fail(.closed, context: context, detail: "closed during the handshake") }
         context.fireChannelInactive()
+    }
+
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        if !finished {
+            finished = true
+            timer?.cancel()
+            timer = nil
+        }
+        context.close(mode: mode, promise: promise)
     }
 
     private func fail(_ reason: PileTLSHandshakeFailure, context: ChannelHandlerContext, detail: String) {

@@ -214,6 +214,23 @@ struct PileTLSTests {
         }
     }
 
+    @Test("a connection the gateway refuses at admission on the TLS port is counted as refused, not as a handshake failure")
+    func admissionIsNotAHandshakeFailure() async throws {
+        let certs = try TestCertificates.make(clients: [], ellipticCurve: true)
+        defer { certs.remove() }
+        try await Self.tlsGateway(certs, { $0.maxConnectionsPerAddress = 1 }) { gw, port in
+            let first = try await RawClient.connect(port: port)
+            #expect(await gw.eventually { gw.counters.connections.load(ordering: .relaxed) == 1 })
+            let second = try await RawClient.connect(port: port)
+            #expect(await gw.eventually { second.isClosed })
+            #expect(gw.counters.refused[.maxConnectionsPerAddress]?.load(ordering: .relaxed) == 1)
+            await first.close()
+            #expect(await gw.eventually { gw.counters.connections.load(ordering: .relaxed) == 0 })
+            let failures = gw.counters.snapshot().tlsHandshakeFailures
+            #expect(failures.values.reduce(0, +) == 1 && failures["closed"] == 1, "only the client that left: \(failures)")
+        }
+    }
+
     @Test("pile TLS settings: certificate and key go together, a client CA needs them, a PEM that does not load stops start-up naming it")
     func settings() async throws {
         var config = GatewayConfiguration()
