@@ -179,7 +179,8 @@ struct ConfigurationReloadTests {
         #expect(await waitFor { serve.stderr.contains("configuration reloaded") }, "\(serve.stderr)")
         let line = serve.lines.first { $0.contains("configuration reloaded") } ?? ""
         #expect(line.contains("applied=maxRefusedFrames") && line.contains("restart_required=listenBacklog"), "\(line)")
-        #expect(serve.stderr.contains("changed settings that apply only after a restart"))
+        // Logged right after the line above: wait for it too.
+        #expect(await waitFor { serve.stderr.contains("changed settings that apply only after a restart") })
 
         let newer = try await RawClient.connect(port: pilePort)
         try await Self.refusedFrames(newer, 2)
