@@ -4,7 +4,8 @@ import Logging
 import NIOCore
 
 /// An API connection as Hummingbird sets it up, with a deadline on the first request head in
-/// front of it.
+/// front of it and `MalformedRequestGuard` behind it (a parse error in the first request is
+/// answered and closed instead of left hanging).
 ///
 /// Hummingbird's idle timeout (`HTTPConnectionStateHandler`) is installed only once the first
 /// request head has been parsed (the WebSocket upgrade handler comes first), so a client that
@@ -23,7 +24,10 @@ struct APIChildChannel<Inner: ServerChildChannel>: ServerChildChannel {
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
         }
-        return inner.setup(channel: channel, logger: logger)
+        return inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            try channel.pipeline.syncOperations.addHandler(MalformedRequestGuard())
+            return value
+        }
     }
 
     func handle(value: Value, logger: Logger) async {

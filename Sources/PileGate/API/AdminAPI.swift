@@ -358,6 +358,10 @@ struct APIErrorMiddleware: RouterMiddleware {
             return try await next(request, context)
         } catch let e as AdminAPI.InvalidPileId {
             return AdminAPI.error(.badRequest, "invalid_pile_id", "invalid pile id '\(e.text)': expected \(PileID.inputRule)")
+        } catch is NIOTooManyBytesError {
+            // `request.body.collect(upTo:)` over its limit; Hummingbird's own answer has no body.
+            // (The error's maxBytes is what was left of the limit when it tripped, not the limit.)
+            return AdminAPI.error(.contentTooLarge, "body_too_large", "the request body is too large for \(request.uri.path.prefix(128))")
         } catch let e as HTTPError {
             if e.status == .notFound {
                 let allowed = routes.methods(for: request.uri.path)

@@ -48,6 +48,43 @@ extension ReliabilityTests {
             }
         }
 
+        @Test("a first request the HTTP parser rejects (a control character in a header) is answered 400 with an error document and closed at once")
+        func malformedFirstRequest() async throws {
+            // apiRequestTimeout stays at its default (30 s): the answer must not wait for a timer.
+            try await withGateway { gw in
+                let requests = [
+                    "GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer pgt_x\u{0}\r\n\r\n",
+                    "GET /v1/piles/1 HTTP/1.1\r\nHost: x\r\nX-A: a\u{1}b\r\nContent-Length: 4\r\n\r\n{\"a\"",
+                    "GET /healthz HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n",
+                ]
+                for text in requests {
+                    let raw = try await RawClient.connect(port: gw.apiPort)
+                    try await raw.send(Array(text.utf8))
+                    let closed = await gw.eventually(timeout: 5) { raw.isClosed }
+                    #expect(closed, "still open 5 s after \(text.debugDescription)")
+                    let answer = String(decoding: raw.receivedBytes, as: UTF8.self)
+                    #expect(answer.hasPrefix("HTTP/1.1 400"), "\(answer.debugDescription)")
+                    let body = answer.components(separatedBy: "\r\n\r\n").dropFirst().joined()
+                    let doc = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+                    #expect(doc?["error"] as? String == "bad_request", "\(answer.debugDescription)")
+                    #expect((doc?["message"] as? String)?.contains("malformed HTTP request") == true)
+                    await raw.close()
+                }
+                #expect(try await gw.http("GET", "/healthz").status == 200)
+            }
+        }
+
+        @Test("a body over a route's limit is 413 with an error document")
+        func bodyTooLarge() async throws {
+            try await withGateway { gw in
+                let big = "{\"key\":\"" + String(repeating: "0", count: PileKeyStore.maxRequestBytes + 10) + "\"}"
+                let answer = try await gw.http("PUT", "/v1/piles/1/key", body: big)
+                #expect(answer.status == 413)
+                #expect(answer.object["error"] as? String == "body_too_large", "\(answer.body)")
+                #expect((answer.object["message"] as? String)?.contains("too large") == true, "\(answer.body)")
+            }
+        }
+
         @Test("a half-sent request, a silent connection and an idle keep-alive connection are closed after apiRequestTimeout")
         func stalledConnections() async throws {
             try await withGateway({ $0.apiRequestTimeout = 2 }) { gw in
