@@ -3,6 +3,7 @@ import Logging
 /// A log handler whose level follows a shared `LiveLogLevel`, so a reloaded `logLevel` applies to
 /// every logger at once. Setting a logger's own level sets a floor under the shared one (the
 /// API's logger stays at `notice` or above): the effective level is the higher of the two.
+/// Every event goes out with its control characters escaped (`LogLineEscaper`).
 public struct LiveLevelLogHandler: LogHandler {
     private var inner: any LogHandler
     private let shared: LiveLogLevel
@@ -34,7 +35,9 @@ public struct LiveLevelLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        // The inner handler keeps the lowest level: the check is ours.
-        inner.log(event: event)
+        // The inner handler keeps the lowest level: the check is ours. Control characters in
+        // the message and metadata are escaped (`LogLineEscaper`): values from outside must not
+        // start a log line of their own.
+        inner.log(event: LogLineEscaper.escape(event))
     }
 }
