@@ -227,6 +227,9 @@ extension GatewayConfiguration {
         Setting(key: key) { config, value throws(SettingProblem) in
             guard let s = value.string else { throw SettingProblem(message: "expected a string, got \(value)") }
             if nonEmpty && s.isEmpty { throw SettingProblem(message: "must not be empty") }
+            guard s.utf8.count <= GatewayConfiguration.maxStringBytes else {
+                throw SettingProblem(message: "longer than \(GatewayConfiguration.maxStringBytes) bytes (\(s.utf8.count))")
+            }
             config[keyPath: kp] = s
         }
     }
@@ -423,10 +426,27 @@ extension GatewayConfiguration {
         return config
     }
 
+    /// The largest configuration file read (a real one is a few KiB): a path that names a huge
+    /// file or a device such as /dev/zero is refused instead of read into memory, at start and at
+    /// every reload.
+    public static let maxFileBytes = 1 << 20
+    /// The longest string setting (paths, host names, node id), from the file or the environment.
+    public static let maxStringBytes = 4_096
+
     /// Applies a JSON object of settings; unknown keys are an error (a typo must not pass silently).
     public mutating func apply(fileAt path: String) throws(ConfigurationError) {
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let file = FileHandle(forReadingAtPath: path) else {
             throw ConfigurationError(key: "config", source: path, problem: "cannot read the file")
+        }
+        defer { try? file.close() }
+        let data: Data
+        do {
+            data = try file.read(upToCount: Self.maxFileBytes + 1) ?? Data()
+        } catch {
+            throw ConfigurationError(key: "config", source: path, problem: "cannot read the file: \(error)")
+        }
+        guard data.count <= Self.maxFileBytes else {
+            throw ConfigurationError(key: "config", source: path, problem: "larger than \(Self.maxFileBytes) bytes")
         }
         let object: JSONValue
         do {

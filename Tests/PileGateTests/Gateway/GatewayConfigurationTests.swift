@@ -148,4 +148,31 @@ struct GatewayConfigurationTests {
         #expect(env("PILEGATE_PILE_PORT", "8080") == nil)
         #expect(env("PILEGATE_FLAP_BAN_DURATION", "0") == nil)
     }
+
+    @Test("a configuration file over 1 MiB (or a device such as /dev/zero) and a string setting over 4096 bytes are refused, not read whole")
+    func boundedInput() throws {
+        let path = NSTemporaryDirectory() + "pilegate-big-\(UUID().uuidString).json"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let big = "{\"nodeId\": \"n\"" + String(repeating: " ", count: GatewayConfiguration.maxFileBytes) + "}"
+        try big.write(toFile: path, atomically: true, encoding: .utf8)
+        for file in [path, "/dev/zero"] {
+            do {
+                _ = try GatewayConfiguration.load(file: file, environment: [:])
+                Issue.record("\(file) was accepted")
+            } catch {
+                #expect(error.problem == "larger than \(GatewayConfiguration.maxFileBytes) bytes", "\(error)")
+            }
+        }
+        // Just under the limit still loads.
+        try ("{\"nodeId\": \"n\"" + String(repeating: " ", count: GatewayConfiguration.maxFileBytes - 20) + "}").write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try GatewayConfiguration.load(file: path, environment: [:]).nodeId == "n")
+        let long = String(repeating: "x", count: GatewayConfiguration.maxStringBytes + 1)
+        do {
+            _ = try GatewayConfiguration.load(file: nil, environment: ["PILEGATE_NODE_ID": long])
+            Issue.record("a 4097-byte nodeId was accepted")
+        } catch {
+            #expect(error.problem.hasPrefix("longer than 4096 bytes"), "\(error.problem.prefix(200))")
+        }
+        #expect(try GatewayConfiguration.load(file: nil, environment: ["PILEGATE_NODE_ID": String(long.dropLast())]).nodeId.count == 4096)
+    }
 }
