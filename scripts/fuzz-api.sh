@@ -4,7 +4,7 @@
 # simulated piles online, so commands reach a pile and its replies come back. The mutations and
 # the oracle are in scripts/fuzz_api.py; results and how to read them in docs/FUZZING.md.
 #
-#   scripts/fuzz-api.sh SECONDS [--seed N] [--bin PATH | --no-build] [--api-port 18980] [--pile-port 18967]
+#   scripts/fuzz-api.sh SECONDS [--seed N] [--ws-share 0..1] [--bin PATH | --no-build] [--api-port 18980] [--pile-port 18967]
 #
 # Failing inputs go to Fuzz/artifacts/api-*.bin (gitignored); the gateway's log to
 # Fuzz/artifacts/api-gateway.log. Exit status 1 when any input failed the oracle.
@@ -17,10 +17,11 @@ HARNESS_LOG_FD=2
 [ $# -ge 1 ] || usage_error "usage: scripts/fuzz-api.sh SECONDS [--seed N] [--bin PATH | --no-build]"
 SECONDS_TO_RUN=$1; shift
 require_whole_number SECONDS "$SECONDS_TO_RUN"
-SEED=1 API_PORT=18980 PILE_PORT=18967 BUILD=1 BIN=""
+SEED=1 WS_SHARE=0.5 API_PORT=18980 PILE_PORT=18967 BUILD=1 BIN=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --seed) SEED=$2; shift 2 ;;
+        --ws-share) WS_SHARE=$2; shift 2 ;;
         --bin) BIN=$2; BUILD=0; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --api-port) API_PORT=$2; shift 2 ;;
@@ -60,7 +61,7 @@ log "fuzzing for $SECONDS_TO_RUN s (seed $SEED)"
 START_CPU=$(cpu_seconds "$GW_PID")
 set +e
 python3 scripts/fuzz_api.py --api-port "$API_PORT" --pile 32010600000001 --pid "$GW_PID" --log "$LOGF" \
-    --seconds "$SECONDS_TO_RUN" --seed "$SEED" --artifacts "$ART"
+    --seconds "$SECONDS_TO_RUN" --seed "$SEED" --ws-share "$WS_SHARE" --artifacts "$ART"
 RC=$?
 set -e
 log "gateway CPU during the run: $(awk -v a="$START_CPU" -v b="$(cpu_seconds "$GW_PID")" 'BEGIN{printf "%.1f s", b-a}'); RSS now $(( $(rss_bytes "$GW_PID") / 1024 )) KiB"
