@@ -44,6 +44,15 @@ struct SimulateCommand: AsyncParsableCommand {
             and --tls-key present a client certificate (mutual TLS, pileTLSClientCA). Every pile presents \
             the same one, and the gateway admits only the pile its subject names: use it with --piles 1 \
             and --first-id that pile.
+
+            Misbehaving pile: --misbehave SCENARIO opens one connection as pile --first-id instead of the \
+            fleet and misbehaves for --duration seconds or until the gateway closes it, then prints what it \
+            sent and how the gateway answered. Scenarios: garbage (random bytes), flood (logs in, then \
+            heartbeats far above the frame rate limit), oversize (frames announcing the largest length whose \
+            CRC never checks), bad-crc (login frames with a wrong CRC), before-login (heartbeats before any \
+            login), slowloris (a login frame a byte at a time, never completed), never-read (logs in, stops \
+            reading, and keeps sending heartbeats so the gateway has replies to write). --misbehave-rate sets \
+            units (frames, garbage chunks, trickled bytes) per second.
             """
     )
 
@@ -137,6 +146,12 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(name: .customLong("tls-key"), help: "Private key (PEM) of --tls-cert.")
     var tlsKey: String?
 
+    @Option(help: "Run one misbehaving pile instead of the fleet: garbage, flood, oversize, bad-crc, before-login, slowloris or never-read.")
+    var misbehave: String?
+
+    @Option(name: .customLong("misbehave-rate"), help: "Units per second for --misbehave (default: the scenario's own).")
+    var misbehaveRate: Double?
+
     /// The TLS client context of the --tls-* options; nil without --tls-ca.
     func tlsContext() throws -> NIOSSLContext? {
         guard let tlsCA else {
@@ -213,6 +228,10 @@ struct SimulateCommand: AsyncParsableCommand {
             throw ValidationError("--first-id + --piles exceeds 14 digits")
         }
         _ = try Self.parseGateway(gateway)
+        _ = try scenario()
+        if let misbehaveRate, !(misbehaveRate.isFinite && misbehaveRate > 0 && misbehaveRate <= 1_000_000) {
+            throw ValidationError("--misbehave-rate must be > 0 and <= 1000000, got \(misbehaveRate)")
+        }
         _ = try frameCipher()
         _ = try tlsContext()
     }
@@ -231,9 +250,30 @@ struct SimulateCommand: AsyncParsableCommand {
 
     static func seconds(_ s: Double) -> TimeAmount { .nanoseconds(Int64(s * 1e9)) }
 
+    /// The --misbehave scenario; nil without the option.
+    func scenario() throws -> Misbehaviour? {
+        guard let misbehave else { return nil }
+        guard let scenario = Misbehaviour(rawValue: misbehave) else {
+            throw ValidationError(
+                "--misbehave must be one of \(Misbehaviour.allCases.map(\.rawValue).joined(separator: ", ")), got '\(misbehave)'")
+        }
+        return scenario
+    }
+
     func run() async throws {
         let (host, port) = try Self.parseGateway(gateway)
         let target = try SocketAddress.makeAddressResolvingHost(host, port: port)
+        if let scenario = try scenario() {
+            guard let pileID = PileID(String(firstID)) else { throw ValidationError("--first-id must be 14 digits") }
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            Self.out("simulate: misbehaving (\(scenario.rawValue)) as \(firstID) -> \(host):\(port) for up to \(duration) s")
+            let report = try await MisbehavingPile.run(
+                scenario, target: target, pileID: pileID, rate: misbehaveRate,
+                duration: .nanoseconds(Int64(duration * 1e9)), group: group)
+            try? await group.shutdownGracefully()
+            Self.out(report.line)
+            return
+        }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
 
         var config = PileFleetConfig(target: target, pileCount: piles, gunCount: guns)
