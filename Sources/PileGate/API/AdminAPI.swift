@@ -275,6 +275,23 @@ public final class AdminAPI: Sendable {
         var text: String
     }
 
+    /// A request body of at most `limit` bytes, parsed as JSON. Over the limit is 413
+    /// `body_too_large`, text that is not JSON a 400 `invalid_json` (both by `APIErrorMiddleware`),
+    /// so each route handles only what its document means.
+    static func jsonBody(_ request: Request, upTo limit: Int) async throws -> JSONValue {
+        let body = try await request.body.collect(upTo: limit)
+        do {
+            return try JSONValue.parse(Data(body.readableBytesView))
+        } catch {
+            throw InvalidJSON(reason: "\(error)")
+        }
+    }
+
+    /// Turns into a 400 `{"error":"invalid_json","message":…}` (see `APIErrorMiddleware`).
+    struct InvalidJSON: Error {
+        var reason: String
+    }
+
     static func placeholderRecord(_ info: PileSessionInfo) -> PileRegistry.Record {
         let l = info.login
         return PileRegistry.Record(
@@ -358,6 +375,8 @@ struct APIErrorMiddleware: RouterMiddleware {
             return try await next(request, context)
         } catch let e as AdminAPI.InvalidPileId {
             return AdminAPI.error(.badRequest, "invalid_pile_id", "invalid pile id '\(e.text)': expected \(PileID.inputRule)")
+        } catch let e as AdminAPI.InvalidJSON {
+            return AdminAPI.error(.badRequest, "invalid_json", "the body is not valid JSON: \(e.reason)")
         } catch is NIOTooManyBytesError {
             // `request.body.collect(upTo:)` over its limit; Hummingbird's own answer has no body.
             // (The error's maxBytes is what was left of the limit when it tripped, not the limit.)

@@ -18,13 +18,7 @@ extension PileLimitStore {
         let logger = gateway.context.logger
         router.put("/v1/piles/:id/limits") { request, context in
             let id = try AdminAPI.pileId(context)
-            let body = try await request.body.collect(upTo: Self.maxRequestBytes)
-            let json: JSONValue
-            do {
-                json = try JSONValue.parse(Data(body.readableBytesView))
-            } catch {
-                return AdminAPI.error(.badRequest, "invalid_json", "the body is not valid JSON: \(error)")
-            }
+            let json = try await AdminAPI.jsonBody(request, upTo: Self.maxRequestBytes)
             let limits: Limits
             do {
                 limits = try Limits(json: json)

@@ -20,13 +20,7 @@ extension LaneRuleBook {
             try AdminAPI.encode(self.document)
         }
         router.put("/v1/lanes") { request, _ in
-            let body = try await request.body.collect(upTo: Self.maxRequestBytes)
-            let json: JSONValue
-            do {
-                json = try JSONValue.parse(Data(body.readableBytesView))
-            } catch {
-                return AdminAPI.error(.badRequest, "invalid_json", "the body is not valid JSON: \(error)")
-            }
+            let json = try await AdminAPI.jsonBody(request, upTo: Self.maxRequestBytes)
             do {
                 let parsed = try LaneRuleDocument.parseRequest(json)
                 return try AdminAPI.encode(try await self.replace(with: parsed.rules, ifVersion: parsed.expectedVersion))

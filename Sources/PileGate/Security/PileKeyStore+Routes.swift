@@ -20,13 +20,7 @@ extension PileKeyStore {
         let logger = gateway.context.logger
         router.put("/v1/piles/:id/key") { request, context in
             let id = try AdminAPI.pileId(context)
-            let body = try await request.body.collect(upTo: Self.maxRequestBytes)
-            let json: JSONValue
-            do {
-                json = try JSONValue.parse(Data(body.readableBytesView))
-            } catch {
-                return AdminAPI.error(.badRequest, "invalid_json", "the body is not valid JSON: \(error)")
-            }
+            let json = try await AdminAPI.jsonBody(request, upTo: Self.maxRequestBytes)
             guard json.objectValue != nil else {
                 return AdminAPI.error(.badRequest, "invalid_json", "the body must be a JSON object")
             }
