@@ -88,7 +88,17 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             // Start-up errors (a port taken, a host that does not resolve) name the address.
             logger.critical("cannot start: \(error)")
-            throw ExitCode(1)
+            Self.exitNow(1)
         }
+    }
+
+    /// Ends the process at once after a start-up failure, without exit(3)'s handlers. A CI run
+    /// once logged "cannot start" for an unresolvable apiHost and then did not exit for 30 s:
+    /// exit(3) runs the loader's finalisers, which wait for the lock a resolver thread still
+    /// inside getaddrinfo can hold. Nothing is left to write: the gateway never started, and
+    /// stderr is flushed here.
+    private static func exitNow(_ code: Int32) -> Never {
+        fflush(nil)  // every stdio stream, stderr included
+        _exit(code)
     }
 }
