@@ -93,10 +93,10 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     /// Ends the process at once after a start-up failure, without exit(3)'s handlers. A CI run
-    /// once logged "cannot start" for an unresolvable apiHost and then did not exit for 30 s:
-    /// exit(3) runs the loader's finalisers, which wait for the lock a resolver thread still
-    /// inside getaddrinfo can hold. Nothing is left to write: the gateway never started, and
-    /// stderr is flushed here.
+    /// once logged "cannot start" for an unresolvable apiHost and then did not exit for 30 s; it
+    /// did not recur in 12 runs by hand. The likely cause (not proven): exit(3) runs the loader's
+    /// finalisers, which can wait for a lock that a resolver thread still inside getaddrinfo
+    /// holds. Nothing is left to write: the gateway never started, and stdio is flushed here.
     private static func exitNow(_ code: Int32) -> Never {
         fflush(nil)  // every stdio stream, stderr included
         _exit(code)
