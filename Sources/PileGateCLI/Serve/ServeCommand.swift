@@ -88,17 +88,7 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             // Start-up errors (a port taken, a host that does not resolve) name the address.
             logger.critical("cannot start: \(error)")
-            Self.exitNow(1)
+            throw ExitCode(1)
         }
-    }
-
-    /// Ends the process at once after a start-up failure, without exit(3)'s handlers. A CI run
-    /// once logged "cannot start" for an unresolvable apiHost and then did not exit for 30 s; it
-    /// did not recur in 12 runs by hand. The likely cause (not proven): exit(3) runs the loader's
-    /// finalisers, which can wait for a lock that a resolver thread still inside getaddrinfo
-    /// holds. Nothing is left to write: the gateway never started, and stdio is flushed here.
-    private static func exitNow(_ code: Int32) -> Never {
-        fflush(nil)  // every stdio stream, stderr included
-        _exit(code)
     }
 }
