@@ -10,10 +10,15 @@ final class ServeProcess: Sendable {
     let process: Process
     let dataDirectory: String
     private let log = NIOLockedValueBox<String>("")
-    private let exited = NIOLockedValueBox<Bool>(false)
+    /// When the termination handler ran (nil while the process runs).
+    private let exitedAt = NIOLockedValueBox<Date?>(nil)
     /// Set when stderr reaches end of file: the termination handler can run before the last
-    /// lines are read, so "exited" waits for both.
+    /// lines are read, so "exited" waits for both, but only for `logGrace`: a child spawned
+    /// at the same moment by another test can inherit the pipe's write end and hold the end
+    /// of file back for as long as it runs (Foundation's spawn does not close every
+    /// descriptor), which once made a process that had exited look alive until the timeout.
     private let logClosed = NIOLockedValueBox<Bool>(false)
+    private static let logGrace: TimeInterval = 0.5
 
     /// Starts `pilegate serve` with `settings` (keys as in CONFIGURATION.md) on top of test
     /// defaults (loopback, ephemeral ports unless given, a fresh data directory). With
@@ -47,7 +52,7 @@ final class ServeProcess: Sendable {
         p.standardInput = FileHandle.nullDevice
         let serve = ServeProcess(process: p, dataDirectory: dir)
         let box = serve.log
-        let done = serve.exited
+        let done = serve.exitedAt
         let closed = serve.logClosed
         err.fileHandleForReading.readabilityHandler = { h in
             let d = h.availableData
@@ -58,7 +63,7 @@ final class ServeProcess: Sendable {
                 box.withLockedValue { $0 += String(decoding: d, as: UTF8.self) }
             }
         }
-        p.terminationHandler = { _ in done.withLockedValue { $0 = true } }
+        p.terminationHandler = { _ in done.withLockedValue { $0 = Date() } }
         try p.run()
         return serve
     }
@@ -71,7 +76,10 @@ final class ServeProcess: Sendable {
     var stderr: String { log.withLockedValue { $0 } }
     var lines: [String] { stderr.split(separator: "\n").map(String.init) }
     /// The process ended and everything it wrote to stderr has been read.
-    var hasExited: Bool { exited.withLockedValue { $0 } && logClosed.withLockedValue { $0 } }
+    var hasExited: Bool {
+        guard let at = exitedAt.withLockedValue({ $0 }) else { return false }
+        return logClosed.withLockedValue { $0 } || Date().timeIntervalSince(at) > Self.logGrace
+    }
     var status: Int32 { process.terminationStatus }
 
     /// The port from the "pilegate started" line (`piles` or `api` metadata).
@@ -108,7 +116,7 @@ final class ServeProcess: Sendable {
 
     /// Kills the process if it still runs and removes the data directory.
     func cleanUp() {
-        if !exited.withLockedValue({ $0 }) { kill(process.processIdentifier, SIGKILL) }
+        if exitedAt.withLockedValue({ $0 }) == nil { kill(process.processIdentifier, SIGKILL) }
         if (dataDirectory as NSString).lastPathComponent.hasPrefix("pilegate-serve-") {
             try? FileManager.default.removeItem(atPath: dataDirectory)
         }
