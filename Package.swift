@@ -60,7 +60,7 @@ let package = Package(
         .target(
             name: "PileGate",
             dependencies: [
-                "YKC", "YKCCipher",
+                "YKC", "YKCCipher", "NATS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
@@ -139,10 +139,21 @@ let package = Package(
         ),
         // The `openssl` command line as a reference, shared by the cipher and gateway tests.
         .target(name: "OpenSSLTestSupport", path: "Tests/OpenSSLTestSupport"),
+        // A real nats-server per test, shared by the NATS client's and the cluster's tests.
+        .target(
+            name: "NATSTestSupport",
+            dependencies: [
+                "NATS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/NATSTestSupport"
+        ),
         .testTarget(
             name: "PileGateTests",
             dependencies: [
-                "PileGate", "PileSim", "YKC", "YKCCipher", "OpenSSLTestSupport",
+                "PileGate", "PileSim", "YKC", "YKCCipher", "OpenSSLTestSupport", "NATS", "NATSTestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -168,7 +179,7 @@ let package = Package(
         .testTarget(
             name: "NATSTests",
             dependencies: [
-                "NATS",
+                "NATS", "NATSTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -35,7 +35,6 @@ NOT_SETTINGS = {
     "PILEGATE_BIN": "the binary this script runs",
     "PILEGATE_BENCH_LOCK": "the benchmark lock file (scripts/lib/lock.sh)",
     "PILEGATE_PILE_UTC_OFFSET_SECONDS": "docs/CONFIGURATION.md shows it as an example of a rejected name",
-    "PILEGATE_NATS_URL": "cluster mode's setting, planned: docs/DEPLOYMENT.md and deploy/ name it ahead, as optional",
 }
 
 FENCE = re.compile(r"^```([\w+-]*)[^\n]*\n(.*?)^```", re.S | re.M)

@@ -3,6 +3,7 @@ import NIOCore
 import Testing
 
 @testable import NATS
+import NATSTestSupport
 
 /// docs/NATS-CLIENT.md's "API in a page", run against a test server (auth and TLS lines are covered by
 /// NATSSecurityTests), so the documented calls keep compiling and working.

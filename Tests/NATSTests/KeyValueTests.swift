@@ -4,6 +4,7 @@ import NIOCore
 import Testing
 
 @testable import NATS
+import NATSTestSupport
 
 extension RealServerTests {
     @Suite("KV buckets against a real nats-server", .timeLimit(.minutes(1)))

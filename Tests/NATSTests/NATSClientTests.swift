@@ -3,6 +3,7 @@ import NIOCore
 import Testing
 
 @testable import NATS
+import NATSTestSupport
 
 extension RealServerTests {
     @Suite("NATS core against a real nats-server", .timeLimit(.minutes(1)))

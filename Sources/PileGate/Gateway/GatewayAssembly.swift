@@ -1,6 +1,7 @@
 import Hummingbird
 import Logging
 import NIOConcurrencyHelpers
+import YKC
 
 /// Builds a gateway with every component attached, as `pilegate serve` runs it: the backend hub
 /// as the event sink (WebSocket subscriptions, commands), and the lane rule book deciding each
@@ -20,16 +21,31 @@ public enum GatewayAssembly {
         let laneRoutes: AdminAPI.Routes = {
             bookBox.withLockedValue { $0 }?.routes ?? RouteCollection(context: AdminAPI.Context.self)
         }
+        // Cluster mode: the node's NATS membership, a service stopped after the hub and the
+        // outbox (services shut down in reverse order), so a drain's pile_offline events still
+        // cross the cluster. It reads the gateway's pile count and API port through this box.
+        let gatewayBox = NIOLockedValueBox<Gateway?>(nil)
+        let cluster: ClusterNode?
+        if config.clusterEnabled {
+            cluster = try ClusterNode(config: config, logger: logger) {
+                guard let gateway = gatewayBox.withLockedValue({ $0 }) else { return (0, nil) }
+                return (gateway.directory.count, gateway.apiPort.map { "\(config.apiHost):\($0)" })
+            }
+        } else {
+            cluster = nil
+        }
+        var statsProviders: [String: @Sendable () -> JSONValue] = [
+            "hub": { hub.statsJSON() },
+            "lanes": { bookBox.withLockedValue { $0 }.map { .number(Double($0.version)) } ?? .null },
+            "outbox": { hub.outboxJSON() },
+        ]
+        if let cluster { statsProviders["cluster"] = { cluster.statsJSON() } }
         let gateway: Gateway
         let book: LaneRuleBook
         do {
             gateway = try Gateway(
                 config: config, sink: hub, logger: logger, routes: hub.routes + [laneRoutes, { WebView.routes() }],
-                statsProviders: [
-                    "hub": { hub.statsJSON() },
-                    "lanes": { bookBox.withLockedValue { $0 }.map { .number(Double($0.version)) } ?? .null },
-                    "outbox": { hub.outboxJSON() },
-                ], services: hub.services)
+                statsProviders: statsProviders, services: (cluster.map { [$0] } ?? []) + hub.services)
             book = try LaneRuleBook(registry: gateway.registry, logger: logger)
         } catch {
             // The gateway's own stores could not open: nothing runs, the outbox closes too.
@@ -37,6 +53,7 @@ public enum GatewayAssembly {
             throw error
         }
         bookBox.withLockedValue { $0 = book }
+        gatewayBox.withLockedValue { $0 = gateway }
         hub.decideLanes(with: { login, host in book.lane(for: login, remoteHost: host) }, version: { book.version })
         // The outbox and the hub's sweeper run in the gateway's service group (`hub.services`),
         // stopped after the piles have drained.

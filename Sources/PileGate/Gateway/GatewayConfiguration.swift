@@ -1,4 +1,5 @@
 import Foundation
+import NATS
 import NIOCore
 import YKC
 
@@ -47,6 +48,19 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var pileTLSIdentityField: PileTLSIdentityField = .commonName
     /// A TLS handshake not finished within this is closed (counted as `timeout`).
     public var pileTLSHandshakeTimeout: TimeInterval = 10
+
+    // Cluster mode (docs/CLUSTER.md): on when `natsURL` is set.
+    /// NATS server URL, or several comma-separated (`nats://10.0.0.5:4222,tls://nats.internal:4222`);
+    /// empty: this node stands alone.
+    public var natsURL = ""
+    /// Prefix of every subject, stream and bucket of the cluster, so several clusters can share one NATS.
+    public var clusterName = "pilegate"
+    /// How often a node announces itself to the others.
+    public var clusterHeartbeatInterval: TimeInterval = 2
+    /// A node not heard from for this long is taken as dead (its piles shown offline).
+    public var clusterNodeTimeout: TimeInterval = 10
+    /// Whether cluster mode is on.
+    public var clusterEnabled: Bool { !natsURL.isEmpty }
 
     // Sessions (docs/ykc/PROTOCOL-FACTS.md §5.1, §5.2).
     /// The first frame must be a login within this time.
@@ -331,6 +345,23 @@ extension GatewayConfiguration {
         },
         double("pileTLSHandshakeTimeout", \.pileTLSHandshakeTimeout, 0.05...3600),
         bool("freshStore", \.freshStore),
+        Setting(key: "natsURL") { config, value throws(SettingProblem) in
+            guard let s = value.string, s.utf8.count <= 4_096 else { throw SettingProblem(message: "expected a string of at most 4096 bytes") }
+            if !s.isEmpty {
+                do { _ = try NATSClientOptions(url: s) } catch {
+                    throw SettingProblem(message: "expected nats://host:port or tls://host:port, comma-separated: \(error)")
+                }
+            }
+            config.natsURL = s
+        },
+        Setting(key: "clusterName") { config, value throws(SettingProblem) in
+            guard let s = value.string, ClusterSubjects.isToken(s) else {
+                throw SettingProblem(message: "expected 1–64 of A–Z a–z 0–9 - _ (it prefixes NATS subjects), got \(value)")
+            }
+            config.clusterName = s
+        },
+        double("clusterHeartbeatInterval", \.clusterHeartbeatInterval, 0.05...60),
+        double("clusterNodeTimeout", \.clusterNodeTimeout, 0.2...3600),
         double("loginTimeout", \.loginTimeout, 0.05...3600),
         double("livenessTimeout", \.livenessTimeout, 0.05...86_400),
         Setting(key: "loginPolicy") { config, value throws(SettingProblem) in
@@ -491,6 +522,11 @@ extension GatewayConfiguration {
 
     /// Cross-field checks.
     public func validate() throws(ConfigurationError) {
+        if clusterEnabled && clusterNodeTimeout < 2 * clusterHeartbeatInterval {
+            throw ConfigurationError(
+                key: "clusterNodeTimeout", source: "configuration",
+                problem: "must be at least twice clusterHeartbeatInterval, or one late heartbeat declares a live node dead")
+        }
         if livenessTimeout <= 0 {
             throw ConfigurationError(key: "livenessTimeout", source: "configuration", problem: "must be positive")
         }

@@ -1,5 +1,4 @@
 import Foundation
-import Testing
 import Logging
 import NATS
 import NIOConcurrencyHelpers
@@ -9,19 +8,19 @@ import NIOPosix
 /// A real `nats-server` for one test: JetStream on, bound to 127.0.0.1 on a free port, storing in a
 /// temporary directory, with the monitoring port for `/varz`-style checks. `restart()` keeps the port
 /// and the store, so clients can reconnect to it and JetStream state survives.
-final class NATSTestServer: @unchecked Sendable {
-    let port: Int
-    let monitorPort: Int
-    let directory: URL
-    let configuration: String?
+public final class NATSTestServer: @unchecked Sendable {
+    public let port: Int
+    public let monitorPort: Int
+    public let directory: URL
+    public let configuration: String?
     private var process: Process?
 
-    var url: String { "nats://127.0.0.1:\(port)" }
-    var address: NATSServerAddress { NATSServerAddress(host: "127.0.0.1", port: port) }
-    var pid: Int32? { process?.processIdentifier }
+    public var url: String { "nats://127.0.0.1:\(port)" }
+    public var address: NATSServerAddress { NATSServerAddress(host: "127.0.0.1", port: port) }
+    public var pid: Int32? { process?.processIdentifier }
 
     /// Starts a server; `configuration` is written to a config file (for auth, TLS, limits).
-    init(configuration: String? = nil) async throws {
+    public init(configuration: String? = nil) async throws {
         self.directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("nats-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -38,7 +37,7 @@ final class NATSTestServer: @unchecked Sendable {
 
     /// Runs `body` with a fresh server and always stops it (and removes its store) afterwards.
     @discardableResult
-    static func with<T>(configuration: String? = nil, _ body: (NATSTestServer) async throws -> T) async throws -> T {
+    public static func with<T>(configuration: String? = nil, _ body: (NATSTestServer) async throws -> T) async throws -> T {
         let server = try await NATSTestServer(configuration: configuration)
         do {
             let result = try await body(server)
@@ -53,7 +52,7 @@ final class NATSTestServer: @unchecked Sendable {
     }
 
     /// Options for a client of this server with test-friendly timings.
-    func clientOptions() -> NATSClientOptions {
+    public func clientOptions() -> NATSClientOptions {
         var options = NATSClientOptions(servers: [address])
         options.reconnect = NATSReconnectPolicy(initialDelay: .milliseconds(50), maxDelay: .milliseconds(250))
         options.requestTimeout = .seconds(5)
@@ -61,7 +60,7 @@ final class NATSTestServer: @unchecked Sendable {
         return options
     }
 
-    func connect(_ adjust: (inout NATSClientOptions) -> Void = { _ in }) async throws -> NATSClient {
+    public func connect(_ adjust: (inout NATSClientOptions) -> Void = { _ in }) async throws -> NATSClient {
         var options = clientOptions()
         adjust(&options)
         var logger = Logger(label: "nats-test")
@@ -69,7 +68,7 @@ final class NATSTestServer: @unchecked Sendable {
         return try await NATSClient.connect(options, logger: logger)
     }
 
-    func start() async throws {
+    public func start() async throws {
         var arguments = [
             "-js", "-a", "127.0.0.1", "-p", "\(port)", "-m", "\(monitorPort)",
             "-sd", directory.appendingPathComponent("store").path,
@@ -105,7 +104,7 @@ final class NATSTestServer: @unchecked Sendable {
 
     /// Stops the server (SIGTERM, then SIGKILL after 5 s) and waits for it to exit, polling without
     /// blocking a thread of the cooperative pool (other suites run on it meanwhile).
-    func stop() async {
+    public func stop() async {
         guard let process, process.isRunning else { return }
         process.terminate()
         let deadline = ContinuousClock.now + .seconds(5)
@@ -117,27 +116,27 @@ final class NATSTestServer: @unchecked Sendable {
         self.process = nil
     }
 
-    func restart() async throws {
+    public func restart() async throws {
         await stop()
         try await start()
     }
 
     /// Freezes (SIGSTOP) or thaws (SIGCONT) the server: a dead peer whose socket stays open.
-    func pause() { if let pid { kill(pid, SIGSTOP) } }
-    func resume() { if let pid { kill(pid, SIGCONT) } }
+    public func pause() { if let pid { kill(pid, SIGSTOP) } }
+    public func resume() { if let pid { kill(pid, SIGCONT) } }
 
-    func removeFiles() {
+    public func removeFiles() {
         try? FileManager.default.removeItem(at: directory)
     }
 
-    func log() -> String {
+    public func log() -> String {
         ["stderr.log", "server.log"].map {
             (try? String(contentsOf: directory.appendingPathComponent($0), encoding: .utf8)) ?? ""
         }.joined(separator: "\n")
     }
 
     /// A monitoring endpoint (`varz`, `connz`, `jsz?…`) as JSON.
-    func monitor(_ path: String) async throws -> [String: Any] {
+    public func monitor(_ path: String) async throws -> [String: Any] {
         let body = try await HTTPGet.fetch(host: "127.0.0.1", port: monitorPort, path: "/" + path)
         guard let object = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] else {
             throw TestServerError.badMonitorResponse(body)
@@ -145,7 +144,7 @@ final class NATSTestServer: @unchecked Sendable {
         return object
     }
 
-    static let executable: String = {
+    public static let executable: String = {
         for candidate in ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
         where FileManager.default.isExecutableFile(atPath: candidate) {
             return candidate
@@ -154,7 +153,7 @@ final class NATSTestServer: @unchecked Sendable {
     }()
 
     /// An ephemeral port the kernel hands out (bound then released).
-    static func freePort() async throws -> Int {
+    public static func freePort() async throws -> Int {
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .bind(host: "127.0.0.1", port: 0).get()
         let port = channel.localAddress?.port
@@ -163,7 +162,7 @@ final class NATSTestServer: @unchecked Sendable {
         return port
     }
 
-    static func accepts(port: Int) async -> Bool {
+    public static func accepts(port: Int) async -> Bool {
         guard let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: port).get()
         else { return false }
@@ -171,7 +170,7 @@ final class NATSTestServer: @unchecked Sendable {
         return true
     }
 
-    enum TestServerError: Error {
+    public enum TestServerError: Error {
         case exited(log: String)
         case notReady(log: String)
         case noPort
@@ -180,8 +179,8 @@ final class NATSTestServer: @unchecked Sendable {
 }
 
 /// A minimal HTTP/1.0 GET over NIO for the server's monitoring port.
-enum HTTPGet {
-    static func fetch(host: String, port: Int, path: String) async throws -> String {
+public enum HTTPGet {
+    public static func fetch(host: String, port: Int, path: String) async throws -> String {
         let collected = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: String.self)
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelInitializer { channel in
@@ -215,50 +214,3 @@ enum HTTPGet {
     }
 }
 
-/// Waits until `condition` holds, polling every 10 ms, or fails after `timeout`.
-func waitUntil(
-    _ description: String = "condition", timeout: Duration = .seconds(10), _ condition: () async throws -> Bool
-) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(10))
-    }
-    throw WaitTimeout(description: description)
-}
-
-struct WaitTimeout: Error, CustomStringConvertible {
-    let description: String
-}
-
-/// Reads a subscription in a task of its own and keeps what arrives, so tests wait for a count with a
-/// bounded timeout instead of cancelling an iteration (which would end the subscription).
-final class MessageCollector: Sendable {
-    private let box = NIOLockedValueBox<[NATSMessage]>([])
-    private let task: Task<Void, Never>
-
-    init(_ subscription: NATSSubscription) {
-        let box = self.box
-        task = Task {
-            for await message in subscription { box.withLockedValue { $0.append(message) } }
-        }
-    }
-
-    var messages: [NATSMessage] { box.withLockedValue { $0 } }
-    var strings: [String] { messages.map(\.string) }
-
-    /// Waits until at least `count` messages arrived; returns them.
-    @discardableResult
-    func wait(for count: Int, timeout: Duration = .seconds(10)) async throws -> [NATSMessage] {
-        try await waitUntil("\(count) messages (have \(messages.count))", timeout: timeout) { messages.count >= count }
-        return messages
-    }
-
-    /// Waits for the subscription to end.
-    func finished() async { await task.value }
-}
-
-/// The suites that start a real nats-server, run one test at a time: each test is short, and starting
-/// dozens of servers at once would take the CPU from the rest of the suite on a small machine.
-@Suite("Against a real nats-server", .serialized)
-enum RealServerTests {}

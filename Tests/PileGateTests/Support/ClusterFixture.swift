@@ -1,0 +1,77 @@
+import Foundation
+import NATSTestSupport
+import PileGate
+
+/// A cluster for one test: a real nats-server (JetStream on, temporary store) and gateway nodes
+/// built by `GatewayAssembly` on ephemeral loopback ports, all in cluster mode with fast
+/// heartbeats. Everything is stopped and removed afterwards.
+final class ClusterFixture: @unchecked Sendable {
+    let nats: NATSTestServer
+    private(set) var nodes: [AssembledGateway] = []
+    /// A fresh cluster name per fixture, so tests sharing a server could not see each other.
+    let clusterName = "t" + UUID().uuidString.prefix(8).lowercased()
+
+    private init(nats: NATSTestServer) {
+        self.nats = nats
+    }
+
+    /// Cluster-mode settings for node `id`, on top of the test defaults.
+    func config(node id: String, _ configure: (inout GatewayConfiguration) -> Void = { _ in }) -> GatewayConfiguration {
+        AssembledGateway.config { c in
+            c.nodeId = id
+            c.natsURL = nats.url
+            c.clusterName = clusterName
+            c.clusterHeartbeatInterval = 0.1
+            c.clusterNodeTimeout = 1
+            configure(&c)
+        }
+    }
+
+    /// Starts node `id` and keeps it for clean-up.
+    @discardableResult
+    func startNode(_ id: String, _ configure: (inout GatewayConfiguration) -> Void = { _ in }) async throws -> AssembledGateway {
+        let node = try await AssembledGateway.start(config(node: id, configure))
+        nodes.append(node)
+        return node
+    }
+
+    /// Stops `node` (a drained shutdown) and forgets it.
+    func stop(_ node: AssembledGateway) async {
+        await node.stop()
+        nodes.removeAll { $0 === node }
+    }
+
+    static func with<T>(nodes ids: [String] = [], _ body: (ClusterFixture) async throws -> T) async throws -> T {
+        let fixture = ClusterFixture(nats: try await NATSTestServer())
+        do {
+            for id in ids { try await fixture.startNode(id) }
+            let result = try await body(fixture)
+            await fixture.tearDown()
+            return result
+        } catch {
+            await fixture.tearDown()
+            throw error
+        }
+    }
+
+    private func tearDown() async {
+        for node in nodes { await node.stop() }
+        nodes = []
+        await nats.stop()
+        nats.removeFiles()
+    }
+}
+
+extension AssembledGateway {
+    /// `/v1/stats` → `extensions.cluster`, as a backend or an operator reads it.
+    func clusterStats() async throws -> [String: Any] {
+        let answer = try await http("GET", "/v1/stats")
+        return (answer.json["extensions"] as? [String: Any])?["cluster"] as? [String: Any] ?? [:]
+    }
+
+    /// The node ids in this node's view of the cluster.
+    func clusterMembers() async -> [String] {
+        let nodes = ((try? await clusterStats())?["nodes"] as? [[String: Any]]) ?? []
+        return nodes.compactMap { $0["node"] as? String }.sorted()
+    }
+}
