@@ -19,7 +19,8 @@ public final class ClusterNode: Service, Sendable {
     /// Unix seconds; tells a restarted node with the same id from its previous incarnation.
     public let startedAt: Double
     private let options: NATSClientOptions
-    private let heartbeatInterval: Double
+    /// Seconds between heartbeats; cluster components pace their own reconciliation on it.
+    public let heartbeatInterval: Double
     private let logger: Logger
     private let localView: @Sendable () -> (piles: Int, api: String?)
     private let clientBox = NIOLockedValueBox<NATSClient?>(nil)

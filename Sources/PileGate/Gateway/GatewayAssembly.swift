@@ -46,7 +46,9 @@ public enum GatewayAssembly {
             gateway = try Gateway(
                 config: config, sink: hub, logger: logger, routes: hub.routes + [laneRoutes, { WebView.routes() }],
                 statsProviders: statsProviders, services: (cluster.map { [$0] } ?? []) + hub.services)
-            book = try LaneRuleBook(registry: gateway.registry, logger: logger)
+            let laneSharing = cluster.map { ClusterLaneRules(node: $0) }
+            book = try LaneRuleBook(registry: gateway.registry, sharing: laneSharing, logger: logger)
+            if let cluster, let laneSharing { cluster.add(laneSharing.watcher(for: book, logger: logger)) }
         } catch {
             // The gateway's own stores could not open: nothing runs, the outbox closes too.
             outbox.close()

@@ -13,7 +13,8 @@ extension LaneRuleBook {
     /// - `PUT` with `{"rules":[…]}` (optionally `"version":N` to apply only on top of version N)
     ///   → 200 with the stored document; 400 `{"error":"invalid_json"}` for a body that is not
     ///   JSON, 400 `{"error":"invalid_rules","message":"rules[2].match.cidr: …"}` for a bad list,
-    ///   409 `{"error":"version_conflict"}` when `version` is stale. Nothing changes on an error.
+    ///   409 `{"error":"version_conflict"}` when `version` is stale, 503 `{"error":"cluster_unavailable"}`
+    ///   in cluster mode while NATS cannot be reached. Nothing changes on an error.
     public var routes: RouteCollection<AdminAPI.Context> {
         let router = RouteCollection(context: AdminAPI.Context.self)
         router.get("/v1/lanes") { _, _ in
@@ -28,6 +29,8 @@ extension LaneRuleBook {
                 return AdminAPI.error(.badRequest, "invalid_rules", error.description)
             } catch let error as LaneRuleVersionConflict {
                 return AdminAPI.error(.conflict, "version_conflict", error.description)
+            } catch let error as LaneRuleSharingUnavailable {
+                return AdminAPI.error(.serviceUnavailable, "cluster_unavailable", error.description)
             }
         }
         return router

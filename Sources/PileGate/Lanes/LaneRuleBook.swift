@@ -27,10 +27,13 @@ public final class LaneRuleBook: Sendable {
     private let database: DatabasePool
     private let current: ManagedAtomic<LaneRuleSnapshot>
     private let logger: Logger
+    /// Cluster mode: where a change is agreed before this node stores and applies it.
+    private let sharing: (any LaneRuleSharing)?
 
-    /// Opens the rule book on the registry's database (the data directory's pilegate.sqlite).
-    public convenience init(registry: PileRegistry, logger: Logger) throws {
-        try self.init(database: registry.database, logger: logger)
+    /// Opens the rule book on the registry's database (the data directory's pilegate.sqlite);
+    /// with `sharing`, changes are committed there first (cluster mode).
+    public convenience init(registry: PileRegistry, sharing: (any LaneRuleSharing)? = nil, logger: Logger) throws {
+        try self.init(database: registry.database, sharing: sharing, logger: logger)
     }
 
     /// Creates the `lane_rules` table if needed (GRDB migration "v1-lane-rules") and loads the
@@ -39,9 +42,10 @@ public final class LaneRuleBook: Sendable {
     /// A stored list that no longer validates (written by a newer version, edited by hand) is
     /// logged and not applied — every session then gets the base lane, which is the safe
     /// direction — but its version is kept, so the next replacement still counts up.
-    public init(database: DatabasePool, logger: Logger) throws {
+    public init(database: DatabasePool, sharing: (any LaneRuleSharing)? = nil, logger: Logger) throws {
         self.database = database
         self.logger = logger
+        self.sharing = sharing
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1-lane-rules") { db in
             // One row: the list is replaced as a whole, so it is stored as a whole, atomically.
@@ -123,6 +127,18 @@ public final class LaneRuleBook: Sendable {
         let compiled = try Self.compile(rules)
         let text = JSONValue.array(rules.map(\.json)).description
         let now = Date()
+        if let sharing {
+            // Cluster mode: the shared store decides the version; this node then keeps a copy
+            // so a restart without NATS comes back with the rules last agreed.
+            let version = try await sharing.commit(rules: text, updatedAt: now, ifVersion: expected)
+            let snapshot = LaneRuleSnapshot(rules: rules, compiled: compiled, version: version, updatedAt: now)
+            try await store(snapshot, text: text)
+            install(snapshot)
+            logger.notice(
+                "lane rules replaced (cluster)",
+                metadata: ["version": "\(version)", "rules": "\(rules.count)", "lanes": "\(Set(rules.map(\.lane)).sorted())"])
+            return snapshot.document
+        }
         // The version is read and bumped inside the write transaction: GRDB serialises writers,
         // so versions follow commit order even with concurrent PUTs.
         let version: Int = try await database.write { db in
@@ -145,6 +161,47 @@ public final class LaneRuleBook: Sendable {
             "lane rules replaced",
             metadata: ["version": "\(version)", "rules": "\(rules.count)", "lanes": "\(Set(rules.map(\.lane)).sorted())"])
         return snapshot.document
+    }
+
+    /// Cluster mode: applies the list the cluster agreed on (`text` as stored by
+    /// `LaneRuleSharing.commit`), whatever this node held before — the shared store is the truth,
+    /// and a node that changed its rules alone while apart from the cluster takes the cluster's.
+    /// A list this build cannot read is logged and not applied. Returns whether it was applied.
+    @discardableResult
+    public func adopt(rules text: String, version: Int, updatedAt: Date) async -> Bool {
+        let old = current.load(ordering: .acquiring)
+        if old.version == version && JSONValue.array(old.rules.map(\.json)).description == text { return false }
+        let snapshot: LaneRuleSnapshot
+        do {
+            let rules = try Self.decodeStored(text)
+            snapshot = LaneRuleSnapshot(rules: rules, compiled: try Self.compile(rules), version: version, updatedAt: updatedAt)
+        } catch {
+            logger.error(
+                "the cluster's lane rules are invalid here and were not applied",
+                metadata: ["version": "\(version)", "error": "\(error)"])
+            return false
+        }
+        do { try await store(snapshot, text: text) } catch {
+            logger.error("cannot store the cluster's lane rules; applied in memory only", metadata: ["error": "\(error)"])
+        }
+        current.store(snapshot, ordering: .releasing)
+        logger.notice("lane rules adopted from the cluster", metadata: ["version": "\(version)", "rules": "\(snapshot.rules.count)"])
+        return true
+    }
+
+    /// The JSON text of the rules in force, as `LaneRuleSharing.commit` stores it.
+    public var storedText: String { JSONValue.array(rules.map(\.json)).description }
+
+    private func store(_ snapshot: LaneRuleSnapshot, text: String) async throws {
+        try await database.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO lane_rules (id, version, updatedAt, rules) VALUES (1, ?, ?, ?)
+                    ON CONFLICT(id) DO UPDATE SET
+                        version = excluded.version, updatedAt = excluded.updatedAt, rules = excluded.rules
+                    """,
+                arguments: [snapshot.version, (snapshot.updatedAt ?? Date()).timeIntervalSince1970, text])
+        }
     }
 
     /// Swaps in `snapshot` unless a newer version is already in place: two replacements that
