@@ -64,8 +64,11 @@ enum ClientProtocol {
 
     /// The CONNECT line: headers and no_responders on (request-reply depends on both), echo on,
     /// credentials per `authentication` (URL credentials are used when the options give none).
+    /// NKey and JWT credentials sign `nonce` (from the server's INFO); a server that sent none does not
+    /// check keys, so then only the JWT (if any) goes out.
     static func writeConnect(
-        options: NATSClientOptions, server: NATSServerAddress, tls: Bool, into buffer: inout ByteBuffer
+        options: NATSClientOptions, server: NATSServerAddress, tls: Bool, nonce: String? = nil,
+        into buffer: inout ByteBuffer
     ) throws {
         var connect = ConnectDocument(name: options.name, tlsRequired: tls)
         switch options.authentication {
@@ -82,6 +85,14 @@ enum ClientProtocol {
         case .userPassword(let user, let password):
             connect.user = user
             connect.pass = password
+        case .nkey(let key):
+            if let nonce {
+                connect.nkey = key.publicKey
+                connect.sig = try key.signNonce(nonce)
+            }
+        case .credentials(let jwt, let key):
+            connect.jwt = jwt
+            if let nonce { connect.sig = try key.signNonce(nonce) }
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -104,9 +115,12 @@ enum ClientProtocol {
         var authToken: String?
         var user: String?
         var pass: String?
+        var nkey: String?
+        var jwt: String?
+        var sig: String?
 
         enum CodingKeys: String, CodingKey {
-            case verbose, pedantic, name, lang, version, `protocol`, echo, headers, user, pass
+            case verbose, pedantic, name, lang, version, `protocol`, echo, headers, user, pass, nkey, jwt, sig
             case noResponders = "no_responders"
             case tlsRequired = "tls_required"
             case authToken = "auth_token"

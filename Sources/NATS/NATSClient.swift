@@ -64,7 +64,14 @@ public final class NATSClient: Sendable {
         var lastError: String?
         var statusWatchers: [UInt64: AsyncStream<NATSConnectionStatus>.Continuation] = [:]
         var nextWatcher: UInt64 = 0
+        /// The server of the current (or last) connection.
+        var currentServer: NATSServerAddress?
+        /// Servers learnt from INFO's `connect_urls` that the options do not list (cluster members).
+        var discovered: [NATSServerAddress] = []
     }
+
+    /// At most this many discovered servers are kept (a misbehaving server cannot grow the pool without end).
+    static let maximumDiscoveredServers = 64
 
     struct SubscriptionRecord {
         var subject: String
@@ -167,6 +174,29 @@ public final class NATSClient: Sendable {
 
     /// The INFO of the server the client is (or was last) connected to.
     public var serverInfo: ServerInfo? { state.withLockedValue { $0.serverInfo } }
+
+    /// The servers reconnects go through: the configured ones, then those the cluster announced in INFO's
+    /// `connect_urls` (with the scheme and URL credentials of the server that announced them).
+    public var knownServers: [NATSServerAddress] { state.withLockedValue { Self.pool(options.servers, $0) } }
+
+    static func pool(_ configured: [NATSServerAddress], _ s: State) -> [NATSServerAddress] {
+        configured + s.discovered.filter { !configured.contains($0) }
+    }
+
+    /// Adds INFO's `connect_urls` to the discovered servers (called with the lock held). A server restart
+    /// or a cluster change sends a new list; servers that left stay in the pool (a failed attempt just
+    /// moves on to the next), bounded by `maximumDiscoveredServers`.
+    static func learn(_ info: ServerInfo, from server: NATSServerAddress, in s: inout State) {
+        for url in info.connectURLs {
+            guard var address = try? NATSServerAddress(url) else { continue }
+            if !url.contains("://") { address.tls = server.tls }
+            if address.userInfo == nil { address.userInfo = server.userInfo }
+            guard address != server, !s.discovered.contains(address),
+                s.discovered.count < maximumDiscoveredServers
+            else { continue }
+            s.discovered.append(address)
+        }
+    }
 
     /// The last asynchronous error (server `-ERR`, failed reconnect attempt), for operators.
     public var lastError: String? { state.withLockedValue { $0.lastError } }
@@ -532,6 +562,8 @@ public final class NATSClient: Sendable {
             channel.writeAndFlush(buffer, promise: nil)
             s.channel = channel
             s.serverInfo = info
+            s.currentServer = server
+            Self.learn(info, from: server, in: &s)
             s.reconnectTask = nil
             Self.setStatus(.connected, in: &s)
             return true
@@ -561,9 +593,16 @@ public final class NATSClient: Sendable {
     }
 
     /// Tries the servers in turn with jittered exponential backoff until one answers, the policy's
-    /// attempts run out (then the client closes) or the client is closed.
+    /// attempts run out (then the client closes) or the client is closed. The pool includes servers the
+    /// cluster announced; the rotation starts after the server that was lost, so a cluster member that
+    /// is up is tried before the one that just went away.
     private func reconnectLoop() async {
         var attempt = 0
+        let start: Int = state.withLockedValue { s in
+            let pool = Self.pool(options.servers, s)
+            guard let current = s.currentServer, let index = pool.firstIndex(of: current) else { return 0 }
+            return index + 1
+        }
         while !Task.isCancelled {
             if let maxAttempts = options.reconnect.maxAttempts, attempt >= maxAttempts {
                 logger.error("nats reconnect attempts exhausted; closing")
@@ -572,7 +611,8 @@ public final class NATSClient: Sendable {
             }
             try? await Task.sleep(for: options.reconnect.delay(attempt: attempt))
             if Task.isCancelled || status == .closed { return }
-            let server = options.servers[attempt % options.servers.count]
+            let pool = state.withLockedValue { Self.pool(options.servers, $0) }
+            let server = pool[(start + attempt) % pool.count]
             do {
                 try await establish(server)
                 counters.reconnects.wrappingIncrement(ordering: .relaxed)
@@ -634,7 +674,14 @@ extension NATSClient: NATSConnectionDelegate {
     }
 
     func connection(receivedInfo info: ServerInfo) {
-        state.withLockedValue { $0.serverInfo = info }
+        state.withLockedValue { s in
+            s.serverInfo = info
+            if let server = s.currentServer { Self.learn(info, from: server, in: &s) }
+        }
+    }
+
+    func connection(failed error: any Error) {
+        state.withLockedValue { $0.lastError = "\(error)" }
     }
 
     func connection(receivedError text: String) {

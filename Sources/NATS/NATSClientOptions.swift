@@ -132,15 +132,6 @@ public struct NATSServerAddress: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// Credentials sent in CONNECT.
-public enum NATSAuthentication: Sendable, Equatable {
-    case none
-    /// `authorization { token: … }` on the server.
-    case token(String)
-    /// `authorization { users: [{user, password}] }` on the server.
-    case userPassword(user: String, password: String)
-}
-
 /// TLS to the server. The server's certificate is checked against `caFile` (PEM) when given, else
 /// against the system trust store, and its name against the host (or the IP address when the host is one).
 public struct NATSTLSOptions: Sendable, Equatable {

@@ -8,6 +8,8 @@ protocol NATSConnectionDelegate: AnyObject, Sendable {
     func connection(received message: NATSMessage)
     func connection(receivedInfo info: ServerInfo)
     func connection(receivedError text: String)
+    /// The connection is being closed because of `error` (a protocol violation, a TLS failure…).
+    func connection(failed error: any Error)
 }
 
 /// Asks the handler to send a PING and complete `promise` on its PONG: a flush barrier, because the
@@ -133,7 +135,9 @@ final class NATSConnectionHandler: ChannelDuplexHandler {
             try context.pipeline.syncOperations.addHandler(tlsHandler, position: .first)
         }
         var buffer = context.channel.allocator.buffer(capacity: 256)
-        try ClientProtocol.writeConnect(options: options, server: server, tls: info.tlsRequired, into: &buffer)
+        try ClientProtocol.writeConnect(
+            options: options, server: server, tls: info.tlsRequired, nonce: info.nonce, into: &buffer
+        )
         buffer.writeStaticString("PING\r\n")
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }
@@ -202,11 +206,20 @@ final class NATSConnectionHandler: ChannelDuplexHandler {
         context.fireChannelInactive()
     }
 
+    /// A decoding error (an oversized or malformed server line) or a socket/TLS error: the connection is
+    /// closed and the client reconnects; the error is kept as the client's `lastError`.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        logger.debug("nats connection error", metadata: ["error": "\(error)", "server": "\(server)"])
         switch state {
-        case .awaitingInfo, .awaitingPong: failHandshake(context: context, error: error)
-        case .connected, .closed: context.close(promise: nil)
+        case .awaitingInfo, .awaitingPong:
+            logger.debug("nats connection error", metadata: ["error": "\(error)", "server": "\(server)"])
+            failHandshake(context: context, error: error)
+        case .connected:
+            logger.warning("nats connection error; reconnecting", metadata: ["error": "\(error)", "server": "\(server)"])
+            delegate.connection(failed: error)
+            state = .closed
+            context.close(promise: nil)
+        case .closed:
+            context.close(promise: nil)
         }
     }
 

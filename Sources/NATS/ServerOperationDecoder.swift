@@ -13,8 +13,14 @@ struct ServerOperationDecoder: ByteToMessageDecoder {
 
     /// INFO lines carry JSON with `connect_urls`; other control lines are short.
     var maxControlLine: Int
-    /// Largest MSG/HMSG body accepted (the server never sends more than its own `max_payload`).
+    /// Largest MSG/HMSG body accepted. Lowered to the server's `max_payload` (plus `headerAllowance`)
+    /// when its INFO arrives: the server never sends a larger message, so a size above it is a broken or
+    /// hostile peer, and the connection is closed instead of buffering it.
     var maxPayload: Int
+
+    /// Headers JetStream adds to stored messages it delivers (`Nats-Stream`, `Nats-Sequence`, status
+    /// lines), which may take a message published at exactly `max_payload` over it.
+    static let headerAllowance = 64 * 1024
 
     init(maxControlLine: Int = 64 * 1024, maxPayload: Int = 64 * 1024 * 1024) {
         self.maxControlLine = maxControlLine
@@ -24,6 +30,9 @@ struct ServerOperationDecoder: ByteToMessageDecoder {
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard let operation = try Self.parse(&buffer, maxControlLine: maxControlLine, maxPayload: maxPayload) else {
             return .needMoreData
+        }
+        if case .info(let info) = operation, info.maxPayload > 0 {
+            maxPayload = min(maxPayload, info.maxPayload + Self.headerAllowance)
         }
         context.fireChannelRead(wrapInboundOut(operation))
         return .continue

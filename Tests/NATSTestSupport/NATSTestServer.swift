@@ -13,20 +13,23 @@ public final class NATSTestServer: @unchecked Sendable {
     public let monitorPort: Int
     public let directory: URL
     public let configuration: String?
+    public let jetStream: Bool
     private var process: Process?
 
     public var url: String { "nats://127.0.0.1:\(port)" }
     public var address: NATSServerAddress { NATSServerAddress(host: "127.0.0.1", port: port) }
     public var pid: Int32? { process?.processIdentifier }
 
-    /// Starts a server; `configuration` is written to a config file (for auth, TLS, limits).
-    public init(configuration: String? = nil) async throws {
+    /// Starts a server; `configuration` is written to a config file (for auth, TLS, limits, clustering).
+    /// `jetStream: false` for servers that need none (operator mode without a system account, routes).
+    public init(configuration: String? = nil, jetStream: Bool = true) async throws {
         self.directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("nats-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         self.port = try await Self.freePort()
         self.monitorPort = try await Self.freePort()
         self.configuration = configuration
+        self.jetStream = jetStream
         do {
             try await start()
         } catch {
@@ -37,8 +40,10 @@ public final class NATSTestServer: @unchecked Sendable {
 
     /// Runs `body` with a fresh server and always stops it (and removes its store) afterwards.
     @discardableResult
-    public static func with<T>(configuration: String? = nil, _ body: (NATSTestServer) async throws -> T) async throws -> T {
-        let server = try await NATSTestServer(configuration: configuration)
+    public static func with<T>(
+        configuration: String? = nil, jetStream: Bool = true, _ body: (NATSTestServer) async throws -> T
+    ) async throws -> T {
+        let server = try await NATSTestServer(configuration: configuration, jetStream: jetStream)
         do {
             let result = try await body(server)
             await server.stop()
@@ -70,10 +75,11 @@ public final class NATSTestServer: @unchecked Sendable {
 
     public func start() async throws {
         var arguments = [
-            "-js", "-a", "127.0.0.1", "-p", "\(port)", "-m", "\(monitorPort)",
+            "-a", "127.0.0.1", "-p", "\(port)", "-m", "\(monitorPort)",
             "-sd", directory.appendingPathComponent("store").path,
             "-l", directory.appendingPathComponent("server.log").path,
         ]
+        if jetStream { arguments.insert("-js", at: 0) }
         if let configuration {
             let file = directory.appendingPathComponent("server.conf")
             try configuration.write(to: file, atomically: true, encoding: .utf8)

@@ -125,6 +125,48 @@ extension RealServerTests {
                 await client.close()
             }
         }
+
+        @Test("a watch survives a server restart: it resumes after the last revision it delivered, once each")
+        func watchSurvivesRestart() async throws {
+            try await NATSTestServer.with { server in
+                let client = try await server.connect()
+                let kv = try await client.jetStream().createKeyValue(KeyValueConfiguration(bucket: "shared", history: 1))
+                try await kv.put("node.a", "1")
+                let watcher = try await kv.watch()
+                let received = WatchedEntries()
+                let reading = Task {
+                    for try await entry in watcher { received.append(entry) }
+                }
+                try await waitUntil { received.count == 1 }
+                try await kv.put("node.b", "2")
+                try await waitUntil { received.count == 2 }
+
+                try await server.restart()
+                // Another node writes as soon as JetStream is back, perhaps before the watcher has resumed.
+                let other = try await server.connect()
+                let shared = try await other.jetStream().keyValue("shared")
+                try await waitUntil("JetStream back") { (try? await shared.put("node.c", "3")) != nil }
+                try await waitUntil("watch resumed") { watcher.recoveries == 1 }
+                try await shared.put("node.a", "4")
+                try await waitUntil { received.count >= 4 }
+                try await Task.sleep(for: .milliseconds(200))  // room for a duplicate to show up
+                let entries = received.entries
+                #expect(entries.map(\.key) == ["node.a", "node.b", "node.c", "node.a"])
+                #expect(entries.map(\.string) == ["1", "2", "3", "4"])
+                #expect(entries.map(\.revision) == entries.map(\.revision).sorted() && Set(entries.map(\.revision)).count == 4)
+                #expect(watcher.lastRevision == entries.last?.revision)
+                // The replaced consumer does not linger next to the new one.
+                try await waitUntil("one consumer") { try await other.jetStream().streamInfo("KV_shared").state.consumerCount == 1 }
+
+                watcher.stop()
+                _ = try await reading.value
+                try await waitUntil("consumer deleted on stop") {
+                    try await other.jetStream().streamInfo("KV_shared").state.consumerCount == 0
+                }
+                await client.close()
+                await other.close()
+            }
+        }
     }
 }
 

@@ -15,6 +15,8 @@ struct NATSConnectionHandlerTests {
         func connection(received message: NATSMessage) { messages.withLockedValue { $0.append(message) } }
         func connection(receivedInfo info: ServerInfo) {}
         func connection(receivedError text: String) { errors.withLockedValue { $0.append(text) } }
+        let failures = NIOLockedValueBox<[String]>([])
+        func connection(failed error: any Error) { failures.withLockedValue { $0.append("\(error)") } }
     }
 
     func makeChannel(options: NATSClientOptions? = nil) throws -> (EmbeddedChannel, EventLoopFuture<ServerInfo>, RecordingDelegate) {

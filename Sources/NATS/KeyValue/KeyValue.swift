@@ -136,7 +136,8 @@ public struct KeyValue: Sendable {
 
     /// Watches keys matching `keys` (a key, or a pattern with `*` / `>`; `>` for all). Delivers the
     /// current value of every matching key (newest only, deleted keys as `.delete`), then each change as
-    /// it happens. The watcher ends when `stop()` is called or the client closes.
+    /// it happens. The watcher ends when `stop()` is called or the client closes; it resumes by itself
+    /// after the client reconnects (see `KeyValueWatcher`).
     public func watch(_ keys: String = ">", includeHistory: Bool = false) async throws -> KeyValueWatcher {
         try Self.validate(pattern: keys)
         let client = jetStream.client
@@ -154,7 +155,10 @@ public struct KeyValue: Sendable {
             subscription.unsubscribe()
             throw error
         }
-        return KeyValueWatcher(keyValue: self, subscription: subscription, consumer: info.name, initialPending: info.numPending)
+        return KeyValueWatcher(
+            keyValue: self, subscription: subscription, configuration: config, consumer: info.name,
+            initialPending: info.numPending
+        )
     }
 
     /// The keys that have a value now.
