@@ -38,8 +38,11 @@ extension AdmissionControl {
     /// Lifts one ban; false when there is none for `key`.
     func lift(_ key: BanKey) -> Bool {
         switch key {
-        case .pile(let id): pileFlaps.lift(id.description)
-        case .address(let host): addressFlaps.lift(host)
+        case .pile(let id):
+            guard pileFlaps.lift(id.description) else { return false }
+            reportPileBanChange(.lifted(pile: id.description))
+            return true
+        case .address(let host): return addressFlaps.lift(host)
         }
     }
 

@@ -1,4 +1,5 @@
 import Atomics
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -19,6 +20,8 @@ public final class AdmissionControl: Sendable {
     private let acceptBucket: NIOLockedValueBox<TokenBucket>
     private let loginBucket: NIOLockedValueBox<TokenBucket>
     private let episodeLog: EpisodeLogger
+    /// Told of every pile ban this node decides or lifts (cluster mode shares them).
+    private let pileBanHooks = NIOLockedValueBox<[@Sendable (PileBanChange) -> Void]>([])
 
     init(config: GatewayConfiguration, counters: GatewayCounters, logger: Logger) {
         self.settings = NIOLockedValueBox(config)
@@ -114,9 +117,37 @@ public final class AdmissionControl: Sendable {
         case .newlyBanned:
             counters.flapBans.wrappingIncrement(ordering: .relaxed)
             episodeLog.log(.warning, "pile banned for flapping", key: "flap-pile:\(pile)", metadata: ["pile": "\(pile)"])
+            if let ban = pileFlaps.ban(pile) {
+                let change = PileBanChange.banned(
+                    pile: pile, until: Date().addingTimeInterval(Double(ban.remaining.nanoseconds) / 1e9), since: ban.since,
+                    connects: ban.connects)
+                for hook in pileBanHooks.withLockedValue({ $0 }) { hook(change) }
+            }
             return false
         case .banned: return false
         }
+    }
+
+    /// Calls `hook` on every pile ban this node decides (from the login path: it must not block)
+    /// and every pile ban an operator lifts here; not for bans applied with `imposePileBan`.
+    public func onPileBanChange(_ hook: @escaping @Sendable (PileBanChange) -> Void) {
+        pileBanHooks.withLockedValue { $0.append(hook) }
+    }
+
+    func reportPileBanChange(_ change: PileBanChange) {
+        for hook in pileBanHooks.withLockedValue({ $0 }) { hook(change) }
+    }
+
+    /// Applies a pile ban decided elsewhere (another node of the cluster), without reporting it.
+    public func imposePileBan(pile: String, until: Date, since: Date, connects: Int) {
+        let remaining = until.timeIntervalSinceNow
+        guard remaining > 0 else { return }
+        pileFlaps.impose(pile, until: .now() + .fromSeconds(remaining), since: since, connects: connects)
+    }
+
+    /// Lifts a pile ban lifted elsewhere, without reporting it.
+    public func liftPileBan(pile: String) {
+        _ = pileFlaps.lift(pile)
     }
 
     /// Takes a login token; returns how long to wait before processing the login (zero when

@@ -100,6 +100,28 @@ public final class FlapDetector: Sendable {
         }
     }
 
+    /// Bans `key` until `until` (a ban another node of the cluster decided), unless it is banned
+    /// longer already. `connects` is what that node counted.
+    public func impose(_ key: String, until: NIODeadline, since: Date, connects: Int, now: NIODeadline = .now()) {
+        guard until > now else { return }
+        state.withLockedValue { entries in
+            var e = entries[key] ?? Entry(windowStart: now, count: 0, bannedUntil: nil)
+            if let current = e.bannedUntil, current >= until { return }
+            e.bannedUntil = until
+            e.bannedAt = since
+            e.count = max(e.count, connects)
+            entries[key] = e
+        }
+    }
+
+    /// When `key`'s ban in force started, how many connects it counted and how long it has left.
+    public func ban(_ key: String, now: NIODeadline = .now()) -> Ban? {
+        state.withLockedValue { entries in
+            guard let e = entries[key], let until = e.bannedUntil, now < until else { return nil }
+            return Ban(key: key, since: e.bannedAt ?? Date(), remaining: until - now, connects: e.count)
+        }
+    }
+
     /// Keys banned right now.
     public var bannedCount: Int {
         let now = NIODeadline.now()

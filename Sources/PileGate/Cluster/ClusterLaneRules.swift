@@ -19,25 +19,19 @@ public final class ClusterLaneRules: LaneRuleSharing {
     /// Values kept in the bucket's history, for operators reading who changed what.
     static let history = 16
     let node: ClusterNode
-    let bucket: String
     /// A compare-and-set that loses to a concurrent change is retried this often (without
     /// `ifVersion`; with it, the loss is a version conflict).
     static let maxAttempts = 8
 
     public init(node: ClusterNode) {
         self.node = node
-        self.bucket = node.subjects.resource("lanes")
     }
 
     func keyValue() async throws -> KeyValue {
-        guard let client = node.client, client.status == .connected else {
-            throw LaneRuleSharingUnavailable(reason: "NATS is \(node.client.map { "\($0.status)" } ?? "not connected yet")")
-        }
         do {
-            return try await client.jetStream().createKeyValue(
-                KeyValueConfiguration(bucket: bucket, description: "pilegate lane rules", history: Self.history))
-        } catch {
-            throw LaneRuleSharingUnavailable(reason: "\(error)")
+            return try await node.keyValue("lanes", description: "pilegate lane rules", history: Self.history)
+        } catch let error as ClusterUnavailable {
+            throw LaneRuleSharingUnavailable(reason: error.reason)
         }
     }
 

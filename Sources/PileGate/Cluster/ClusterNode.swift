@@ -27,6 +27,7 @@ public final class ClusterNode: Service, Sendable {
     private let membership: NIOLockedValueBox<ClusterMembership>
     private let components = NIOLockedValueBox<[any ClusterComponent]>([])
     private let changeHooks = NIOLockedValueBox<[@Sendable (ClusterMembership.Change) -> Void]>([])
+    private let buckets = NIOLockedValueBox<[String: KeyValue]>([:])
     private let clock = ContinuousClock()
     private let epoch: ContinuousClock.Instant
 
@@ -58,6 +59,24 @@ public final class ClusterNode: Service, Sendable {
 
     /// The NATS client once the first connection succeeded (nil before, and after shutdown).
     public var client: NATSClient? { clientBox.withLockedValue { $0 } }
+
+    /// The cluster's KV bucket `<clusterName>_<name>`, created on first use. Throws
+    /// `ClusterUnavailable` while NATS is not connected.
+    public func keyValue(_ name: String, description: String, history: Int = 1, ttl: Duration? = nil) async throws -> KeyValue {
+        guard let client, client.status == .connected else {
+            throw ClusterUnavailable(reason: "NATS is \(self.client.map { "\($0.status)" } ?? "not connected yet")")
+        }
+        let bucket = subjects.resource(name)
+        if let known = buckets.withLockedValue({ $0[bucket] }) { return known }
+        do {
+            let kv = try await client.jetStream().createKeyValue(
+                KeyValueConfiguration(bucket: bucket, description: description, history: history, ttl: ttl))
+            buckets.withLockedValue { $0[bucket] = kv }
+            return kv
+        } catch {
+            throw ClusterUnavailable(reason: "\(error)")
+        }
+    }
 
     /// Adds a component; call before the gateway starts.
     public func add(_ component: any ClusterComponent) {

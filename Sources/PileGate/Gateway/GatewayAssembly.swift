@@ -48,7 +48,11 @@ public enum GatewayAssembly {
                 statsProviders: statsProviders, services: (cluster.map { [$0] } ?? []) + hub.services)
             let laneSharing = cluster.map { ClusterLaneRules(node: $0) }
             book = try LaneRuleBook(registry: gateway.registry, sharing: laneSharing, logger: logger)
-            if let cluster, let laneSharing { cluster.add(laneSharing.watcher(for: book, logger: logger)) }
+            if let cluster, let laneSharing {
+                cluster.add(laneSharing.watcher(for: book, logger: logger))
+                ClusterPileBans.install(on: cluster, admission: gateway.context.admission, logger: logger)
+                ClusterProvisionedPiles.install(on: cluster, registry: gateway.registry, logger: logger)
+            }
         } catch {
             // The gateway's own stores could not open: nothing runs, the outbox closes too.
             outbox.close()

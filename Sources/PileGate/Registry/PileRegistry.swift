@@ -13,6 +13,8 @@ public final class PileRegistry: Sendable {
     public let database: DatabasePool
     private let pending = NIOLockedValueBox<[Update]>([])
     private let known = NIOLockedValueBox<Set<PileID>>([])
+    /// Told of every provisioning and removal made through this node's API (cluster mode shares them).
+    private let provisioningHooks = NIOLockedValueBox<[@Sendable (ProvisioningChange) -> Void]>([])
     private let logger: Logger
 
     enum Update: Sendable {
@@ -182,23 +184,48 @@ public final class PileRegistry: Sendable {
         // The final flush is the owner's (Gateway.shutdown), outside this cancelled task.
     }
 
+    /// A pile provisioned or removed by hand.
+    public enum ProvisioningChange: Sendable, Equatable {
+        case provisioned(PileID)
+        case removed(PileID)
+    }
+
+    /// Calls `hook` after every `provision` and `remove` with `announce` (the API's).
+    public func onProvisioningChange(_ hook: @escaping @Sendable (ProvisioningChange) -> Void) {
+        provisioningHooks.withLockedValue { $0.append(hook) }
+    }
+
+    private func announce(_ change: ProvisioningChange) {
+        for hook in provisioningHooks.withLockedValue({ $0 }) { hook(change) }
+    }
+
     /// Adds or updates a pile by hand (provisioning for the `registry` login policy).
-    public func provision(_ id: PileID) async throws {
+    /// `announce: false` for a change that came from the cluster, so it is not sent back.
+    public func provision(_ id: PileID, announce: Bool = true) async throws {
+        try await provision([id])
+        if announce { self.announce(.provisioned(id)) }
+    }
+
+    /// Provisions many piles in one transaction (a cluster catching up on its shared list).
+    public func provision(_ ids: [PileID]) async throws {
+        guard !ids.isEmpty else { return }
+        let now = Date().timeIntervalSince1970
         try await database.write { db in
-            try db.execute(
-                sql: "INSERT INTO piles (id, provisioned, firstSeen) VALUES (?, 1, ?) ON CONFLICT(id) DO UPDATE SET provisioned = 1",
-                arguments: [id.description, Date().timeIntervalSince1970])
+            let statement = try db.cachedStatement(
+                sql: "INSERT INTO piles (id, provisioned, firstSeen) VALUES (?, 1, ?) ON CONFLICT(id) DO UPDATE SET provisioned = 1")
+            for id in ids { try statement.execute(arguments: [id.description, now]) }
         }
-        known.withLockedValue { _ = $0.insert(id) }
+        known.withLockedValue { set in for id in ids { set.insert(id) } }
     }
 
     /// Removes a pile from the registry; returns whether it existed.
-    public func remove(_ id: PileID) async throws -> Bool {
+    public func remove(_ id: PileID, announce: Bool = true) async throws -> Bool {
         let changed = try await database.write { db -> Int in
             try db.execute(sql: "DELETE FROM piles WHERE id = ?", arguments: [id.description])
             return db.changesCount
         }
         known.withLockedValue { _ = $0.remove(id) }
+        if announce && changed > 0 { self.announce(.removed(id)) }
         return changed > 0
     }
 
