@@ -121,6 +121,9 @@ def settings():
     src = read(CONFIG_SWIFT)
     table = src[src.index("static let settings"):]
     table = table[:table.index("\n    ]\n")]
+    # Groups of settings kept beside their feature (`GatewayConfiguration+Feature.swift`) join the table.
+    for extra in sorted(glob.glob(os.path.join(ROOT, os.path.dirname(CONFIG_SWIFT), "GatewayConfiguration+*.swift"))):
+        table += read(os.path.relpath(extra, ROOT))
     return re.findall(r'(?:string|int|double|bool)\("(\w+)"|Setting\(key: "(\w+)"', table)
 
 

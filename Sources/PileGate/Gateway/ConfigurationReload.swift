@@ -33,7 +33,7 @@ public struct ConfigurationReload: Sendable, Codable, Equatable {
     /// login: the login policy, its timeouts and fallback, `timeSyncOnLogin`. Every session at its
     /// next use: `slowReaderTimeout`, `encryptedLoginKeyTrials`. Next connection: the admission caps
     /// and paces. Next shutdown: `drainWindow`, `shutdownGrace`. At once: `logLevel` (under
-    /// `pilegate serve`).
+    /// `pilegate serve`). The next start no backend answers: the `offlineAuthorization*` policy.
     static let liveSettings: [LiveSetting] = [
         live("loginTimeout", \.loginTimeout),
         live("livenessTimeout", \.livenessTimeout),
@@ -63,6 +63,16 @@ public struct ConfigurationReload: Sendable, Codable, Equatable {
         live("logLevel", \.logLevel),
         live("pileTLSIdentityField", \.pileTLSIdentityField),
         live("pileTLSHandshakeTimeout", \.pileTLSHandshakeTimeout),
+    ] + offlineAuthorizationLive
+
+    /// The offline authorization policy: from the next start request no backend answers.
+    static let offlineAuthorizationLive: [LiveSetting] = [
+        live("offlineAuthorization", \.offlineAuthorization),
+        live("offlineAuthorizationWindow", \.offlineAuthorizationWindow),
+        live("offlineAuthorizationAllowList", \.offlineAuthorizationAllowList),
+        live("offlineAuthorizationMaxAmount", \.offlineAuthorizationMaxAmount),
+        live("offlineAuthorizationMaxEnergyKWh", \.offlineAuthorizationMaxEnergyKWh),
+        live("offlineAuthorizationCacheSize", \.offlineAuthorizationCacheSize),
     ]
 
     /// TLS paths, live while the listener they belong to keeps speaking TLS (turning TLS on or off

@@ -38,6 +38,7 @@ public enum GatewayAssembly {
             "hub": { hub.statsJSON() },
             "lanes": { bookBox.withLockedValue { $0 }.map { .number(Double($0.version)) } ?? .null },
             "outbox": { hub.outboxJSON() },
+            "offlineAuthorization": { hub.offlineAuthorizer?.statsJSON() ?? .null },
         ]
         if let cluster { statsProviders["cluster"] = { cluster.statsJSON() } }
         let gateway: Gateway

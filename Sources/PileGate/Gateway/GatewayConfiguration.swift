@@ -157,6 +157,21 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// the same at once).
     public var outboxServiceRetention: TimeInterval = 7 * 86_400
 
+    // Offline authorization of card and VIN starts while no backend answers
+    // (`GatewayConfiguration+OfflineAuthorization.swift`, `OfflineAuthorizationPolicy`).
+    /// off (refuse, as without the policy), recent, allowList or recentOrAllowList.
+    public var offlineAuthorization = OfflineAuthorizationMode.off
+    /// How recent a backend's approval of the same card or VIN must be for `recent`.
+    public var offlineAuthorizationWindow: TimeInterval = 86_400
+    /// Card numbers (physical, hex) and VINs accepted offline under `allowList`.
+    public var offlineAuthorizationAllowList: [String] = []
+    /// Per-session cap in yuan, sent to the pile as the balance of the offline approval (0: none).
+    public var offlineAuthorizationMaxAmount: Double = 0
+    /// Per-session cap in kWh, turned into an amount at the pile's cheapest tariff (0: none).
+    public var offlineAuthorizationMaxEnergyKWh: Double = 0
+    /// Cards and VINs whose last backend decision is kept (the least recently decided go first).
+    public var offlineAuthorizationCacheSize = 100_000
+
     // Registry.
     public var registryFlushInterval: TimeInterval = 0.2
     public var logLevel = "info"
@@ -407,6 +422,7 @@ extension GatewayConfiguration {
         int("fileDescriptorReserve", \.fileDescriptorReserve, 64...1_000_000),
         double("outboxCommitSpacing", \.outboxCommitSpacing, 0...1),
         double("outboxServiceRetention", \.outboxServiceRetention, 1...31_536_000),
+    ] + offlineAuthorizationSettings + [
         double("hubWarmupWindow", \.hub.warmupWindow, 0...3600),
         double("hubAckTimeout", \.hub.ackTimeout, 0.01...3600),
         double("hubLatencyBound", \.hub.latencyBound, 0.001...3600),
@@ -562,6 +578,7 @@ extension GatewayConfiguration {
             throw ConfigurationError(
                 key: "apiClientCertificateScopes", source: "configuration", problem: "client certificates need apiClientCA (the CA that signs them)")
         }
+        try validateOfflineAuthorization()
         if hub.baseEjection > hub.maxEjection {
             throw ConfigurationError(
                 key: "hubBaseEjection", source: "configuration",
@@ -594,6 +611,10 @@ extension GatewayConfiguration {
             case let s as String: value = "\"\(s.replacingOccurrences(of: "\"", with: "\\\""))\""
             case let p as LoginPolicy: value = "\"\(p.rawValue)\""
             case let f as PileTLSIdentityField: value = "\"\(f.rawValue)\""
+            case let m as OfflineAuthorizationMode: value = "\"\(m.rawValue)\""
+            case let list as [String]:
+                let data = (try? JSONSerialization.data(withJSONObject: list, options: [.withoutEscapingSlashes])) ?? Data("[]".utf8)
+                value = String(decoding: data, as: UTF8.self)
             case let b as Bool: value = b ? "true" : "false"
             case let m as [String: [String]]:
                 let data = (try? JSONSerialization.data(withJSONObject: m, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)

@@ -183,7 +183,7 @@ struct BackendConnection: Sendable {
         return String(decoding: id, as: UTF8.self)
     }
 
-    private static let knownEvents: Set<String> = Set(YKCMessage.catalogue.map(\.name)).union(["pile_online", "pile_offline", "login", "raw_frame"])
+    private static let knownEvents: Set<String> = Set(YKCMessage.catalogue.map(\.name)).union(["pile_online", "pile_offline", "login", "raw_frame", BackendHub.offlineAuthorizationEvent])
 
     /// Names of letters, digits, '-', '_', '.'; at most 64 bytes, as lane rules allow.
     private static func validTag(_ s: String) -> Bool {

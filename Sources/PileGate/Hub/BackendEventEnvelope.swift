@@ -28,10 +28,11 @@ struct BackendEventEnvelope: Sendable {
         eventIdPrefix + String(n)
     }
 
-    /// The envelope's JSON text for one event of `pile` in `lane`.
+    /// The envelope's JSON text for one event of `pile` in `lane`. `extra` writes further
+    /// envelope fields before `data` (a bill's `offlineAuthorization`).
     func encode(
         id: String, event: String, code: UInt8?, pile: PileID, lane: String, gun: Int?, receivedAt: Date,
-        replyExpected: Bool, data: (inout JSONWriter) -> Void
+        replyExpected: Bool, extra: ((inout JSONWriter) -> Void)? = nil, data: (inout JSONWriter) -> Void
     ) -> ByteBuffer {
         var w = JSONWriter(buffer: ByteBufferAllocator().buffer(capacity: 512), utcOffsetSeconds: pileUTCOffsetSeconds)
         w.beginObject()
@@ -49,6 +50,7 @@ struct BackendEventEnvelope: Sendable {
         w.key("receivedAt")
         w.utcTimestamp(microsecondsSince1970: Int64((receivedAt.timeIntervalSince1970 * 1e6).rounded()))
         w.field("replyExpected", replyExpected)
+        extra?(&w)
         w.key("data")
         data(&w)
         w.endObject()

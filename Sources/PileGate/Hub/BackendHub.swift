@@ -53,6 +53,9 @@ public final class BackendHub: GatewayEventSink {
     let billingModels = NIOLockedValueBox<BillingModelCache?>(nil)
     /// Commands to piles, built when the gateway attaches (they look sessions up there).
     private let commands = NIOLockedValueBox<BackendCommands?>(nil)
+    /// The offline authorization of starts no backend answers (`BackendHub+OfflineAuthorization`),
+    /// built when the gateway attaches (its cache lives in the gateway's database).
+    let offlineAuthorizerBox = NIOLockedValueBox<OfflineAuthorizer?>(nil)
 
     struct WantedSet: Sendable {
         var all = false
@@ -117,6 +120,14 @@ public final class BackendHub: GatewayEventSink {
                 directory: gateway.directory, defaultTimeout: config.commandTimeout,
                 pileUTCOffsetSeconds: gateway.config.pileUTCOffsetSeconds, billingModels: billingModels)
         }
+        do {
+            let authorizer = try OfflineAuthorizer(database: gateway.registry.database, config: gateway.config)
+            offlineAuthorizerBox.withLockedValue { $0 = authorizer }
+            gateway.metrics.addCollector { authorizer.collectMetrics($0) }
+            gateway.onReload { authorizer.update($0) }
+        } catch {
+            logger.error("offline authorization unavailable: its cache cannot open", metadata: ["error": "\(SQLiteStore.describe(error))"])
+        }
         gateway.metrics.addCollector { [weak self] w in self?.collectMetrics(w) }
         let outbox = self.outbox
         gateway.metrics.addCollector { [weak outbox] w in outbox?.collectMetrics(w) }
@@ -143,6 +154,14 @@ public final class BackendHub: GatewayEventSink {
                     self?.sweep()
                 }
             },
+            // Nothing to do until shutdown, when the offline cache's last writes are awaited
+            // (before the registry's database closes: its loop stops after these).
+            BackgroundLoop(
+                name: "offline authorization store",
+                loop: {
+                    while !Task.isCancelled { try? await Task.sleep(nanoseconds: 3_600_000_000_000) }
+                },
+                finish: { [weak self] in await self?.offlineAuthorizer?.flush() }),
         ]
     }
 
@@ -224,9 +243,12 @@ public final class BackendHub: GatewayEventSink {
         if frame.code == 0x3B, let serial = message.tradeSerial {
             // The bill is acknowledged to the pile only after it is committed (docs/ykc/PROTOCOL-FACTS.md §5.5).
             let name = message.name == "raw_frame" ? "transaction_record" : message.name
-            let (id, text) = envelope(event: name, code: frame.code, session: session, gun: message.gun, receivedAt: receivedAt) {
-                message.writeJSON(into: &$0)
-            }
+            // A session the gateway approved itself is marked, so it is settled once, knowingly.
+            let offline = offlineAuthorizer?.ledger.entry(for: serial)
+            let (id, text) = envelope(
+                event: name, code: frame.code, session: session, gun: message.gun, receivedAt: receivedAt,
+                extra: offline.map { entry in { Self.writeOfflineAuthorization(entry, into: &$0) } }
+            ) { message.writeJSON(into: &$0) }
             let stored = respond.futureResult.eventLoop.makePromise(of: Outbox.AppendResult.self)
             outbox.append(
                 OutboxEvent(
@@ -245,7 +267,8 @@ public final class BackendHub: GatewayEventSink {
         }
         let fallback = localAnswer(to: message)
         guard wanted.withLockedValue({ $0.contains(message.name) }) else {
-            return respond.succeed(fallback)
+            return answerWithoutBackend(
+                message, code: frame.code, session: session, receivedAt: receivedAt, outage: .noBackend, fallback: fallback, respond: respond)
         }
         let id = nextEventId()
         let promise = respond.futureResult.eventLoop.makePromise(of: YKCMessage?.self)
@@ -259,19 +282,24 @@ public final class BackendHub: GatewayEventSink {
         ) { message.writeJSON(into: &$0) }
         if delivered == 0 {
             pendingReplies.withLockedValue { _ = $0.cancel(id: id) }
-            return respond.succeed(fallback)
+            return answerWithoutBackend(
+                message, code: frame.code, session: session, receivedAt: receivedAt, outage: .unreachable, fallback: fallback, respond: respond)
         }
         promise.futureResult.whenComplete { [self] result in
-            let answer = (try? result.get()) ?? nil
-            if let answer { self.remember(answer) }
-            respond.succeed(answer ?? fallback)
+            guard let answer = (try? result.get()) ?? nil else {
+                return answerWithoutBackend(
+                    message, code: frame.code, session: session, receivedAt: receivedAt, outage: .timeout, fallback: fallback, respond: respond)
+            }
+            self.remember(answer)
+            offlineAuthorizer?.backendAnswered(message, with: answer, pile: session.pileId)
+            respond.succeed(answer)
         }
     }
 
     /// A durable event also goes, live and once, to services that subscribed without
     /// `durable` (`pilegate tail`, dashboards): they see it as it happens, and the outbox keeps
     /// nothing for them.
-    private func publishToTransient(id: String, text: ByteBuffer, event: String, session: PileSessionInfo) {
+    func publishToTransient(id: String, text: ByteBuffer, event: String, session: PileSessionInfo) {
         guard wanted.withLockedValue({ $0.contains(event) }) else { return }
         route(
             BackendInstance.Pending(id: id, text: text, event: event, pile: session.pileId.raw, route: RouteKey(lane: session.lane, service: "")),
@@ -354,13 +382,13 @@ public final class BackendHub: GatewayEventSink {
     /// An event's id (a new one unless given) and its envelope text (`BackendEventEnvelope`).
     func envelope(
         event: String, code: UInt8?, session: PileSessionInfo, gun: Int?, receivedAt: Date,
-        replyExpected: Bool = false, id: String? = nil, data: (inout JSONWriter) -> Void
+        replyExpected: Bool = false, id: String? = nil, extra: ((inout JSONWriter) -> Void)? = nil, data: (inout JSONWriter) -> Void
     ) -> (String, ByteBuffer) {
         let envelope = envelopes.withLockedValue { $0 }
         let id = id ?? envelope.eventId(eventCounter.wrappingIncrementThenLoad(ordering: .relaxed))
         let text = envelope.encode(
             id: id, event: event, code: code, pile: session.pileId, lane: session.lane, gun: gun, receivedAt: receivedAt,
-            replyExpected: replyExpected, data: data)
+            replyExpected: replyExpected, extra: extra, data: data)
         return (id, text)
     }
 

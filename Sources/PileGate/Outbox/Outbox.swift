@@ -23,6 +23,7 @@ public final class Outbox: Sendable {
         /// Event types that go through the outbox.
         public var events: Set<String> = [
             "transaction_record", "charging_end", "remote_start_reply", "remote_stop_reply", "remote_parallel_start_reply",
+            "offline_authorization",
         ]
         /// Delivered events older than this are compacted away.
         public var retention: TimeInterval = 3600

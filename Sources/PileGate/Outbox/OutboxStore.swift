@@ -119,7 +119,7 @@ final class OutboxStore: Sendable {
                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                         """)
                 for a in inserts {
-                    let dedup = a.event == "transaction_record" ? a.tradeSerial.map { "bill:" + $0 } : nil
+                    let dedup = Self.dedupKey(event: a.event, tradeSerial: a.tradeSerial)
                     try insert.execute(
                         arguments: [a.id, a.event, a.code, a.pile, a.gun, a.lane, a.tradeSerial, dedup, a.receivedAt, now, a.payload])
                     out.append(db.changesCount > 0 ? .stored(seq: db.lastInsertedRowID) : .duplicate)
@@ -132,6 +132,18 @@ final class OutboxStore: Sendable {
                 }
             }
             return out
+        }
+    }
+
+    /// What makes a stored event unique beyond its id: a bill's trade serial (a re-sent bill is
+    /// stored once), and the trade serial of an offline authorization (one event per session the
+    /// gateway approved). Other events have none.
+    static func dedupKey(event: String, tradeSerial: String?) -> String? {
+        guard let tradeSerial else { return nil }
+        switch event {
+        case "transaction_record": return "bill:" + tradeSerial
+        case "offline_authorization": return "offline:" + tradeSerial
+        default: return nil
         }
     }
 

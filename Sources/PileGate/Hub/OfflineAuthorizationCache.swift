@@ -1,0 +1,105 @@
+import Foundation
+import GRDB
+import NIOConcurrencyHelpers
+
+/// The last decision a backend made on each card and VIN (approved or refused, when, with what
+/// balance), kept in the gateway's database (`offline_auth_decisions`) so that an outage right
+/// after a restart still finds it. `OfflineAuthorizationPolicy` reads it when no backend answers.
+///
+/// Reads come from memory, never from SQLite (the answer to a pile is built on its event loop);
+/// writes go through to SQLite off the loop (`SQLiteWriteQueue`). Bounded: at most `capacity`
+/// credentials — past it the least recently decided tenth is dropped, in memory and on disk —
+/// and a decision older than `maxAge` is dropped when the cache opens (the policy never uses a
+/// decision older than its window).
+final class OfflineAuthorizationCache: Sendable {
+    struct Decision: Sendable, Equatable {
+        var approved: Bool
+        var decidedAt: Date
+        /// The balance the backend gave the pile, 0.01 yuan (0 on a refusal).
+        var balanceCents: Int64
+        /// The logical card number the backend gave (BCD digits), shown on the pile's screen.
+        var logicalCardNumber: String
+        /// The pile the decision was made for.
+        var pile: String
+    }
+
+    private let writes: SQLiteWriteQueue
+    private let entries = NIOLockedValueBox<[OfflineCredential: Decision]>([:])
+    private let capacityBox: NIOLockedValueBox<Int>
+
+    init(database: DatabasePool, capacity: Int, maxAge: TimeInterval, now: Date = Date()) throws {
+        writes = SQLiteWriteQueue(database: database)
+        capacityBox = NIOLockedValueBox(max(1, capacity))
+        let rows = try database.write { db -> [Row] in
+            try db.execute(
+                sql: """
+                    CREATE TABLE IF NOT EXISTS offline_auth_decisions (
+                        credential TEXT PRIMARY KEY NOT NULL, approved INTEGER NOT NULL, decidedAt REAL NOT NULL,
+                        balanceCents INTEGER NOT NULL, logicalCardNumber TEXT NOT NULL, pile TEXT NOT NULL)
+                    """)
+            try db.execute(sql: "DELETE FROM offline_auth_decisions WHERE decidedAt < ?", arguments: [now.timeIntervalSince1970 - maxAge])
+            return try Row.fetchAll(
+                db, sql: "SELECT * FROM offline_auth_decisions ORDER BY decidedAt DESC LIMIT ?", arguments: [max(1, capacity)])
+        }
+        var loaded: [OfflineCredential: Decision] = [:]
+        for row in rows {
+            guard let credential = Self.credential(row["credential"] as String) else { continue }
+            loaded[credential] = Decision(
+                approved: (row["approved"] as Int) != 0, decidedAt: Date(timeIntervalSince1970: row["decidedAt"]),
+                balanceCents: row["balanceCents"], logicalCardNumber: row["logicalCardNumber"], pile: row["pile"])
+        }
+        entries.withLockedValue { $0 = loaded }
+    }
+
+    var count: Int { entries.withLockedValue { $0.count } }
+
+    /// Changes the bound (a configuration reload); applied at the next decision recorded.
+    func setCapacity(_ capacity: Int) {
+        capacityBox.withLockedValue { $0 = max(1, capacity) }
+    }
+
+    func decision(for credential: OfflineCredential) -> Decision? {
+        entries.withLockedValue { $0[credential] }
+    }
+
+    /// Records a backend's decision (a later one replaces an earlier one, in memory and on disk,
+    /// whatever order the writes commit in).
+    func record(_ credential: OfflineCredential, _ decision: Decision) {
+        let capacity = capacityBox.withLockedValue { $0 }
+        let evicted = entries.withLockedValue { e -> [OfflineCredential] in
+            if let old = e[credential], old.decidedAt > decision.decidedAt { return [] }
+            e[credential] = decision
+            guard e.count > capacity else { return [] }
+            // Drop the least recently decided tenth at once, so eviction is not a sort per decision.
+            let drop = max(1, e.count - capacity + capacity / 10)
+            let oldest = e.sorted { $0.value.decidedAt < $1.value.decidedAt }.prefix(drop).map(\.key)
+            for k in oldest { e[k] = nil }
+            return Array(oldest)
+        }
+        let key = credential.description
+        writes.enqueue { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO offline_auth_decisions (credential, approved, decidedAt, balanceCents, logicalCardNumber, pile)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT(credential) DO UPDATE SET approved = excluded.approved, decidedAt = excluded.decidedAt,
+                        balanceCents = excluded.balanceCents, logicalCardNumber = excluded.logicalCardNumber, pile = excluded.pile
+                    WHERE excluded.decidedAt >= offline_auth_decisions.decidedAt
+                    """,
+                arguments: [
+                    key, decision.approved ? 1 : 0, decision.decidedAt.timeIntervalSince1970, decision.balanceCents,
+                    decision.logicalCardNumber, decision.pile,
+                ])
+            for k in evicted {
+                try db.execute(sql: "DELETE FROM offline_auth_decisions WHERE credential = ?", arguments: [k.description])
+            }
+        }
+    }
+
+    /// Waits until every decision recorded so far is in SQLite.
+    func flush() async { await writes.flush() }
+
+    private static func credential(_ text: String) -> OfflineCredential? {
+        OfflineCredential(entry: text)
+    }
+}

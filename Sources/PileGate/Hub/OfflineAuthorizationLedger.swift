@@ -1,0 +1,99 @@
+import Foundation
+import GRDB
+import NIOConcurrencyHelpers
+import NIOCore
+import YKC
+
+/// Every start the gateway approved itself, by the trade serial it issued
+/// (`offline_authorizations` in the gateway's database), so that the bill (0x3B) of such a
+/// session, whenever the pile sends it, is marked as offline-authorized in its event: the
+/// billing service then settles it once, from the bill, and knows it had not approved it.
+///
+/// The `offline_authorization` event itself goes through the outbox; this is the gateway's own
+/// memory of what it issued. Lookups come from memory (the bill's event is built on the pile's
+/// loop). Bounded: at most `capacity` entries (the oldest go first), and entries older than
+/// `retention` (30 days by default; a pile sends its bill within 30 s of the session's end, or
+/// after its next login) are dropped when the ledger opens.
+final class OfflineAuthorizationLedger: Sendable {
+    struct Entry: Sendable, Equatable {
+        var tradeSerial: TradeSerial
+        var pile: String
+        var gun: Int
+        var credential: String
+        /// "recent" or "allow_list".
+        var reason: String
+        var capCents: Int64
+        var authorizedAt: Date
+        /// The id of the `offline_authorization` event.
+        var eventId: String
+    }
+
+    private let writes: SQLiteWriteQueue
+    private let entries = NIOLockedValueBox<[TradeSerial: Entry]>([:])
+    private let capacity: Int
+    private let retention: TimeInterval
+
+    init(database: DatabasePool, capacity: Int = 100_000, retention: TimeInterval = 30 * 86_400, now: Date = Date()) throws {
+        writes = SQLiteWriteQueue(database: database)
+        self.capacity = max(1, capacity)
+        self.retention = retention
+        let rows = try database.write { db -> [Row] in
+            try db.execute(
+                sql: """
+                    CREATE TABLE IF NOT EXISTS offline_authorizations (
+                        tradeSerial TEXT PRIMARY KEY NOT NULL, pile TEXT NOT NULL, gun INTEGER NOT NULL, credential TEXT NOT NULL,
+                        reason TEXT NOT NULL, capCents INTEGER NOT NULL, authorizedAt REAL NOT NULL, eventId TEXT NOT NULL)
+                    """)
+            try db.execute(sql: "DELETE FROM offline_authorizations WHERE authorizedAt < ?", arguments: [now.timeIntervalSince1970 - retention])
+            return try Row.fetchAll(
+                db, sql: "SELECT * FROM offline_authorizations ORDER BY authorizedAt DESC LIMIT ?", arguments: [self.capacity])
+        }
+        var loaded: [TradeSerial: Entry] = [:]
+        for row in rows {
+            guard let serial = TradeSerial(row["tradeSerial"] as String) else { continue }
+            loaded[serial] = Entry(
+                tradeSerial: serial, pile: row["pile"], gun: row["gun"], credential: row["credential"], reason: row["reason"],
+                capCents: row["capCents"], authorizedAt: Date(timeIntervalSince1970: row["authorizedAt"]), eventId: row["eventId"])
+        }
+        entries.withLockedValue { $0 = loaded }
+    }
+
+    var count: Int { entries.withLockedValue { $0.count } }
+
+    func entry(for serial: TradeSerial) -> Entry? {
+        entries.withLockedValue { $0[serial] }
+    }
+
+    func contains(_ serial: TradeSerial) -> Bool { entry(for: serial) != nil }
+
+    /// Records an issued authorization; `done` completes once it is committed.
+    func record(_ entry: Entry, done: EventLoopPromise<Void>?) {
+        let capacity = self.capacity
+        let evicted = entries.withLockedValue { e -> [TradeSerial] in
+            e[entry.tradeSerial] = entry
+            guard e.count > capacity else { return [] }
+            // The oldest tenth at once, so eviction is not a sort per authorization.
+            let drop = max(1, e.count - capacity + capacity / 10)
+            let oldest = e.sorted { $0.value.authorizedAt < $1.value.authorizedAt }.prefix(drop).map(\.key)
+            for k in oldest { e[k] = nil }
+            return Array(oldest)
+        }
+        writes.enqueue(
+            { db in
+                try db.execute(
+                    sql: """
+                        INSERT OR REPLACE INTO offline_authorizations (tradeSerial, pile, gun, credential, reason, capCents, authorizedAt, eventId)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                        """,
+                    arguments: [
+                        entry.tradeSerial.description, entry.pile, entry.gun, entry.credential, entry.reason, entry.capCents,
+                        entry.authorizedAt.timeIntervalSince1970, entry.eventId,
+                    ])
+                for k in evicted {
+                    try db.execute(sql: "DELETE FROM offline_authorizations WHERE tradeSerial = ?", arguments: [k.description])
+                }
+            }, done: done)
+    }
+
+    func flush() async { await writes.flush() }
+}
