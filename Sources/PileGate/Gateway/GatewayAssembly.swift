@@ -65,6 +65,9 @@ public enum GatewayAssembly {
         // The outbox and the hub's sweeper run in the gateway's service group (`hub.services`),
         // stopped after the piles have drained.
         hub.attach(to: gateway)
+        if let cluster, let models = hub.billingModels.withLockedValue({ $0 }) {
+            ClusterBillingModels.install(on: cluster, cache: models, logger: logger)
+        }
         return gateway
     }
 }

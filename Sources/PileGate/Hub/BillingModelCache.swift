@@ -10,6 +10,8 @@ import YKC
 final class BillingModelCache: Sendable {
     private let database: DatabasePool
     private let models = NIOLockedValueBox<[PileID: BillingModelReply]>([:])
+    /// Told of every model this node learns from its own piles and backends (cluster mode shares them).
+    private let hooks = NIOLockedValueBox<[@Sendable (BillingModelReply) -> Void]>([])
 
     init(database: DatabasePool) throws {
         self.database = database
@@ -29,8 +31,40 @@ final class BillingModelCache: Sendable {
 
     func model(for pile: PileID) -> BillingModelReply? { models.withLockedValue { $0[pile] } }
 
+    /// Calls `hook` after every model stored from this node's own traffic (not for `adopt`).
+    func onStore(_ hook: @escaping @Sendable (BillingModelReply) -> Void) {
+        hooks.withLockedValue { $0.append(hook) }
+    }
+
+    /// The 0x0A body of a model: its stored and shared form.
+    static func body(of model: BillingModelReply) -> ByteBuffer {
+        var body = ByteBuffer()
+        model.encode(into: &body)
+        return body
+    }
+
+    /// Keeps models learned elsewhere (other nodes of the cluster), in memory and in one SQLite
+    /// transaction, skipping those already held as they are; returns how many were new or changed.
+    @discardableResult
+    func adopt(_ incoming: [BillingModelReply]) async -> Int {
+        let changed = models.withLockedValue { held in
+            incoming.filter { m in held[m.pileId].map { Self.body(of: $0) != Self.body(of: m) } ?? true }
+        }
+        guard !changed.isEmpty else { return 0 }
+        models.withLockedValue { held in for m in changed { held[m.pileId] = m } }
+        let now = Date().timeIntervalSince1970
+        let rows = changed.map { ($0.pileId.description, Data(Self.body(of: $0).readableBytesView)) }
+        try? await database.write { db in
+            let statement = try db.cachedStatement(
+                sql: "INSERT INTO billing_models (pile, body, updatedAt) VALUES (?, ?, ?) ON CONFLICT(pile) DO UPDATE SET body = excluded.body, updatedAt = excluded.updatedAt")
+            for (pile, data) in rows { try statement.execute(arguments: [pile, data, now]) }
+        }
+        return changed.count
+    }
+
     func store(_ model: BillingModelReply) {
         models.withLockedValue { $0[model.pileId] = model }
+        for hook in hooks.withLockedValue({ $0 }) { hook(model) }
         var body = ByteBuffer()
         model.encode(into: &body)
         let data = Data(body.readableBytesView)
