@@ -281,7 +281,8 @@ public final class BackendHub: GatewayEventSink {
             receivedAt: receivedAt, replyExpected: true, id: id
         ) { message.writeJSON(into: &$0) }
         if delivered == 0 {
-            pendingReplies.withLockedValue { _ = $0.cancel(id: id) }
+            // Its waiter is completed unanswered: NIO must never see a promise dropped.
+            pendingReplies.withLockedValue { $0.cancel(id: id) }?.waiter.succeed(nil)
             return answerWithoutBackend(
                 message, code: frame.code, session: session, receivedAt: receivedAt, outage: .unreachable, fallback: fallback, respond: respond)
         }
@@ -324,7 +325,7 @@ public final class BackendHub: GatewayEventSink {
             event: "login", code: 0x01, session: pseudo, gun: nil, receivedAt: Date(), replyExpected: true, id: id
         ) { login.writeJSON(into: &$0) }
         if delivered == 0 {
-            pendingReplies.withLockedValue { _ = $0.cancel(id: id) }
+            pendingReplies.withLockedValue { $0.cancel(id: id) }?.waiter.succeed(nil)
             return eventLoop.makeSucceededFuture(nil)
         }
         return promise.futureResult.map { reply in

@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import NIOPosix
 import NIOCore
 @testable import PileGate
 import PileSim
@@ -282,5 +284,72 @@ extension OfflineAuthorizationTests {
             #expect(section["issued"] as? Int == 1)
             await pile.stop()
         }
+    }
+}
+
+extension OfflineAuthorizationTests {
+    @Test("a draining backend is an outage too (unreachable); a parallel start (0xA1) is approved with its parallel serial echoed")
+    func unreachableAndParallel() async throws {
+        try await withHub(Self.offlinePolicy) { gw, hub in
+            let billing = try await TestBackend.connect(apiPort: gw.apiPort)
+            try await billing.subscribe(service: "billing", instance: "b1", events: ["start_request", "parallel_start_request"])
+            let pile = try await gw.pile("55010600000706", guns: 2) { $0.requestBillingModel = false }
+            try await pile.waitForLogin()
+            async let online = pile.requestCardStart(gun: 1, card: Self.cardA, timeout: .seconds(5))
+            try await Self.answerStart(billing, card: Self.cardA, approve: true)
+            #expect(try await online.authResult == .succeeded)
+            // The backend drains: subscribed still, but it takes no new event.
+            billing.send(#"{"type":"drain"}"#)
+            try await billing.waitFor("draining") { $0["type"] as? String == "draining" }
+
+            await pile.clearReceivedFrames()
+            let parallelSerial = try #require(BCDDigits("000000000042", byteCount: 6))
+            try await pile.send(
+                ParallelStartRequest(
+                    pileId: PileID("55010600000706")!, gun: 2, startMethod: .card, passwordRequired: .no, cardNumber: Self.cardA,
+                    password: HexBytes(zeros: 16), vin: "", gunRole: .main, parallelSerial: parallelSerial))
+            var body = try await pile.waitForFrame(code: 0xA2).body
+            let reply = try ParallelStartRequestReply(decoding: &body)
+            #expect(reply.authResult == .succeeded)
+            #expect(reply.parallelSerial == parallelSerial)
+            #expect(reply.balance == YKCDecimal(units: 5000, scale: 2))
+
+            let stored = try await hub.outbox.events(service: nil, after: 0, limit: 10).filter { $0.event == "offline_authorization" }
+            #expect(stored.count == 1)
+            #expect(stored.first?.tradeSerial == reply.tradeSerial.description)
+            let data = stored.first?.payload.objectValue?["data"]?.objectValue
+            #expect(data?["outage"]?.stringValue == "unreachable")
+            #expect(data?["parallelSerial"]?.stringValue == "000000000042")
+            #expect(stored.first?.payload.objectValue?["code"]?.doubleValue == 0xA1)
+            await billing.close()
+            await pile.stop()
+        }
+    }
+
+    @Test("the outbox stores an offline authorization once per trade serial")
+    func storedOncePerSerial() async throws {
+        let directory = NSTemporaryDirectory() + "pilegate-offline-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var logger = Logger(label: "offline-outbox-test")
+        logger.logLevel = .critical
+        let outbox = try Outbox(directory: directory, logger: logger)
+        let loop = MultiThreadedEventLoopGroup.singleton.any()
+        let serial = try #require(TradeSerial("55010600000700022612010810040042"))
+        var results: [Outbox.AppendResult] = []
+        for (n, event) in ["offline_authorization", "offline_authorization", "charging_end", "charging_end"].enumerated() {
+            let promise = loop.makePromise(of: Outbox.AppendResult.self)
+            outbox.append(
+                OutboxEvent(
+                    id: "e\(n)", event: event, code: 0x31, pile: PileID("55010600000700")!, gun: 2, lane: "", tradeSerial: serial,
+                    receivedAt: Date(), payload: ByteBuffer(string: #"{"n":\#(n)}"#)),
+                promise: promise)
+            await outbox.commitPending()
+            results.append(try await promise.futureResult.get())
+        }
+        #expect(results[0] != .duplicate)
+        #expect(results[1] == .duplicate)
+        // Other event types are not deduplicated by trade serial.
+        #expect(results[2] != .duplicate && results[3] != .duplicate)
+        await outbox.stop()
     }
 }
