@@ -42,6 +42,18 @@ struct StatsScreenTests {
         #expect(text.contains("accepts/s -"))
         #expect(text.contains("FRAMES\n  none yet\n"))
         #expect(text.contains("OUTBOX\n  not reported by this gateway"))
+        #expect(!text.contains("OFFLINE AUTHORIZATION"))
+    }
+
+    @Test("offline authorization: the mode, starts approved and refused by reason, the cache")
+    func offlineAuthorization() throws {
+        let text = StatsScreen(
+            current: try Self.sample(
+                #"{"counters":{},"extensions":{"offlineAuthorization":{"mode":"recentOrAllowList","#
+                    + #""approved":{"recent":3,"allow_list":1},"refused":{"unknown":2,"off":0},"cachedDecisions":120,"issued":4}}}"#, at: 0)
+        ).rendered
+        #expect(text.contains("OFFLINE AUTHORIZATION"))
+        #expect(text.contains("  mode recentOrAllowList   approved allow_list 1 recent 3   refused unknown 2   cached decisions 120   issued 4\n"))
     }
 
     @Test("delivery latency: p50/p99 over the interval when it saw deliveries, else since start")

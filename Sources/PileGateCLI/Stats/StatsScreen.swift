@@ -103,6 +103,7 @@ struct StatsScreen {
 
         out += lanesSection()
         out += outboxSection()
+        out += offlineAuthorizationSection()
 
         // Process
         let p = current.json["process"]
@@ -237,6 +238,20 @@ struct StatsScreen {
         line += "   oldest \(oldest.map(Format.duration) ?? "-")"
         if let stored = outbox["events"]?.intValue { line += "   stored \(stored)" }
         return section("OUTBOX") + line + "\n\n"
+    }
+
+    /// Starts the gateway decided while no backend answered (CONFIGURATION.md, Offline
+    /// authorization); omitted on a gateway that does not report it.
+    private func offlineAuthorizationSection() -> String {
+        guard let offline = current.json["extensions"]?["offlineAuthorization"], offline != .null else { return "" }
+        func counts(_ key: String) -> String {
+            let all = offline[key]?.objectValue ?? [:]
+            let parts = all.keys.sorted().filter { num(all[$0]) > 0 }.map { "\($0) \(int(all[$0]))" }
+            return parts.isEmpty ? "none" : parts.joined(separator: " ")
+        }
+        var line = "  mode \(offline["mode"]?.stringValue ?? "?")   approved \(counts("approved"))   refused \(counts("refused"))"
+        line += "   cached decisions \(int(offline["cachedDecisions"]))   issued \(int(offline["issued"]))"
+        return section("OFFLINE AUTHORIZATION") + line + "\n\n"
     }
 
     private func orderedUnique(_ list: [String]) -> [String] {
