@@ -8,7 +8,8 @@ import NIOConcurrencyHelpers
 ///
 /// Reads come from memory, never from SQLite (the answer to a pile is built on its event loop);
 /// writes go through to SQLite off the loop (`SQLiteWriteQueue`). Bounded: at most `capacity`
-/// credentials — past it the least recently decided tenth is dropped, in memory and on disk —
+/// credentials — past it the least recently decided tenth is dropped, in memory and on disk,
+/// sorted on the database's writer, never on a pile's loop —
 /// and a decision older than `maxAge` is dropped when the cache opens (the policy never uses a
 /// decision older than its window).
 final class OfflineAuthorizationCache: Sendable {
@@ -66,18 +67,14 @@ final class OfflineAuthorizationCache: Sendable {
     /// whatever order the writes commit in).
     func record(_ credential: OfflineCredential, _ decision: Decision) {
         let capacity = capacityBox.withLockedValue { $0 }
-        let evicted = entries.withLockedValue { e -> [OfflineCredential] in
-            if let old = e[credential], old.decidedAt > decision.decidedAt { return [] }
+        let over = entries.withLockedValue { e -> Bool in
+            if let old = e[credential], old.decidedAt > decision.decidedAt { return false }
             e[credential] = decision
-            guard e.count > capacity else { return [] }
-            // Drop the least recently decided tenth at once, so eviction is not a sort per decision.
-            let drop = max(1, e.count - capacity + capacity / 10)
-            let oldest = e.sorted { $0.value.decidedAt < $1.value.decidedAt }.prefix(drop).map(\.key)
-            for k in oldest { e[k] = nil }
-            return Array(oldest)
+            return e.count > capacity
         }
         let key = credential.description
-        writes.enqueue { db in
+        // The write (and an eviction's sort) runs on the database's writer, off the pile's loop.
+        writes.enqueue { [self] db in
             try db.execute(
                 sql: """
                     INSERT INTO offline_auth_decisions (credential, approved, decidedAt, balanceCents, logicalCardNumber, pile)
@@ -90,8 +87,28 @@ final class OfflineAuthorizationCache: Sendable {
                     key, decision.approved ? 1 : 0, decision.decidedAt.timeIntervalSince1970, decision.balanceCents,
                     decision.logicalCardNumber, decision.pile,
                 ])
-            for k in evicted {
+            guard over else { return }
+            for k in evictOldest(capacity: capacity) {
                 try db.execute(sql: "DELETE FROM offline_auth_decisions WHERE credential = ?", arguments: [k.description])
+            }
+        }
+    }
+
+    /// Drops the least recently decided tenth when over `capacity` (a tenth at once, so eviction
+    /// is not a sort per decision). The sort runs outside the lock, on a copy; an entry decided
+    /// again meanwhile stays.
+    private func evictOldest(capacity: Int) -> [OfflineCredential] {
+        let snapshot = entries.withLockedValue { e -> [(OfflineCredential, Date)]? in
+            e.count > capacity ? e.map { ($0.key, $0.value.decidedAt) } : nil
+        }
+        guard let snapshot else { return [] }
+        let drop = max(1, snapshot.count - capacity + capacity / 10)
+        let oldest = snapshot.sorted { $0.1 < $1.1 }.prefix(drop)
+        return entries.withLockedValue { e in
+            oldest.compactMap { key, decidedAt in
+                guard e[key]?.decidedAt == decidedAt else { return nil }
+                e[key] = nil
+                return key
             }
         }
     }

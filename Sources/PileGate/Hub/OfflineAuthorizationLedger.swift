@@ -68,18 +68,13 @@ final class OfflineAuthorizationLedger: Sendable {
 
     /// Records an issued authorization; `done` completes once it is committed.
     func record(_ entry: Entry, done: EventLoopPromise<Void>?) {
-        let capacity = self.capacity
-        let evicted = entries.withLockedValue { e -> [TradeSerial] in
+        let over = entries.withLockedValue { e -> Bool in
             e[entry.tradeSerial] = entry
-            guard e.count > capacity else { return [] }
-            // The oldest tenth at once, so eviction is not a sort per authorization.
-            let drop = max(1, e.count - capacity + capacity / 10)
-            let oldest = e.sorted { $0.value.authorizedAt < $1.value.authorizedAt }.prefix(drop).map(\.key)
-            for k in oldest { e[k] = nil }
-            return Array(oldest)
+            return e.count > capacity
         }
+        // The write (and an eviction's sort) runs on the database's writer, off the pile's loop.
         writes.enqueue(
-            { db in
+            { [self] db in
                 try db.execute(
                     sql: """
                         INSERT OR REPLACE INTO offline_authorizations (tradeSerial, pile, gun, credential, reason, capCents, authorizedAt, eventId)
@@ -89,10 +84,25 @@ final class OfflineAuthorizationLedger: Sendable {
                         entry.tradeSerial.description, entry.pile, entry.gun, entry.credential, entry.reason, entry.capCents,
                         entry.authorizedAt.timeIntervalSince1970, entry.eventId,
                     ])
-                for k in evicted {
+                guard over else { return }
+                for k in evictOldest() {
                     try db.execute(sql: "DELETE FROM offline_authorizations WHERE tradeSerial = ?", arguments: [k.description])
                 }
             }, done: done)
+    }
+
+    /// Drops the oldest tenth when over `capacity` (a tenth at once, so eviction is not a sort
+    /// per authorization), sorting a copy outside the lock.
+    private func evictOldest() -> [TradeSerial] {
+        let snapshot = entries.withLockedValue { e -> [(TradeSerial, Date)]? in
+            e.count > capacity ? e.map { ($0.key, $0.value.authorizedAt) } : nil
+        }
+        guard let snapshot else { return [] }
+        let drop = max(1, snapshot.count - capacity + capacity / 10)
+        let oldest = snapshot.sorted { $0.1 < $1.1 }.prefix(drop)
+        return entries.withLockedValue { e in
+            oldest.compactMap { key, _ in e.removeValue(forKey: key) == nil ? nil : key }
+        }
     }
 
     func flush() async { await writes.flush() }
