@@ -16,6 +16,10 @@ public struct ClusterSubjects: Sendable, Equatable {
     public var allHeartbeats: String { "\(cluster).node.*.alive" }
     /// A node's request subject for work another node hands it: `<cluster>.node.<node>.<verb>`.
     public func node(_ node: String, _ verb: String) -> String { "\(cluster).node.\(node).\(verb)" }
+    /// A must-deliver event in the cluster's event stream: `<cluster>.durable.<event>.<pile>`.
+    public func durable(event: String, pile: String) -> String { "\(cluster).durable.\(event).\(pile)" }
+    /// Every must-deliver event (the event stream's subjects).
+    public var allDurable: String { "\(cluster).durable.>" }
     /// A name for a stream or bucket of this cluster (`[A-Za-z0-9_-]` only, as JetStream wants).
     public func resource(_ name: String) -> String { "\(cluster)_\(name)" }
 

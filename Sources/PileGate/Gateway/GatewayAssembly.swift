@@ -34,6 +34,15 @@ public enum GatewayAssembly {
         } else {
             cluster = nil
         }
+        // Cluster mode: must-deliver events go to the cluster's stream first (the outbox is the
+        // fallback while it is unavailable) and reach backends from there.
+        let eventStream = cluster.map {
+            ClusterEventStream(hub: hub, subjects: $0.subjects, settings: ClusterEventStream.Settings(config: config), logger: logger)
+        }
+        if let cluster, let eventStream {
+            outbox.relay(via: eventStream)
+            cluster.add(eventStream)
+        }
         var statsProviders: [String: @Sendable () -> JSONValue] = [
             "hub": { hub.statsJSON() },
             "lanes": { bookBox.withLockedValue { $0 }.map { .number(Double($0.version)) } ?? .null },
@@ -68,6 +77,7 @@ public enum GatewayAssembly {
         if let cluster, let models = hub.billingModels.withLockedValue({ $0 }) {
             ClusterBillingModels.install(on: cluster, cache: models, logger: logger)
         }
+        if let eventStream { gateway.metrics.addCollector { eventStream.collectMetrics($0) } }
         return gateway
     }
 }

@@ -59,6 +59,24 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var clusterHeartbeatInterval: TimeInterval = 2
     /// A node not heard from for this long is taken as dead (its piles shown offline).
     public var clusterNodeTimeout: TimeInterval = 10
+    /// JetStream's duplicate window of the cluster's event stream: a bill re-sent with the same
+    /// trade serial within it is stored once. 15 min, three times the longest resend interval
+    /// of the protocol (once after 5 min, docs/ykc/PROTOCOL-FACTS.md §5.5); see docs/CLUSTER.md.
+    public var clusterDuplicateWindow: TimeInterval = 900
+    /// How long the event stream keeps events (acked or not), so a service away for days still
+    /// gets what it missed: as long as a standalone outbox keeps a service's events.
+    public var clusterStreamMaxAge: TimeInterval = 7 * 86_400
+    /// Replicas of the event stream: 1 for one nats-server, 3 in production (a JetStream cluster).
+    public var clusterStreamReplicas = 1
+    /// A stream event handed to a backend and not acked within this time is delivered again
+    /// (possibly by another node).
+    public var clusterAckWait: TimeInterval = 30
+    /// Deliveries of one event to one service at most; after that it is a dead letter (counted,
+    /// logged with its stream sequence, kept in the stream until `clusterStreamMaxAge`).
+    public var clusterMaxDeliver = 20
+    /// How long a must-deliver event waits for the stream's acknowledgement before it is
+    /// committed to the local outbox instead (and forwarded later).
+    public var clusterPublishTimeout: TimeInterval = 2
     /// Whether cluster mode is on.
     public var clusterEnabled: Bool { !natsURL.isEmpty }
 
@@ -377,6 +395,12 @@ extension GatewayConfiguration {
         },
         double("clusterHeartbeatInterval", \.clusterHeartbeatInterval, 0.05...60),
         double("clusterNodeTimeout", \.clusterNodeTimeout, 0.2...3600),
+        double("clusterDuplicateWindow", \.clusterDuplicateWindow, 1...86_400),
+        double("clusterStreamMaxAge", \.clusterStreamMaxAge, 60...31_536_000),
+        int("clusterStreamReplicas", \.clusterStreamReplicas, 1...5),
+        double("clusterAckWait", \.clusterAckWait, 0.1...3600),
+        int("clusterMaxDeliver", \.clusterMaxDeliver, 1...1_000_000),
+        double("clusterPublishTimeout", \.clusterPublishTimeout, 0.05...60),
         double("loginTimeout", \.loginTimeout, 0.05...3600),
         double("livenessTimeout", \.livenessTimeout, 0.05...86_400),
         Setting(key: "loginPolicy") { config, value throws(SettingProblem) in

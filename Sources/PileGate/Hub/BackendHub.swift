@@ -33,7 +33,7 @@ public final class BackendHub: GatewayEventSink {
     private let laneSource: NIOLockedValueBox<LaneSource>
     private var laneDecider: @Sendable (Login, String) -> String { laneSource.withLockedValue { $0.decide } }
     private let gatewayBox = NIOLockedValueBox<Gateway?>(nil)
-    private let instances = NIOLockedValueBox<[String: [BackendInstance]]>([:])
+    let instances = NIOLockedValueBox<[String: [BackendInstance]]>([:])
     /// Event names some instance subscribed to, for the per-frame `wants` check (lock-free read).
     private let wanted = NIOLockedValueBox<WantedSet>(WantedSet())
     private let traffic = NIOLockedValueBox<[RouteKey: BackendLaneTraffic]>([:])
@@ -168,7 +168,7 @@ public final class BackendHub: GatewayEventSink {
     /// Must-deliver events go through it: committed, then delivered at least once per service.
     public let outbox: Outbox
     /// Instances that subscribed durably (the default): their service is known to the outbox.
-    private let durableInstances = NIOLockedValueBox<Set<UInt64>>([])
+    let durableInstances = NIOLockedValueBox<Set<UInt64>>([])
 
     var gateway: Gateway? { gatewayBox.withLockedValue { $0 } }
     var nodeId: String { envelopes.withLockedValue { $0.nodeId } }

@@ -79,6 +79,17 @@ public final class Outbox: Sendable {
     /// Set by the first `stop()`; later calls return at once.
     private let stopped = ManagedAtomic(false)
     let stats = NIOLockedValueBox(OutboxCounters())
+    /// Cluster mode: the stream events go to first (`OutboxRelay`); nil on a node alone.
+    private let relayBox = NIOLockedValueBox<(any OutboxRelay)?>(nil)
+    /// Cluster mode: services that subscribed durably here. Their events come from the stream,
+    /// so the outbox keeps nothing for them, but live copies to transient subscribers skip them.
+    private let relayedServices = NIOLockedValueBox<Set<String>>([])
+    /// Relay publishes under way (`stop()` waits for them: each ends in a promise).
+    private let relaying = ManagedAtomic(0)
+    /// The outbox's own pseudo-service in cluster mode: what it committed while the relay was
+    /// unavailable is "delivered" to it by forwarding it to the relay. Not a valid backend
+    /// service name (`@`), so no backend can take it over.
+    static let relayService = "@cluster-stream"
 
     public struct OutboxCounters: Codable, Sendable {
         public var commits = 0
@@ -88,6 +99,14 @@ public final class Outbox: Sendable {
         public var delivered = 0
         public var redeliveries = 0
         public var compacted = 0
+        /// Cluster mode: events the stream stored directly (their 0x40 after the PubAck).
+        public var relayed = 0
+        /// Cluster mode: events the stream already had (a re-sent bill).
+        public var relayDuplicates = 0
+        /// Cluster mode: events committed to SQLite because the stream was unavailable or failed.
+        public var relayFallbacks = 0
+        /// Cluster mode: events forwarded from SQLite into the stream afterwards.
+        public var forwarded = 0
         public var commitLatencySumSeconds = 0.0
         public var commitLatencyBuckets: [Int] = Array(repeating: 0, count: OutboxCounters.bounds.count + 1)
         public static let bounds: [Double] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]
@@ -117,6 +136,22 @@ public final class Outbox: Sendable {
 
     public func isDurable(_ event: String) -> Bool { settings.events.contains(event) }
 
+    /// Cluster mode: must-deliver events go to `relay` first, SQLite is the fallback, and what
+    /// SQLite holds is forwarded to the relay instead of delivered to local instances. Call
+    /// before `start`.
+    func relay(via relay: any OutboxRelay) {
+        relayBox.withLockedValue { $0 = relay }
+        let service = Self.relayService
+        let now = Date()
+        let added = state.withLockedValue { $0.subscribed(service, types: ["*"], now: now) }
+        if !added.isEmpty {
+            let store = self.store
+            Task { try? await store.subscribe(service, types: added, now: now) }
+        }
+    }
+
+    var activeRelay: (any OutboxRelay)? { relayBox.withLockedValue { $0 } }
+
     /// Hands a stored event to one instance of a service; false when the service has no
     /// instance to take it now (the event waits).
     typealias Deliver = @Sendable (_ event: OutboxEvent, _ service: String) -> Bool
@@ -133,10 +168,11 @@ public final class Outbox: Sendable {
                 await commitPending()
             }
         }
+        let route: Deliver = activeRelay.map { forward(to: $0) } ?? deliver
         let delivery = Task { [self] in
             while !Task.isCancelled {
                 try? await Task.sleep(nanoseconds: UInt64(settings.deliveryInterval * 1e9))
-                await deliverRound(deliver)
+                await deliverRound(route)
             }
         }
         let compaction = Task { [self] in
@@ -161,6 +197,10 @@ public final class Outbox: Sendable {
     /// Commits what is queued, stops the loops, records when connected services were last
     /// seen, and checkpoints the WAL into `outbox.sqlite` (which then holds everything alone).
     public func stop() async {
+        // Relay publishes under way end in a promise (a pile's 0x40) or a SQLite append: wait for
+        // them (each is bounded by the relay's publish timeout) before the writer stops.
+        let waitUntil = Date().addingTimeInterval(10)
+        while relaying.load(ordering: .relaxed) > 0 && Date() < waitUntil { try? await Task.sleep(nanoseconds: 10_000_000) }
         guard !stopped.exchange(true, ordering: .relaxed) else { return }
         // Let the writer commit what is queued before it stops.
         await commitPending()
@@ -182,8 +222,32 @@ public final class Outbox: Sendable {
 
     // MARK: writing
 
-    /// Queues an event for the next group commit; the promise completes after the commit.
+    /// Stores an event: in cluster mode in the relay's stream when it is available (the promise
+    /// completes on its acknowledgement), else, or when that fails, in SQLite at the next group
+    /// commit (the promise completes after the commit).
     func append(_ e: OutboxEvent, promise: EventLoopPromise<AppendResult>?) {
+        guard let relay = relayBox.withLockedValue({ $0 }), relay.isAvailable else { return appendLocally(e, promise: promise) }
+        relaying.wrappingIncrement(ordering: .relaxed)
+        Task { [self] in
+            defer { relaying.wrappingDecrement(ordering: .relaxed) }
+            do {
+                let stored = try await relay.store(e)
+                stats.withLockedValue { if stored { $0.relayed += 1 } else { $0.relayDuplicates += 1 } }
+                promise?.succeed(stored ? .stored(seq: 0) : .duplicate)
+            } catch {
+                stats.withLockedValue { $0.relayFallbacks += 1 }
+                appendLocally(e, promise: promise)
+            }
+        }
+    }
+
+    /// Queues an event for the next group commit; the promise completes after the commit.
+    private func appendLocally(_ e: OutboxEvent, promise: EventLoopPromise<AppendResult>?) {
+        guard !stopped.load(ordering: .relaxed) else {
+            // Stopped (a relay publish that failed during shutdown): no 0x40; the pile re-sends.
+            promise?.fail(CancellationError())
+            return
+        }
         let row = OutboxStore.Insert(
             id: e.id, event: e.event, code: e.code.map(Int.init), pile: e.pile.description, gun: e.gun, lane: e.lane,
             tradeSerial: e.tradeSerial?.description, receivedAt: e.receivedAt.timeIntervalSince1970, payload: String(buffer: e.payload))
@@ -251,6 +315,11 @@ public final class Outbox: Sendable {
     func serviceSubscribed(_ service: String, events: Set<String>?) {
         let types = events.map { $0.intersection(settings.events) } ?? ["*"]
         guard !types.isEmpty else { return }
+        if activeRelay != nil {
+            // Cluster mode: the stream keeps its events (a durable consumer per service).
+            relayedServices.withLockedValue { _ = $0.insert(service) }
+            return
+        }
         let now = Date()
         let added = state.withLockedValue { $0.subscribed(service, types: types, now: now) }
         guard !added.isEmpty else { return }
@@ -260,7 +329,8 @@ public final class Outbox: Sendable {
 
     /// Whether `service` is a durable service of the outbox (its events are kept for it).
     func isDurableService(_ service: String) -> Bool {
-        state.withLockedValue { $0.isDurable(service) }
+        if activeRelay != nil { return relayedServices.withLockedValue { $0.contains(service) } }
+        return state.withLockedValue { $0.isDurable(service) }
     }
 
     /// An instance of a service that subscribed durably went away.
@@ -316,6 +386,7 @@ public final class Outbox: Sendable {
 
     /// An instance of `service` acked event `id`.
     func acked(id: String, service: String) {
+        activeRelay?.acked(id: id, service: service)
         // The entry stays (marked acked) until its mark is committed: until then the event is
         // still pending in SQLite, and a delivery round must not hand it out again.
         guard let mark = state.withLockedValue({ $0.acked(id: id, service: service) }) else { return }
@@ -327,8 +398,30 @@ public final class Outbox: Sendable {
         state.withLockedValue { $0.isInFlight(id: id, service: service) }
     }
 
+    /// Cluster mode's delivery: an event committed to SQLite goes to the relay (the stream), and
+    /// counts as delivered to `relayService` on the relay's acknowledgement. False while the
+    /// relay is unavailable (the event waits); a failed store hands the event back for the next
+    /// round.
+    private func forward(to relay: any OutboxRelay) -> Deliver {
+        { [weak self] event, service in
+            guard let self, relay.isAvailable else { return false }
+            Task {
+                do {
+                    _ = try await relay.store(event)
+                    self.stats.withLockedValue { $0.forwarded += 1 }
+                    self.acked(id: event.id, service: service)
+                } catch {
+                    self.state.withLockedValue { $0.handBack(service, id: event.id) }
+                }
+            }
+            return true
+        }
+    }
+
     private func deliverRound(_ deliver: Deliver) async {
-        let known = state.withLockedValue { $0.services }
+        var known = state.withLockedValue { $0.services }
+        // Cluster mode: only the forwarding to the stream; backends get events from the stream.
+        if activeRelay != nil { known = known.filter { $0.key == Self.relayService } }
         let now = Date()
         for (service, types) in known {
             // Expired hand-outs become eligible again (the instance died or never acked).
@@ -380,6 +473,8 @@ public final class Outbox: Sendable {
         public var oldestPendingAgeSeconds: [String: Double]
         public var counters: OutboxCounters
         public var services: [String: [String]]
+        /// Cluster mode: the stream, its consumers and the forwarding backlog (`ClusterEventStream`).
+        public var stream: JSONValue?
     }
 
     public func summary() async throws -> Summary {
@@ -390,7 +485,7 @@ public final class Outbox: Sendable {
         for service in known.keys { oldest[service] = counts.oldestCreatedAt[service].map { max(0, now - $0) } ?? 0 }
         return Summary(
             events: counts.events, pending: counts.pending, oldestPendingAgeSeconds: oldest, counters: stats.withLockedValue { $0 },
-            services: known.mapValues { Array($0).sorted() })
+            services: known.mapValues { Array($0).sorted() }, stream: await activeRelay?.summary())
     }
 
     /// A page of stored events, with whether `service` has acked each.
@@ -426,6 +521,12 @@ public final class Outbox: Sendable {
         w.counter("pilegate_outbox_delivered_total", [], s.delivered)
         w.counter("pilegate_outbox_redeliveries_total", [], s.redeliveries)
         w.counter("pilegate_outbox_compacted_total", [], s.compacted)
+        if activeRelay != nil {
+            w.counter("pilegate_outbox_relayed_total", [], s.relayed)
+            w.counter("pilegate_outbox_relay_duplicates_total", [], s.relayDuplicates)
+            w.counter("pilegate_outbox_relay_fallbacks_total", [], s.relayFallbacks)
+            w.counter("pilegate_outbox_forwarded_total", [], s.forwarded)
+        }
         w.histogram(
             "pilegate_outbox_commit_latency_seconds", [], bounds: OutboxCounters.bounds, buckets: s.commitLatencyBuckets,
             sum: s.commitLatencySumSeconds)

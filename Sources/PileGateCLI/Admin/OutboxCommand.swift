@@ -79,12 +79,35 @@ struct OutboxCommand: AsyncParsableCommand {
             }
             out += t.rendered
         }
+        if let stream = doc["stream"], stream["name"] != nil { out += renderStream(stream) }
         if let counters = doc["counters"]?.objectValue, !counters.isEmpty {
             let parts = counters.keys.sorted().compactMap { k -> String? in
                 guard let n = counters[k]?.doubleValue else { return nil }
                 return "\(k) \(n.rounded() == n ? String(Int(n)) : Format.rate(n))"
             }
             out += "counters  " + parts.joined(separator: "   ") + "\n"
+        }
+        return out
+    }
+
+    /// Cluster mode: the event stream (messages, sequences), each service's durable consumer
+    /// (not yet delivered, waiting for an ack, redelivered) and this node's stream counters.
+    static func renderStream(_ stream: JSONValue) -> String {
+        let int = { (v: JSONValue?) in v?.intValue.map(String.init) ?? "?" }
+        var out = "stream \(stream["name"]?.stringValue ?? "?")   \(stream["available"] == .bool(true) ? "available" : "UNAVAILABLE")"
+        out += "   messages \(int(stream["messages"]))   last seq \(int(stream["lastSequence"]))"
+        if let window = stream["duplicateWindowSeconds"]?.doubleValue { out += "   dedup window \(Format.duration(window))" }
+        out += "\n"
+        if let consumers = stream["consumers"]?.objectValue, !consumers.isEmpty {
+            var t = TextTable(["consumer", "service", "pending", "ack pending", "redelivered", "ack floor"], rightAligned: [2, 3, 4, 5], indent: "  ")
+            for name in consumers.keys.sorted() {
+                let c = consumers[name] ?? .null
+                t.add([name, c["service"]?.stringValue ?? "", int(c["pending"]), int(c["ackPending"]), int(c["redelivered"]), int(c["ackFloor"])])
+            }
+            out += t.rendered
+        }
+        if let counters = stream["counters"]?.objectValue, !counters.isEmpty {
+            out += "stream counters  " + counters.keys.sorted().map { "\($0) \(counters[$0]?.intValue ?? 0)" }.joined(separator: "   ") + "\n"
         }
         return out
     }
