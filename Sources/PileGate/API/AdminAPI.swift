@@ -197,11 +197,16 @@ public final class AdminAPI: Sendable {
         router.get("/v1/piles/:id") { _, context in
             let id = try pileId(context)
             let live = gateway.directory.session(for: id)
+            // Cluster mode: a pile held by another node is shown as that node sees it.
+            if live == nil, let cluster = gateway.cluster.withLockedValue({ $0 }), let remote = await cluster.remoteView(id) {
+                return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: remote)))
+            }
             guard let record = try await gateway.registry.record(id) ?? live.map({ placeholderRecord($0.info) }) else {
                 return error(.notFound, "not_found", "pile \(id) is unknown to this gateway")
             }
             var view = try await PileView(record: record, session: live)
             view.limits = gateway.context.limits.limits(for: id)
+            view.node = live != nil ? gateway.config.nodeId : nil
             return try encode(view)
         }
         router.get("/v1/piles") { request, _ in
@@ -223,17 +228,38 @@ public final class AdminAPI: Sendable {
                 return error(.badRequest, "invalid_after", "after must be a pile id (\(PileID.inputRule)), got '\(after)'")
             }
             if online == true {
-                // Live sessions are authoritative for "online now".
-                let page = gateway.directory.page(after: after.flatMap { PileID(input: $0) }, limit: limit)
+                // Live sessions are authoritative for "online now"; in cluster mode with the
+                // directory's entries of the other nodes.
+                let start = after.flatMap { PileID(input: $0) }
+                let page = gateway.directory.page(after: start, limit: limit)
                 var views: [PileView] = []
-                for h in page { views.append(try await PileView(record: placeholderRecord(h.info), session: h)) }
-                return try encode(PilePage(piles: views, next: page.count == limit ? page.last?.info.pileId.description : nil))
+                for h in page {
+                    var view = try await PileView(record: placeholderRecord(h.info), session: h)
+                    view.node = gateway.config.nodeId
+                    views.append(view)
+                }
+                if let cluster = gateway.cluster.withLockedValue({ $0 }) {
+                    let elsewhere = cluster.directory.heldElsewhere().lazy.filter { held in start.map { held.pile > $0 } ?? true }.prefix(limit)
+                    views += elsewhere.map(PileView.init(held:))
+                    views.sort { $0.pile.id < $1.pile.id }
+                    views = Array(views.prefix(limit))
+                }
+                return try encode(PilePage(piles: views, next: views.count == limit ? views.last?.pile.id : nil))
             }
             let records = try await gateway.registry.records(online: online, after: after.flatMap { PileID(input: $0)?.description }, limit: limit)
             var views: [PileView] = []
+            let cluster = gateway.cluster.withLockedValue { $0 }
             for r in records {
-                let live = PileID(r.id).flatMap { gateway.directory.session(for: $0) }
-                views.append(try await PileView(record: r, session: live))
+                let id = PileID(r.id)
+                let live = id.flatMap { gateway.directory.session(for: $0) }
+                var view = try await PileView(record: r, session: live)
+                if live != nil {
+                    view.node = gateway.config.nodeId
+                } else if let id, let held = cluster?.directory.holder(of: id) {
+                    view.pile.online = true
+                    view.node = held.entry.node
+                }
+                views.append(view)
             }
             return try encode(PilePage(piles: views, next: records.count == limit ? records.last?.id : nil))
         }
@@ -243,11 +269,14 @@ public final class AdminAPI: Sendable {
         router.delete("/v1/piles/:id/connection") { _, context in
             let id = try pileId(context)
             guard let session = gateway.directory.session(for: id) else {
+                // Cluster mode: the node holding the pile kicks it.
+                if let cluster = gateway.cluster.withLockedValue({ $0 }), let answer = await cluster.remoteKick(id) { return answer }
                 return error(.notFound, "pile_offline", "pile \(id) has no connection on this gateway")
             }
             session.close(reason: .kicked)
             gateway.context.logger.info("pile kicked", metadata: ["pile": "\(id)", "connection": "\(session.info.connectionId)"])
-            return json(["kicked": id.description, "connection": String(session.info.connectionId)], status: .accepted)
+            return json(
+                ["kicked": id.description, "connection": String(session.info.connectionId), "node": gateway.config.nodeId], status: .accepted)
         }
         router.put("/v1/piles/:id") { _, context in
             let id = try pileId(context)
@@ -339,6 +368,8 @@ struct PileView: Codable, Sendable {
     }
     var pile: PileRegistry.Record
     var session: Live?
+    /// The node holding the session now (nil when offline); in cluster mode possibly another node.
+    var node: String?
     /// The pile's override of the per-connection limits, if it has one (`GET /v1/piles/{id}` only).
     var limits: PileLimitStore.Limits?
 
@@ -355,6 +386,19 @@ struct PileView: Codable, Sendable {
             r.online = false
         }
         self.pile = r
+    }
+
+    /// A pile online on another node, from the cluster's pile directory (its live state stays
+    /// there: `GET /v1/piles/{id}` asks that node).
+    init(held: ClusterPileDirectory.Held) {
+        let e = held.entry
+        let since = Date(timeIntervalSince1970: e.since)
+        pile = PileRegistry.Record(
+            id: held.pile.description, pileType: nil, gunCount: nil, protocolVersion: nil, firmware: nil, networkType: nil, sim: nil,
+            carrier: nil, firstSeen: nil, lastLogin: since, lastAddress: e.address, online: true, offlineReason: nil, offlineAt: nil,
+            provisioned: false, lane: e.lane, node: e.node)
+        session = Live(connectionId: e.connection, remoteAddress: e.address, lane: e.lane, connectedAt: since, loggedInAt: since, state: nil)
+        node = e.node
     }
 }
 

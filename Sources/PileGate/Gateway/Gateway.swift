@@ -48,6 +48,8 @@ public final class Gateway: Service, Sendable {
     public let routes: [AdminAPI.Routes]
     /// Extra sections of `/v1/stats`, by name.
     public let statsProviders: [String: @Sendable () -> JSONValue]
+    /// Cluster mode: reaches piles held by other nodes (lookups, kicks), set by the assembly.
+    let cluster = NIOLockedValueBox<ClusterCommandRouter?>(nil)
 
     public var config: GatewayConfiguration { context.config }
     public var counters: GatewayCounters { context.counters }

@@ -43,18 +43,38 @@ public enum GatewayAssembly {
             outbox.relay(via: eventStream)
             cluster.add(eventStream)
         }
+        // The cluster's pile features (docs/CLUSTER.md): the pile directory, commands and lookups
+        // across nodes, one session per pile. Sessions reach them through the event sink.
+        var clusterPiles: (directory: ClusterPileDirectory, router: ClusterCommandRouter, takeover: ClusterTakeover)?
+        var sink: any GatewayEventSink = hub
+        if let cluster {
+            let directory = ClusterPileDirectory(node: cluster, nodeTimeout: config.clusterNodeTimeout, logger: logger)
+            let router = ClusterCommandRouter(directory: directory, defaultCommandTimeout: config.hub.commandTimeout, logger: logger)
+            let takeover = ClusterTakeover(directory: directory, logger: logger)
+            for part: any ClusterComponent in [directory, router, takeover] { cluster.add(part) }
+            sink = ClusterSessionSink(inner: hub, directory: directory, takeover: takeover)
+            clusterPiles = (directory, router, takeover)
+        }
         var statsProviders: [String: @Sendable () -> JSONValue] = [
             "hub": { hub.statsJSON() },
             "lanes": { bookBox.withLockedValue { $0 }.map { .number(Double($0.version)) } ?? .null },
             "outbox": { hub.outboxJSON() },
             "offlineAuthorization": { hub.offlineAuthorizer?.statsJSON() ?? .null },
         ]
-        if let cluster { statsProviders["cluster"] = { cluster.statsJSON() } }
+        if let cluster {
+            let piles = clusterPiles
+            statsProviders["cluster"] = {
+                guard case .object(var o) = cluster.statsJSON(), let piles else { return cluster.statsJSON() }
+                o["directory"] = piles.directory.statsJSON()
+                o["takeovers"] = piles.takeover.statsJSON()
+                return .object(o)
+            }
+        }
         let gateway: Gateway
         let book: LaneRuleBook
         do {
             gateway = try Gateway(
-                config: config, sink: hub, logger: logger, routes: hub.routes + [laneRoutes, { WebView.routes() }],
+                config: config, sink: sink, logger: logger, routes: hub.routes + [laneRoutes, { WebView.routes() }],
                 statsProviders: statsProviders, services: (cluster.map { [$0] } ?? []) + hub.services)
             let laneSharing = cluster.map { ClusterLaneRules(node: $0) }
             book = try LaneRuleBook(registry: gateway.registry, sharing: laneSharing, logger: logger)
@@ -78,6 +98,12 @@ public enum GatewayAssembly {
             ClusterBillingModels.install(on: cluster, cache: models, logger: logger)
         }
         if let eventStream { gateway.metrics.addCollector { eventStream.collectMetrics($0) } }
+        if let cluster, let clusterPiles {
+            clusterPiles.directory.attach(sessions: gateway.directory, events: hub)
+            clusterPiles.router.attach(gateway: gateway, hub: hub)
+            clusterPiles.takeover.attach(sessions: gateway.directory)
+            gateway.metrics.addCollector { w in cluster.collectMetrics(w, directory: clusterPiles.directory) }
+        }
         return gateway
     }
 }

@@ -117,6 +117,7 @@ struct BackendCommands: Sendable {
         switch code {
         case "pile_offline": .notFound
         case "timeout": .gatewayTimeout
+        case "node_unreachable": .badGateway
         case "lane_mismatch": .forbidden
         case "too_many_commands": .tooManyRequests
         default: .badRequest

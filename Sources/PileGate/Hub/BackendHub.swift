@@ -549,8 +549,27 @@ public final class BackendHub: GatewayEventSink {
 
     // MARK: commands
 
-    /// Runs a command for a backend of lane `senderLane` (see `BackendCommands.run`).
+    /// A command for a pile held by another node of the cluster (`ClusterCommandRouter`); nil
+    /// when the pile is not held elsewhere.
+    typealias CommandForwarder = @Sendable (String, String, JSONValue?, String, JSONValue?) async -> BackendCommands.Outcome?
+    private let forwarder = NIOLockedValueBox<CommandForwarder?>(nil)
+
+    /// Cluster mode: commands for piles held by other nodes go through `forward`.
+    func forwardCommands(_ forward: @escaping CommandForwarder) {
+        forwarder.withLockedValue { $0 = forward }
+    }
+
+    /// Runs a command for a backend of lane `senderLane` (see `BackendCommands.run`), on the node
+    /// holding the pile in cluster mode.
     func runCommand(pile: String, command: String, args: JSONValue?, senderLane: String, timeout: JSONValue?) async -> BackendCommands.Outcome {
+        if let forward = forwarder.withLockedValue({ $0 }), let outcome = await forward(pile, command, args, senderLane, timeout) {
+            return outcome
+        }
+        return await runLocalCommand(pile: pile, command: command, args: args, senderLane: senderLane, timeout: timeout)
+    }
+
+    /// Runs a command on a pile of this node (a forwarded command ends here: never forwarded again).
+    func runLocalCommand(pile: String, command: String, args: JSONValue?, senderLane: String, timeout: JSONValue?) async -> BackendCommands.Outcome {
         guard let commands = commands.withLockedValue({ $0 }) else { return .failure("unavailable", "gateway not attached") }
         return await commands.run(pile: pile, command: command, args: args, senderLane: senderLane, timeout: timeout)
     }

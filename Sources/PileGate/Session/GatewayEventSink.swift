@@ -28,6 +28,9 @@ public protocol GatewayEventSink: Sendable {
     var laneRulesVersion: Int { get }
     /// Under the `backend` login policy: accept or refuse; nil = no answer (fallback applies).
     func decideLogin(_ login: Login, remoteAddress: String, on eventLoop: any EventLoop) -> EventLoopFuture<Bool?>
+    /// Cluster mode: called before an accepted login completes; a future to wait for while
+    /// another node closes the pile's old session (`ClusterTakeover`), nil when there is none.
+    func takeOver(_ pile: PileID, on eventLoop: any EventLoop) -> EventLoopFuture<Void>?
 }
 
 /// The sink used when no backend hub is attached: no events, no lanes, fallbacks everywhere.
@@ -53,4 +56,6 @@ public struct NoBackendSink: GatewayEventSink {
 extension GatewayEventSink {
     /// Sinks without changing lane rules never move a session.
     public var laneRulesVersion: Int { 0 }
+    /// Outside cluster mode no other node holds a pile.
+    public func takeOver(_ pile: PileID, on eventLoop: any EventLoop) -> EventLoopFuture<Void>? { nil }
 }

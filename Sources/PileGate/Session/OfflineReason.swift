@@ -28,6 +28,9 @@ public enum OfflineReason: String, Sendable, CaseIterable, Codable {
     case admissionRefused = "admission_refused"
     /// A socket error.
     case error
+    /// Cluster mode: the node holding the session died (or restarted) and the cluster's cleaner
+    /// declared its piles offline (`ClusterPileDirectory`).
+    case nodeLost = "node_lost"
 }
 
 /// Why a new connection was refused before it could log in.

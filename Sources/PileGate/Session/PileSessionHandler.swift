@@ -457,8 +457,17 @@ final class PileSessionHandler: ChannelDuplexHandler {
 
     private func finishLogin(
         context: ChannelHandlerContext, login: Login, sequence: YKCSequence, accepted: Bool,
-        reason: OfflineReason = .loginRejected
+        reason: OfflineReason = .loginRejected, tookOver: Bool = false
     ) {
+        // Cluster mode: another node holding the pile closes its session first (its pile_offline
+        // before this one's pile_online); bounded by the sink.
+        if accepted, !tookOver, let closing = gateway.sink.takeOver(login.pileId, on: context.eventLoop) {
+            closing.assumeIsolated().whenComplete { [self] _ in
+                guard let ctx = self.context, machine.isActive else { return }
+                finishLogin(context: ctx, login: login, sequence: sequence, accepted: true, tookOver: true)
+            }
+            return
+        }
         let decision = machine.loginDecided(accepted: accepted, reason: reason)
         guard decision != .none else { return }
         writeReply(context: context, code: LoginReply.code, sequence: sequence) {

@@ -1,6 +1,8 @@
 import Foundation
 import NATSTestSupport
 import PileGate
+import PileSim
+import YKC
 
 /// A cluster for one test: a real nats-server (JetStream on, temporary store) and gateway nodes
 /// built by `GatewayAssembly` on ephemeral loopback ports, all in cluster mode with fast
@@ -73,5 +75,24 @@ extension AssembledGateway {
     func clusterMembers() async -> [String] {
         let nodes = ((try? await clusterStats())?["nodes"] as? [[String: Any]]) ?? []
         return nodes.compactMap { $0["node"] as? String }.sorted()
+    }
+}
+
+extension ClusterFixture {
+    /// A simulated pile with fast timers logged in to `node`'s pile port, not reconnecting.
+    func pile(_ id: String, on node: AssembledGateway) async throws -> SimulatedPile {
+        var c = SimulatedPileConfig.fast(pileID: PileID(id) ?? PileID(raw: 0), gunCount: 2)
+        c.reconnect = .never
+        c.requestBillingModel = false
+        let pile = try await SimulatedPile.connect(to: node.gateway.pilePort ?? 0, c)
+        try await pile.waitForLogin()
+        return pile
+    }
+}
+
+extension AssembledGateway {
+    /// The node `GET /v1/piles/{id}` on this node says holds the pile (nil: offline or unknown).
+    func holder(of pile: String) async -> String? {
+        (try? await http("GET", "/v1/piles/\(pile)"))?.json["node"] as? String
     }
 }

@@ -1,0 +1,424 @@
+import Foundation
+import Logging
+import NATS
+import NIOConcurrencyHelpers
+import NIOCore
+import YKC
+
+/// Which node holds which pile, across the cluster (docs/CLUSTER.md, "Pile directory"): a
+/// JetStream KV bucket `<cluster>_piles`, key = pile id, value = `ClusterPileEntry`, and an
+/// in-memory mirror of it on every node kept by a watch, so a command, a lookup or a login asks
+/// memory, never NATS, whether another node holds a pile.
+///
+/// Writes never hold up a session: a login and a logout only queue an operation (under a lock,
+/// from the pile's event loop); one writer task sends them, many piles at once (a pipelined
+/// JetStream publish each), one pile's operations in order. A node removes an entry only while
+/// it still owns it (a delete conditional on the revision its own put got), so a late logout on
+/// node A never erases node B's newer entry.
+///
+/// Entries of a node that died, left or restarted count as offline for readers at once
+/// (`isLive`); the cleaner — the live node with the lowest id — deletes them (conditionally, so
+/// when two nodes both think they clean, one wins per entry) and, for each one it deleted, emits
+/// `pile_offline` with reason `node_lost` to its backends: once per pile across the cluster.
+public final class ClusterPileDirectory: ClusterComponent, Sendable {
+    public var name: String { "pile directory" }
+
+    /// A mirrored entry with its revision (the stream sequence of its put).
+    public struct Held: Sendable, Equatable {
+        public var pile: PileID
+        public var entry: ClusterPileEntry
+        public var revision: UInt64
+    }
+
+    enum Operation: Sendable {
+        case online(PileSessionInfo)
+        case offline(PileID, connection: UInt64)
+    }
+
+    let node: ClusterNode
+    private let logger: Logger
+    private let nodeTimeout: Double
+    /// Piles written at once by the writer (each a JetStream publish awaiting its PubAck).
+    private let writeConcurrency = 64
+    private let mirror = NIOLockedValueBox<[PileID: Held]>([:])
+    /// This node's entries: the connection and the revision its put got.
+    private let owned = NIOLockedValueBox<[PileID: (connection: UInt64, revision: UInt64)]>([:])
+    private let pending = NIOLockedValueBox<[Operation]>([])
+    private let wake: AsyncStream<Void>.Continuation
+    private let wakes: AsyncStream<Void>
+    private let sweepWake: AsyncStream<Void>.Continuation
+    private let sweepWakes: AsyncStream<Void>
+    /// Nodes that left with a drained shutdown: their leftover entries are removed without an event
+    /// (the node sent its own `pile_offline`s while draining).
+    private let departed = NIOLockedValueBox<Set<String>>([])
+    private let bucketBox = NIOLockedValueBox<KeyValue?>(nil)
+    private let watcherBox = NIOLockedValueBox<KeyValueWatcher?>(nil)
+    /// The gateway's sessions and where `node_lost` events go, set by `attach`.
+    private let localBox = NIOLockedValueBox<(sessions: SessionDirectory, events: any GatewayEventSink)?>(nil)
+    private let failures = NIOLockedValueBox<(count: Int, last: String?)>((0, nil))
+    private let cleanedCount = NIOLockedValueBox(0)
+
+    public init(node: ClusterNode, nodeTimeout: Double, logger: Logger) {
+        self.node = node
+        self.nodeTimeout = nodeTimeout
+        self.logger = logger
+        (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        (sweepWakes, sweepWake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        node.onMembershipChange { [weak self] change in
+            guard let self else { return }
+            if case .left(let id) = change { self.departed.withLockedValue { _ = $0.insert(id) } }
+            if case .joined(let id) = change { self.departed.withLockedValue { _ = $0.remove(id) } }
+            self.sweepWake.yield()
+        }
+    }
+
+    /// Connects the directory to the gateway's sessions (for resync and takeovers) and to where
+    /// `node_lost` events are published (the backend hub).
+    public func attach(sessions: SessionDirectory, events: any GatewayEventSink) {
+        localBox.withLockedValue { $0 = (sessions, events) }
+    }
+
+    /// The bucket's name.
+    public var bucket: String { node.subjects.resource("piles") }
+
+    // MARK: sessions (from pile event loops: queue only)
+
+    func sessionOnline(_ info: PileSessionInfo) {
+        pending.withLockedValue { $0.append(.online(info)) }
+        wake.yield()
+    }
+
+    func sessionOffline(_ info: PileSessionInfo) {
+        pending.withLockedValue { $0.append(.offline(info.pileId, connection: info.connectionId)) }
+        wake.yield()
+    }
+
+    // MARK: readers
+
+    /// The live entry of `pile` on another node, if any (this node's own sessions are in the
+    /// gateway's session directory).
+    public func holder(of pile: PileID) -> Held? {
+        guard let held = mirror.withLockedValue({ $0[pile] }), held.entry.node != node.nodeId else { return nil }
+        return isLive(held.entry, members: memberIncarnations()) ? held : nil
+    }
+
+    /// Every live entry held by other nodes, sorted by pile id.
+    public func heldElsewhere() -> [Held] {
+        let members = memberIncarnations()
+        let me = node.nodeId
+        return mirror.withLockedValue { m in m.values.filter { $0.entry.node != me && isLive($0.entry, members: members) } }
+            .sorted { $0.pile < $1.pile }
+    }
+
+    /// Entries in the mirror (live or not yet cleaned).
+    public var count: Int { mirror.withLockedValue { $0.count } }
+
+    private func memberIncarnations() -> [String: Double] {
+        var out: [String: Double] = [:]
+        for m in node.members { out[m.heartbeat.node] = m.heartbeat.startedAt }
+        return out
+    }
+
+    /// Whether an entry stands: its node is a member in the same incarnation. In the node's first
+    /// `clusterNodeTimeout` (it may not have heard every heartbeat yet) a node it has not heard of
+    /// is given the benefit of the doubt unless it is known to have left.
+    func isLive(_ entry: ClusterPileEntry, members: [String: Double]) -> Bool {
+        if entry.node == node.nodeId { return entry.incarnation == node.startedAt }
+        if let started = members[entry.node] { return started == entry.incarnation }
+        if departed.withLockedValue({ $0.contains(entry.node) }) { return false }
+        return Date().timeIntervalSince1970 - node.startedAt < nodeTimeout
+    }
+
+    // MARK: run
+
+    public func run(node: ClusterNode, client: NATSClient) async throws {
+        let kv = await openBucket(client)
+        guard let kv else { return }
+        bucketBox.withLockedValue { $0 = kv }
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.watch(kv, client: client) }
+            group.addTask { await self.write(kv) }
+            group.addTask { await self.sweep(kv) }
+        }
+    }
+
+    private func openBucket(_ client: NATSClient) async -> KeyValue? {
+        var attempt = 0
+        while !Task.isCancelled {
+            do {
+                return try await client.jetStream().createKeyValue(
+                    KeyValueConfiguration(bucket: bucket, description: "pilegate: which node holds which pile", history: 1))
+            } catch {
+                if attempt == 0 { logger.warning("cluster: cannot open the pile directory bucket, retrying", metadata: ["error": "\(error)"]) }
+            }
+            try? await Task.sleep(for: client.options.reconnect.delay(attempt: attempt))
+            attempt += 1
+        }
+        return nil
+    }
+
+    /// Keeps the mirror: the bucket's current values, then each change. Watched again after a
+    /// reconnect (the server may have lost the watch's consumer), swapping in the fresh view once
+    /// it has caught up, then queueing whatever of this node's sessions the bucket is missing.
+    private func watch(_ kv: KeyValue, client: NATSClient) async {
+        let reconnects = Task {
+            var wasDown = false
+            for await status in client.statusChanges() {
+                if status == .reconnecting { wasDown = true }
+                if status == .connected && wasDown {
+                    wasDown = false
+                    self.watcherBox.withLockedValue { $0 }?.stop()
+                }
+            }
+        }
+        defer { reconnects.cancel() }
+        let decoder = JSONDecoder()
+        var attempt = 0
+        while !Task.isCancelled {
+            do {
+                let watcher = try await kv.watch()
+                watcherBox.withLockedValue { $0 = watcher }
+                attempt = 0
+                var fresh: [PileID: Held]? = watcher.initialPending > 0 ? [:] : nil
+                if fresh == nil {
+                    mirror.withLockedValue { $0 = [:] }
+                    resync()
+                }
+                for try await e in watcher {
+                    guard let pile = PileID(e.key) else { continue }
+                    var held: Held?
+                    if e.operation == .put, let entry = try? decoder.decode(ClusterPileEntry.self, from: Data(e.value.readableBytesView)) {
+                        held = Held(pile: pile, entry: entry, revision: e.revision)
+                    }
+                    if fresh != nil {
+                        fresh?[pile] = held
+                        if e.delta == 0, let view = fresh {
+                            mirror.withLockedValue { $0 = view }
+                            fresh = nil
+                            resync()
+                            sweepWake.yield()
+                        }
+                    } else {
+                        mirror.withLockedValue { $0[pile] = held }
+                        if let held { replacedElsewhere(held) }
+                    }
+                }
+            } catch where !Task.isCancelled {
+                if attempt == 0 { logger.warning("cluster: pile directory watch failed, retrying", metadata: ["error": "\(error)"]) }
+            } catch {}
+            watcherBox.withLockedValue { $0 = nil }
+            if Task.isCancelled { break }
+            try? await Task.sleep(for: client.options.reconnect.delay(attempt: attempt))
+            attempt += 1
+        }
+        watcherBox.withLockedValue { $0 }?.stop()
+    }
+
+    /// Another node took a pile this node still has a session for, having logged in later (the
+    /// takeover request did not reach this node, e.g. both logins raced): this one is the old
+    /// session and closes as replaced.
+    private func replacedElsewhere(_ held: Held) {
+        guard held.entry.node != node.nodeId, let local = localBox.withLockedValue({ $0 })?.sessions.session(for: held.pile),
+            local.info.loggedInAt.timeIntervalSince1970 < held.entry.since
+        else { return }
+        logger.info(
+            "cluster: pile logged in on another node; closing the old session here",
+            metadata: ["pile": "\(held.pile)", "node": "\(held.entry.node)", "connection": "\(local.info.connectionId)"])
+        local.close(reason: .replaced)
+    }
+
+    /// Queues a put for every local session the bucket does not show as this node's (written
+    /// while NATS was away, or lost with the server's store), and an offline for every entry this
+    /// node owns without a session.
+    private func resync() {
+        guard let sessions = localBox.withLockedValue({ $0 })?.sessions else { return }
+        let me = node.nodeId
+        let settled = Date().addingTimeInterval(-2)
+        var ops: [Operation] = []
+        let view = mirror.withLockedValue { $0 }
+        for s in sessions.all() where s.info.loggedInAt < settled {
+            let e = view[s.info.pileId]?.entry
+            if e?.node != me || e?.connection != s.info.connectionId || e?.incarnation != node.startedAt { ops.append(.online(s.info)) }
+        }
+        for (pile, held) in view where held.entry.node == me && held.entry.incarnation == node.startedAt {
+            if sessions.session(for: pile)?.info.connectionId != held.entry.connection {
+                owned.withLockedValue { $0[pile] = (held.entry.connection, held.revision) }
+                ops.append(.offline(pile, connection: held.entry.connection))
+            }
+        }
+        guard !ops.isEmpty else { return }
+        pending.withLockedValue { $0.append(contentsOf: ops) }
+        wake.yield()
+    }
+
+    // MARK: writer
+
+    private func write(_ kv: KeyValue) async {
+        for await _ in wakes {
+            while !Task.isCancelled {
+                let batch = pending.withLockedValue { p -> [Operation] in
+                    defer { p.removeAll(keepingCapacity: true) }
+                    return p
+                }
+                if batch.isEmpty { break }
+                await apply(Self.byPile(batch), kv)
+            }
+        }
+    }
+
+    /// The batch per pile, in order; a login and its own logout in the same batch cancel out.
+    static func byPile(_ batch: [Operation]) -> [(PileID, [Operation])] {
+        var order: [PileID] = []
+        var ops: [PileID: [Operation]] = [:]
+        for op in batch {
+            let pile: PileID
+            switch op {
+            case .online(let info): pile = info.pileId
+            case .offline(let id, _): pile = id
+            }
+            if ops[pile] == nil { order.append(pile) }
+            if case .offline(_, let c) = op, case .online(let info)? = ops[pile]?.last, info.connectionId == c {
+                ops[pile]?.removeLast()
+                continue
+            }
+            ops[pile, default: []].append(op)
+        }
+        return order.compactMap { p in ops[p].flatMap { $0.isEmpty ? nil : (p, $0) } }
+    }
+
+    private func apply(_ work: [(PileID, [Operation])], _ kv: KeyValue) async {
+        await withTaskGroup(of: Void.self) { group in
+            var running = 0
+            for (pile, ops) in work {
+                if running >= writeConcurrency {
+                    await group.next()
+                    running -= 1
+                }
+                running += 1
+                group.addTask {
+                    for op in ops { await self.apply(op, pile: pile, kv) }
+                }
+            }
+        }
+    }
+
+    private func apply(_ op: Operation, pile: PileID, _ kv: KeyValue) async {
+        let key = pile.description
+        do {
+            switch op {
+            case .online(let info):
+                let entry = ClusterPileEntry(
+                    node: node.nodeId, incarnation: node.startedAt, since: info.loggedInAt.timeIntervalSince1970,
+                    address: info.remoteAddress, lane: info.lane, connection: info.connectionId)
+                let revision = try await kv.put(key, ByteBuffer(bytes: try JSONEncoder().encode(entry)))
+                owned.withLockedValue { $0[pile] = (info.connectionId, revision) }
+            case .offline(_, let connection):
+                let mine = owned.withLockedValue { o -> UInt64? in
+                    guard let held = o[pile], held.connection == connection else { return nil }
+                    o[pile] = nil
+                    return held.revision
+                }
+                guard let revision = mine else { return }
+                _ = try await deleteIfUnchanged(kv, key: key, revision: revision)
+            }
+        } catch {
+            failures.withLockedValue { f in
+                if f.count == 0 || f.last != "\(error)" {
+                    logger.warning("cluster: pile directory write failed (resynced later)", metadata: ["pile": "\(pile)", "error": "\(error)"])
+                }
+                f.count += 1
+                f.last = "\(error)"
+            }
+        }
+    }
+
+    /// Deletes `key` only if its latest revision is still `revision`; false when another write
+    /// came first (a newer owner).
+    func deleteIfUnchanged(_ kv: KeyValue, key: String, revision: UInt64) async throws -> Bool {
+        do {
+            _ = try await kv.jetStream.publish(
+                ByteBuffer(), to: "$KV.\(kv.bucket).\(key)", headers: ["KV-Operation": "DEL"], expectedLastSubjectSequence: revision)
+            return true
+        } catch NATSError.jetStream(let e) where e.errorCode == JetStreamAPIError.wrongLastSequence {
+            return false
+        }
+    }
+
+    // MARK: cleaner
+
+    /// Whether this node cleans up after dead nodes: the lowest id among the live members and itself.
+    var isCleaner: Bool {
+        let ids = node.members.map(\.heartbeat.node) + [node.nodeId]
+        return ids.min() == node.nodeId
+    }
+
+    /// On every membership change and every `clusterNodeTimeout / 2`: when this node is the
+    /// cleaner, deletes the entries that are not live and emits `pile_offline` (`node_lost`) for
+    /// each it deleted; also requeues this node's sessions the bucket lacks.
+    private func sweep(_ kv: KeyValue) async {
+        let period = Duration.milliseconds(max(100, Int(nodeTimeout * 500)))
+        let ticker = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: period)
+                self.sweepWake.yield()
+            }
+        }
+        defer { ticker.cancel() }
+        var ticks = 0
+        for await _ in sweepWakes {
+            ticks += 1
+            if ticks % 4 == 0 { resync() }
+            guard isCleaner else { continue }
+            let members = memberIncarnations()
+            let dead = mirror.withLockedValue { m in m.values.filter { !isLive($0.entry, members: members) } }
+            guard !dead.isEmpty else { continue }
+            let departed = self.departed.withLockedValue { $0 }
+            await withTaskGroup(of: Void.self) { group in
+                var running = 0
+                for held in dead {
+                    if running >= writeConcurrency {
+                        await group.next()
+                        running -= 1
+                    }
+                    running += 1
+                    group.addTask { await self.clean(held, kv, announce: !departed.contains(held.entry.node)) }
+                }
+            }
+        }
+    }
+
+    private func clean(_ held: Held, _ kv: KeyValue, announce: Bool) async {
+        guard (try? await deleteIfUnchanged(kv, key: held.pile.description, revision: held.revision)) == true else { return }
+        mirror.withLockedValue { m in if m[held.pile]?.revision == held.revision { m[held.pile] = nil } }
+        cleanedCount.withLockedValue { $0 += 1 }
+        guard announce, let events = localBox.withLockedValue({ $0 })?.events else { return }
+        events.sessionOffline(Self.sessionInfo(held), reason: .nodeLost)
+    }
+
+    /// What a `pile_offline` of a lost node's pile says about the session: what the entry holds
+    /// (the login's details stayed on the lost node).
+    static func sessionInfo(_ held: Held) -> PileSessionInfo {
+        let e = held.entry
+        let host = e.address.split(separator: ":").dropLast().joined(separator: ":")
+        let login = Login(
+            pileId: held.pile, pileType: PileType(rawValue: 0), gunCount: 0, protocolVersion: 0, firmwareVersion: "",
+            networkType: NetworkType(rawValue: 0), sim: BCDDigits(""), carrier: Carrier(rawValue: 0))
+        let since = Date(timeIntervalSince1970: e.since)
+        return PileSessionInfo(
+            connectionId: e.connection, pileId: held.pile, remoteAddress: e.address, remoteHost: host.isEmpty ? e.address : host,
+            login: login, lane: e.lane, connectedAt: since, loggedInAt: since)
+    }
+
+    /// `/v1/stats` → `cluster.directory`.
+    func statsJSON() -> JSONValue {
+        let f = failures.withLockedValue { $0 }
+        var o: [String: JSONValue] = [
+            "bucket": .string(bucket), "entries": .number(Double(count)),
+            "owned": .number(Double(owned.withLockedValue { $0.count })),
+            "queued": .number(Double(pending.withLockedValue { $0.count })),
+            "writeFailures": .number(Double(f.count)), "cleaned": .number(Double(cleanedCount.withLockedValue { $0 })),
+        ]
+        if let last = f.last { o["lastWriteFailure"] = .string(last) }
+        return .object(o)
+    }
+}

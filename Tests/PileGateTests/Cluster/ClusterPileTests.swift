@@ -1,0 +1,184 @@
+import Foundation
+import NATS
+import NATSTestSupport
+import NIOCore
+import PileGate
+import PileSim
+import Testing
+import YKC
+
+/// The cluster's pile features over a real nats-server, real pile sockets and real backend
+/// WebSockets: the pile directory, commands and lookups from any node, one session per pile,
+/// and piles of a dead node going offline.
+@Suite("Cluster mode: piles are found, commanded and taken over across nodes", .serialized)
+struct ClusterPileTests {
+    @Test("a pile on node 1 is commanded, looked up, listed and kicked through node 2's REST API and WebSocket")
+    func commandsAcrossNodes() async throws {
+        try await ClusterFixture.with(nodes: ["n1", "n2"]) { cluster in
+            let (a, b) = (cluster.nodes[0], cluster.nodes[1])
+            #expect(await b.eventually { await b.clusterMembers() == ["n1", "n2"] })
+            let pile = try await cluster.pile("55010600000701", on: a)
+            defer { pile.stopNow() }
+            #expect(await b.eventually { await b.holder(of: "55010600000701") == "n1" })
+            #expect(await a.holder(of: "55010600000701") == "n1")
+
+            // REST on node 2: the pile on node 1 answers, with the same document as locally.
+            let http = try await b.http("POST", "/v1/piles/55010600000701/commands/reboot", body: #"{"when":"immediately"}"#)
+            #expect(http.status == 200, "\(http.body)")
+            let reply = http.json["reply"] as? [String: Any]
+            #expect(reply?["event"] as? String == "reboot_reply")
+            #expect((reply?["data"] as? [String: Any])?["result"] as? String == "succeeded", "\(http.body)")
+            // Checked arguments fail the same way, wherever the pile is.
+            let bad = try await b.http("POST", "/v1/piles/55010600000701/commands/reboot", body: #"{"when":"later"}"#)
+            #expect(bad.status == 400 && bad.json["error"] as? String == "invalid_args", "\(bad.body)")
+
+            // The WebSocket command on node 2.
+            let backend = try await TestBackend.connect(apiPort: b.apiPort)
+            try await backend.subscribe(service: "ops", instance: "o1", events: ["pile_online"])
+            backend.send(#"{"type":"command","requestId":"w1","pile":"55010600000701","command":"reboot","args":{"when":"immediately"}}"#)
+            let w1 = try await backend.waitFor("result w1", timeout: 10) { $0["requestId"] as? String == "w1" }
+            #expect(w1["ok"] as? Bool == true, "\(w1)")
+            #expect(((w1["reply"] as? [String: Any])?["data"] as? [String: Any])?["result"] as? String == "succeeded")
+
+            // Listed online from node 2, with its node.
+            let page = try await b.http("GET", "/v1/piles?online=true")
+            let listed = (page.json["piles"] as? [[String: Any]])?.first { ($0["pile"] as? [String: Any])?["id"] as? String == "55010600000701" }
+            #expect(listed?["node"] as? String == "n1", "\(page.body)")
+            let all = try await b.http("GET", "/v1/piles/55010600000701")
+            #expect((all.json["pile"] as? [String: Any])?["online"] as? Bool == true)
+            #expect(all.json["session"] != nil, "the holder's live view: \(all.body)")
+
+            // A pile online nowhere: pile_offline at once, though the command's timeout is long.
+            let started = Date()
+            let offline = try await b.http("POST", "/v1/piles/55010600000799/commands/reboot?timeout=30", body: #"{"when":"immediately"}"#)
+            #expect(offline.status == 404 && offline.json["error"] as? String == "pile_offline", "\(offline.body)")
+            #expect(Date().timeIntervalSince(started) < 5)
+
+            // Kicked through node 2: node 1 closes it and the directory forgets it everywhere.
+            let kick = try await b.http("DELETE", "/v1/piles/55010600000701/connection")
+            #expect(kick.status == 202 && kick.json["node"] as? String == "n1", "\(kick.body)")
+            #expect(await b.eventually { await b.holder(of: "55010600000701") == nil })
+            #expect(await a.eventually { a.gateway.directory.count == 0 })
+            let gone = try await b.http("POST", "/v1/piles/55010600000701/commands/reboot", body: #"{"when":"immediately"}"#)
+            #expect(gone.json["error"] as? String == "pile_offline", "\(gone.body)")
+            await backend.close()
+        }
+    }
+
+    @Test("the same pile logging in on node 2 closes its session on node 1 first: offline before online")
+    func takeoverAcrossNodes() async throws {
+        try await ClusterFixture.with(nodes: ["n1", "n2"]) { cluster in
+            let (a, b) = (cluster.nodes[0], cluster.nodes[1])
+            #expect(await a.eventually { await a.clusterMembers() == ["n1", "n2"] })
+            let onA = try await TestBackend.connect(apiPort: a.apiPort)
+            try await onA.subscribe(service: "ops", instance: "a1", events: ["pile_online", "pile_offline"])
+            let onB = try await TestBackend.connect(apiPort: b.apiPort)
+            try await onB.subscribe(service: "ops", instance: "b1", events: ["pile_online", "pile_offline"])
+
+            let first = try await cluster.pile("55010600000702", on: a)
+            defer { first.stopNow() }
+            try await onA.waitForEvent("pile_online")
+            #expect(await b.eventually { await b.holder(of: "55010600000702") == "n1" })
+
+            let second = try await cluster.pile("55010600000702", on: b)
+            defer { second.stopNow() }
+            let offline = try await onA.waitForEvent("pile_offline")
+            #expect((offline["data"] as? [String: Any])?["reason"] as? String == "replaced_by_new_login", "\(offline)")
+            let online = try await onB.waitForEvent("pile_online")
+            // Node 1's pile_offline happened before node 2's pile_online.
+            let off = try #require(offline["receivedAt"] as? String)
+            let on = try #require(online["receivedAt"] as? String)
+            #expect(off <= on, "offline \(off), online \(on)")
+            // The old connection is closed; both nodes now point at node 2.
+            _ = try await first.waitUntil(timeout: .seconds(5), "closed") { !$0.isLoggedIn }
+            #expect(await a.eventually { await a.holder(of: "55010600000702") == "n2" })
+            #expect(await b.holder(of: "55010600000702") == "n2")
+            // Node 2 asked node 1, and node 1 closed its session on that request.
+            #expect((try await a.clusterStats()["takeovers"] as? [String: Any])?["closed"] as? Int == 1)
+            #expect((try await b.clusterStats()["takeovers"] as? [String: Any])?["asked"] as? Int == 1)
+            // Node 1's late offline did not erase node 2's entry; a command from node 1 reaches node 2.
+            let r = try await a.http("POST", "/v1/piles/55010600000702/commands/reboot", body: #"{"when":"immediately"}"#)
+            #expect(r.status == 200, "\(r.body)")
+            // Each backend saw its node's events paired: node 1 online then offline, node 2 online only.
+            #expect(onA.messages.filter { $0["type"] as? String == "event" }.compactMap { $0["event"] as? String } == ["pile_online", "pile_offline"])
+            #expect(onB.messages.filter { $0["type"] as? String == "event" }.compactMap { $0["event"] as? String } == ["pile_online"])
+            await onA.close()
+            await onB.close()
+        }
+    }
+
+    @Test("the piles of a node that dies show offline within the node timeout, and pile_offline node_lost is sent once")
+    func piles_of_a_dead_node() async throws {
+        try await ClusterFixture.with(nodes: ["n1", "n2"]) { cluster in
+            let (a, b) = (cluster.nodes[0], cluster.nodes[1])
+            let backendA = try await TestBackend.connect(apiPort: a.apiPort)
+            try await backendA.subscribe(service: "ops", instance: "a1", events: ["pile_offline"])
+            let backendB = try await TestBackend.connect(apiPort: b.apiPort)
+            try await backendB.subscribe(service: "ops", instance: "b1", events: ["pile_offline"])
+            // A "node" that is only a NATS client: it beats and writes its pile to the directory,
+            // then vanishes without leaving, as a node killed with -9 does.
+            let ghost = try await cluster.nats.connect()
+            let subjects = ClusterSubjects(cluster: cluster.clusterName)
+            let beat = Array(try JSONEncoder().encode(ClusterHeartbeat(node: "ghost", piles: 1, api: nil, startedAt: 42)))
+            let beating = Task {
+                while !Task.isCancelled {
+                    try? ghost.publish(beat, to: subjects.heartbeat(node: "ghost"))
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            #expect(await a.eventually { await a.clusterMembers() == ["ghost", "n1", "n2"] })
+            let kv = try await ghost.jetStream().keyValue(subjects.resource("piles"))
+            let entry = ClusterPileEntry(node: "ghost", incarnation: 42, since: Date().timeIntervalSince1970, address: "10.0.0.9:5000", lane: "", connection: 7)
+            try await kv.put("55010600000703", ByteBuffer(bytes: try JSONEncoder().encode(entry)))
+            @Sendable func listed(_ node: AssembledGateway) async -> [String] {
+                let page = try? await node.http("GET", "/v1/piles?online=true")
+                return ((page?.json["piles"] as? [[String: Any]]) ?? []).compactMap { $0["node"] as? String }
+            }
+            #expect(await a.eventually { await listed(a) == ["ghost"] })
+            #expect(await b.eventually { await listed(b) == ["ghost"] })
+            // The ghost holds the pile but answers nothing: no responders, pile_offline at once.
+            let command = try await b.http("POST", "/v1/piles/55010600000703/commands/reboot", body: #"{"when":"immediately"}"#)
+            #expect(command.json["error"] as? String == "pile_offline", "\(command.body)")
+
+            beating.cancel()
+            await beating.value
+            await ghost.close()
+            #expect(await a.eventually(timeout: 5) { await listed(a).isEmpty })
+            #expect(await b.eventually(timeout: 5) { await listed(b).isEmpty })
+            // One node (the cleaner, n1) announced it, once.
+            let lost = try await backendA.waitForEvent("pile_offline", timeout: 5)
+            #expect((lost["data"] as? [String: Any])?["reason"] as? String == "node_lost", "\(lost)")
+            #expect(lost["pile"] as? String == "55010600000703")
+            try await Task.sleep(for: .seconds(1.5))
+            let events = (backendA.messages + backendB.messages).filter { $0["event"] as? String == "pile_offline" }
+            #expect(events.count == 1, "\(events)")
+            // And the bucket no longer has it.
+            let reader = try await cluster.nats.connect()
+            #expect(try await reader.jetStream().keyValue(subjects.resource("piles")).get("55010600000703") == nil)
+            await reader.close()
+            await backendA.close()
+            await backendB.close()
+        }
+    }
+
+    @Test("stats and metrics show the cluster: nodes, piles per node, the directory, NATS")
+    func statsAndMetrics() async throws {
+        try await ClusterFixture.with(nodes: ["n1", "n2"]) { cluster in
+            let (a, b) = (cluster.nodes[0], cluster.nodes[1])
+            let pile = try await cluster.pile("55010600000704", on: b)
+            defer { pile.stopNow() }
+            #expect(await a.eventually { await a.holder(of: "55010600000704") == "n2" })
+            #expect(await a.eventually {
+                let nodes = ((try? await a.clusterStats())?["nodes"] as? [[String: Any]]) ?? []
+                return nodes.first { $0["node"] as? String == "n2" }?["piles"] as? Int == 1
+            })
+            let stats = try await a.clusterStats()
+            #expect((stats["directory"] as? [String: Any])?["entries"] as? Int == 1, "\(stats)")
+            let metrics = try await a.http("GET", "/metrics").body
+            #expect(metrics.contains("pilegate_cluster_nodes 2"), "\(metrics.split(separator: "\n").filter { $0.contains("cluster") })")
+            #expect(metrics.contains("pilegate_cluster_nats_connected 1"))
+            #expect(metrics.contains(#"pilegate_cluster_node_piles{node="n2"} 1"#))
+            #expect(metrics.contains("pilegate_cluster_directory_entries 1"))
+        }
+    }
+}
