@@ -197,15 +197,12 @@ public final class ClusterNode: Service, Sendable {
         clientBox.withLockedValue { $0 = nil }
     }
 
-    /// Prometheus: the members this node sees, their piles, whether NATS is connected, and the
-    /// pile directory's size (docs/CLUSTER.md, "Operating it").
+    /// Prometheus: the members this node sees, their piles, and the pile directory's size
+    /// (docs/CLUSTER.md, "Operating it"; the NATS state is `ClusterEventStream`'s).
     func collectMetrics(_ w: MetricsWriter, directory: ClusterPileDirectory?) {
         let members = self.members
         w.gauge("pilegate_cluster_nodes", [], Double(members.count))
         for m in members { w.gauge("pilegate_cluster_node_piles", [("node", m.heartbeat.node)], Double(m.heartbeat.piles)) }
-        let client = self.client
-        w.gauge("pilegate_cluster_nats_connected", [], client?.status == .connected ? 1 : 0)
-        w.counter("pilegate_cluster_nats_reconnects_total", [], client?.statistics.reconnects ?? 0)
         if let directory { w.gauge("pilegate_cluster_directory_entries", [], Double(directory.count)) }
     }
 

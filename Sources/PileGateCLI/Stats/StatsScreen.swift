@@ -104,6 +104,7 @@ struct StatsScreen {
         out += lanesSection()
         out += outboxSection()
         out += offlineAuthorizationSection()
+        out += clusterSection()
 
         // Process
         let p = current.json["process"]
@@ -252,6 +253,33 @@ struct StatsScreen {
         var line = "  mode \(offline["mode"]?.stringValue ?? "?")   approved \(counts("approved"))   refused \(counts("refused"))"
         line += "   cached decisions \(int(offline["cachedDecisions"]))   issued \(int(offline["issued"]))"
         return section("OFFLINE AUTHORIZATION") + line + "\n\n"
+    }
+
+    /// Cluster mode (docs/CLUSTER.md): the NATS state, each member with its piles, the pile
+    /// directory and takeovers. Absent on a gateway not in cluster mode.
+    private func clusterSection() -> String {
+        guard let cluster = current.json["extensions"]?["cluster"], cluster != .null else { return "" }
+        var out = section("CLUSTER", "\(cluster["name"]?.stringValue ?? "?") · node \(cluster["node"]?.stringValue ?? "?")")
+        var nats = "  nats \(cluster["nats"]?.stringValue ?? "?")"
+        if let server = cluster["natsServer"]?.stringValue { nats += " (\(server))" }
+        nats += "   reconnects \(int(cluster["natsReconnects"]))"
+        out += nats + "\n"
+        var table = TextTable(["node", "piles", "api", "last seen"], rightAligned: [1], indent: "  ")
+        for member in cluster["nodes"]?.arrayValue ?? [] {
+            table.add([
+                member["node"]?.stringValue ?? "?", String(int(member["piles"])), member["api"]?.stringValue ?? "-",
+                Format.duration(num(member["lastSeenSeconds"])),
+            ])
+        }
+        out += table.rendered
+        if let d = cluster["directory"], d != .null {
+            out += "  directory \(int(d["entries"])) piles   this node's \(int(d["owned"]))   queued \(int(d["queued"]))"
+            out += "   write failures \(int(d["writeFailures"]))   cleaned \(int(d["cleaned"]))\n"
+        }
+        if let t = cluster["takeovers"], t != .null {
+            out += "  takeovers asked \(int(t["asked"]))   closed here \(int(t["closed"]))   unanswered \(int(t["unanswered"]))\n"
+        }
+        return out + "\n"
     }
 
     private func orderedUnique(_ list: [String]) -> [String] {
