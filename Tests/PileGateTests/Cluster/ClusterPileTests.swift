@@ -139,6 +139,14 @@ struct ClusterPileTests {
             // The ghost holds the pile but answers nothing: no responders, pile_offline at once.
             let command = try await b.http("POST", "/v1/piles/55010600000703/commands/reboot", body: #"{"when":"immediately"}"#)
             #expect(command.json["error"] as? String == "pile_offline", "\(command.body)")
+            // Now it takes requests and never answers (stuck, or dying mid-request): a bounded
+            // node_unreachable (the command's timeout + 2 s), not a hang.
+            let sink = try await ghost.subscribe(to: subjects.node("ghost", "command"))
+            let started = Date()
+            let stuck = try await b.http("POST", "/v1/piles/55010600000703/commands/reboot?timeout=0.2", body: #"{"when":"immediately"}"#)
+            #expect(stuck.status == 502 && stuck.json["error"] as? String == "node_unreachable", "\(stuck.body)")
+            #expect(Date().timeIntervalSince(started) < 8)
+            sink.unsubscribe()
 
             beating.cancel()
             await beating.value
