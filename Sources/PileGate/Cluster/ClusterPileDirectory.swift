@@ -240,11 +240,18 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
             let e = view[s.info.pileId]?.entry
             if e?.node != me || e?.connection != s.info.connectionId || e?.incarnation != node.startedAt { ops.append(.online(s.info)) }
         }
-        for (pile, held) in view where held.entry.node == me && held.entry.incarnation == node.startedAt {
-            if sessions.session(for: pile)?.info.connectionId != held.entry.connection {
-                owned.withLockedValue { $0[pile] = (held.entry.connection, held.revision) }
-                ops.append(.offline(pile, connection: held.entry.connection))
+        let settledSince = settled.timeIntervalSince1970
+        for (pile, held) in view
+        where held.entry.node == me && held.entry.incarnation == node.startedAt && held.entry.since < settledSince {
+            guard sessions.session(for: pile)?.info.connectionId != held.entry.connection else { continue }
+            // Only an entry the writer does not track (its write's answer was lost): a tracked
+            // one is removed by its session's own logout, and a newer put may be in flight.
+            let adopted = owned.withLockedValue { o -> Bool in
+                guard o[pile] == nil else { return false }
+                o[pile] = (held.entry.connection, held.revision)
+                return true
             }
+            if adopted { ops.append(.offline(pile, connection: held.entry.connection)) }
         }
         guard !ops.isEmpty else { return }
         pending.withLockedValue { $0.append(contentsOf: ops) }
