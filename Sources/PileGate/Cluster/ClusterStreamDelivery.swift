@@ -17,8 +17,9 @@ import YKC
 ///   deliveries the server stops: a dead letter (`ClusterEventStream` counts the advisory).
 /// - A service's instances here that do not take an event's type ack it at once (skipped), as
 ///   the standalone outbox keeps nothing for a service of a type it did not subscribe to.
-/// - At most `maxInFlightPerService` events per service are out at once on this node, so one
-///   node never holds more than it can hand out while the others wait.
+/// - A node pulls at most what its instances of the service have credit for (`maxInFlight`
+///   each), and at most `maxInFlightPerService`, so an event never waits in a queue here while
+///   its ack wait runs out and the others can take what this node cannot.
 /// - Per-pile order is not kept across nodes: several nodes pull from one consumer.
 final class ClusterStreamDelivery: Sendable {
     struct Settings: Sendable {
@@ -120,7 +121,7 @@ final class ClusterStreamDelivery: Sendable {
                 try? await Task.sleep(for: .milliseconds(100))
                 continue
             }
-            let room = settings.maxInFlightPerService - inFlight(service)
+            let room = min(view.room, settings.maxInFlightPerService - inFlight(service))
             guard room > 0 else {
                 try? await Task.sleep(for: .milliseconds(10))
                 continue

@@ -5,11 +5,14 @@ import NIOCore
 /// an event read from the cluster's stream to one of them. The instance's ack comes back as for
 /// any outbox event (`Outbox.acked` → the relay), which acks the stream message.
 extension BackendHub {
-    /// A service with durable instances here: the event types they take (nil: all) and how many
-    /// are healthy now (connected, not draining, not ejected).
+    /// A service with durable instances here: the event types they take (nil: all), how many
+    /// are healthy now (connected, not draining, not ejected), and their free credit (events they
+    /// could take without queuing: what the node pulls from the stream at most, so an event does
+    /// not wait in a queue here while its ack wait runs out).
     struct LocalDurableService: Sendable, Equatable {
         var events: Set<String>?
         var healthy: Int
+        var room = 0
 
         func wants(_ event: String) -> Bool { events?.contains(event) ?? true }
     }
@@ -24,7 +27,12 @@ extension BackendHub {
                 for i in list where durable.contains(i.id) {
                     var entry = out[service] ?? LocalDurableService(events: [], healthy: 0)
                     if let e = i.events, entry.events != nil { entry.events?.formUnion(e) } else { entry.events = nil }
-                    if i.isHealthy(at: now) { entry.healthy += 1 }
+                    if i.isHealthy(at: now) {
+                        entry.healthy += 1
+                        entry.room += i.state.withLockedValue { s in
+                            max(0, s.credit.maxInFlight - s.credit.inFlight.count - s.credit.ready.count - s.credit.waiting.count)
+                        }
+                    }
                     out[service] = entry
                 }
             }

@@ -483,9 +483,15 @@ public final class Outbox: Sendable {
         let counts = try await store.pendingCounts(services: known, floors: floors)
         var oldest: [String: Double] = [:]
         for service in known.keys { oldest[service] = counts.oldestCreatedAt[service].map { max(0, now - $0) } ?? 0 }
+        var stream = await activeRelay?.summary()
+        if case .object(var o)? = stream {
+            // What SQLite holds that has not reached the stream yet (kept during a NATS outage).
+            o["forwardBacklog"] = .number(Double(counts.pending[Self.relayService]?.values.reduce(0, +) ?? 0))
+            stream = .object(o)
+        }
         return Summary(
             events: counts.events, pending: counts.pending, oldestPendingAgeSeconds: oldest, counters: stats.withLockedValue { $0 },
-            services: known.mapValues { Array($0).sorted() }, stream: await activeRelay?.summary())
+            services: known.mapValues { Array($0).sorted() }, stream: stream)
     }
 
     /// A page of stored events, with whether `service` has acked each.

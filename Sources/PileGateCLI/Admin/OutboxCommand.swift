@@ -97,6 +97,7 @@ struct OutboxCommand: AsyncParsableCommand {
         var out = "stream \(stream["name"]?.stringValue ?? "?")   \(stream["available"] == .bool(true) ? "available" : "UNAVAILABLE")"
         out += "   messages \(int(stream["messages"]))   last seq \(int(stream["lastSequence"]))"
         if let window = stream["duplicateWindowSeconds"]?.doubleValue { out += "   dedup window \(Format.duration(window))" }
+        if let backlog = stream["forwardBacklog"]?.intValue { out += "   to forward \(backlog)" }
         out += "\n"
         if let consumers = stream["consumers"]?.objectValue, !consumers.isEmpty {
             var t = TextTable(["consumer", "service", "pending", "ack pending", "redelivered", "ack floor"], rightAligned: [2, 3, 4, 5], indent: "  ")

@@ -118,16 +118,19 @@ struct ClusterEventStreamTests {
                 try await pile.uploadBill(bill(id, serial: serial.description))
                 try await pile.waitForBillAck(serial, timeout: .seconds(10))
                 acked.append(serial.description)
+                if n == 20 {
+                    // NATS away: answered from SQLite, waiting to be forwarded; stats say so.
+                    let stream = await a.outboxStream()
+                    #expect(stream?["available"] as? Bool == false)
+                    #expect((stream?["forwardBacklog"] as? Int ?? 0) >= 1)
+                    #expect(try await a.clusterStats()["nats"] as? String != "connected")
+                }
                 try await Task.sleep(for: .milliseconds(30))
             }
             // Some bills were answered from SQLite while NATS was away, and forwarded since.
             let counters = try await a.http("GET", "/v1/outbox").json["counters"] as? [String: Any]
             #expect((counters?["eventsStored"] as? Int ?? 0) >= 1)
-            #expect(
-                await a.eventually(timeout: 20) {
-                    let pending = (try? await a.http("GET", "/v1/outbox").json["pending"] as? [String: Any])?[Outbox.relayService]
-                    return ((pending as? [String: Any])?.values.compactMap { $0 as? Int }.reduce(0, +) ?? -1) == 0
-                })
+            #expect(await a.eventually(timeout: 20) { await a.outboxStream()?["forwardBacklog"] as? Int == 0 })
             let sent = acked
             #expect(await b.eventually(timeout: 30) { Set(Self.billSerials(billing)) == Set(sent) })
             try await Task.sleep(for: .seconds(1))
