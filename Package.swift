@@ -175,7 +175,9 @@ let package = Package(
         ),
         .testTarget(
             name: "PileGateCLITests",
-            dependencies: ["PileGateCLI", "PileGate", "YKC", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "PileGateCLI", "PileGate", "PileSim", "YKC", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
         ),
         .testTarget(
             name: "NATSTests",

@@ -24,7 +24,9 @@ extension PileCore {
         guns[g].session?.energyRaw = session.energyRaw + added
         guns[g].meterRaw += added
         if phase == .loggedIn { sendRealtime(gun: g) }
-        if let duration = config.chargingDuration, NIODeadline.now() - session.startedAt >= duration {
+        if let duration = config.chargingDuration ?? config.chargingCycle?.sessionLength,
+            NIODeadline.now() - session.startedAt >= duration
+        {
             endSession(gun: g, reason: .socFull)
             return
         }
@@ -47,7 +49,27 @@ extension PileCore {
             meterStart: YKCDecimal(units: Int64(session.meterStartRaw), scale: 4),
             origin: session.origin, stopReason: reason, physicalCard: session.physicalCard)
         try? enqueueBill(record)
+        if let cycle = config.chargingCycle, g == 0 { scheduleCycleSession(after: cycle.pause) }
         return session.tradeSerial
+    }
+
+    // MARK: - Charging by itself (`config.chargingCycle`)
+
+    /// Arms the next session of the charging cycle on gun 1 (replacing an armed one).
+    func scheduleCycleSession(after delay: TimeAmount) {
+        chargingCycleTimer?.cancel()
+        chargingCycleTimer = after(delay) {
+            self.chargingCycleTimer = nil
+            self.startCycleSession()
+        }
+    }
+
+    /// Starts a cycle session on gun 1 when logged in and idle; offline, the next login re-arms it.
+    func startCycleSession() {
+        guard phase == .loggedIn, guns[0].session == nil else { return }
+        billCounter &+= 1
+        let serial = TradeSerial.simulated(pileID: pileID, gun: guns[0].number, counter: billCounter)
+        beginSession(gun: 0, tradeSerial: serial, origin: .card, card: .zero)
     }
 
     /// Energy + service price of the flat period from the billing model (1 yuan/kWh without one).

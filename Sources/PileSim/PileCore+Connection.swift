@@ -179,6 +179,8 @@ extension PileCore {
         realtimeTimer = nil
         rebootTimer?.cancel()
         rebootTimer = nil
+        chargingCycleTimer?.cancel()
+        chargingCycleTimer = nil
         bills.cancelTimers()
         for g in guns.indices {
             if let waiter = guns[g].cardStartWaiter {

@@ -37,6 +37,10 @@ extension PileCore {
         // Bills stored while offline go up right after login (docs/ykc/PROTOCOL-FACTS.md §5.1).
         for serial in bills.order { sendBill(serial) }
         refillBills()
+        if let cycle = config.chargingCycle, guns[0].session == nil {
+            let cycleNanos = max(1, cycle.sessionLength.nanoseconds + cycle.pause.nanoseconds)
+            scheduleCycleSession(after: .nanoseconds(Int64.random(in: 0..<cycleNanos)))
+        }
     }
 
     func heartbeatTick(connectionID id: Int) {

@@ -32,6 +32,8 @@ final class PileCore {
     var realtimeTimer: Scheduled<Void>?
     var reconnectTimer: Scheduled<Void>?
     var rebootTimer: Scheduled<Void>?
+    /// The next session of `config.chargingCycle`.
+    var chargingCycleTimer: Scheduled<Void>?
 
     // Login / billing model
     var loginSentAt = NIODeadline.now()

@@ -4,8 +4,15 @@ import YKC
 
 /// How a fleet of simulated piles is built and started.
 public struct PileFleetConfig: Sendable {
-    /// The gateway's pile port.
-    public var target: SocketAddress
+    /// The gateways' pile ports (one gateway, or the nodes of a cluster); never empty in a
+    /// fleet. Each pile connects to one of them, chosen by `assignment`.
+    public var targets: [SocketAddress]
+    /// How piles are spread over `targets`.
+    public var assignment: GatewayAssignment = .roundRobin
+    /// The run index of this fleet's first pile: a run split over worker processes gives each
+    /// worker a share of consecutive piles, and the run index (not the share's own) picks the
+    /// gateway, the source address and the charging piles, so the split changes none of them.
+    public var runIndexOffset: Int = 0
     public var pileCount: Int
     /// Pile ids are `firstPileID`, `firstPileID + 1`, … as 14 decimal digits.
     public var firstPileID: UInt64 = 32_010_600_000_001
@@ -18,9 +25,24 @@ public struct PileFleetConfig: Sendable {
     public var sourceAddressPrefix: String = "127.0.0."
     /// New connections per second; nil starts all piles at once (a reconnect storm).
     public var connectRate: Double? = 1000
+    /// The fraction (0…1) of the run's piles that charge by themselves with `chargingCycle`
+    /// (`ChargingCycle.isCharging` picks them by run index); 0 = none.
+    public var chargingFraction: Double = 0
+    public var chargingCycle = ChargingCycle(sessionLength: .seconds(60), pause: .seconds(10))
+
+    /// The single gateway, or the first of several.
+    public var target: SocketAddress {
+        get { targets[0] }
+        set { targets = [newValue] }
+    }
 
     public init(target: SocketAddress, pileCount: Int, gunCount: Int = 2) {
-        self.target = target
+        self.init(targets: [target], pileCount: pileCount, gunCount: gunCount)
+    }
+
+    /// A fleet spread over several gateways (pass at least one).
+    public init(targets: [SocketAddress], pileCount: Int, gunCount: Int = 2) {
+        self.targets = targets
         self.pileCount = max(0, pileCount)
         var t = SimulatedPileConfig(pileID: PileID(raw: 0), gunCount: gunCount)
         t.recordFrames = 0
@@ -33,7 +55,7 @@ public struct PileFleetConfig: Sendable {
 /// behind `pilegate simulate` and the gateway's scale tests.
 ///
 /// Piles are spread round-robin over the group's loops and over `sourceAddressCount` source
-/// addresses; each is a handful of small objects on its loop, so ~19,000 fit in one process.
+/// addresses, and over the gateways by `assignment`; each is a handful of small objects on its loop, so ~19,000 fit in one process.
 public final class PileFleet: Sendable {
     public let config: PileFleetConfig
     public let counters: SimulatorCounters
@@ -55,6 +77,7 @@ public final class PileFleet: Sendable {
             self.group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
             self.ownsGroup = true
         }
+        guard !config.targets.isEmpty else { throw PileFleetError.noGateway }
         var sources: [SocketAddress] = []
         for i in 0..<max(0, config.sourceAddressCount) {
             sources.append(try SocketAddress(ipAddress: config.sourceAddressPrefix + String(i + 1), port: 0))
@@ -65,8 +88,14 @@ public final class PileFleet: Sendable {
             var c = config.template
             c.pileID = try Self.pileID(config.firstPileID, offset: i)
             c.counters = counters
-            c.sourceAddress = sources.isEmpty ? nil : sources[i % sources.count]
-            piles.append(SimulatedPile(target: config.target, config: c, eventLoop: self.group.next()))
+            let runIndex = config.runIndexOffset + i
+            c.sourceAddress = sources.isEmpty ? nil : sources[runIndex % sources.count]
+            if ChargingCycle.isCharging(runIndex: runIndex, fraction: config.chargingFraction) {
+                c.chargingCycle = config.chargingCycle
+            }
+            let gateway = config.assignment.gatewayIndex(
+                runIndex: runIndex, pileID: config.firstPileID + UInt64(i), count: config.targets.count)
+            piles.append(SimulatedPile(target: config.targets[gateway], config: c, eventLoop: self.group.next()))
         }
         self.piles = piles
     }
@@ -109,6 +138,12 @@ public final class PileFleet: Sendable {
         }
     }
 
+    /// Tops up every logged-in pile's closed-loop bills (`billsInFlight`): after
+    /// `BillLoadControl.start()`, which the piles otherwise notice only at their next ack or login.
+    public func refillBills() {
+        for pile in piles { pile.withCore { $0.refillBills() } }
+    }
+
     /// Counts of piles per phase and per last close reason (e.g. "connect failed: …"), gathered
     /// from every pile's loop: the "why" behind the counters, for a load run's final summary.
     public func breakdown() async -> (phases: [PilePhase: Int], lastCloseReasons: [String: Int]) {
@@ -133,10 +168,12 @@ public final class PileFleet: Sendable {
 
 public enum PileFleetError: Error, Sendable, CustomStringConvertible {
     case pileIDOutOfRange(UInt64)
+    case noGateway
 
     public var description: String {
         switch self {
         case .pileIDOutOfRange(let v): "pile id \(v) does not fit 14 digits"
+        case .noGateway: "a fleet needs at least one gateway address"
         }
     }
 }

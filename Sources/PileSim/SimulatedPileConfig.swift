@@ -78,6 +78,9 @@ public struct SimulatedPileConfig: Sendable {
     public var chargingPowerKW: Double = 60
     /// Stop a charging session by itself after this long (stop reason "SOC full") and bill it; nil never.
     public var chargingDuration: TimeAmount?
+    /// Charge by itself, session after session, each ending with a bill; nil never starts a
+    /// session on its own (`ChargingCycle`).
+    public var chargingCycle: ChargingCycle?
 
     // MARK: Platform commands
 
@@ -202,11 +205,16 @@ public struct ReconnectPolicy: Sendable, Hashable {
 /// An on/off switch shared by the piles of a closed-loop bill load (`billsInFlight`): when it is
 /// off, acknowledged bills are no longer replaced, so the outstanding ones drain.
 public final class BillLoadControl: Sendable {
-    private let enabled = ManagedAtomic<Bool>(true)
+    private let enabled: ManagedAtomic<Bool>
 
-    public init() {}
+    /// `enabled: false` holds the load back until `start()` (a run whose bills begin later).
+    public init(enabled: Bool = true) {
+        self.enabled = ManagedAtomic(enabled)
+    }
 
     public var isEnabled: Bool { enabled.load(ordering: .relaxed) }
+
+    public func start() { enabled.store(true, ordering: .relaxed) }
 
     public func stop() { enabled.store(false, ordering: .relaxed) }
 }

@@ -71,7 +71,9 @@ public final class SimulatorCounters: Sendable {
             billAckLatency: billAckLatency.snapshot())
     }
 
-    public struct Snapshot: Sendable, Hashable {
+    /// Codable so that a worker process can hand its figures to the process that started it, which
+    /// adds them up with `merge` (gauges too: each worker's piles are its own).
+    public struct Snapshot: Sendable, Hashable, Codable {
         public var connectAttempts: Int
         public var connected: Int
         public var connectFailures: Int
@@ -99,6 +101,51 @@ public final class SimulatorCounters: Sendable {
 
         /// Bills queued and neither acknowledged nor abandoned yet.
         public var billsPending: Int { max(0, billsQueued - billsAcked - billsAbandoned) }
+
+        /// All zero, for adding snapshots up.
+        public static let zero = Snapshot(
+            connectAttempts: 0, connected: 0, connectFailures: 0, loggedIn: 0, loginsSent: 0, loginsAccepted: 0,
+            loginsRejected: 0, loginTimeouts: 0, heartbeatsSent: 0, heartbeatsAcked: 0, heartbeatTimeouts: 0,
+            reconnects: 0, closes: 0, billFramesSent: 0, billsQueued: 0, billsAcked: 0, billsAbandoned: 0,
+            billingModelsReceived: 0, commandsAnswered: 0, framesSent: 0, framesReceived: 0, parseErrors: 0,
+            loginLatency: LatencyHistogram().snapshot(),
+            billAckLatency: LatencyHistogram(boundsMicros: LatencyHistogram.fineBoundsMicros).snapshot())
+
+        /// Adds another fleet's snapshot to this one: counters and gauges are summed, histograms merged
+        /// bucket by bucket (so percentiles stay true percentiles of all samples, never averages).
+        public mutating func merge(_ other: Snapshot) throws {
+            connectAttempts += other.connectAttempts
+            connected += other.connected
+            connectFailures += other.connectFailures
+            loggedIn += other.loggedIn
+            loginsSent += other.loginsSent
+            loginsAccepted += other.loginsAccepted
+            loginsRejected += other.loginsRejected
+            loginTimeouts += other.loginTimeouts
+            heartbeatsSent += other.heartbeatsSent
+            heartbeatsAcked += other.heartbeatsAcked
+            heartbeatTimeouts += other.heartbeatTimeouts
+            reconnects += other.reconnects
+            closes += other.closes
+            billFramesSent += other.billFramesSent
+            billsQueued += other.billsQueued
+            billsAcked += other.billsAcked
+            billsAbandoned += other.billsAbandoned
+            billingModelsReceived += other.billingModelsReceived
+            commandsAnswered += other.commandsAnswered
+            framesSent += other.framesSent
+            framesReceived += other.framesReceived
+            parseErrors += other.parseErrors
+            try loginLatency.merge(other.loginLatency)
+            try billAckLatency.merge(other.billAckLatency)
+        }
+
+        /// The sum of `snapshots` (`zero` for none).
+        public static func sum(_ snapshots: some Sequence<Snapshot>) throws -> Snapshot {
+            var total = Snapshot.zero
+            for s in snapshots { try total.merge(s) }
+            return total
+        }
     }
 }
 
@@ -160,7 +207,7 @@ public final class LatencyHistogram: Sendable {
             maxMicros: maxMicros.load(ordering: .relaxed))
     }
 
-    public struct Snapshot: Sendable, Hashable {
+    public struct Snapshot: Sendable, Hashable, Codable {
         /// Bucket upper bounds in microseconds.
         public var boundsMicros: [Int]
         /// Counts per bucket, aligned with `boundsMicros` plus one overflow bucket.
@@ -170,6 +217,18 @@ public final class LatencyHistogram: Sendable {
         public var maxMicros: Int
 
         public var meanMs: Double { count == 0 ? 0 : Double(sumMicros) / Double(count) / 1000 }
+
+        /// Adds another histogram's samples: bucket counts, count and sum added, the larger max kept.
+        /// Both must have the same bounds (and bucket count), else `HistogramMismatch`.
+        public mutating func merge(_ other: Snapshot) throws {
+            guard other.boundsMicros == boundsMicros, other.buckets.count == buckets.count,
+                buckets.count == boundsMicros.count + 1
+            else { throw HistogramMismatch(ours: boundsMicros.count, theirs: other.boundsMicros.count) }
+            for i in buckets.indices { buckets[i] += other.buckets[i] }
+            count += other.count
+            sumMicros += other.sumMicros
+            maxMicros = max(maxMicros, other.maxMicros)
+        }
         public var maxMs: Double { Double(maxMicros) / 1000 }
 
         /// The bucket upper bound (ms) below which `fraction` (0…1) of samples fall, capped at the

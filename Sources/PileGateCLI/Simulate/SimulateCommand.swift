@@ -24,15 +24,35 @@ struct SimulateCommand: AsyncParsableCommand {
             and a summary at the end. Exits non-zero when no pile logged in, or with \
             --expect-all-login when not every pile was logged in at the end.
 
+            Several gateways: --gateway takes a comma-separated list (the nodes of a cluster). With \
+            --gateway-assignment round-robin (the default) the k-th pile from --first-id connects to \
+            gateway k mod n; with hash, a pile connects to gateway FNV-1a-64(its 14-digit id) mod n. \
+            Source addresses go round-robin the same way (pile k binds 127.0.0.(k mod N + 1)).
+
+            Several processes: a process may hold only so many open files (ulimit -n; one per pile), \
+            so --workers N runs the fleet in N copies of this command, each with a share of \
+            consecutive piles (they differ by at most one), and waits for them. --rate and \
+            --bills-per-minute are for the whole run and split by share. Each worker prints its figures \
+            as one JSON line every --report-interval and at the end; this process prints their sum \
+            (counters added, latency histograms merged, not averaged) as the progress lines and the \
+            summary. "all logged in" is the time from the start until every pile of every worker has \
+            been logged in at once. A worker that fails or ends without its summary fails the run.
+
+            Charging: --charging F makes that fraction of the piles (spread evenly by pile number) \
+            charge by themselves on gun 1: a session of --charging-session seconds with a charging \
+            0x13 every --charging-realtime seconds, then a bill (0x3B, re-sent until 0x40), a rest of \
+            --charging-pause seconds, and the next session.
+
             Bills (0x3B): --bills-per-minute uploads bills at a steady rate across the fleet (open loop); \
             --bills-in-flight N keeps N bills outstanding per pile, queuing a new one as each is \
             acknowledged (closed loop: as fast as the 0x40s come). A pile re-sends an unacknowledged \
             bill every --bill-retry seconds, also after reconnecting, and abandons it after \
-            --bill-max-sends sends. --acked-bills-out appends the trade serial of every bill a pile got \
+            --bill-max-sends sends. --bills-after S holds either load back for S seconds (e.g. until \
+            the fleet is in); the summary gives the bills acked per second from then to the last 0x40. --acked-bills-out appends the trade serial of every bill a pile got \
             0x40 for, one per line, written as each 0x40 arrives. With --drain-timeout, new bills stop \
             after --duration and the run waits up to that long for the outstanding ones to be acked. \
             The summary gives the bill-ack latency (first send of a bill to its 0x40) p50/p99/max; \
-            --summary-json writes the bill figures as JSON.
+            --summary-json writes the summary's figures as JSON.
 
             Encrypted frames: --frame-key HEX (32 or 48 hex digits) makes every pile encrypt its frame \
             bodies with 3DES (flag 0x01) and decrypt the gateway's; --frame-key-mode, --frame-key-padding \
@@ -56,8 +76,35 @@ struct SimulateCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "Gateway pile port as host:port.")
+    @Option(help: "Gateway pile port as host:port; a comma-separated list spreads the piles over several gateways.")
     var gateway: String = "127.0.0.1:8767"
+
+    @Option(
+        name: .customLong("gateway-assignment"),
+        help: "How piles are spread over several gateways: round-robin (pile k -> gateway k mod n) or hash (of the pile id).")
+    var gatewayAssignment: String = GatewayAssignment.roundRobin.rawValue
+
+    @Option(help: "Worker processes to spread the piles over (each holds one open file per pile).")
+    var workers: Int = 1
+
+    /// Set by the parent of a `--workers` run: this process is that worker and prints JSON reports.
+    @Option(name: .customLong("worker-index"), help: .hidden)
+    var workerIndex: Int?
+
+    @Option(help: "Fraction (0...1) of the piles that charge by themselves, session after session, each ending with a bill.")
+    var charging: Double = 0
+
+    @Option(name: .customLong("charging-session"), help: "Seconds a --charging session lasts (rounded up to --charging-realtime).")
+    var chargingSession: Double = 60
+
+    @Option(name: .customLong("charging-pause"), help: "Seconds between --charging sessions.")
+    var chargingPause: Double = 10
+
+    @Option(name: .customLong("charging-realtime"), help: "Seconds between charging 0x13 frames of a charging gun.")
+    var chargingRealtime: Double = 15
+
+    @Option(name: .customLong("bills-after"), help: "Seconds after the start before --bills-per-minute / --bills-in-flight begin.")
+    var billsAfter: Double = 0
 
     @Option(help: "Number of piles.")
     var piles: Int = 100
@@ -71,7 +118,7 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(name: .customLong("source-addresses"), help: "Spread connections over 127.0.0.1…127.0.0.N (0 = don't bind).")
     var sourceAddresses: Int = 1
 
-    @Option(help: "New connections per second; 0 connects all piles at once.")
+    @Option(help: "New connections per second (for the whole run); 0 connects all piles at once.")
     var rate: Double = 1000
 
     @Option(help: "Seconds to run.")
@@ -80,7 +127,7 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "Heartbeat interval in seconds.")
     var heartbeat: Double = 10
 
-    @Option(name: .customLong("bills-per-minute"), help: "Bills (0x3B) uploaded per minute across the fleet.")
+    @Option(name: .customLong("bills-per-minute"), help: "Bills (0x3B) uploaded per minute across the fleet (the whole run).")
     var billsPerMinute: Double = 0
 
     @Option(name: .customLong("bills-in-flight"), help: "Closed-loop bill load: bills kept outstanding per pile (0 = off).")
@@ -98,7 +145,7 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(name: .customLong("drain-timeout"), help: "After --duration, stop new bills and wait up to this many seconds for outstanding ones.")
     var drainTimeout: Double = 0
 
-    @Option(name: .customLong("summary-json"), help: "Write the bill figures of the summary to this file as JSON.")
+    @Option(name: .customLong("summary-json"), help: "Write the summary's figures (logins, heartbeats, bills, errors) to this file as JSON.")
     var summaryJSON: String?
 
     @Option(name: .customLong("reconnect-min"), help: "Seconds before the first reconnect after a drop (doubles per failure).")
@@ -215,7 +262,8 @@ struct SimulateCommand: AsyncParsableCommand {
         let times: [(String, Double)] = [
             ("--duration", duration), ("--heartbeat", heartbeat), ("--bill-retry", billRetry), ("--drain-timeout", drainTimeout),
             ("--reconnect-min", reconnectMin), ("--reconnect-max", reconnectMax), ("--report-interval", reportInterval),
-            ("--login-timeout", loginTimeout), ("--login-retry", loginRetry),
+            ("--login-timeout", loginTimeout), ("--login-retry", loginRetry), ("--charging-session", chargingSession),
+            ("--charging-pause", chargingPause), ("--charging-realtime", chargingRealtime), ("--bills-after", billsAfter),
         ]
         for (name, value) in times where !(value.isFinite && value <= Self.maxSeconds) {
             throw ValidationError("\(name) must be at most \(Int(Self.maxSeconds)) seconds, got \(value)")
@@ -227,13 +275,68 @@ struct SimulateCommand: AsyncParsableCommand {
         guard String(firstID + UInt64(max(piles - 1, 0))).count <= 14 else {
             throw ValidationError("--first-id + --piles exceeds 14 digits")
         }
-        _ = try Self.parseGateway(gateway)
+        _ = try Self.parseGateways(gateway)
+        guard GatewayAssignment(rawValue: gatewayAssignment) != nil else {
+            throw ValidationError(
+                "--gateway-assignment must be \(GatewayAssignment.allCases.map(\.rawValue).joined(separator: " or ")), got '\(gatewayAssignment)'")
+        }
+        guard (1...Self.maxWorkers).contains(workers) else { throw ValidationError("--workers must be 1...\(Self.maxWorkers)") }
+        if let workerIndex, !(0..<workers).contains(workerIndex) { throw ValidationError("--worker-index must be 0..<--workers") }
+        let perProcess = Self.openFileLimit() - Self.filesKeptFree
+        let share = PileShare.largest(piles: piles, workers: workers)
+        guard misbehave != nil || share <= perProcess else {
+            let needed = (piles + perProcess - 1) / max(perProcess, 1)
+            throw ValidationError(
+                "\(share) piles in one process, but a process may hold \(perProcess + Self.filesKeptFree) open files "
+                    + "(ulimit -n): use --workers \(needed) or more")
+        }
+        guard misbehave == nil || workers == 1 else { throw ValidationError("--misbehave runs one pile: drop --workers") }
+        guard charging.isFinite, (0...1).contains(charging) else { throw ValidationError("--charging must be 0...1, got \(charging)") }
+        guard chargingSession > 0, chargingPause >= 0, chargingRealtime > 0 else {
+            throw ValidationError("--charging-session and --charging-realtime must be > 0, --charging-pause >= 0")
+        }
+        guard billsAfter >= 0 else { throw ValidationError("--bills-after must be >= 0") }
         _ = try scenario()
         if let misbehaveRate, !(misbehaveRate.isFinite && misbehaveRate > 0 && misbehaveRate <= 1_000_000) {
             throw ValidationError("--misbehave-rate must be > 0 and <= 1000000, got \(misbehaveRate)")
         }
         _ = try frameCipher()
         _ = try tlsContext()
+    }
+
+    /// The most worker processes one run starts.
+    static let maxWorkers = 64
+    /// Open files a worker keeps for itself besides one per pile (event loops, pipes, the ack file).
+    static let filesKeptFree = 200
+
+    /// The open files this process may hold (RLIMIT_NOFILE), after raising the soft limit to the
+    /// hard one; workers inherit it. 1024 when it cannot be read.
+    static func openFileLimit() -> Int {
+        #if os(Linux)
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        #else
+        let resource = RLIMIT_NOFILE
+        #endif
+        var rl = rlimit()
+        guard getrlimit(resource, &rl) == 0 else { return 1024 }
+        if rl.rlim_cur < rl.rlim_max {
+            var raised = rl
+            raised.rlim_cur = rl.rlim_max
+            #if canImport(Darwin)
+            raised.rlim_cur = min(rl.rlim_max, rlim_t(OPEN_MAX))
+            #endif
+            if setrlimit(resource, &raised) == 0 { rl = raised }
+        }
+        return rl.rlim_cur >= rlim_t(Int.max / 2) ? Int.max / 2 : Int(rl.rlim_cur)
+    }
+
+    /// `--gateway`: one host:port, or several separated by commas (at most 256).
+    static func parseGateways(_ text: String) throws -> [(host: String, port: Int)] {
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }
+        guard !parts.isEmpty, parts.count <= 256 else { throw ValidationError("--gateway takes 1 to 256 addresses") }
+        return try parts.map { try parseGateway($0) }
     }
 
     static func parseGateway(_ text: String) throws -> (host: String, port: Int) {
@@ -261,9 +364,9 @@ struct SimulateCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let (host, port) = try Self.parseGateway(gateway)
-        let target = try SocketAddress.makeAddressResolvingHost(host, port: port)
         if let scenario = try scenario() {
+            let (host, port) = try Self.parseGateway(gateway)
+            let target = try SocketAddress.makeAddressResolvingHost(host, port: port)
             guard let pileID = PileID(String(firstID)) else { throw ValidationError("--first-id must be 14 digits") }
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             Self.out("simulate: misbehaving (\(scenario.rawValue)) as \(firstID) -> \(host):\(port) for up to \(duration) s")
@@ -274,12 +377,33 @@ struct SimulateCommand: AsyncParsableCommand {
             Self.out(report.line)
             return
         }
+        _ = Self.openFileLimit()
+        if workers > 1 && workerIndex == nil {
+            try await SimulateWorkerPool(command: self).run()
+            return
+        }
+        try await runFleet()
+    }
+
+    /// Runs this process's fleet: the whole run, or with `--worker-index` one worker's share, whose
+    /// reports go to stdout as JSON lines (and everything else to stderr) for the parent.
+    func runFleet() async throws {
+        let worker = workerIndex
+        let share = worker.map { PileShare.of(piles: piles, workers: workers, index: $0) } ?? PileShare(offset: 0, count: piles)
+        let say: @Sendable (String) -> Void = worker == nil ? Self.out : Self.err
+        let gateways = try Self.parseGateways(gateway)
+        let targets = try gateways.map { try SocketAddress.makeAddressResolvingHost($0.host, port: $0.port) }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
 
-        var config = PileFleetConfig(target: target, pileCount: piles, gunCount: guns)
-        config.firstPileID = firstID
+        var config = PileFleetConfig(targets: targets, pileCount: share.count, gunCount: guns)
+        config.firstPileID = firstID + UInt64(share.offset)
+        config.runIndexOffset = share.offset
+        config.assignment = GatewayAssignment(rawValue: gatewayAssignment) ?? .roundRobin
         config.sourceAddressCount = sourceAddresses
-        config.connectRate = rate > 0 ? rate : nil
+        config.connectRate = rate > 0 ? max(share.part(of: rate, piles: piles), 1) : nil
+        config.chargingFraction = charging
+        config.chargingCycle = ChargingCycle(sessionLength: Self.seconds(chargingSession), pause: Self.seconds(chargingPause))
+        config.template.chargingRealtimeInterval = Self.seconds(chargingRealtime)
         config.template.heartbeatInterval = Self.seconds(heartbeat)
         config.template.protocolVersion = protocolVersion
         config.template.loginTimeout = Self.seconds(loginTimeout)
@@ -291,7 +415,7 @@ struct SimulateCommand: AsyncParsableCommand {
         config.template.reconnect = ReconnectPolicy(
             enabled: true, initialDelay: Self.seconds(reconnectMin), maxDelay: Self.seconds(reconnectMax), multiplier: 2,
             jitter: 0.2)
-        let billLoad = BillLoadControl()
+        let billLoad = BillLoadControl(enabled: billsAfter == 0)
         config.template.billsInFlight = billsInFlight
         config.template.billLoad = billLoad
         let ackedFile: AckedBillsFile?
@@ -299,7 +423,7 @@ struct SimulateCommand: AsyncParsableCommand {
             do {
                 ackedFile = try AckedBillsFile(path: path)
             } catch {
-                Self.out("simulate: cannot open --acked-bills-out \(path): \(error)")
+                say("simulate: cannot open --acked-bills-out \(path): \(error)")
                 throw ExitCode(2)
             }
             config.template.onBillAcked = { _, serial, _, _ in ackedFile?.append(serial) }
@@ -310,92 +434,145 @@ struct SimulateCommand: AsyncParsableCommand {
 
         let fleet = try PileFleet(config: config, group: group)
         let begin = ContinuousClock.now
-        Self.out(
-            "simulate: \(piles) piles x \(guns) guns -> \(host):\(port), ids \(firstID)…, "
-                + "\(sourceAddresses) source address(es), rate \(rate > 0 ? "\(rate)/s" : "all at once"), "
-                + "\(duration) s")
+        let describedGateways = gateways.count == 1 ? "\(gateways[0].host):\(gateways[0].port)" : "\(gateways.count) gateways (\(config.assignment.rawValue))"
+        say(
+            "simulate: \(worker.map { "worker \($0): " } ?? "")\(share.count) piles x \(guns) guns -> \(describedGateways), "
+                + "ids \(config.firstPileID)…, \(sourceAddresses) source address(es), "
+                + "rate \(config.connectRate.map { "\(Int($0))/s" } ?? "all at once"), \(duration) s")
 
+        var report = SimulateReport(
+            kind: .progress, worker: worker ?? 0, piles: share.count, startedAt: Date().timeIntervalSince1970,
+            counters: fleet.counters.snapshot())
         let starter = Task { await fleet.start() }
-        let billsPerMinute = self.billsPerMinute
-        let biller = Task {
-            guard billsPerMinute > 0 else { return }
-            // Paced by elapsed time rather than one sleep per bill, so high rates hold too.
-            let perSecond = billsPerMinute / 60
+        let hasBillLoad = billsPerMinute > 0 || billsInFlight > 0
+        let billsPerSecond = share.part(of: billsPerMinute, piles: piles) / 60
+        var biller: Task<Void, Never>?
+        let parent = getppid()
+
+        // Samples the counters every 50 ms: the moment all piles are in, the last 0x40, the start
+        // of the bill load, and a report line every --report-interval.
+        let end = begin + .nanoseconds(Int64(duration * 1e9))
+        let billsBegin = begin + .nanoseconds(Int64(billsAfter * 1e9))
+        let step = Duration.nanoseconds(Int64(reportInterval * 1e9))
+        var nextReport = begin + step
+        var lastAcked = 0
+        func sample(_ line: (SimulatorCounters.Snapshot) -> String) {
+            let now = ContinuousClock.now
+            let s = fleet.counters.snapshot()
+            let wall = Date().timeIntervalSince1970
+            report.counters = s
+            if report.allLoggedInAt == nil && share.count > 0 && s.loggedIn >= share.count {
+                report.allLoggedInAt = wall
+                if worker == nil { say(String(format: "simulate: all %d piles logged in after %.2f s", share.count, wall - report.startedAt)) }
+            }
+            if s.billsAcked != lastAcked {
+                lastAcked = s.billsAcked
+                report.lastBillAckAt = wall
+            }
+            if now >= nextReport {
+                if worker == nil { say(line(s)) } else { Self.out(report.line()) }
+                nextReport = nextReport + step
+            }
+            if worker != nil && getppid() != parent {
+                Self.err("simulate: worker \(worker ?? 0): the parent process is gone; stopping")
+                Foundation.exit(1)
+            }
+        }
+        while ContinuousClock.now < end {
+            try? await Task.sleep(until: min(ContinuousClock.now + .milliseconds(50), end), clock: .continuous)
+            if hasBillLoad && report.billsStartedAt == nil && ContinuousClock.now >= billsBegin {
+                report.billsStartedAt = Date().timeIntervalSince1970
+                report.billsAckedBeforeLoad = fleet.counters.billsAcked.load(ordering: .relaxed)
+                if billsInFlight > 0 && billsAfter > 0 {
+                    billLoad.start()
+                    fleet.refillBills()
+                }
+                if billsPerSecond > 0 { biller = Self.openLoopBills(fleet, perSecond: billsPerSecond) }
+            }
+            sample { Self.progress($0, elapsed: ContinuousClock.now - begin) }
+        }
+
+        biller?.cancel()
+        billLoad.stop()
+        await biller?.value
+        if drainTimeout > 0 {
+            say("simulate: no new bills; waiting up to \(drainTimeout) s for \(fleet.counters.snapshot().billsPending) outstanding bill(s)")
+            let drainEnd = ContinuousClock.now + .nanoseconds(Int64(drainTimeout * 1e9))
+            while fleet.counters.snapshot().billsPending > 0 && ContinuousClock.now < drainEnd {
+                try? await Task.sleep(for: .milliseconds(50))
+                sample { "drain: " + Self.progress($0, elapsed: ContinuousClock.now - begin) }
+            }
+        }
+        starter.cancel()
+        await starter.value
+        nextReport = .now + .seconds(1_000_000)
+        sample { _ in "" }
+        let (phases, reasons) = await fleet.breakdown()
+        report.kind = .summary
+        report.phases = Dictionary(phases.map { ($0.key.rawValue, $0.value) }, uniquingKeysWith: +)
+        report.lastCloseReasons = Dictionary(reasons.map { ($0.key, $0.value) }, uniquingKeysWith: +)
+        let elapsed = ContinuousClock.now - begin
+        if worker != nil { Self.out(report.line()) }
+        await fleet.stop()
+        try? await group.shutdownGracefully()
+        ackedFile?.close()
+        report.ackFileErrors = ackedFile?.errors ?? 0
+        if let worker {
+            if report.ackFileErrors > 0 {
+                Self.err("simulate: worker \(worker): \(report.ackFileErrors) write(s) to --acked-bills-out failed")
+                throw ExitCode(1)
+            }
+            return
+        }
+
+        let totals = try SimulateTotals(reports: [report], workers: 1, piles: piles, runStartedAt: report.startedAt)
+        try finish(totals, elapsed: elapsed)
+    }
+
+    /// Prints the run's summary, writes --summary-json, and fails the run as the options ask.
+    func finish(_ totals: SimulateTotals, elapsed: Duration) throws {
+        Self.out(totals.summary(elapsed: elapsed))
+        if let path = summaryJSON {
+            do {
+                try Data((totals.json(elapsed: elapsed) + "\n").utf8).write(to: URL(fileURLWithPath: path))
+            } catch {
+                Self.out("simulate: cannot write --summary-json \(path): \(error)")
+            }
+        }
+        if !totals.workerFailures.isEmpty {
+            Self.out("simulate: FAILED: \(totals.workerFailures.count) worker(s) failed")
+            throw ExitCode(1)
+        }
+        if totals.ackFileErrors > 0 {
+            Self.out("simulate: FAILED: \(totals.ackFileErrors) write(s) to --acked-bills-out failed")
+            throw ExitCode(1)
+        }
+        if piles > 0 && totals.counters.loginsAccepted == 0 {
+            Self.out("simulate: FAILED: no pile logged in")
+            throw ExitCode(1)
+        }
+        if expectAllLogin && totals.counters.loggedIn < piles {
+            Self.out("simulate: FAILED: \(totals.counters.loggedIn) of \(piles) piles logged in at the end")
+            throw ExitCode(1)
+        }
+    }
+
+    /// Open-loop bills: `perSecond` across the fleet, paced by elapsed time rather than one sleep
+    /// per bill, so high rates hold too.
+    static func openLoopBills(_ fleet: PileFleet, perSecond: Double) -> Task<Void, Never> {
+        Task {
             let tick = Duration.nanoseconds(Int64(min(1e9 / perSecond, 5e6)))
             let start = ContinuousClock.now
             var sent = 0
             while !Task.isCancelled {
                 try? await Task.sleep(for: tick)
                 if Task.isCancelled { break }
-                let elapsed = ContinuousClock.now - start
-                let due = Int(Self.secondsOf(elapsed) * perSecond)
+                let due = Int(secondsOf(ContinuousClock.now - start) * perSecond)
                 while sent < due {
                     fleet.uploadRandomBill()
                     sent += 1
                 }
             }
-        }
-
-        let end = begin + .nanoseconds(Int64(duration * 1e9))
-        let step = Duration.nanoseconds(Int64(reportInterval * 1e9))
-        var nextReport = begin + step
-        while ContinuousClock.now < end {
-            let wake = min(nextReport, end)
-            try? await Task.sleep(until: wake, clock: .continuous)
-            if ContinuousClock.now >= nextReport {
-                Self.out(Self.progress(fleet.counters.snapshot(), elapsed: ContinuousClock.now - begin))
-                nextReport = nextReport + step
-            }
-        }
-
-        biller.cancel()
-        billLoad.stop()
-        await biller.value
-        if drainTimeout > 0 {
-            let before = fleet.counters.snapshot()
-            Self.out("simulate: no new bills; waiting up to \(drainTimeout) s for \(before.billsPending) outstanding bill(s)")
-            let drainEnd = ContinuousClock.now + .nanoseconds(Int64(drainTimeout * 1e9))
-            var nextLine = ContinuousClock.now + step
-            while fleet.counters.snapshot().billsPending > 0 && ContinuousClock.now < drainEnd {
-                try? await Task.sleep(for: .milliseconds(100))
-                if ContinuousClock.now >= nextLine {
-                    Self.out("drain: " + Self.progress(fleet.counters.snapshot(), elapsed: ContinuousClock.now - begin))
-                    nextLine = nextLine + step
-                }
-            }
-        }
-        starter.cancel()
-        await starter.value
-        let final = fleet.counters.snapshot()
-        Self.out(Self.summary(final, piles: piles, elapsed: ContinuousClock.now - begin))
-        let (phases, reasons) = await fleet.breakdown()
-        Self.out("  pile phases      " + phases.sorted { $0.value > $1.value }.map { "\($0.key.rawValue)=\($0.value)" }.joined(separator: " "))
-        if !reasons.isEmpty {
-            Self.out("  last close       " + reasons.sorted { $0.value > $1.value }.prefix(5).map { "\($0.key) (\($0.value))" }.joined(separator: "; "))
-        }
-        await fleet.stop()
-        try? await group.shutdownGracefully()
-        ackedFile?.close()
-        if let path = summaryJSON {
-            let json = Self.billJSON(final, elapsed: ContinuousClock.now - begin, ackFileErrors: ackedFile?.errors ?? 0)
-            do {
-                try Data((json + "\n").utf8).write(to: URL(fileURLWithPath: path))
-            } catch {
-                Self.out("simulate: cannot write --summary-json \(path): \(error)")
-            }
-        }
-        if let ackedFile, ackedFile.errors > 0 {
-            Self.out("simulate: FAILED: \(ackedFile.errors) write(s) to --acked-bills-out failed")
-            throw ExitCode(1)
-        }
-
-        if piles > 0 && final.loginsAccepted == 0 {
-            Self.out("simulate: FAILED: no pile logged in")
-            throw ExitCode(1)
-        }
-        if expectAllLogin && final.loggedIn < piles {
-            Self.out("simulate: FAILED: \(final.loggedIn) of \(piles) piles logged in at the end")
-            throw ExitCode(1)
         }
     }
 
@@ -439,25 +616,18 @@ struct SimulateCommand: AsyncParsableCommand {
         return "<=" + String(format: value < 10 ? "%.2f" : "%.0f", value) + "ms"
     }
 
-    /// The bill figures as one JSON object (percentiles are bucket upper bounds, in ms).
-    static func billJSON(_ s: SimulatorCounters.Snapshot, elapsed: Duration, ackFileErrors: Int) -> String {
-        func num(_ v: Double?) -> String { v.map { String(format: "%.3f", $0) } ?? "null" }
-        let l = s.billAckLatency
-        return "{\"elapsedSeconds\":\(String(format: "%.3f", secondsOf(elapsed))),\"billsQueued\":\(s.billsQueued),"
-            + "\"billFramesSent\":\(s.billFramesSent),\"billsAcked\":\(s.billsAcked),\"billsAbandoned\":\(s.billsAbandoned),"
-            + "\"billsPending\":\(s.billsPending),\"ackLatencyCount\":\(l.count),\"ackLatencyMeanMs\":\(num(l.meanMs)),"
-            + "\"ackLatencyP50Ms\":\(num(l.percentileMs(0.5))),\"ackLatencyP90Ms\":\(num(l.percentileMs(0.9))),"
-            + "\"ackLatencyP99Ms\":\(num(l.percentileMs(0.99))),\"ackLatencyMaxMs\":\(num(l.maxMs)),"
-            + "\"reconnects\":\(s.reconnects),\"loginsAccepted\":\(s.loginsAccepted),\"ackFileErrors\":\(ackFileErrors)}"
-    }
-
     static func ms(_ value: Double?) -> String {
         guard let value else { return "-" }
         return "<=\(Int(value.rounded(.up)))ms"
     }
 
     /// Writes a line straight to stdout so progress shows live even when piped.
-    static func out(_ line: String) {
+    @Sendable static func out(_ line: String) {
         FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+
+    /// Writes a line straight to stderr (a worker's human lines: its stdout carries its reports).
+    @Sendable static func err(_ line: String) {
+        FileHandle.standardError.write(Data((line + "\n").utf8))
     }
 }
