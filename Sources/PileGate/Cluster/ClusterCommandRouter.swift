@@ -87,6 +87,8 @@ public final class ClusterCommandRouter: ClusterComponent, Sendable {
         switch outcome {
         case .success(let reply): try? client.respond(to: request, with: ByteBuffer(string: reply))
         case .failure(let code, let message): try? client.respond(to: request, with: ByteBuffer(string: message), headers: [Self.errorHeader: code])
+        // A forwarded command carries no deliverWithin, so it is never queued here.
+        case .queued(let q): try? client.respond(to: request, with: ByteBuffer(string: "unexpectedly queued as \(q.id)"), headers: [Self.errorHeader: "error"])
         }
     }
 

@@ -459,6 +459,8 @@ extension GatewayConfiguration {
         int("hubDefaultMaxInFlight", \.hub.defaultMaxInFlight, 1...100_000),
         int("hubMaxCommandsPerSocket", \.hub.maxCommandsPerSocket, 1...1_000_000),
         int("hubMaxMessageBytes", \.hub.maxMessageBytes, 1_024...(64 << 20)),
+        int("hubQueuedCommandsPerPile", \.hub.queuedCommandsPerPile, 1...10_000),
+        int("hubQueuedCommandsTotal", \.hub.queuedCommandsTotal, 1...10_000_000),
         double("registryFlushInterval", \.registryFlushInterval, 0.001...60),
         Setting(key: "logLevel") { config, value throws(SettingProblem) in
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]

@@ -133,6 +133,7 @@ struct BackendConnection: Sendable {
             }
             let args = object["args"]
             let timeout = object["timeout"]
+            let deliverWithin = object["deliverWithin"]
             let lane = instance.lane
             if let principal, let denial = principal.refusal(command: command, lane: lane) {
                 hub.gateway?.auth.refuse(denial)
@@ -149,7 +150,8 @@ struct BackendConnection: Sendable {
                 return nil
             }
             return { [hub, running] in
-                let result = await hub.runCommand(pile: pile, command: command, args: args, senderLane: lane, timeout: timeout)
+                let result = await hub.runCommand(
+                    pile: pile, command: command, args: args, senderLane: lane, timeout: timeout, deliverWithin: deliverWithin)
                 running.wrappingDecrement(ordering: .relaxed)
                 await sendResult(requestId: requestId, result)
             }
@@ -183,7 +185,9 @@ struct BackendConnection: Sendable {
         return String(decoding: id, as: UTF8.self)
     }
 
-    private static let knownEvents: Set<String> = Set(YKCMessage.catalogue.map(\.name)).union(["pile_online", "pile_offline", "login", "raw_frame", BackendHub.offlineAuthorizationEvent])
+    private static let knownEvents: Set<String> = Set(YKCMessage.catalogue.map(\.name)).union([
+        "pile_online", "pile_offline", "login", "raw_frame", BackendHub.offlineAuthorizationEvent, "command_result", "command_expired",
+    ])
 
     /// Names of letters, digits, '-', '_', '.'; at most 64 bytes, as lane rules allow.
     private static func validTag(_ s: String) -> Bool {
@@ -282,6 +286,21 @@ struct BackendConnection: Sendable {
     private func sendResult(requestId: String, _ result: BackendCommands.Outcome) async {
         var w = JSONWriter()
         w.beginObject()
+        if case .queued(let queued) = result {
+            // The pile was offline: the command waits for it; its result comes as an event.
+            w.field("type", "command_queued")
+            w.field("requestId", requestId)
+            w.field("ok", true)
+            w.field("id", queued.id)
+            w.field("status", "queued")
+            w.field("pile", queued.pile)
+            w.field("command", queued.command)
+            w.key("expiresAt")
+            QueuedCommand.timestamp(queued.expiresAt, into: &w)
+            w.endObject()
+            await write(w.string)
+            return
+        }
         w.field("type", "result")
         w.field("requestId", requestId)
         switch result {
@@ -292,6 +311,8 @@ struct BackendConnection: Sendable {
         case .failure(let code, let message):
             w.field("ok", false)
             APIErrorBody(code, message).writeMembers(into: &w)
+        case .queued:
+            break
         }
         w.endObject()
         await write(w.string)

@@ -35,7 +35,7 @@ public final class BackendHub: GatewayEventSink {
     private let gatewayBox = NIOLockedValueBox<Gateway?>(nil)
     let instances = NIOLockedValueBox<[String: [BackendInstance]]>([:])
     /// Event names some instance subscribed to, for the per-frame `wants` check (lock-free read).
-    private let wanted = NIOLockedValueBox<WantedSet>(WantedSet())
+    let wanted = NIOLockedValueBox<WantedSet>(WantedSet())
     private let traffic = NIOLockedValueBox<[RouteKey: BackendLaneTraffic]>([:])
     /// Events waiting for a backend's reply, with the promise the answer completes.
     private let pendingReplies = NIOLockedValueBox(BackendPendingReplies<EventLoopPromise<YKCMessage?>>())
@@ -44,7 +44,7 @@ public final class BackendHub: GatewayEventSink {
     private let bootTag: String
     /// What every event envelope repeats (node, event-id prefix, the piles' UTC offset), fixed
     /// when the gateway attaches: read under one lock per event.
-    private let envelopes: NIOLockedValueBox<BackendEventEnvelope>
+    let envelopes: NIOLockedValueBox<BackendEventEnvelope>
     /// Picks the instance of each service for an event (pure; lanes and rendezvous hashing).
     let router: BackendRouter
     let undeliverable = ManagedAtomic(0)
@@ -56,6 +56,8 @@ public final class BackendHub: GatewayEventSink {
     /// The offline authorization of starts no backend answers (`BackendHub+OfflineAuthorization`),
     /// built when the gateway attaches (its cache lives in the gateway's database).
     let offlineAuthorizerBox = NIOLockedValueBox<OfflineAuthorizer?>(nil)
+    /// Commands waiting for offline piles (`BackendHub+QueuedCommands.swift`), when attached.
+    let queuedCommands = NIOLockedValueBox<QueuedCommands?>(nil)
 
     struct WantedSet: Sendable {
         var all = false
@@ -115,11 +117,11 @@ public final class BackendHub: GatewayEventSink {
         }
         let billingModels = try? BillingModelCache(database: gateway.registry.database)
         self.billingModels.withLockedValue { $0 = billingModels }
-        commands.withLockedValue {
-            $0 = BackendCommands(
-                directory: gateway.directory, defaultTimeout: config.commandTimeout,
-                pileUTCOffsetSeconds: gateway.config.pileUTCOffsetSeconds, billingModels: billingModels)
-        }
+        let commands = BackendCommands(
+            directory: gateway.directory, defaultTimeout: config.commandTimeout,
+            pileUTCOffsetSeconds: gateway.config.pileUTCOffsetSeconds, billingModels: billingModels)
+        self.commands.withLockedValue { $0 = commands }
+        attachQueuedCommands(gateway: gateway, commands: commands)
         do {
             let authorizer = try OfflineAuthorizer(database: gateway.registry.database, config: gateway.config)
             offlineAuthorizerBox.withLockedValue { $0 = authorizer }
@@ -162,6 +164,7 @@ public final class BackendHub: GatewayEventSink {
                     while !Task.isCancelled { try? await Task.sleep(nanoseconds: 3_600_000_000_000) }
                 },
                 finish: { [weak self] in await self?.offlineAuthorizer?.flush() }),
+            queuedCommandLoop,
         ]
     }
 
@@ -193,6 +196,8 @@ public final class BackendHub: GatewayEventSink {
     }
 
     public func sessionOnline(_ session: PileSessionInfo) {
+        // Queued commands go out after the login (and its time sync) is written: on a task.
+        queuedCommands.withLockedValue({ $0 })?.pileOnline(session.pileId)
         guard wanted.withLockedValue({ $0.contains("pile_online") }) else { return }
         publish(event: "pile_online", code: 0x01, session: session, gun: nil, receivedAt: session.loggedInAt) { w in
             w.beginObject()
@@ -560,18 +565,25 @@ public final class BackendHub: GatewayEventSink {
     }
 
     /// Runs a command for a backend of lane `senderLane` (see `BackendCommands.run`), on the node
-    /// holding the pile in cluster mode.
-    func runCommand(pile: String, command: String, args: JSONValue?, senderLane: String, timeout: JSONValue?) async -> BackendCommands.Outcome {
+    /// holding the pile in cluster mode; with `deliverWithin`, one for a pile online nowhere
+    /// waits for it here (`QueuedCommands`).
+    func runCommand(
+        pile: String, command: String, args: JSONValue?, senderLane: String, timeout: JSONValue?, deliverWithin: JSONValue? = nil
+    ) async -> BackendCommands.Outcome {
         if let forward = forwarder.withLockedValue({ $0 }), let outcome = await forward(pile, command, args, senderLane, timeout) {
             return outcome
         }
-        return await runLocalCommand(pile: pile, command: command, args: args, senderLane: senderLane, timeout: timeout)
+        return await runLocalCommand(pile: pile, command: command, args: args, senderLane: senderLane, timeout: timeout, deliverWithin: deliverWithin)
     }
 
     /// Runs a command on a pile of this node (a forwarded command ends here: never forwarded again).
-    func runLocalCommand(pile: String, command: String, args: JSONValue?, senderLane: String, timeout: JSONValue?) async -> BackendCommands.Outcome {
+    func runLocalCommand(
+        pile: String, command: String, args: JSONValue?, senderLane: String, timeout: JSONValue?, deliverWithin: JSONValue? = nil
+    ) async -> BackendCommands.Outcome {
         guard let commands = commands.withLockedValue({ $0 }) else { return .failure("unavailable", "gateway not attached") }
-        return await commands.run(pile: pile, command: command, args: args, senderLane: senderLane, timeout: timeout)
+        return await commands.run(
+            pile: pile, command: command, args: args, senderLane: senderLane, timeout: timeout, deliverWithin: deliverWithin,
+            queue: queuedCommands.withLockedValue { $0 })
     }
 
     // MARK: visibility

@@ -11,8 +11,11 @@ import YKC
 ///   an upgrade gets 426 saying so.
 /// - `POST /v1/piles/{id}/commands/{command}`: a command over HTTP (`BackendCommands`), the
 ///   pile's reply as `{"ok":true,"reply":{…}}` or `{"ok":false,"error","message"}` with the
-///   status `BackendCommands.httpStatus(for:)` gives.
+///   status `BackendCommands.httpStatus(for:)` gives; with `?deliverWithin=N` and the pile
+///   offline, 202 and the queued command.
 /// - `GET /v1/hub`: instances, lane traffic, undeliverable events and pending replies.
+/// - `GET /v1/piles/{id}/commands/queued`, `DELETE …/queued/{qid}`: commands waiting for an
+///   offline pile (`QueuedCommandRoutes`).
 enum BackendHubRoutes {
     /// Largest accepted command body.
     static let maxCommandBytes = 1 << 20
@@ -39,6 +42,7 @@ enum BackendHubRoutes {
         routes.get("/v1/hub") { _, _ in
             try AdminAPI.encode(hub.statsDocument())
         }
+        QueuedCommandRoutes.add(to: routes, hub: hub)
         return routes
     }
 
@@ -53,8 +57,11 @@ enum BackendHubRoutes {
             }
         }
         let timeout = request.uri.queryParameters.get("timeout").map { JSONValue.string($0) }
+        let deliverWithin = request.uri.queryParameters.get("deliverWithin").map { JSONValue.string($0) }
         let lane = request.uri.queryParameters.get("lane") ?? ""
-        switch await hub.runCommand(pile: pile, command: command, args: args, senderLane: lane, timeout: timeout) {
+        switch await hub.runCommand(pile: pile, command: command, args: args, senderLane: lane, timeout: timeout, deliverWithin: deliverWithin) {
+        case .queued(let queued):
+            return QueuedCommandRoutes.accepted(queued)
         case .success(let reply):
             return Response(
                 status: .ok, headers: [.contentType: "application/json"],

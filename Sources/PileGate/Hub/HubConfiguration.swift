@@ -24,6 +24,10 @@ public struct HubConfiguration: Sendable, Equatable {
     public var defaultMaxInFlight = 256
     /// Commands one backend socket may have running at once; more get `too_many_commands`.
     public var maxCommandsPerSocket = 1_024
+    /// Commands that may wait for one offline pile (`deliverWithin`); more get `too_many_commands`.
+    public var queuedCommandsPerPile = 100
+    /// Commands that may wait for offline piles on this gateway, all piles together.
+    public var queuedCommandsTotal = 100_000
     /// The largest message a backend may send (all its frames together); a larger one gets an
     /// `error` (`message_too_large`) and is dropped, the socket stays open.
     public var maxMessageBytes = 1 << 20

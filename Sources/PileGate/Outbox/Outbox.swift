@@ -24,6 +24,8 @@ public final class Outbox: Sendable {
         public var events: Set<String> = [
             "transaction_record", "charging_end", "remote_start_reply", "remote_stop_reply", "remote_parallel_start_reply",
             "offline_authorization",
+            // The outcome of a command that waited for an offline pile (`QueuedCommands`).
+            "command_result", "command_expired",
         ]
         /// Delivered events older than this are compacted away.
         public var retention: TimeInterval = 3600

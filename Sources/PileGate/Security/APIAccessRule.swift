@@ -10,6 +10,7 @@ import Hummingbird
 /// | `GET /healthz`, `/readyz`, `/metrics` | none (probes and scrapers) |
 /// | `GET /v1/events` (WebSocket) | `events:subscribe` at the upgrade; services and lanes at `subscribe`; `commands:send` per `command` message |
 /// | `POST /v1/piles/{id}/commands/{command}` | `commands:send`, the command kind and `?lane=` within the token's limits |
+/// | `DELETE /v1/piles/{id}/commands/queued/{qid}` | `commands:send` (cancelling a queued command) |
 /// | any other `GET`/`HEAD` | `admin:read` |
 /// | any other method | `admin:write` |
 public enum APIAccessRule {
@@ -22,12 +23,14 @@ public enum APIAccessRule {
 
     public static let publicEndpoints: Set<String> = ["/healthz", "/readyz", "/metrics"]
     static let commandEndpoint = "/v1/piles/{id}/commands/{command}"
+    static let queuedCommandEndpoint = "/v1/piles/{id}/commands/queued/{qid}"
 
     public static func requirement(method: HTTPRequest.Method, endpoint: String?, command: String?, lane: String?) -> Requirement {
         if let endpoint {
             if publicEndpoints.contains(endpoint) && (method == .get || method == .head) { return .none }
             if endpoint == "/v1/events" && method == .get { return .scope(.eventsSubscribe) }
             if endpoint == commandEndpoint && method == .post { return .command(kind: command ?? "", lane: lane ?? "") }
+            if endpoint == queuedCommandEndpoint && method == .delete { return .scope(.commandsSend) }
         }
         return method == .get || method == .head ? .scope(.adminRead) : .scope(.adminWrite)
     }

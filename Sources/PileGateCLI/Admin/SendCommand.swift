@@ -17,7 +17,9 @@ struct SendCommand: AsyncParsableCommand {
             JSON fields: --arg gun=1 --arg balance=100 (a value that parses as JSON is sent as that JSON, \
             otherwise as a string; --arg k='"007"' forces a string), or --args-json '{...}' with --arg applied on \
             top. pileId is filled in. Prints the reply's event name and fields; exits 1 if the pile is offline, \
-            does not answer within --timeout, or the arguments are refused.
+            does not answer within --timeout, or the arguments are refused. With --deliver-within N, a command \
+            for a pile that is offline waits up to N seconds for it to log in: the gateway answers 202 with the \
+            queued id (printed), and the result comes to backends as a command_result event.
             """)
 
     @OptionGroup var options: APIOptions
@@ -29,6 +31,10 @@ struct SendCommand: AsyncParsableCommand {
     var argsJSON: String?
     @Option(name: .long, help: "Seconds to wait for the pile's reply (the gateway's default when omitted).")
     var timeout: Double?
+    @Option(
+        name: .customLong("deliver-within"),
+        help: "If the pile is offline, queue the command for it for this many seconds (1...604800) instead of failing.")
+    var deliverWithin: Double?
     @Option(name: .long, help: "Send as a backend of this lane (refused if the pile is in another lane).")
     var lane: String?
     @Flag(name: .long, help: "Print the API's JSON.") var json = false
@@ -55,6 +61,9 @@ struct SendCommand: AsyncParsableCommand {
 
     func validate() throws {
         if let timeout, !(timeout > 0 && timeout <= 600) { throw ValidationError("--timeout must be in (0, 600] seconds") }
+        if let deliverWithin, !(deliverWithin >= 1 && deliverWithin <= 604_800) {
+            throw ValidationError("--deliver-within must be in 1...604800 seconds")
+        }
         _ = try PilesCommand.pathSegment(pile)
         guard !command.isEmpty, command.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
             throw ValidationError("invalid command name '\(command)'")
@@ -68,12 +77,19 @@ struct SendCommand: AsyncParsableCommand {
         var query: [URLQueryItem] = []
         if let timeout { query.append(URLQueryItem(name: "timeout", value: String(timeout))) }
         if let lane { query.append(URLQueryItem(name: "lane", value: lane)) }
+        if let deliverWithin { query.append(URLQueryItem(name: "deliverWithin", value: String(deliverWithin))) }
         try await AdminCommand.run {
             let answer = try await client.send(
                 "POST", "/v1/piles/\(pile)/commands/\(command)", query: query, body: Data(body.utf8),
                 timeout: (timeout ?? 30) + 10)
             if json { return AdminCommand.printJSON(answer) }
             let j = answer.json ?? .null
+            if j["status"]?.stringValue == "queued", let id = j["id"]?.stringValue {
+                AdminCommand.write(
+                    "queued \(id): \(command) waits for pile \(pile) until \(j["expiresAt"]?.stringValue ?? "?"); "
+                        + "its result comes to backends as a command_result event\n")
+                return
+            }
             guard j["ok"]?.boolValue == true, let reply = j["reply"] else {
                 // A 200 without ok (should not happen): say what came back.
                 AdminCommand.printError("\(command) to \(pile): \(j["error"]?.stringValue ?? "error"): \(j["message"]?.stringValue ?? answer.text)")
