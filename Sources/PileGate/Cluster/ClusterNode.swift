@@ -41,12 +41,7 @@ public final class ClusterNode: Service, Sendable {
                 key: "nodeId", source: "configuration",
                 problem: "in cluster mode the node id must be 1–64 of A–Z a–z 0–9 - _ (it names NATS subjects), got '\(config.nodeId.prefix(64))'")
         }
-        var options: NATSClientOptions
-        do { options = try NATSClientOptions(url: config.natsURL) } catch {
-            throw ConfigurationError(key: "natsURL", source: "configuration", problem: "\(error)")
-        }
-        options.name = "pilegate-\(config.nodeId)"
-        self.options = options
+        self.options = try config.natsClientOptions()
         self.nodeId = config.nodeId
         self.subjects = ClusterSubjects(cluster: config.clusterName)
         self.heartbeatInterval = config.clusterHeartbeatInterval

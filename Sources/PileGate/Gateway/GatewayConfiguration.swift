@@ -77,6 +77,21 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// How long a must-deliver event waits for the stream's acknowledgement before it is
     /// committed to the local outbox instead (and forwarded later).
     public var clusterPublishTimeout: TimeInterval = 2
+    /// NATS credentials (docs/SECURITY.md, "NATS credentials"); one kind at most. Explicit settings
+    /// win over credentials in `natsURL` (`nats://user:password@host`, `nats://token@host`).
+    /// Path of a `.creds` file (user JWT and NKey seed, operator mode) or of an NKey seed file (`SU…`).
+    public var natsCredentials = ""
+    /// Token of an `authorization { token: … }` server. A secret: `--print-config` shows it redacted.
+    public var natsToken = ""
+    /// User and password of an `authorization { users: […] }` server; the password is redacted like the token.
+    public var natsUser = ""
+    public var natsPassword = ""
+    /// PEM CA bundle that signs the NATS servers' certificates; setting it (or a client certificate)
+    /// makes the node require TLS to NATS.
+    public var natsTLSCA = ""
+    /// PEM client certificate and key, for NATS servers that verify clients (`verify: true`).
+    public var natsTLSCertificate = ""
+    public var natsTLSKey = ""
     /// Whether cluster mode is on.
     public var clusterEnabled: Bool { !natsURL.isEmpty }
 
@@ -381,8 +396,9 @@ extension GatewayConfiguration {
         Setting(key: "natsURL") { config, value throws(SettingProblem) in
             guard let s = value.string, s.utf8.count <= 4_096 else { throw SettingProblem(message: "expected a string of at most 4096 bytes") }
             if !s.isEmpty {
+                // The value is not echoed: it may hold a password.
                 do { _ = try NATSClientOptions(url: s) } catch {
-                    throw SettingProblem(message: "expected nats://host:port or tls://host:port, comma-separated: \(error)")
+                    throw SettingProblem(message: "expected nats://host:port or tls://host:port (optionally user:password@ or token@ before the host), comma-separated")
                 }
             }
             config.natsURL = s
@@ -401,6 +417,13 @@ extension GatewayConfiguration {
         double("clusterAckWait", \.clusterAckWait, 0.1...3600),
         int("clusterMaxDeliver", \.clusterMaxDeliver, 1...1_000_000),
         double("clusterPublishTimeout", \.clusterPublishTimeout, 0.05...60),
+        string("natsCredentials", \.natsCredentials, nonEmpty: false),
+        string("natsToken", \.natsToken, nonEmpty: false),
+        string("natsUser", \.natsUser, nonEmpty: false),
+        string("natsPassword", \.natsPassword, nonEmpty: false),
+        string("natsTLSCA", \.natsTLSCA, nonEmpty: false),
+        string("natsTLSCertificate", \.natsTLSCertificate, nonEmpty: false),
+        string("natsTLSKey", \.natsTLSKey, nonEmpty: false),
         double("loginTimeout", \.loginTimeout, 0.05...3600),
         double("livenessTimeout", \.livenessTimeout, 0.05...86_400),
         Setting(key: "loginPolicy") { config, value throws(SettingProblem) in
@@ -569,6 +592,7 @@ extension GatewayConfiguration {
                 key: "clusterNodeTimeout", source: "configuration",
                 problem: "must be at least twice clusterHeartbeatInterval, or one late heartbeat declares a live node dead")
         }
+        try validateNATSSettings()
         if livenessTimeout <= 0 {
             throw ConfigurationError(key: "livenessTimeout", source: "configuration", problem: "must be positive")
         }
@@ -614,9 +638,19 @@ extension GatewayConfiguration {
 }
 
 extension GatewayConfiguration {
-    /// The effective settings as a JSON object (keys as accepted in a config file).
+    /// The effective settings as a JSON object (keys as accepted in a config file). Secrets
+    /// (`secretKeys`, and a password or token inside `natsURL`) print as `<redacted>`, so the output
+    /// can be pasted into a ticket; put the real values back before using it as a config file.
     public var jsonDescription: String {
-        "{\n" + settingTexts.map { "  \"\($0.key)\": \($0.value)" }.joined(separator: ",\n") + "\n}"
+        let texts = settingTexts.map { entry -> (key: String, value: String) in
+            if Self.secretKeys.contains(entry.key), entry.value != "\"\"" { return (entry.key, "\"<redacted>\"") }
+            if entry.key == "natsURL" {
+                let url = Self.redactingCredentials(inNATSURL: natsURL)
+                return (entry.key, "\"\(url.replacingOccurrences(of: "\"", with: "\\\""))\"")
+            }
+            return entry
+        }
+        return "{\n" + texts.map { "  \"\($0.key)\": \($0.value)" }.joined(separator: ",\n") + "\n}"
     }
 
     /// Every setting's value as JSON text, by key, in declaration order: what `--print-config`

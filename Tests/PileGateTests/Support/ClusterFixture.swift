@@ -43,8 +43,11 @@ final class ClusterFixture: @unchecked Sendable {
         nodes.removeAll { $0 === node }
     }
 
-    static func with<T>(nodes ids: [String] = [], _ body: (ClusterFixture) async throws -> T) async throws -> T {
-        let fixture = ClusterFixture(nats: try await NATSTestServer())
+    /// `natsConfiguration`: the nats-server's config file (auth, TLS), as `NATSTestServer` takes it.
+    static func with<T>(
+        nodes ids: [String] = [], natsConfiguration: String? = nil, _ body: (ClusterFixture) async throws -> T
+    ) async throws -> T {
+        let fixture = ClusterFixture(nats: try await NATSTestServer(configuration: natsConfiguration))
         do {
             for id in ids { try await fixture.startNode(id) }
             let result = try await body(fixture)
