@@ -64,6 +64,11 @@ public final class KeyValueWatcher: AsyncSequence, Sendable {
         recovery.withLockedValue { $0 = task }
     }
 
+    /// A watcher dropped without `stop()` no longer follows the client's status.
+    deinit {
+        recovery.withLockedValue { $0?.cancel() }
+    }
+
     /// Consumers recreated after reconnects (for operators and tests).
     public var recoveries: Int { state.withLockedValue { $0.recoveries } }
 
