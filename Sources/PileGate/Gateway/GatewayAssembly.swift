@@ -97,6 +97,9 @@ public enum GatewayAssembly {
         if let cluster, let models = hub.billingModels.withLockedValue({ $0 }) {
             ClusterBillingModels.install(on: cluster, cache: models, logger: logger)
         }
+        if let cluster, let authorizer = hub.offlineAuthorizer {
+            ClusterOfflineAuthorization.install(on: cluster, authorizer: authorizer, logger: logger)
+        }
         if let eventStream { gateway.metrics.addCollector { eventStream.collectMetrics($0) } }
         if let cluster, let clusterPiles {
             clusterPiles.directory.attach(sessions: gateway.directory, events: hub)

@@ -27,6 +27,8 @@ final class OfflineAuthorizationCache: Sendable {
     private let writes: SQLiteWriteQueue
     private let entries = NIOLockedValueBox<[OfflineCredential: Decision]>([:])
     private let capacityBox: NIOLockedValueBox<Int>
+    /// Called with each decision a backend made through this node (cluster mode shares them).
+    private let hooks = NIOLockedValueBox<[@Sendable (OfflineCredential, Decision) -> Void]>([])
 
     init(database: DatabasePool, capacity: Int, maxAge: TimeInterval, now: Date = Date()) throws {
         writes = SQLiteWriteQueue(database: database)
@@ -63,15 +65,25 @@ final class OfflineAuthorizationCache: Sendable {
         entries.withLockedValue { $0[credential] }
     }
 
+    /// Calls `hook` with every decision recorded from now on by a backend's answer through this
+    /// node (not with those adopted from other nodes).
+    func onRecord(_ hook: @escaping @Sendable (OfflineCredential, Decision) -> Void) {
+        hooks.withLockedValue { $0.append(hook) }
+    }
+
     /// Records a backend's decision (a later one replaces an earlier one, in memory and on disk,
-    /// whatever order the writes commit in).
-    func record(_ credential: OfflineCredential, _ decision: Decision) {
+    /// whatever order the writes commit in). `shared` is false for a decision adopted from
+    /// another node of the cluster, so that it is not published back.
+    func record(_ credential: OfflineCredential, _ decision: Decision, shared: Bool = true) {
         let capacity = capacityBox.withLockedValue { $0 }
-        let over = entries.withLockedValue { e -> Bool in
-            if let old = e[credential], old.decidedAt > decision.decidedAt { return false }
+        let (newer, over) = entries.withLockedValue { e -> (Bool, Bool) in
+            if let old = e[credential], old.decidedAt > decision.decidedAt { return (false, false) }
+            if let old = e[credential], old == decision { return (false, false) }
             e[credential] = decision
-            return e.count > capacity
+            return (true, e.count > capacity)
         }
+        if newer, shared { for hook in hooks.withLockedValue({ $0 }) { hook(credential, decision) } }
+        guard newer || shared else { return }
         let key = credential.description
         // The write (and an eviction's sort) runs on the database's writer, off the pile's loop.
         writes.enqueue { [self] db in

@@ -32,6 +32,8 @@ final class OfflineAuthorizationLedger: Sendable {
     private let entries = NIOLockedValueBox<[TradeSerial: Entry]>([:])
     private let capacity: Int
     private let retention: TimeInterval
+    /// Called with each authorization this node issued (cluster mode shares them).
+    private let hooks = NIOLockedValueBox<[@Sendable (Entry) -> Void]>([])
 
     init(database: DatabasePool, capacity: Int = 100_000, retention: TimeInterval = 30 * 86_400, now: Date = Date()) throws {
         writes = SQLiteWriteQueue(database: database)
@@ -66,12 +68,25 @@ final class OfflineAuthorizationLedger: Sendable {
 
     func contains(_ serial: TradeSerial) -> Bool { entry(for: serial) != nil }
 
-    /// Records an issued authorization; `done` completes once it is committed.
-    func record(_ entry: Entry, done: EventLoopPromise<Void>?) {
-        let over = entries.withLockedValue { e -> Bool in
+    /// Calls `hook` with every authorization this node issues from now on (not with those
+    /// adopted from other nodes).
+    func onRecord(_ hook: @escaping @Sendable (Entry) -> Void) {
+        hooks.withLockedValue { $0.append(hook) }
+    }
+
+    /// Records an issued authorization; `done` completes once it is committed. `shared` is false
+    /// for one adopted from another node of the cluster (it is then kept only if new here).
+    func record(_ entry: Entry, done: EventLoopPromise<Void>?, shared: Bool = true) {
+        let (new, over) = entries.withLockedValue { e -> (Bool, Bool) in
+            if !shared, e[entry.tradeSerial] != nil { return (false, false) }
             e[entry.tradeSerial] = entry
-            return e.count > capacity
+            return (true, e.count > capacity)
         }
+        guard new else {
+            done?.succeed(())
+            return
+        }
+        if shared { for hook in hooks.withLockedValue({ $0 }) { hook(entry) } }
         // The write (and an eviction's sort) runs on the database's writer, off the pile's loop.
         writes.enqueue(
             { [self] db in

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import NIOConcurrencyHelpers
 import NIOPosix
 @testable import PileGate
 import Testing
@@ -71,6 +72,27 @@ struct OfflineAuthorizationCacheTests {
             #expect(ledger.entry(for: try #require(TradeSerial("55010600000700022612010810041010")))?.eventId == "e10")
             let reopened = try OfflineAuthorizationLedger(database: pool, capacity: 10, now: now)
             #expect(reopened.count == 9)
+        }
+    }
+
+    @Test("decisions adopted from other nodes: the newest wins either way, and only this node's own decisions are announced")
+    func adoptedDecisions() async throws {
+        try await Self.withDatabase { _, pool in
+            let cache = try OfflineAuthorizationCache(database: pool, capacity: 10, maxAge: 86_400, now: Date(timeIntervalSince1970: 2_000_000_000))
+            let announced = NIOLockedValueBox<[Bool]>([])
+            cache.onRecord { _, d in announced.withLockedValue { $0.append(d.approved) } }
+            let card = OfflineCredential(card: BinaryID(raw: 7))
+            cache.record(card, Self.decision(true, at: 2_000_000_000 - 10))
+            // A later refusal adopted from another node replaces the approval, and is not announced back.
+            cache.record(card, Self.decision(false, at: 2_000_000_000 - 5), shared: false)
+            #expect(cache.decision(for: card)?.approved == false)
+            // A late, older approval adopted from another node does not replace it.
+            cache.record(card, Self.decision(true, at: 2_000_000_000 - 8), shared: false)
+            #expect(cache.decision(for: card)?.approved == false)
+            await cache.flush()
+            let approved = try await pool.read { db in try Int.fetchOne(db, sql: "SELECT approved FROM offline_auth_decisions") }
+            #expect(approved == 0)
+            #expect(announced.withLockedValue { $0 } == [true])
         }
     }
 }
