@@ -43,6 +43,18 @@ public final class ClusterCommandRouter: ClusterComponent, Sendable {
         hub.forwardCommands { [weak self] pile, command, args, lane, timeout in
             await self?.forward(pile: pile, command: command, args: args, senderLane: lane, timeout: timeout)
         }
+        // Commands queued here for a pile that logs in on another node go out through the same
+        // path, as soon as the directory shows the pile there (and by the queue's sweep).
+        if let queued = hub.queuedCommands.withLockedValue({ $0 }) {
+            let directory = directory
+            queued.deliverRemotely(
+                .init(
+                    isHeldElsewhere: { directory.holder(of: $0) != nil },
+                    send: { [weak self] pile, command, args, lane, timeout in
+                        await self?.forward(pile: pile, command: command, args: args, senderLane: lane, timeout: timeout)
+                    }))
+            directory.onPileOnlineElsewhere { [weak queued] pile in queued?.pileOnline(pile) }
+        }
     }
 
     private var node: ClusterNode { directory.node }

@@ -57,6 +57,7 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
     private let localBox = NIOLockedValueBox<(sessions: SessionDirectory, events: any GatewayEventSink)?>(nil)
     private let failures = NIOLockedValueBox<(count: Int, last: String?)>((0, nil))
     private let cleanedCount = NIOLockedValueBox(0)
+    private let onlineElsewhere = NIOLockedValueBox<(@Sendable (PileID) -> Void)?>(nil)
 
     public init(node: ClusterNode, nodeTimeout: Double, logger: Logger) {
         self.node = node
@@ -76,6 +77,12 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
     /// `node_lost` events are published (the backend hub).
     public func attach(sessions: SessionDirectory, events: any GatewayEventSink) {
         localBox.withLockedValue { $0 = (sessions, events) }
+    }
+
+    /// Calls `action` whenever the watch sees a pile put online by another node (the queued
+    /// commands waiting here for it go out then). Called on the watch's task: must not block.
+    func onPileOnlineElsewhere(_ action: @escaping @Sendable (PileID) -> Void) {
+        onlineElsewhere.withLockedValue { $0 = action }
     }
 
     /// The bucket's name.
@@ -200,7 +207,10 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
                         }
                     } else {
                         mirror.withLockedValue { $0[pile] = held }
-                        if let held { replacedElsewhere(held) }
+                        if let held {
+                            replacedElsewhere(held)
+                            if held.entry.node != node.nodeId { onlineElsewhere.withLockedValue { $0 }?(pile) }
+                        }
                     }
                 }
             } catch where !Task.isCancelled {

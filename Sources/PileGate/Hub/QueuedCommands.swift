@@ -12,7 +12,27 @@ import YKC
 /// At most once: a command is marked taken, durably, before its frame is written. A gateway that
 /// stops after that and before the result is stored reports the command at its next start as
 /// `outcome: "unknown"` (or with the result it had recorded) and never sends it again.
+///
+/// Cluster mode (docs/CLUSTER.md, "Queued commands"): the queue stays on the node that stored it,
+/// and a pile that logs in on another node gets its commands from here, through the cross-node
+/// command path (`Remote`), as soon as this node's directory mirror shows it online there (at
+/// that moment, and by the sweep every second — so also after this node restarts).
 final class QueuedCommands: Sendable {
+    /// Cluster mode: where a pile online on another node is reached.
+    struct Remote: Sendable {
+        /// Whether another live node holds the pile (the pile directory's mirror: memory only).
+        var isHeldElsewhere: @Sendable (PileID) -> Bool
+        /// Runs the command on the node holding the pile and returns its outcome; nil when no
+        /// other node holds it (any more).
+        var send: @Sendable (_ pile: String, _ command: String, _ args: JSONValue?, _ lane: String, _ timeout: JSONValue?) async -> BackendCommands.Outcome?
+    }
+
+    /// Where a pile's next command goes: its session here, or the node holding it.
+    private enum Target {
+        case local(PileSessionHandle)
+        case remote(Remote)
+    }
+
     /// Hands a final event (`command_result`, `command_expired`) to the hub: event name, queued
     /// command (its id is the event id; its pile and lane route the event), the `data` object's
     /// JSON. Returns once the event is stored (true), or false when it could not be.
@@ -31,6 +51,7 @@ final class QueuedCommands: Sendable {
     private let recovered = ManagedAtomic(false)
     /// Piles whose delivery task runs, and whether a login asked it to look again.
     private let delivering = NIOLockedValueBox<[PileID: Bool]>([:])
+    private let remote = NIOLockedValueBox<Remote?>(nil)
 
     init(
         store: QueuedCommandStore, commands: BackendCommands, limits: QueuedCommandStore.Limits, logger: Logger,
@@ -42,6 +63,18 @@ final class QueuedCommands: Sendable {
         self.logger = logger
         self.idPrefix = idPrefix
         self.publish = publish
+    }
+
+    /// Cluster mode: lets commands reach piles online on other nodes.
+    func deliverRemotely(_ remote: Remote) {
+        self.remote.withLockedValue { $0 = remote }
+    }
+
+    /// Where `pile` is online: here first, else on another node (cluster mode); nil = nowhere.
+    private func target(_ pile: PileID) -> Target? {
+        if let session = commands.directory.session(for: pile) { return .local(session) }
+        if let remote = remote.withLockedValue({ $0 }), remote.isHeldElsewhere(pile) { return .remote(remote) }
+        return nil
     }
 
     /// The largest `args` a queued command may carry, as compact JSON (a frame's arguments are
@@ -79,15 +112,16 @@ final class QueuedCommands: Sendable {
             metadata: ["pile": "\(prepared.pileId)", "command": "\(prepared.command)", "id": "\(stored.id)", "deliverWithin": "\(deliverWithin)"])
         // The pile may have logged in while the command was being stored: its login found
         // nothing to send, so look again now.
-        if commands.directory.session(for: prepared.pileId) != nil { pileOnline(prepared.pileId) }
+        if target(prepared.pileId) != nil { pileOnline(prepared.pileId) }
         return .queued(stored)
     }
 
     // MARK: delivery
 
-    /// A pile logged in (or is online with commands waiting): sends what waits for it, on a
-    /// task of its own. Cheap when nothing waits (a dictionary lookup): it runs at every login,
-    /// under the session directory's lock.
+    /// A pile logged in (or is online with commands waiting), here or — cluster mode — on another
+    /// node: sends what waits for it, on a task of its own. Cheap when nothing waits (a
+    /// dictionary lookup): it runs at every login, under the session directory's lock, and at
+    /// every put of the cluster's pile directory.
     func pileOnline(_ pile: PileID) {
         guard store.hasWaiting(pile) else { return }
         let start = delivering.withLockedValue { d -> Bool in
@@ -105,8 +139,8 @@ final class QueuedCommands: Sendable {
     /// Sends `pile`'s waiting commands one after another while it stays online, reporting each.
     private func deliver(_ pile: PileID) async {
         repeat {
-            while let session = commands.directory.session(for: pile), let next = store.claimNext(pile) {
-                guard await send(next, to: session) else { break }
+            while let target = target(pile), let next = store.claimNext(pile) {
+                guard await send(next, to: target) else { break }
             }
         } while delivering.withLockedValue({ d -> Bool in
             if d[pile] == true {
@@ -120,7 +154,7 @@ final class QueuedCommands: Sendable {
 
     /// Sends one claimed command (or reports it expired). Returns false when delivery to this
     /// pile should stop for now (the command then waits again).
-    private func send(_ claimed: QueuedCommand, to session: PileSessionHandle) async -> Bool {
+    private func send(_ claimed: QueuedCommand, to target: Target) async -> Bool {
         let now = Date()
         if claimed.isExpired(at: now) {
             await expire(claimed)
@@ -140,9 +174,23 @@ final class QueuedCommands: Sendable {
         }
         let outcome: BackendCommands.Outcome
         let args = try? JSONValue.parse(argsText)
-        switch commands.prepare(pile: taken.pile, command: taken.command, args: args, timeout: taken.timeout.map { .number($0) }) {
-        case .success(let prepared): outcome = await commands.send(prepared, to: session, senderLane: taken.lane)
-        case .failure(let refusal): outcome = .failure(refusal.code, refusal.message)
+        let timeout = taken.timeout.map { JSONValue.number($0) }
+        switch (commands.prepare(pile: taken.pile, command: taken.command, args: args, timeout: timeout), target) {
+        case (.success(let prepared), .local(let session)):
+            outcome = await commands.send(prepared, to: session, senderLane: taken.lane)
+        case (.success(let prepared), .remote(let remote)):
+            // The holder checks and builds the frame again from the same arguments (a
+            // `time_sync` without `time` then carries its clock) and answers as it would a
+            // forwarded command. Nil: the pile left that node in between (not sent).
+            if let answer = await remote.send(taken.pile, taken.command, .object(prepared.args), taken.lane, timeout) {
+                outcome = answer
+            } else if let session = commands.directory.session(for: prepared.pileId) {
+                outcome = await commands.send(prepared, to: session, senderLane: taken.lane)
+            } else {
+                outcome = .failure("pile_offline", "pile \(prepared.pileId) went offline before the queued command was sent")
+            }
+        case (.failure(let refusal), _):
+            outcome = .failure(refusal.code, refusal.message)
         }
         await finish(taken, outcome: outcome, sentAt: now)
         return true
@@ -193,10 +241,11 @@ final class QueuedCommands: Sendable {
     }
 
     /// Reports and removes expired commands, and starts delivery for online piles that have
-    /// commands waiting (a login that raced a queueing, a delivery that stopped on an error).
+    /// commands waiting (a login that raced a queueing, a delivery that stopped on an error, a
+    /// pile already online on another node when this node started).
     func sweep(now: Date = Date()) async {
         for command in store.claimExpired(now: now) { await expire(command) }
-        for pile in store.pilesWaiting() where commands.directory.session(for: pile) != nil { pileOnline(pile) }
+        for pile in store.pilesWaiting() where target(pile) != nil { pileOnline(pile) }
     }
 
     // MARK: event data

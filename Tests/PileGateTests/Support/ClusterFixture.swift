@@ -9,7 +9,7 @@ import YKC
 /// heartbeats. Everything is stopped and removed afterwards.
 final class ClusterFixture: @unchecked Sendable {
     let nats: NATSTestServer
-    private(set) var nodes: [AssembledGateway] = []
+    fileprivate(set) var nodes: [AssembledGateway] = []
     /// A fresh cluster name per fixture, so tests sharing a server could not see each other.
     let clusterName = "t" + UUID().uuidString.prefix(8).lowercased()
 
@@ -97,5 +97,23 @@ extension AssembledGateway {
     /// The node `GET /v1/piles/{id}` on this node says holds the pile (nil: offline or unknown).
     func holder(of pile: String) async -> String? {
         (try? await http("GET", "/v1/piles/\(pile)"))?.json["node"] as? String
+    }
+}
+
+extension ClusterFixture {
+    /// Stops `node` (a drained shutdown) keeping its data directory, runs `whileDown`, and starts
+    /// node `id` again on it: the same node, restarted.
+    func restart(
+        _ node: AssembledGateway, as id: String, whileDown: () async throws -> Void = {}
+    ) async throws -> AssembledGateway {
+        await node.gateway.shutdown()
+        nodes.removeAll { $0 === node }
+        do {
+            try await whileDown()
+        } catch {
+            try? FileManager.default.removeItem(atPath: node.dataDirectory)
+            throw error
+        }
+        return try await startNode(id) { $0.dataDirectory = node.dataDirectory }
     }
 }
