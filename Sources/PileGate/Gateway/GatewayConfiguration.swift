@@ -478,6 +478,8 @@ extension GatewayConfiguration {
         double("hubMaxEjection", \.hub.maxEjection, 0...86_400),
         int("hubQueueLimit", \.hub.queueLimit, 0...100_000_000),
         double("hubReplyTimeout", \.hub.replyTimeout, 0.01...60),
+        int("hubPendingRepliesPerPile", \.hub.pendingRepliesPerPile, 1...10_000),
+        int("hubPendingRepliesTotal", \.hub.pendingRepliesTotal, 1...10_000_000),
         double("hubCommandTimeout", \.hub.commandTimeout, 0.01...3600),
         int("hubDefaultMaxInFlight", \.hub.defaultMaxInFlight, 1...100_000),
         int("hubMaxCommandsPerSocket", \.hub.maxCommandsPerSocket, 1...1_000_000),

@@ -21,6 +21,9 @@ extension BackendHub {
         case unreachable
         /// It went to a backend that did not reply within `hubReplyTimeout`.
         case timeout
+        /// It was not sent: the pile already had `hubPendingRepliesPerPile` requests waiting for
+        /// a backend's reply, or all piles `hubPendingRepliesTotal` (`BackendPendingReplies`).
+        case overloaded
     }
 
     var offlineAuthorizer: OfflineAuthorizer? { offlineAuthorizerBox.withLockedValue { $0 } }

@@ -278,8 +278,17 @@ public final class BackendHub: GatewayEventSink {
         let id = nextEventId()
         let promise = respond.futureResult.eventLoop.makePromise(of: YKCMessage?.self)
         let defaults = BackendPendingReplies<EventLoopPromise<YKCMessage?>>.defaults(for: message, pile: session.pileId)
-        pendingReplies.withLockedValue {
-            $0.expect(id: id, replyName: replyInfo.name, defaults: defaults, deadline: Date().addingTimeInterval(config.replyTimeout), waiter: promise)
+        let refused = pendingReplies.withLockedValue {
+            $0.expect(
+                id: id, pile: session.pileId.raw, replyName: replyInfo.name, defaults: defaults,
+                deadline: Date().addingTimeInterval(config.replyTimeout), waiter: promise,
+                perPileLimit: config.pendingRepliesPerPile, totalLimit: config.pendingRepliesTotal)
+        }
+        if refused != nil {
+            // Not stored: complete the waiter here (NIO must never see a promise dropped).
+            promise.succeed(nil)
+            return answerWithoutBackend(
+                message, code: frame.code, session: session, receivedAt: receivedAt, outage: .overloaded, fallback: fallback, respond: respond)
         }
         let delivered = publish(
             event: message.name, code: frame.code, session: session, gun: message.gun,
@@ -316,10 +325,16 @@ public final class BackendHub: GatewayEventSink {
         guard wanted.withLockedValue({ $0.contains("login") }) else { return eventLoop.makeSucceededFuture(nil) }
         let id = nextEventId()
         let promise = eventLoop.makePromise(of: YKCMessage?.self)
-        pendingReplies.withLockedValue {
+        let refused = pendingReplies.withLockedValue {
             $0.expect(
-                id: id, replyName: "login_reply", defaults: ["pileId": .string(login.pileId.description)],
-                deadline: Date().addingTimeInterval(config.replyTimeout), waiter: promise)
+                id: id, pile: login.pileId.raw, replyName: "login_reply", defaults: ["pileId": .string(login.pileId.description)],
+                deadline: Date().addingTimeInterval(config.replyTimeout), waiter: promise,
+                perPileLimit: config.pendingRepliesPerPile, totalLimit: config.pendingRepliesTotal)
+        }
+        if refused != nil {
+            // As a login no backend answered: the gateway's login policy decides.
+            promise.succeed(nil)
+            return eventLoop.makeSucceededFuture(nil)
         }
         let pseudo = PileSessionInfo(
             connectionId: 0, pileId: login.pileId, remoteAddress: remoteAddress,
@@ -616,7 +631,8 @@ public final class BackendHub: GatewayEventSink {
         }
         BackendHubMetrics(
             traffic: traffic.withLockedValue { $0 }, instances: instances, undeliverable: undeliverable.load(ordering: .relaxed),
-            commandsRefusedPerSocket: commandsRefusedPerSocket.load(ordering: .relaxed)
+            commandsRefusedPerSocket: commandsRefusedPerSocket.load(ordering: .relaxed),
+            pendingReplies: pendingReplies.withLockedValue { ($0.count, $0.refused) }
         ).write(to: w)
     }
 }

@@ -19,6 +19,8 @@ struct BackendHubMetrics {
     var instances: [Instance]
     var undeliverable: Int
     var commandsRefusedPerSocket: Int
+    /// Pile requests waiting for a backend's reply now, and those refused by each bound.
+    var pendingReplies: (count: Int, refused: [BackendPendingReplyLimit: Int])
 
     func write(to w: MetricsWriter) {
         for (k, t) in traffic {
@@ -47,6 +49,10 @@ struct BackendHubMetrics {
         }
         w.counter("pilegate_hub_undeliverable_events_total", [], undeliverable)
         w.counter("pilegate_commands_refused_total", [("limit", "socket")], commandsRefusedPerSocket)
+        w.gauge("pilegate_hub_pending_replies", [], Double(pendingReplies.count))
+        for limit in BackendPendingReplyLimit.allCases {
+            w.counter("pilegate_hub_pending_replies_refused_total", [("limit", limit.rawValue)], pendingReplies.refused[limit] ?? 0)
+        }
     }
 
     /// The base lane is labelled "base", not "".

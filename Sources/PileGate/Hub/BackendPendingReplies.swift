@@ -10,9 +10,19 @@ import YKC
 /// out. An entry ends exactly once: replied, cancelled (no backend took the event), or expired
 /// at its deadline (the gateway's fallback answers then). Bills are not here: the outbox
 /// acknowledges them once committed.
+///
+/// Bounded per pile and in total (`hubPendingRepliesPerPile`, `hubPendingRepliesTotal`): each
+/// entry holds a waiter, the request's defaults and a routed event until its deadline, so a pile
+/// flooding start or billing-model requests at a silent backend would otherwise grow this by
+/// its frame rate times `hubReplyTimeout`. A request over either bound is not sent to a backend;
+/// the hub answers it as it answers one whose reply timed out (the fallback), and counts it.
 struct BackendPendingReplies<Waiter: Sendable>: Sendable {
+    typealias Limit = BackendPendingReplyLimit
+
     struct Entry: Sendable {
         var waiter: Waiter
+        /// The pile the request came from (`PileID.raw`), for the per-pile count.
+        var pile: UInt64
         /// The catalogue name of the reply frame (`billing_model_reply`, `login_reply`, …).
         var replyName: String
         /// Fields of the reply taken from the request, used where the backend's reply has none.
@@ -21,19 +31,54 @@ struct BackendPendingReplies<Waiter: Sendable>: Sendable {
     }
 
     private var entries: [String: Entry] = [:]
+    /// Entries per pile (a pile with none has no key).
+    private var perPile: [UInt64: Int] = [:]
+    /// Requests refused by each bound since start.
+    private(set) var refused: [Limit: Int] = [:]
 
     init() {}
 
     var count: Int { entries.count }
 
-    /// Waits for the reply to event `id`.
-    mutating func expect(id: String, replyName: String, defaults: [String: JSONValue], deadline: Date, waiter: Waiter) {
-        entries[id] = Entry(waiter: waiter, replyName: replyName, defaults: defaults, deadline: deadline)
+    /// The entries waiting for `pile`'s requests.
+    func count(pile: UInt64) -> Int { perPile[pile] ?? 0 }
+
+    /// Waits for the reply to event `id`, unless `pile` already has `perPileLimit` entries or all
+    /// piles `totalLimit`: then nothing is stored, the refusal is counted and its bound returned
+    /// (the caller answers the request without a backend).
+    mutating func expect(
+        id: String, pile: UInt64, replyName: String, defaults: [String: JSONValue], deadline: Date, waiter: Waiter,
+        perPileLimit: Int = .max, totalLimit: Int = .max
+    ) -> Limit? {
+        let limit: Limit? =
+            perPile[pile, default: 0] >= perPileLimit ? .pile : entries.count >= totalLimit ? .total : nil
+        if let limit {
+            refused[limit, default: 0] += 1
+            return limit
+        }
+        if let old = entries.updateValue(
+            Entry(waiter: waiter, pile: pile, replyName: replyName, defaults: defaults, deadline: deadline), forKey: id)
+        {
+            release(old.pile)
+        }
+        perPile[pile, default: 0] += 1
+        return nil
     }
 
     /// Stops waiting (the event reached no backend); returns the entry, if it was waiting.
     mutating func cancel(id: String) -> Entry? {
-        entries.removeValue(forKey: id)
+        remove(id: id)
+    }
+
+    private mutating func remove(id: String) -> Entry? {
+        guard let entry = entries.removeValue(forKey: id) else { return nil }
+        release(entry.pile)
+        return entry
+    }
+
+    private mutating func release(_ pile: UInt64) {
+        let n = perPile[pile, default: 0] - 1
+        perPile[pile] = n > 0 ? n : nil
     }
 
     /// A backend's reply to event `id`: the frame for the pile and the waiter to give it to, or
@@ -49,7 +94,7 @@ struct BackendPendingReplies<Waiter: Sendable>: Sendable {
             object["result"] = .string(accepted ? "accepted" : "rejected")
         }
         let message = try YKCMessage.fromJSON(name: entry.replyName, .object(object))
-        entries[id] = nil
+        _ = remove(id: id)
         return (entry.waiter, message)
     }
 
@@ -58,7 +103,7 @@ struct BackendPendingReplies<Waiter: Sendable>: Sendable {
         var gone: [Entry] = []
         for (id, entry) in entries where entry.deadline <= now {
             gone.append(entry)
-            entries[id] = nil
+            _ = remove(id: id)
         }
         return gone
     }

@@ -18,6 +18,11 @@ public struct HubConfiguration: Sendable, Equatable {
     public var queueLimit = 10_000
     /// How long a pile request (billing model, start, login) waits for a backend reply.
     public var replyTimeout: TimeInterval = 5
+    /// Pile requests (billing model, start, backend login) of one pile that may wait for a
+    /// backend's reply at once; more are answered as if their reply had timed out (the fallback).
+    public var pendingRepliesPerPile = 32
+    /// Pile requests of all piles that may wait for a backend's reply at once.
+    public var pendingRepliesTotal = 100_000
     /// How long a command waits for the pile's reply by default.
     public var commandTimeout: TimeInterval = 15
     /// Default `maxInFlight` when a subscription does not say.

@@ -17,7 +17,7 @@ struct BackendPendingRepliesTests {
         let defaults = BackendPendingReplies<String>.defaults(for: request, pile: pile)
         #expect(defaults["pileId"] == .string("55010600000001"))
         #expect(defaults["billingModel"] != nil)
-        pending.expect(id: "e1", replyName: BillingModelVerifyReply.name, defaults: defaults, deadline: t0 + 1, waiter: "w1")
+        _ = pending.expect(id: "e1", pile: 1, replyName: BillingModelVerifyReply.name, defaults: defaults, deadline: t0 + 1, waiter: "w1")
         #expect(pending.count == 1)
         // Unknown ids are not an answer.
         let unknown = try pending.reply(id: "nope", data: .object([:]))
@@ -39,7 +39,7 @@ struct BackendPendingRepliesTests {
     @Test("a reply that makes no valid frame throws and leaves the entry waiting")
     func badReplyKeepsWaiting() throws {
         var pending = BackendPendingReplies<Int>()
-        pending.expect(id: "e1", replyName: "login_reply", defaults: ["pileId": .string(pile.description)], deadline: t0 + 1, waiter: 1)
+        _ = pending.expect(id: "e1", pile: 1, replyName: "login_reply", defaults: ["pileId": .string(pile.description)], deadline: t0 + 1, waiter: 1)
         var threw = false
         do { _ = try pending.reply(id: "e1", data: .object(["result": .string("maybe")])) } catch { threw = true }
         #expect(threw)
@@ -57,9 +57,9 @@ struct BackendPendingRepliesTests {
     @Test("entries expire at their deadline, not before; a cancelled one is gone")
     func expiry() {
         var pending = BackendPendingReplies<Int>()
-        pending.expect(id: "a", replyName: "login_reply", defaults: [:], deadline: t0 + 1, waiter: 1)
-        pending.expect(id: "b", replyName: "login_reply", defaults: [:], deadline: t0 + 5, waiter: 2)
-        pending.expect(id: "c", replyName: "login_reply", defaults: [:], deadline: t0 + 5, waiter: 3)
+        _ = pending.expect(id: "a", pile: 1, replyName: "login_reply", defaults: [:], deadline: t0 + 1, waiter: 1)
+        _ = pending.expect(id: "b", pile: 1, replyName: "login_reply", defaults: [:], deadline: t0 + 5, waiter: 2)
+        _ = pending.expect(id: "c", pile: 1, replyName: "login_reply", defaults: [:], deadline: t0 + 5, waiter: 3)
         let early = pending.expire(now: t0)
         #expect(early.isEmpty)
         let first = pending.expire(now: t0 + 1)
@@ -71,5 +71,36 @@ struct BackendPendingRepliesTests {
         let rest = pending.expire(now: t0 + 10)
         #expect(rest.map(\.waiter) == [2])
         #expect(pending.count == 0)
+    }
+
+    @Test("the per-pile and total bounds refuse and count; a reply, a cancel and an expiry each free a place")
+    func bounds() throws {
+        var pending = BackendPendingReplies<Int>()
+        func expect(_ id: String, _ pile: UInt64) -> BackendPendingReplies<Int>.Limit? {
+            pending.expect(
+                id: id, pile: pile, replyName: "login_reply", defaults: ["pileId": .string(self.pile.description)],
+                deadline: t0 + (id == "a2" ? 1 : 5), waiter: 0, perPileLimit: 2, totalLimit: 3)
+        }
+        #expect(expect("a1", 1) == nil)
+        #expect(expect("a2", 1) == nil)
+        #expect(expect("a3", 1) == .pile)
+        #expect(pending.count(pile: 1) == 2)
+        #expect(expect("b1", 2) == nil)
+        // Three in all: B is under its own bound but the total is reached.
+        #expect(expect("b2", 2) == .total)
+        #expect(pending.count == 3)
+        #expect(pending.refused == [.pile: 1, .total: 1])
+        // A reply frees A's place, an expiry another, a cancel B's.
+        _ = try pending.reply(id: "a1", data: .object(["result": .string("accepted")]))
+        #expect(expect("a4", 1) == nil)
+        #expect(pending.expire(now: t0 + 1).count == 1)
+        #expect(pending.count(pile: 1) == 1)
+        #expect(pending.cancel(id: "b1") != nil)
+        #expect(pending.count(pile: 2) == 0)
+        #expect(expect("b3", 2) == nil)
+        #expect(expect("b4", 2) == nil)
+        #expect(pending.count == 3)
+        #expect(expect("c1", 3) == .total)
+        #expect(pending.refused == [.pile: 1, .total: 2])
     }
 }
