@@ -4,8 +4,8 @@ import Logging
 import NIOCore
 
 /// An API connection as Hummingbird sets it up, with a deadline on the first request head in
-/// front of it and `MalformedRequestGuard` behind it (a parse error in the first request is
-/// answered and closed instead of left hanging).
+/// front of it and `MalformedRequestGuard` behind it (a parse error in any request is answered
+/// with the API's error document and closed instead of left hanging or answered empty).
 ///
 /// Hummingbird's idle timeout (`HTTPConnectionStateHandler`) is installed only once the first
 /// request head has been parsed (the WebSocket upgrade handler comes first), so a client that

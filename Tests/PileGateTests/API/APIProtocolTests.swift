@@ -76,6 +76,74 @@ extension ReliabilityTests {
             }
         }
 
+        /// The HTTP responses in `bytes`, split by their Content-Length (status, body).
+        static func responses(_ bytes: [UInt8]) -> [(status: Int, body: String)] {
+            var out: [(Int, String)] = []
+            var rest = bytes[...]
+            let blank: [UInt8] = Array("\r\n\r\n".utf8)
+            while let end = rest.firstRange(of: blank) {
+                let head = String(decoding: rest[rest.startIndex..<end.lowerBound], as: UTF8.self)
+                let lines = head.components(separatedBy: "\r\n")
+                let status = Int(lines.first?.split(separator: " ").dropFirst().first ?? "") ?? 0
+                let length =
+                    lines.dropFirst().compactMap { line -> Int? in
+                        let parts = line.split(separator: ":", maxSplits: 1)
+                        guard parts.count == 2, parts[0].lowercased() == "content-length" else { return nil }
+                        return Int(parts[1].trimmingCharacters(in: .whitespaces))
+                    }.first ?? 0
+                let bodyStart = end.upperBound
+                guard rest.endIndex - bodyStart >= length else { break }
+                out.append((status, String(decoding: rest[bodyStart..<bodyStart + length], as: UTF8.self)))
+                rest = rest[(bodyStart + length)...]
+            }
+            return out
+        }
+
+        @Test("a later request of a keep-alive connection that the parser rejects gets the same 400 error document and the connection closes, after the responses owed before it")
+        func malformedLaterRequest() async throws {
+            try await withHub { gw, _ in
+                let good = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                let bad = [
+                    "GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\u{0}b\r\n\r\n",
+                    "GET /healthz HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n",
+                    // A malformed chunk in the second request's body.
+                    "PUT /v1/piles/1/key HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n",
+                ]
+                for text in bad {
+                    // One request answered, then the malformed one on the same connection.
+                    let raw = try await RawClient.connect(port: gw.apiPort)
+                    try await raw.send(Array(good.utf8))
+                    #expect(await gw.eventually { Self.responses(raw.receivedBytes).count == 1 })
+                    #expect(!raw.isClosed)
+                    try await raw.send(Array(text.utf8))
+                    // Two pipelined: the first answered in full, then the 400.
+                    let pipelined = try await RawClient.connect(port: gw.apiPort)
+                    try await pipelined.send(Array((good + text).utf8))
+                    for client in [raw, pipelined] {
+                        let closed = await gw.eventually(timeout: 5) { client.isClosed }
+                        #expect(closed, "still open 5 s after \(text.debugDescription)")
+                        let answers = Self.responses(client.receivedBytes)
+                        let all = String(decoding: client.receivedBytes, as: UTF8.self)
+                        #expect(answers.map(\.status) == [200, 400], "\(all.debugDescription)")
+                        let doc = answers.last.flatMap { try? JSONSerialization.jsonObject(with: Data($0.body.utf8)) as? [String: Any] }
+                        #expect(doc?["error"] as? String == "bad_request", "\(all.debugDescription)")
+                        #expect((doc?["message"] as? String)?.contains("malformed HTTP request") == true)
+                        await client.close()
+                    }
+                }
+                // Keep-alive connections with good requests, and WebSocket backends, work as before.
+                let raw = try await RawClient.connect(port: gw.apiPort)
+                try await raw.send(Array((good + good + good).utf8))
+                #expect(await gw.eventually { Self.responses(raw.receivedBytes).count == 3 })
+                #expect(Self.responses(raw.receivedBytes).map(\.status) == [200, 200, 200])
+                #expect(!raw.isClosed)
+                await raw.close()
+                let backend = try await TestBackend.connect(apiPort: gw.apiPort)
+                try await backend.subscribe(service: "s", instance: "i", events: ["heartbeat"])
+                await backend.close()
+            }
+        }
+
         @Test("a body over a route's limit is 413 with an error document")
         func bodyTooLarge() async throws {
             try await withGateway { gw in
