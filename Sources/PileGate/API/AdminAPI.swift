@@ -92,7 +92,9 @@ public final class AdminAPI: Sendable {
         }
         let app = Application(
             router: router, server: server,
-            configuration: .init(address: .hostname(config.apiHost, port: config.apiPort), serverName: "pilegate"),
+            configuration: .init(
+                address: .hostname(config.apiHost, port: config.apiPort), serverName: "pilegate",
+                availableConnectionsDelegate: APIConnectionLimit(maxConnections: config.apiMaxConnections, counts: gateway.apiConnections)),
             onServerRunning: { channel in
                 continuation.yield(channel.localAddress?.port ?? 0)
                 continuation.finish()

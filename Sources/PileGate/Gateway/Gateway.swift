@@ -21,6 +21,8 @@ public final class Gateway: Service, Sendable {
     public let pileTLS: PileTLSCredentials?
     /// The API's TLS context (nil for plain HTTP), set when the API starts.
     let apiTLS = NIOLockedValueBox<APITLSCredentials?>(nil)
+    /// Open API connections and their bound's episodes (`APIConnectionLimit`), for `/metrics`.
+    let apiConnections = APIConnectionCounts()
     /// Where a reload reads the configuration from (`pilegate serve`: its file and environment).
     private let configurationSource = NIOLockedValueBox<(@Sendable () throws(ConfigurationError) -> GatewayConfiguration)?>(nil)
     private let reloadHooks = NIOLockedValueBox<[@Sendable (GatewayConfiguration) -> Void]>([])
@@ -83,6 +85,8 @@ public final class Gateway: Service, Sendable {
             alwaysEnforced: APIAuthenticator.mustAlwaysEnforce(config), logger: logger)
         self.auth = auth
         metrics.addCollector { auth.collectMetrics($0) }
+        let apiConnections = self.apiConnections
+        metrics.addCollector { apiConnections.collectMetrics($0) }
     }
 
     /// The bound pile port.

@@ -173,6 +173,9 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// An API connection is closed when a request (its head, or its body) stalls this long, or
     /// when it is idle between requests this long.
     public var apiRequestTimeout: TimeInterval = 30
+    /// API connections open at once (HTTP, TLS and backend WebSockets together); beyond it the
+    /// API stops accepting until one closes (`APIConnectionLimit`).
+    public var apiMaxConnections = 4_096
 
     /// File descriptors kept for everything that is not a pile connection (event loops,
     /// listeners, SQLite, API requests, backend WebSockets): pile connections are refused
@@ -466,6 +469,7 @@ extension GatewayConfiguration {
         double("drainWindow", \.drainWindow, 0...3600),
         double("shutdownGrace", \.shutdownGrace, 0.1...600),
         double("apiRequestTimeout", \.apiRequestTimeout, 0.1...3600),
+        int("apiMaxConnections", \.apiMaxConnections, 1...1_000_000),
         int("fileDescriptorReserve", \.fileDescriptorReserve, 64...1_000_000),
         double("outboxCommitSpacing", \.outboxCommitSpacing, 0...1),
         double("outboxServiceRetention", \.outboxServiceRetention, 1...31_536_000),
