@@ -36,6 +36,13 @@ import yaml
 MARGIN = 10
 # Settings the deployment files already name but this build may not have yet (cluster mode).
 PLANNED = {"PILEGATE_NATS_URL"}
+# Optional secret variables that are alternatives (one kind of NATS credentials at most): each is
+# checked with the other optional variables but without its alternatives.
+ALTERNATIVES = [
+    {"PILEGATE_NATS_TOKEN"},
+    {"PILEGATE_NATS_USER", "PILEGATE_NATS_PASSWORD"},
+    {"PILEGATE_NATS_CREDENTIALS"},
+]
 
 problems = []
 
@@ -145,8 +152,11 @@ def check_kubernetes(folder, binary):
             if config is None:
                 problem(cwhere, f"pilegate refuses {source.name} with the pod's variables: {error}")
                 continue
-            if optional:
-                _, error = print_config(binary, source, {**env, **optional})
+            present = [g for g in ALTERNATIVES if g & optional.keys()]
+            variants = [{n: v for n, v in optional.items() if not any(n in o for o in present if o is not g)}
+                        for g in present] or [optional]
+            for variant in (variants if optional else []):
+                _, error = print_config(binary, source, {**env, **variant})
                 if error:
                     unknown = [n for n in optional if f"'{n}'" in error and "unknown setting" in error]
                     if unknown and set(unknown) <= PLANNED:
