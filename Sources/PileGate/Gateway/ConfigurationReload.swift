@@ -30,7 +30,7 @@ public struct ConfigurationReload: Sendable, Codable, Equatable {
     /// The settings a reload applies, and from when. New connections (a connection keeps the
     /// limits in force when it was accepted): the per-connection limits, `loginTimeout`,
     /// `livenessTimeout`, `throttlePause`, `maxCommandsPerPile`, the TLS handshake settings. Next
-    /// login: the login policy, its timeouts and fallback, `timeSyncOnLogin`. Every session at its
+    /// login: the login policy, its timeouts and fallback, `timeSyncOnLogin`, `registryMaxPiles`. Every session at its
     /// next use: `slowReaderTimeout`, `encryptedLoginKeyTrials`. Next connection: the admission caps
     /// and paces. Next shutdown: `drainWindow`, `shutdownGrace`. At once: `logLevel` (under
     /// `pilegate serve`). The next start no backend answers: the `offlineAuthorization*` policy.
@@ -41,6 +41,7 @@ public struct ConfigurationReload: Sendable, Codable, Equatable {
         live("backendLoginTimeout", \.backendLoginTimeout),
         live("backendLoginFallbackAccept", \.backendLoginFallbackAccept),
         live("timeSyncOnLogin", \.timeSyncOnLogin),
+        live("registryMaxPiles", \.registryMaxPiles),
         live("frameRatePerSecond", \.frameRatePerSecond),
         live("frameBurst", \.frameBurst),
         live("byteRatePerSecond", \.byteRatePerSecond),

@@ -210,6 +210,11 @@ public struct GatewayConfiguration: Sendable, Equatable {
 
     // Registry.
     public var registryFlushInterval: TimeInterval = 0.2
+    /// Pile ids the registry may hold (a row in SQLite and an entry in memory each). A login of an
+    /// id it does not hold yet is refused once it holds this many: under the `open` policy every
+    /// new id would otherwise add a row, so a client cycling through made-up ids would grow the
+    /// database and the gateway's memory without end.
+    public var registryMaxPiles = 2_000_000
     public var logLevel = "info"
 
     public init() {}
@@ -491,6 +496,7 @@ extension GatewayConfiguration {
         int("hubQueuedCommandsPerPile", \.hub.queuedCommandsPerPile, 1...10_000),
         int("hubQueuedCommandsTotal", \.hub.queuedCommandsTotal, 1...10_000_000),
         double("registryFlushInterval", \.registryFlushInterval, 0.001...60),
+        int("registryMaxPiles", \.registryMaxPiles, 1...100_000_000),
         Setting(key: "logLevel") { config, value throws(SettingProblem) in
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
             guard let s = value.string, levels.contains(s) else {

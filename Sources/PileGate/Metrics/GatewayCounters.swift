@@ -51,6 +51,8 @@ public final class GatewayCounters: Sendable {
     public let tlsHandshakeFailures: [PileTLSHandshakeFailure: ManagedAtomic<Int>] = Dictionary(
         uniqueKeysWithValues: PileTLSHandshakeFailure.allCases.map { ($0, ManagedAtomic(0)) })
     public let refusedCertificateMismatch = ManagedAtomic(0)
+    /// Logins of pile ids new to a registry that already holds `registryMaxPiles` ids.
+    public let refusedRegistryFull = ManagedAtomic(0)
 
     /// Open connections (logged in or not).
     public let connections = ManagedAtomic(0)

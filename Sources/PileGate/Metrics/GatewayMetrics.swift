@@ -143,6 +143,7 @@ public final class GatewayMetrics: Sendable {
             w.counter("pilegate_pile_tls_handshake_failures_total", [("reason", k.rawValue)], v.load(ordering: .relaxed))
         }
         w.counter("pilegate_logins_refused_total", [("reason", "certificate_mismatch")], c.refusedCertificateMismatch.load(ordering: .relaxed))
+        w.counter("pilegate_logins_refused_total", [("reason", "registry_full")], c.refusedRegistryFull.load(ordering: .relaxed))
         w.counter("pilegate_encrypted_frames_total", [("direction", "in")], c.encryptedIn.load(ordering: .relaxed))
         w.counter("pilegate_encrypted_frames_total", [("direction", "out")], c.encryptedOut.load(ordering: .relaxed))
         w.counter("pilegate_rate_limit_episodes_total", [], c.throttleEpisodes.load(ordering: .relaxed))

@@ -434,6 +434,16 @@ final class PileSessionHandler: ChannelDuplexHandler {
     }
 
     private func decideLogin(context: ChannelHandlerContext, login: Login, sequence: YKCSequence) {
+        // A full registry takes no new pile ids, whatever the policy (`registryMaxPiles`).
+        let registry = gateway.registry
+        guard registry.isKnown(login.pileId) || registry.knownCount < gateway.config.registryMaxPiles else {
+            gateway.counters.refusedRegistryFull.wrappingIncrement(ordering: .relaxed)
+            gateway.logger.debug(
+                "login refused: the registry is full (registryMaxPiles)",
+                metadata: ["pile": "\(login.pileId)", "address": "\(remoteAddress)", "connection": "\(connectionId)"])
+            finishLogin(context: context, login: login, sequence: sequence, accepted: false)
+            return
+        }
         switch gateway.config.loginPolicy {
         case .open:
             finishLogin(context: context, login: login, sequence: sequence, accepted: true)
