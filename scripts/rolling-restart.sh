@@ -3,22 +3,35 @@
 # bill and keeps every pile's pile_online/pile_offline pairing.
 #
 # On loopback: a nats-server (JetStream, temporary store), --nodes `pilegate serve` nodes in cluster
-# mode (natsURL; own ports and data directories; drainWindow --drain-window), two backends that ack
-# everything and record it (`pilegate tail --print`): "billing" (durable, transaction_record) and
-# "audit" (pile_online, pile_offline), each reconnecting to the next node's API whenever its
-# connection ends, and `pilegate simulate` piles spread over every node's pile port, uploading
-# bills (re-sent until 0x40, never abandoned), each 0x40 appended to acked.txt as it arrives.
+# mode (natsURL; own ports and data directories; drainWindow --drain-window), backends that ack
+# everything and record it (`pilegate tail --print`): "billing" (durable: transaction_record,
+# command_result, command_expired), reconnecting to the next node's API whenever its connection
+# ends (durable events reach it from every node through the cluster's event stream), and one
+# "audit" instance per node (pile_online, pile_offline: these are not durable and reach only the
+# backends of the node that publishes them), reconnecting to its own node; and `pilegate simulate`
+# piles spread over every node's pile port with --failover (a reconnect goes to another node, as
+# through a load balancer), uploading bills (re-sent until 0x40, never abandoned), each 0x40
+# appended to acked.txt as it arrives.
 #
 # Then each node in turn gets SIGTERM (a drained shutdown: its piles are closed over drainWindow
 # and reconnect to the other nodes), is restarted on its data directory once it has exited, and
-# must answer /readyz before the next one (after --pause s). Per node the script records the
-# piles it held, the time from SIGTERM to ready again, and the peak logins per second on the
-# other nodes while its piles moved (from /v1/stats each second).
+# must answer /readyz before the next one (after --pause s). Per node the script reports the
+# piles it held at SIGTERM, the seconds from SIGTERM to exited (its drain) and to ready again, the
+# logins on the other nodes until the next node's SIGTERM, and their peak rate on one node (from
+# every node's /v1/stats, sampled every 0.5 s).
+#
+# Queued commands: just before each node's SIGTERM, a `time_sync` with deliverWithin is queued on
+# that node for a pile that is offline (outside the fleet: 32010700000001 + node); right after the
+# SIGTERM that pile logs in on the previous node (a 1-pile `pilegate simulate`), so the command
+# waits in the restarting node's SQLite and must be delivered across nodes once it is back. The
+# "billing" backend also takes command_result and command_expired (durable).
 #
 # At the end the piles stop new bills and wait for the outstanding ones, and the script checks:
-# every bill acked to a pile reached "billing" (acked ⊆ received), and in every contiguous stretch
-# of the audit backend's connection no pile was put online twice without an offline between.
-# Exits 1 on a lost bill or a broken pairing (2 on bad arguments). Loopback only, bounded in time.
+# every bill acked to a pile reached "billing" (acked ⊆ received), every queued command has a
+# command_result with outcome "replied", and no pile was put online twice without an offline
+# between: per contiguous stretch of each node's audit connection, and across the cluster (every
+# node's audit events merged by receivedAt). Exits 1 on a lost bill, an undelivered command or a
+# broken pairing (2 on bad arguments). Loopback only, bounded in time.
 #
 # Usage: scripts/rolling-restart.sh [--nodes 3] [--piles 3000] [--bills-per-minute 3000]
 #          [--drain-window 5] [--pause 5] [--warmup 15] [--base-port 19300] [--bin PATH]
@@ -107,74 +120,97 @@ start_node() {
     wait_http "$(api "$n")/readyz" 60 "$SPAWNED" "$RUN/node-$n.log"
 }
 
-# A backend: `pilegate tail --print` acks and prints each event; when its connection ends it
-# reconnects to the next node's API. A line "# connected N" marks each new connection.
+# A backend: `pilegate tail --print` acks and prints each event into NAME.jsonl; when its
+# connection ends it reconnects to the next node's API (move=1) or to the same node (move=0). A
+# line "# connected N" marks each new connection.
 backend_loop() {
-    local service=$1 events=$2 durable=$3 n=$4
+    local name=$1 service=$2 events=$3 durable=$4 n=$5 move=$6
     trap 'exit 0' TERM
     while :; do
-        echo "# connected $n $(date +%s.%N)" >>"$RUN/$service.jsonl"
-        "$BIN" tail --api "$(api "$n")" --service "$service" --instance "$service-1" --events "$events" $durable \
-            --max-in-flight 1024 --print >>"$RUN/$service.jsonl" 2>>"$RUN/$service.err" &
-        echo $! >"$RUN/tail-$service.pid"
+        echo "# connected $n $(date +%s.%N)" >>"$RUN/$name.jsonl"
+        "$BIN" tail --api "$(api "$n")" --service "$service" --instance "$name" --events "$events" $durable \
+            --max-in-flight 1024 --print >>"$RUN/$name.jsonl" 2>>"$RUN/$name.err" &
+        echo $! >"$RUN/tail-$name.pid"
         wait $! || true
-        n=$((n % NODES + 1))
+        [ "$move" = 0 ] || n=$((n % NODES + 1))
         sleep 0.2
     done
 }
 
 for ((n = 1; n <= NODES; n++)); do start_node "$n"; done
 log "nats-server and $NODES nodes up; run files in $RUN"
-backend_loop billing transaction_record --durable 1 &
+backend_loop billing billing transaction_record,command_result,command_expired --durable 1 1 &
 BACKEND_LOOPS+=($!); track $!
-backend_loop audit pile_online,pile_offline "" 2 &
-BACKEND_LOOPS+=($!); track $!
+for ((n = 1; n <= NODES; n++)); do
+    backend_loop "audit-$n" audit pile_online,pile_offline "" "$n" 0 &
+    BACKEND_LOOPS+=($!); track $!
+done
 sleep 1
 
 : >"$RUN/acked.txt"
 spawn_bounded $((SIM_DURATION + 120)) "$RUN/simulate.log" "$BIN" simulate \
-    --gateway "$GATEWAYS" --piles "$PILES" --guns 2 --rate 2000 --duration "$SIM_DURATION" --heartbeat 10 \
+    --gateway "$GATEWAYS" --failover --piles "$PILES" --guns 2 --rate 2000 --duration "$SIM_DURATION" --heartbeat 10 \
     --source-addresses 8 --bills-per-minute "$BPM" --bill-retry 5 --bill-max-sends 100000 --login-timeout 5 \
     --login-retry 2 --reconnect-min 0.5 --reconnect-max 3 --drain-timeout 60 --report-interval 5 \
     --acked-bills-out "$RUN/acked.txt" --summary-json "$RUN/sim-summary.json"
 SIM_WRAP=$SPAWNED
+SIM_T0=$(date +%s)
+LATE_WRAPS=()
+: >"$RUN/queued.txt"
 sleep "$WARMUP"
 
-stat_logins() { curl -fsS --max-time 1 "$(api "$1")/v1/stats" 2>/dev/null | jq -r '.counters.loginsAccepted // 0' 2>/dev/null || echo 0; }
 online_on() { curl -fsS --max-time 2 "$(api "$1")/v1/stats" 2>/dev/null | jq -r '[.sessionsByLane[]?] | add // 0' 2>/dev/null || echo 0; }
 
-echo "node piles_held seconds_to_ready peak_logins_per_s_elsewhere" >"$RUN/per-node.txt"
+# Every node's accepted logins and open sessions, sampled every 0.5 s for the whole run (the
+# per-node figures are computed from it at the end).
+sampler() {
+    trap 'exit 0' TERM
+    local m line
+    while :; do
+        for ((m = 1; m <= NODES; m++)); do
+            line=$(curl -fsS --max-time 1 "$(api "$m")/v1/stats" 2>/dev/null |
+                jq -r '"\(.counters.loginsAccepted // 0) \([.sessionsByLane[]?] | add // 0)"' 2>/dev/null) || continue
+            echo "$(date +%s.%N) $m $line" >>"$RUN/samples.txt"
+        done
+        sleep 0.5
+    done
+}
+sampler &
+BACKEND_LOOPS+=($!); track $!
+
+: >"$RUN/cycles.txt"
 for ((n = 1; n <= NODES; n++)); do
     held=$(online_on "$n")
-    declare -A before=()
-    for ((m = 1; m <= NODES; m++)); do [ "$m" = "$n" ] || before[$m]=$(stat_logins "$m"); done
+    late=$((32010700000001 + n))
+    qid=$(curl -fsS --max-time 10 -X POST -H 'content-type: application/json' -d '{}' \
+        "$(api "$n")/v1/piles/$late/commands/time_sync?deliverWithin=600" | jq -r '.id // empty' || true)
+    [ -n "$qid" ] || die "gw-$n did not queue a command for the offline pile $late"
+    echo "$qid $late gw-$n" >>"$RUN/queued.txt"
     t0=$(date +%s.%N)
     pid=$(child_pid "${NODE_WRAP[$n]}")
     kill -TERM "$pid"
-    peak=0
-    while kill -0 "$pid" 2>/dev/null; do
-        sleep 1
-        for ((m = 1; m <= NODES; m++)); do
-            [ "$m" = "$n" ] && continue
-            now=$(stat_logins "$m")
-            d=$((now - ${before[$m]}))
-            before[$m]=$now
-            [ "$d" -gt "$peak" ] && peak=$d
-        done
-    done
+    prev=$(( (n + NODES - 2) % NODES + 1 ))
+    late_for=$((SIM_DURATION - ($(date +%s) - SIM_T0)))
+    [ "$late_for" -ge 10 ] || late_for=10
+    spawn_bounded $((SIM_DURATION + 120)) "$RUN/late-$n.log" "$BIN" simulate --gateway "127.0.0.1:$(pile_port "$prev")" \
+        --piles 1 --first-id "$late" --guns 1 --heartbeat 10 --reconnect-min 0.5 --reconnect-max 3 --report-interval 30 \
+        --duration "$late_for"
+    LATE_WRAPS+=("$SPAWNED")
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+    t_exit=$(date +%s.%N)
     wait "${NODE_WRAP[$n]}" 2>/dev/null || true
     forget "${NODE_WRAP[$n]}"
     start_node "$n"
-    t1=$(date +%s.%N)
-    secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}')
-    echo "gw-$n $held $secs $peak" >>"$RUN/per-node.txt"
-    log "gw-$n: held $held piles, back and ready after $secs s; peak logins elsewhere $peak/s"
+    t_ready=$(date +%s.%N)
+    echo "$n $held $t0 $t_exit $t_ready" >>"$RUN/cycles.txt"
+    log "gw-$n: held $held piles; exited $(awk -v a="$t0" -v b="$t_exit" 'BEGIN {printf "%.1f", b - a}') s after SIGTERM, ready again $(awk -v a="$t0" -v b="$t_ready" 'BEGIN {printf "%.1f", b - a}') s after it"
     sleep "$PAUSE"
 done
 
 log "restarts done; piles upload until the end of their run, then drain"
 wait "$SIM_WRAP" || log "simulate exited with status $? (see $RUN/simulate.log)"
 forget "$SIM_WRAP"
+for w in "${LATE_WRAPS[@]}"; do wait "$w" || true; forget "$w"; done
 sleep 5
 stop_backends
 
@@ -195,37 +231,98 @@ for line in open(f"{run}/billing.jsonl"):
         s = (m.get("data") or {}).get("tradeSerial")
         if s:
             received.add(s)
-# Pairing, per contiguous stretch of the audit backend's connection.
-broken, stretches, state = [], 0, {}
-for line in open(f"{run}/audit.jsonl"):
-    if line.startswith("# connected"):
-        stretches += 1
-        state = {}
+# Queued commands: each needs a command_result that says the pile replied.
+queued = [l.split() for l in open(f"{run}/queued.txt") if l.strip()]
+outcomes = {}
+for line in open(f"{run}/billing.jsonl"):
+    if line.startswith("#") or not line.strip():
         continue
     try:
         m = json.loads(line)
     except ValueError:
         continue
-    if m.get("type") != "event":
-        continue
-    pile, ev = m.get("pile"), m.get("event")
-    if ev == "pile_online":
-        if state.get(pile) == "online":
-            broken.append(pile)
-        state[pile] = "online"
-    elif ev == "pile_offline":
-        state[pile] = "offline"
+    if m.get("type") == "event" and m.get("event") in ("command_result", "command_expired"):
+        d = m.get("data") or {}
+        outcomes.setdefault(d.get("id"), []).append(d.get("outcome", "expired"))
+undelivered = [q for q in queued if "replied" not in outcomes.get(q[0], [])]
+# Pairing: per contiguous stretch of each node's audit connection, and across the cluster
+# (every node's events merged by receivedAt, then per pile in that order).
+import glob
+broken, stretches, merged = [], 0, []
+for path in sorted(glob.glob(f"{run}/audit-*.jsonl")):
+    state = {}
+    for line in open(path):
+        if line.startswith("# connected"):
+            stretches += 1
+            state = {}
+            continue
+        try:
+            m = json.loads(line)
+        except ValueError:
+            continue
+        if m.get("type") != "event":
+            continue
+        pile, ev = m.get("pile"), m.get("event")
+        merged.append((m.get("receivedAt", ""), ev == "pile_online", pile, m.get("node")))
+        if ev == "pile_online":
+            if state.get(pile) == "online":
+                broken.append(pile)
+            state[pile] = "online"
+        elif ev == "pile_offline":
+            state[pile] = "offline"
+merged.sort(key=lambda e: (e[0], e[1]))  # same instant: the offline first
+across, moves, last = [], 0, {}
+for at, online, pile, node in merged:
+    prev = last.get(pile)
+    if online:
+        if prev and prev[0]:
+            across.append(pile)
+        elif prev and prev[1] != node:
+            moves += 1
+    last[pile] = (online, node)
+# Per node: piles held at SIGTERM; seconds to exit (the drain) and to ready again; logins on the
+# other nodes from SIGTERM until the next node's SIGTERM, and their peak rate per node (between
+# two samples, ~0.5 s apart).
+samples = {}
+for line in open(f"{run}/samples.txt"):
+    p = line.split()
+    if len(p) == 4:
+        samples.setdefault(int(p[1]), []).append((float(p[0]), int(p[2])))
+cycles = [l.split() for l in open(f"{run}/cycles.txt") if l.strip()]
+per_node = []
+for i, (n, held, t0, t_exit, t_ready) in enumerate(cycles):
+    n, t0, t_exit, t_ready = int(n), float(t0), float(t_exit), float(t_ready)
+    t_end = float(cycles[i + 1][2]) if i + 1 < len(cycles) else t_ready + 10
+    logins, peak = 0, 0.0
+    for m, series in samples.items():
+        if m == n:
+            continue
+        window = [s for s in series if t0 - 1 <= s[0] <= t_end]
+        for (ta, a), (tb, b) in zip(window, window[1:]):
+            if tb > t0 and b >= a and tb - ta > 0.05:
+                peak = max(peak, (b - a) / (tb - ta))
+        before = [s for s in series if s[0] <= t0]
+        after = [s for s in series if s[0] <= t_end]
+        if before and after:
+            logins += after[-1][1] - before[-1][1]
+    per_node.append((f"gw-{n}", int(held), t_exit - t0, t_ready - t0, logins, peak))
 missing = sorted(acked - received)
-print("per node (piles held, seconds from SIGTERM to ready, peak logins/s on the others):")
-print(open(f"{run}/per-node.txt").read().rstrip())
+print("node   piles held   SIGTERM->exited   SIGTERM->ready   logins on the others   peak logins/s on one other node")
+for name, held, exited, ready, logins, peak in per_node:
+    print(f"{name:6} {held:10} {exited:15.1f} s {ready:14.1f} s {logins:20} {peak:22.0f}")
 print(f"bills acked to piles (0x40):              {len(acked)}")
 print(f"distinct bills received by billing:       {len(received)} ({events} deliveries)")
 print(f"MISSING (acked, never received):          {len(missing)}")
-print(f"audit connection stretches:               {stretches}")
-print(f"pile_online twice without pile_offline:   {len(broken)} {sorted(set(broken))[:5]}")
-sys.exit(1 if missing or broken or not acked else 0)
+print(f"commands queued for offline piles:        {len(queued)}")
+print(f"  delivered (command_result replied):     {len(queued) - len(undelivered)}")
+print(f"  NOT delivered:                          {len(undelivered)} {[(q[0], outcomes.get(q[0])) for q in undelivered][:5]}")
+print(f"audit connection stretches (all nodes):   {stretches}")
+print(f"pile_online/pile_offline events seen:     {len(merged)}")
+print(f"offline on one node, then online on another: {moves}")
+print(f"pile_online twice without pile_offline:   {len(broken)} within a stretch, {len(across)} across the cluster {sorted(set(broken + across))[:5]}")
+sys.exit(1 if missing or broken or across or undelivered or not acked or not queued else 0)
 PYEOF
 rc=${PIPESTATUS[0]}
 { echo "COMMAND=$COMMAND"; echo "DATE=$DATE"; echo "GIT=$GIT"; echo "CPU=$CPU_MODEL, $CORES cores"; } >>"$RUN/result.txt"
-if [ "$rc" -eq 0 ]; then log "PASS: no bill lost, every pile's online/offline paired across $NODES restarts"; else log "FAIL: see $RUN"; KEEP=1; fi
+if [ "$rc" -eq 0 ]; then log "PASS: no bill lost, every queued command delivered, every pile's online/offline paired across $NODES restarts"; else log "FAIL: see $RUN"; KEEP=1; fi
 exit "$rc"

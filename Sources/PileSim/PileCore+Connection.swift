@@ -17,6 +17,10 @@ extension PileCore {
         phase = .connecting
         connectionID &+= 1
         let id = connectionID
+        if connectAttempts > 0, config.failoverTargets.count > 1 {
+            let others = config.failoverTargets.filter { $0 != target }
+            target = others.randomElement() ?? target
+        }
         connectAttempts += 1
         counters?.connectAttempts.wrappingIncrement(ordering: .relaxed)
         let bound = NIOLoopBound(self, eventLoop: eventLoop)

@@ -10,7 +10,9 @@ import YKC
 /// `scheduleTask` instead of a Task per pile, so 19,000 piles cost a few small objects each.
 final class PileCore {
     let config: SimulatedPileConfig
-    let target: SocketAddress
+    /// Where the next connect goes: the pile's target, or after a reconnect with
+    /// `failoverTargets` another of those.
+    var target: SocketAddress
     let eventLoop: any EventLoop
 
     // Connection

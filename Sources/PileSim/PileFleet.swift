@@ -9,6 +9,9 @@ public struct PileFleetConfig: Sendable {
     public var targets: [SocketAddress]
     /// How piles are spread over `targets`.
     public var assignment: GatewayAssignment = .roundRobin
+    /// Reconnects go to a random other gateway of `targets` (`SimulatedPileConfig.failoverTargets`:
+    /// the cluster behind a load balancer); false: a pile always reconnects to its own gateway.
+    public var failover = false
     /// The run index of this fleet's first pile: a run split over worker processes gives each
     /// worker a share of consecutive piles, and the run index (not the share's own) picks the
     /// gateway, the source address and the charging piles, so the split changes none of them.
@@ -88,6 +91,7 @@ public final class PileFleet: Sendable {
             var c = config.template
             c.pileID = try Self.pileID(config.firstPileID, offset: i)
             c.counters = counters
+            if config.failover && config.targets.count > 1 { c.failoverTargets = config.targets }
             let runIndex = config.runIndexOffset + i
             c.sourceAddress = sources.isEmpty ? nil : sources[runIndex % sources.count]
             if ChargingCycle.isCharging(runIndex: runIndex, fraction: config.chargingFraction) {

@@ -36,6 +36,11 @@ public struct SimulatedPileConfig: Sendable {
     public var loginRetryDelay: TimeAmount = .seconds(30)
     /// Reconnection after the link drops or a connect fails.
     public var reconnect: ReconnectPolicy = .default
+    /// Gateways behind a load balancer (the nodes of a cluster): when it has two or more, every
+    /// reconnect goes to one of them other than the last one tried, picked at random, as a new
+    /// connection through a load balancer lands on any healthy node. Empty: always the pile's
+    /// own target.
+    public var failoverTargets: [SocketAddress] = []
     /// Speak TLS with this client context (the gateway's `pileTLSPort`): it holds the CA to trust
     /// and, for mutual TLS, the pile's certificate. Nil: plain TCP.
     public var tls: NIOSSLContext?

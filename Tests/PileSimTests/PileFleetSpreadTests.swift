@@ -76,6 +76,40 @@ struct PileFleetSpreadTests {
         await b.shutdown()
     }
 
+    @Test("with failover, the piles of a gateway that goes away reconnect to the others, as behind a load balancer")
+    func failover() async throws {
+        let gateways = [try await FakePlatform.start(), try await FakePlatform.start(), try await FakePlatform.start()]
+        var config = PileFleetConfig(
+            targets: try gateways.map { try SocketAddress(ipAddress: "127.0.0.1", port: $0.port) }, pileCount: 6, gunCount: 1)
+        config.firstPileID = 32_010_600_000_201
+        config.connectRate = nil
+        config.failover = true
+        config.template.heartbeatInterval = .milliseconds(200)
+        config.template.reconnect = ReconnectPolicy(
+            enabled: true, initialDelay: .milliseconds(50), maxDelay: .milliseconds(200), multiplier: 2, jitter: 0)
+        let fleet = try PileFleet(config: config, group: MultiThreadedEventLoopGroup.singleton)
+        await fleet.start()
+        #expect(await gateways[0].eventually { fleet.counters.snapshot().loggedIn == 6 })
+        @Sendable func ids(_ p: FakePlatform) async -> Set<String> {
+            Set(await p.frames(code: 0x01).compactMap { frame -> String? in
+                if case .login(let m) = YKCMessage.decode(frame) { return m.pileId.description }
+                return nil
+            })
+        }
+        let first = await ids(gateways[0])
+        #expect(first == ["32010600000201", "32010600000204"])
+        // The first gateway goes away: its two piles log in on the other two.
+        await gateways[0].shutdown()
+        #expect(
+            await gateways[1].eventually(timeout: .seconds(5)) {
+                let elsewhere = await ids(gateways[1]).union(await ids(gateways[2]))
+                return first.isSubset(of: elsewhere) && elsewhere.count == 6
+            })
+        await fleet.stop()
+        await gateways[1].shutdown()
+        await gateways[2].shutdown()
+    }
+
     @Test("an empty gateway list is refused")
     func noGateway() throws {
         let config = PileFleetConfig(targets: [], pileCount: 1)

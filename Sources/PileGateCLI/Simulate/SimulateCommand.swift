@@ -27,7 +27,9 @@ struct SimulateCommand: AsyncParsableCommand {
             Several gateways: --gateway takes a comma-separated list (the nodes of a cluster). With \
             --gateway-assignment round-robin (the default) the k-th pile from --first-id connects to \
             gateway k mod n; with hash, a pile connects to gateway FNV-1a-64(its 14-digit id) mod n. \
-            Source addresses go round-robin the same way (pile k binds 127.0.0.(k mod N + 1)).
+            Source addresses go round-robin the same way (pile k binds 127.0.0.(k mod N + 1)). With \
+            --failover each reconnect goes to a random other gateway of the list, as through a load \
+            balancer: the piles of a node that drains or dies move to the others.
 
             Several processes: a process may hold only so many open files (ulimit -n; one per pile), \
             so --workers N runs the fleet in N copies of this command, each with a share of \
@@ -83,6 +85,9 @@ struct SimulateCommand: AsyncParsableCommand {
         name: .customLong("gateway-assignment"),
         help: "How piles are spread over several gateways: round-robin (pile k -> gateway k mod n) or hash (of the pile id).")
     var gatewayAssignment: String = GatewayAssignment.roundRobin.rawValue
+
+    @Flag(help: "With several --gateway: every reconnect goes to a random other gateway (the cluster behind a load balancer).")
+    var failover = false
 
     @Option(help: "Worker processes to spread the piles over (each holds one open file per pile).")
     var workers: Int = 1
@@ -399,6 +404,7 @@ struct SimulateCommand: AsyncParsableCommand {
         config.firstPileID = firstID + UInt64(share.offset)
         config.runIndexOffset = share.offset
         config.assignment = GatewayAssignment(rawValue: gatewayAssignment) ?? .roundRobin
+        config.failover = failover
         config.sourceAddressCount = sourceAddresses
         config.connectRate = rate > 0 ? max(share.part(of: rate, piles: piles), 1) : nil
         config.chargingFraction = charging
