@@ -20,10 +20,11 @@
 # logins on the other nodes until the next node's SIGTERM, and their peak rate on one node (from
 # every node's /v1/stats, sampled every 0.5 s).
 #
-# Queued commands: just before each node's SIGTERM, a `time_sync` with deliverWithin is queued on
-# that node for a pile that is offline (outside the fleet: 32010700000001 + node); right after the
-# SIGTERM that pile logs in on the previous node (a 1-pile `pilegate simulate`), so the command
-# waits in the restarting node's SQLite and must be delivered across nodes once it is back. The
+# Queued commands: just before each node's SIGTERM, two `time_sync` with deliverWithin are queued
+# on that node for piles that are offline (outside the fleet: 320107000000N1, 320107000000N2); each
+# then logs in on the previous node (a 1-pile `pilegate simulate`): the first right after the
+# SIGTERM (the draining node must deliver it across nodes), the second once the node has exited
+# (the command waits in its SQLite and must be delivered across nodes once it is back). The
 # "billing" backend also takes command_result and command_expired (durable).
 #
 # At the end the piles stop new bills and wait for the outstanding ones, and the script checks:
@@ -34,14 +35,14 @@
 # broken pairing (2 on bad arguments). Loopback only, bounded in time.
 #
 # Usage: scripts/rolling-restart.sh [--nodes 3] [--piles 3000] [--bills-per-minute 3000]
-#          [--drain-window 5] [--pause 5] [--warmup 15] [--base-port 19300] [--bin PATH]
+#          [--drain-window 5] [--pause 5] [--warmup 30] [--base-port 19300] [--bin PATH]
 #          [--no-build] [--keep] [--out DIR] [--wait-busy 600]
 set -euo pipefail
 COMMAND="scripts/rolling-restart.sh $*"
 source "$(dirname "$0")/lib/harness.sh"
 harness_init rolling
 
-NODES=3 PILES=3000 BPM=3000 DRAIN=5 PAUSE=5 WARMUP=15 BASE=19300 BIN="" BUILD=1 KEEP=0 OUT="" WAIT_BUSY=600
+NODES=3 PILES=3000 BPM=3000 DRAIN=5 PAUSE=5 WARMUP=30 BASE=19300 BIN="" BUILD=1 KEEP=0 OUT="" WAIT_BUSY=600
 while [ $# -gt 0 ]; do
     case "$1" in
         --nodes) NODES=$2; shift 2 ;;
@@ -56,7 +57,7 @@ while [ $# -gt 0 ]; do
         --keep) KEEP=1; shift ;;
         --out) OUT=$2; shift 2 ;;
         --wait-busy) WAIT_BUSY=$2; shift 2 ;;
-        -h|--help) sed -n '2,28p' scripts/rolling-restart.sh; exit 0 ;;
+        -h|--help) sed -n '2,38p' scripts/rolling-restart.sh; exit 0 ;;
         *) usage_error "unknown argument $1" ;;
     esac
 done
@@ -154,13 +155,6 @@ spawn_bounded $((SIM_DURATION + 120)) "$RUN/simulate.log" "$BIN" simulate \
     --login-retry 2 --reconnect-min 0.5 --reconnect-max 3 --drain-timeout 60 --report-interval 5 \
     --acked-bills-out "$RUN/acked.txt" --summary-json "$RUN/sim-summary.json"
 SIM_WRAP=$SPAWNED
-SIM_T0=$(date +%s)
-LATE_WRAPS=()
-: >"$RUN/queued.txt"
-sleep "$WARMUP"
-
-online_on() { curl -fsS --max-time 2 "$(api "$1")/v1/stats" 2>/dev/null | jq -r '[.sessionsByLane[]?] | add // 0' 2>/dev/null || echo 0; }
-
 # Every node's accepted logins and open sessions, sampled every 0.5 s for the whole run (the
 # per-node figures are computed from it at the end).
 sampler() {
@@ -177,27 +171,44 @@ sampler() {
 }
 sampler &
 BACKEND_LOOPS+=($!); track $!
+SIM_T0=$(date +%s)
+LATE_WRAPS=()
+: >"$RUN/queued.txt"
+sleep "$WARMUP"
+
+online_on() { curl -fsS --max-time 2 "$(api "$1")/v1/stats" 2>/dev/null | jq -r '[.sessionsByLane[]?] | add // 0' 2>/dev/null || echo 0; }
+
+
+# late_pile ID N: pile ID (outside the fleet) logs in on the node before node N, until the end.
+late_pile() {
+    local prev=$(( ($2 + NODES - 2) % NODES + 1 )) secs
+    secs=$((SIM_DURATION - ($(date +%s) - SIM_T0)))
+    [ "$secs" -ge 10 ] || secs=10
+    spawn_bounded $((SIM_DURATION + 120)) "$RUN/late-$1.log" "$BIN" simulate --gateway "127.0.0.1:$(pile_port "$prev")" \
+        --piles 1 --first-id "$1" --guns 1 --heartbeat 10 --reconnect-min 0.5 --reconnect-max 3 --report-interval 30 \
+        --duration "$secs"
+    LATE_WRAPS+=("$SPAWNED")
+}
 
 : >"$RUN/cycles.txt"
 for ((n = 1; n <= NODES; n++)); do
     held=$(online_on "$n")
-    late=$((32010700000001 + n))
-    qid=$(curl -fsS --max-time 10 -X POST -H 'content-type: application/json' -d '{}' \
-        "$(api "$n")/v1/piles/$late/commands/time_sync?deliverWithin=600" | jq -r '.id // empty' || true)
-    [ -n "$qid" ] || die "gw-$n did not queue a command for the offline pile $late"
-    echo "$qid $late gw-$n" >>"$RUN/queued.txt"
+    # Two commands wait on this node for offline piles: one pile logs in elsewhere while the
+    # node drains, the other only once it has exited (the command is then in its SQLite only).
+    for k in 1 2; do
+        late=$((32010700000000 + 10 * n + k))
+        qid=$(curl -fsS --max-time 10 -X POST -H 'content-type: application/json' -d '{}' \
+            "$(api "$n")/v1/piles/$late/commands/time_sync?deliverWithin=600" | jq -r '.id // empty' || true)
+        [ -n "$qid" ] || die "gw-$n did not queue a command for the offline pile $late"
+        echo "$qid $late gw-$n $([ $k = 1 ] && echo while-draining || echo while-down)" >>"$RUN/queued.txt"
+    done
     t0=$(date +%s.%N)
     pid=$(child_pid "${NODE_WRAP[$n]}")
     kill -TERM "$pid"
-    prev=$(( (n + NODES - 2) % NODES + 1 ))
-    late_for=$((SIM_DURATION - ($(date +%s) - SIM_T0)))
-    [ "$late_for" -ge 10 ] || late_for=10
-    spawn_bounded $((SIM_DURATION + 120)) "$RUN/late-$n.log" "$BIN" simulate --gateway "127.0.0.1:$(pile_port "$prev")" \
-        --piles 1 --first-id "$late" --guns 1 --heartbeat 10 --reconnect-min 0.5 --reconnect-max 3 --report-interval 30 \
-        --duration "$late_for"
-    LATE_WRAPS+=("$SPAWNED")
+    late_pile $((32010700000000 + 10 * n + 1)) "$n"
     while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
     t_exit=$(date +%s.%N)
+    late_pile $((32010700000000 + 10 * n + 2)) "$n"
     wait "${NODE_WRAP[$n]}" 2>/dev/null || true
     forget "${NODE_WRAP[$n]}"
     start_node "$n"
@@ -315,7 +326,7 @@ print(f"distinct bills received by billing:       {len(received)} ({events} deli
 print(f"MISSING (acked, never received):          {len(missing)}")
 print(f"commands queued for offline piles:        {len(queued)}")
 print(f"  delivered (command_result replied):     {len(queued) - len(undelivered)}")
-print(f"  NOT delivered:                          {len(undelivered)} {[(q[0], outcomes.get(q[0])) for q in undelivered][:5]}")
+print(f"  NOT delivered:                          {len(undelivered)} {[(q[0], q[3], outcomes.get(q[0])) for q in undelivered][:6]}")
 print(f"audit connection stretches (all nodes):   {stretches}")
 print(f"pile_online/pile_offline events seen:     {len(merged)}")
 print(f"offline on one node, then online on another: {moves}")
