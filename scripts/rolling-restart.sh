@@ -32,7 +32,9 @@
 # command_result with outcome "replied", and no pile was put online twice without an offline
 # between: per contiguous stretch of each node's audit connection, and across the cluster (every
 # node's audit events merged by receivedAt). Exits 1 on a lost bill, an undelivered command or a
-# broken pairing (2 on bad arguments). Loopback only, bounded in time.
+# broken pairing, and on a run whose load did not happen (under 90 % of the piles online at the
+# first SIGTERM, or the simulator not ending by itself: a machine too busy for the run); 2 on bad
+# arguments. Loopback only, bounded in time.
 #
 # Usage: scripts/rolling-restart.sh [--nodes 3] [--piles 3000] [--bills-per-minute 3000]
 #          [--drain-window 5] [--pause 5] [--warmup 30] [--base-port 19300] [--bin PATH]
@@ -219,15 +221,17 @@ for ((n = 1; n <= NODES; n++)); do
 done
 
 log "restarts done; piles upload until the end of their run, then drain"
-wait "$SIM_WRAP" || log "simulate exited with status $? (see $RUN/simulate.log)"
+SIM_RC=0
+wait "$SIM_WRAP" || SIM_RC=$?
+[ "$SIM_RC" = 0 ] || log "simulate exited with status $SIM_RC (see $RUN/simulate.log)"
 forget "$SIM_WRAP"
 for w in "${LATE_WRAPS[@]}"; do wait "$w" || true; forget "$w"; done
 sleep 5
 stop_backends
 
-python3 - "$RUN" <<'PYEOF' | tee "$RUN/result.txt"
+python3 - "$RUN" "$SIM_RC" "$PILES" <<'PYEOF' | tee "$RUN/result.txt"
 import json, sys
-run = sys.argv[1]
+run, sim_rc, piles = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 acked = {l.strip() for l in open(f"{run}/acked.txt") if l.strip()}
 received, events = set(), 0
 for line in open(f"{run}/billing.jsonl"):
@@ -321,6 +325,18 @@ missing = sorted(acked - received)
 print("node   piles held   SIGTERM->exited   SIGTERM->ready   logins on the others   peak logins/s on one other node")
 for name, held, exited, ready, logins, peak in per_node:
     print(f"{name:6} {held:10} {exited:15.1f} s {ready:14.1f} s {logins:20} {peak:22.0f}")
+# Piles online on all nodes at the first SIGTERM (the sessions column of the samples).
+online_first = 0
+sessions = {}
+for line in open(f"{run}/samples.txt"):
+    p = line.split()
+    if len(p) == 4:
+        sessions.setdefault(int(p[1]), []).append((float(p[0]), int(p[3])))
+if cycles:
+    t_first = float(cycles[0][2])
+    online_first = sum((lambda b: b[-1][1] if b else 0)([x for x in series if x[0] <= t_first]) for series in sessions.values())
+print(f"piles online at the first SIGTERM:        {online_first} of {piles}")
+print(f"simulate exit status:                     {sim_rc}")
 print(f"bills acked to piles (0x40):              {len(acked)}")
 print(f"distinct bills received by billing:       {len(received)} ({events} deliveries)")
 print(f"MISSING (acked, never received):          {len(missing)}")
@@ -331,7 +347,12 @@ print(f"audit connection stretches (all nodes):   {stretches}")
 print(f"pile_online/pile_offline events seen:     {len(merged)}")
 print(f"offline on one node, then online on another: {moves}")
 print(f"pile_online twice without pile_offline:   {len(broken)} within a stretch, {len(across)} across the cluster {sorted(set(broken + across))[:5]}")
-sys.exit(1 if missing or broken or across or undelivered or not acked or not queued else 0)
+# A run whose load did not happen as planned proves nothing: the fleet must have been (nearly)
+# all online before the restarts and the simulator must have ended by itself.
+invalid = sim_rc != 0 or online_first < 0.9 * piles
+if invalid:
+    print("INVALID RUN: the simulator did not end normally or under 90 % of the piles were online at the first SIGTERM")
+sys.exit(1 if missing or broken or across or undelivered or not acked or not queued or invalid else 0)
 PYEOF
 rc=${PIPESTATUS[0]}
 { echo "COMMAND=$COMMAND"; echo "DATE=$DATE"; echo "GIT=$GIT"; echo "CPU=$CPU_MODEL, $CORES cores"; } >>"$RUN/result.txt"
