@@ -46,6 +46,8 @@ public final class NATSClient: Sendable {
     let muxInbox: String
     private let tlsContext: NIOSSLContext?
     private let state: NIOLockedValueBox<State>
+    /// Held while status changes are told to watchers (outside `state`'s lock, in order).
+    private let notifying = NIOLock()
     private let counters = Counters()
 
     static let inboxSID: UInt64 = 1
@@ -64,6 +66,8 @@ public final class NATSClient: Sendable {
         var lastError: String?
         var statusWatchers: [UInt64: AsyncStream<NATSConnectionStatus>.Continuation] = [:]
         var nextWatcher: UInt64 = 0
+        /// Status changes not yet told to the watchers that were registered when they happened.
+        var statusNotices: [(NATSConnectionStatus, [AsyncStream<NATSConnectionStatus>.Continuation])] = []
         /// The server of the current (or last) connection.
         var currentServer: NATSServerAddress?
         /// Servers learnt from INFO's `connect_urls` that the options do not list (cluster members).
@@ -235,11 +239,29 @@ public final class NATSClient: Sendable {
         return stream
     }
 
-    /// Sets the status and tells the watchers (called with the lock held; yield does not re-enter it).
+    /// Sets the status and queues the change for the watchers (called with the lock held);
+    /// `tellStatusWatchers()` delivers it once the lock is released.
     private static func setStatus(_ status: NATSConnectionStatus, in s: inout State) {
         guard s.status != status else { return }
         s.status = status
-        for watcher in s.statusWatchers.values { watcher.yield(status) }
+        if !s.statusWatchers.isEmpty { s.statusNotices.append((status, Array(s.statusWatchers.values))) }
+    }
+
+    /// Delivers queued status changes, in order. Never called with `state`'s lock held: yielding
+    /// resumes a waiting task, which takes that task's status lock, while cancelling a task runs
+    /// the stream's `onTermination` under its status lock, which takes `state`'s lock; yielding
+    /// under `state`'s lock deadlocked the two threads (seen when a cluster node's watcher was
+    /// stopped during a reconnect).
+    private func tellStatusWatchers() {
+        notifying.withLock {
+            let notices = state.withLockedValue { s in
+                defer { s.statusNotices = [] }
+                return s.statusNotices
+            }
+            for (status, watchers) in notices {
+                for watcher in watchers { watcher.yield(status) }
+            }
+        }
     }
 
     // MARK: - Publish
@@ -490,6 +512,7 @@ public final class NATSClient: Sendable {
             }
             return (s.channel, s.reconnectTask, Array(s.subscriptions.values), Array(s.requests.values), Array(s.statusWatchers.values))
         }
+        tellStatusWatchers()
         guard let (channel, task, subscriptions, requests, watchers) = taken else { return }
         task?.cancel()
         if let channel {
@@ -568,6 +591,7 @@ public final class NATSClient: Sendable {
             Self.setStatus(.connected, in: &s)
             return true
         }
+        tellStatusWatchers()
         guard installed else {
             try? await channel.close()
             throw NATSError.connectionClosed
@@ -589,6 +613,7 @@ public final class NATSClient: Sendable {
             s.reconnectTask = Task { await self.reconnectLoop() }
             return true
         }
+        tellStatusWatchers()
         if reconnect { logger.warning("nats connection lost; reconnecting") }
     }
 
@@ -627,6 +652,12 @@ public final class NATSClient: Sendable {
 }
 
 extension NATSClient {
+    /// Test hook: closes the current connection as a lost server would; the client reconnects.
+    func dropConnection() async {
+        guard let channel = state.withLockedValue({ $0.channel }) else { return }
+        try? await channel.close()
+    }
+
     /// Test hook: stops (false) or resumes (true) reading the socket, to make the server see a slow consumer.
     func setReading(_ on: Bool) async throws {
         guard let channel = state.withLockedValue({ $0.channel }) else { return }

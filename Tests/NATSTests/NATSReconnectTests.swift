@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import Testing
 
@@ -64,6 +65,34 @@ extension RealServerTests {
                 try await waitUntil { client.status == .connected && client.statistics.reconnects == 1 }
                 #expect(try await client.request("2", to: "svc").string == "ok")
                 serving.cancel()
+                await client.close()
+            }
+        }
+
+        @Test("status watchers cancelled while the status changes: no deadlock")
+        func statusWatchersCancelledDuringReconnect() async throws {
+            // Telling watchers of a status change resumes their tasks; cancelling a watcher's task
+            // ends its stream under the task's own lock. Both used to take the client's lock in
+            // opposite orders, and a node hung for good when one of its watchers was stopped during
+            // a reconnect. Many watchers, cancelled from another thread while the connection drops
+            // and comes back, make the two overlap.
+            try await NATSTestServer.with { server in
+                let client = try await server.connect()
+                for round in 0..<20 {
+                    let watchers = (0..<200).map { _ in Task { for await _ in client.statusChanges() {} } }
+                    try await Task.sleep(for: .milliseconds(20))
+                    let cancelled = NIOLockedValueBox(false)
+                    Thread.detachNewThread {
+                        for watcher in watchers { watcher.cancel() }
+                        cancelled.withLockedValue { $0 = true }
+                    }
+                    await client.dropConnection()
+                    try await waitUntil("round \(round): watchers cancelled, client reconnected", timeout: .seconds(20)) {
+                        cancelled.withLockedValue { $0 } && client.statistics.reconnects == round + 1 && client.status == .connected
+                    }
+                    for watcher in watchers { await watcher.value }
+                }
+                #expect(client.statistics.reconnects == 20)
                 await client.close()
             }
         }
@@ -136,6 +165,9 @@ extension RealServerTests {
                 }
                 try await slow.setReading(true)
                 try await waitUntil("reconnected") { slow.status == .connected && slow.statistics.reconnects >= 1 }
+                // The subscription was re-sent on reconnect; a round trip makes sure the server has
+                // processed it before the producer, on another connection, publishes.
+                try await slow.flush()
                 let before = collector.messages.count
                 try producer.publish("after", to: "flood")
                 try await waitUntil("resubscribed") { collector.messages.count > before && collector.messages.last?.string == "after" }
