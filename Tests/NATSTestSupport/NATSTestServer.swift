@@ -9,8 +9,8 @@ import NIOPosix
 /// temporary directory, with the monitoring port for `/varz`-style checks. `restart()` keeps the port
 /// and the store, so clients can reconnect to it and JetStream state survives.
 public final class NATSTestServer: @unchecked Sendable {
-    public let port: Int
-    public let monitorPort: Int
+    public private(set) var port: Int
+    public private(set) var monitorPort: Int
     public let directory: URL
     public let configuration: String?
     public let jetStream: Bool
@@ -30,11 +30,23 @@ public final class NATSTestServer: @unchecked Sendable {
         self.monitorPort = try await Self.freePort()
         self.configuration = configuration
         self.jetStream = jetStream
-        do {
-            try await start()
-        } catch {
-            removeFiles()
-            throw error
+        // A free port is only free until someone binds it: another test process (other suites and
+        // worktrees start servers at the same time) can take it before this server does. Then this
+        // server exits and the port answers for the other one; `start` notices, and the first start
+        // tries fresh ports.
+        var attempt = 1
+        while true {
+            do {
+                try await start()
+                return
+            } catch TestServerError.portTaken where attempt < 5 {
+                attempt += 1
+                port = try await Self.freePort()
+                monitorPort = try await Self.freePort()
+            } catch {
+                removeFiles()
+                throw error
+            }
         }
     }
 
@@ -73,7 +85,11 @@ public final class NATSTestServer: @unchecked Sendable {
         return try await NATSClient.connect(options, logger: logger)
     }
 
+    /// Starts the server on its ports and returns once it is ready: its own log says so (not just
+    /// "something accepts on the port", which another test's server on a reused port also does).
+    /// Throws `portTaken` when it could not bind its ports.
     public func start() async throws {
+        let readyBefore = readyCount()
         var arguments = [
             "-a", "127.0.0.1", "-p", "\(port)", "-m", "\(monitorPort)",
             "-sd", directory.appendingPathComponent("store").path,
@@ -97,11 +113,16 @@ public final class NATSTestServer: @unchecked Sendable {
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
             if !process.isRunning {
-                throw TestServerError.exited(log: log())
+                self.process = nil
+                let log = log()
+                if log.contains("address already in use") { throw TestServerError.portTaken(log: log) }
+                throw TestServerError.exited(log: log)
             }
-            let clientPortReady = await Self.accepts(port: port)
-            let monitorPortReady = await Self.accepts(port: monitorPort)
-            if clientPortReady && monitorPortReady { return }
+            if readyCount() > readyBefore {
+                let clientPortReady = await Self.accepts(port: port)
+                let monitorPortReady = await Self.accepts(port: monitorPort)
+                if clientPortReady && monitorPortReady && process.isRunning { return }
+            }
             try await Task.sleep(for: .milliseconds(20))
         }
         await stop()
@@ -133,6 +154,12 @@ public final class NATSTestServer: @unchecked Sendable {
 
     public func removeFiles() {
         try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// How many times the server's log says it is ready (the log is kept across restarts).
+    private func readyCount() -> Int {
+        let text = (try? String(contentsOf: directory.appendingPathComponent("server.log"), encoding: .utf8)) ?? ""
+        return text.components(separatedBy: "Server is ready").count - 1
     }
 
     public func log() -> String {
@@ -178,6 +205,8 @@ public final class NATSTestServer: @unchecked Sendable {
 
     public enum TestServerError: Error {
         case exited(log: String)
+        /// Another process bound one of the server's ports first.
+        case portTaken(log: String)
         case notReady(log: String)
         case noPort
         case badMonitorResponse(String)

@@ -152,17 +152,24 @@ extension RealServerTests {
                 #expect(ContinuousClock.now - nakAt >= .milliseconds(900))
                 try third.term()
 
-                // in progress: keeps extending the ack wait, so no redelivery while working.
+                // in progress: keeps extending the ack wait, so no redelivery while working. A consumer
+                // of its own with a 1 s ack wait, told every 100 ms: a loaded machine that delays a
+                // 100 ms sleep by a whole second is needed to let the wait run out between two signals.
+                try await js.createConsumer(stream: "R", ConsumerConfiguration(
+                    durableName: "w", ackWait: .seconds(1), maxDeliver: 3, filterSubject: "r.3"
+                ))
+                let worker = js.pullConsumer(stream: "R", name: "w")
                 _ = try await js.publish("slow work", to: "r.3")
-                let work = try #require(try await consumer.fetch(batch: 1).first)
-                for _ in 0..<4 {
-                    try await Task.sleep(for: .milliseconds(150))
+                let work = try #require(try await worker.fetch(batch: 1).first)
+                let working = ContinuousClock.now
+                while ContinuousClock.now - working < .milliseconds(1500) {
+                    try await Task.sleep(for: .milliseconds(100))
                     try work.inProgress()
                 }
-                // 600 ms > ack wait (300 ms), but in-progress kept it ours.
-                #expect(try await consumer.fetch(batch: 1, expires: .milliseconds(200)).isEmpty)
+                // 1.5 s > ack wait (1 s), but in-progress kept it ours.
+                #expect(try await worker.fetch(batch: 1, expires: .milliseconds(200)).isEmpty)
                 try await work.ackSync()
-                #expect(try await consumer.fetch(batch: 1, expires: .milliseconds(500)).isEmpty)
+                #expect(try await worker.fetch(batch: 1, expires: .milliseconds(500)).isEmpty)
 
                 // term'd message never returns.
                 let info = try await consumer.info()
