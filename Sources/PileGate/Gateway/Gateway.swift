@@ -196,12 +196,9 @@ public final class Gateway: Service, Sendable {
                 if index < sessions.count && pause > 0 { try? await Task.sleep(nanoseconds: UInt64(pause * 1e9)) }
             }
         }
-        // Connections that never logged in are closed too: the quiescing helper tells every
-        // remaining child channel to quiesce, and the session handler closes on that.
-        for listener in [listener, tlsListener].compactMap({ $0 }) {
-            let done = listener.channel.eventLoop.makePromise(of: Void.self)
-            listener.quiesce.initiateShutdown(promise: done)
-        }
+        // Connections that never logged in are closed too: every connection is in its event
+        // loop's liveness sweeper from activation on, and the sweepers close them all.
+        context.liveness.closeAll(reason: .shutdown)
         await waitForConnections(timeout: context.config.shutdownGrace)
         // The loops stop in reverse order: the hub's sweeper, the outbox (its last commit), the
         // token refresh, and the registry (its final flush, then it closes).

@@ -2,7 +2,8 @@ import NIOConcurrencyHelpers
 import NIOCore
 
 /// Login timeouts and liveness for every connection of one event loop, checked by one repeated
-/// task instead of a timer per connection.
+/// task instead of a timer per connection; it also closes them all at shutdown, so the listener
+/// needs no `ServerQuiescingHelper` (which keeps a set entry and a close callback per connection).
 ///
 /// At a million connections, a per-connection idle timer costs memory (a handler, its context
 /// and a scheduled task each) and CPU (re-arming on reads). Here a connection is an entry in a
@@ -36,6 +37,12 @@ final class LivenessSweeper {
         }
     }
 
+    /// Closes every connection of this loop (shutdown), including those that never logged in.
+    func closeAll(reason: OfflineReason) {
+        // Closing removes the connection from `sessions`: iterate over a copy.
+        for handler in Array(sessions.values) { handler.close(reason: reason) }
+    }
+
     private func sweep() {
         let now = NIODeadline.now()
         var expired: [PileSessionHandler] = []
@@ -52,6 +59,14 @@ final class LivenessSweeper {
             // Fine enough for the shortest timeout, never busier than every 10 ms, at most 1 s.
             let seconds = max(0.01, min(1, min(loginTimeout, livenessTimeout) / 4))
             interval = TimeAmount.fromSeconds(seconds)
+        }
+
+        /// Closes every connection on every loop (shutdown). A connection that becomes active
+        /// afterwards closes by itself: the gateway is shutting down by then.
+        func closeAll(reason: OfflineReason) {
+            for bound in sweepers.withLockedValue({ Array($0.values) }) {
+                bound.eventLoop.execute { bound.value.closeAll(reason: reason) }
+            }
         }
 
         func sweeper(for loop: any EventLoop) -> LivenessSweeper {

@@ -1,13 +1,12 @@
 import Logging
 import NIOCore
-import NIOExtras
 import NIOPosix
 import NIOSSL
 import YKC
 
 /// The TCP listener piles connect to, tuned for hundreds of thousands of long-lived, mostly idle
 /// connections: a listen backlog sized for a reconnect wave, many accepts per wake-up, a small
-/// receive allocator (pile frames are ≤ 259 bytes, and NIO keeps each channel's last receive
+/// fixed receive buffer (pile frames are ≤ 259 bytes, and NIO keeps each channel's receive
 /// buffer, which sets the idle cost per pile), and accept pacing.
 ///
 /// The same listener serves TLS piles on `pileTLSPort` when given `PileTLSCredentials`: each
@@ -16,14 +15,12 @@ import YKC
 /// in front of the same session handler.
 public final class PileListener: Sendable {
     public let channel: any Channel
-    let quiesce: ServerQuiescingHelper
 
     /// The bound address (the port matters when configured as 0).
     public var localAddress: SocketAddress? { channel.localAddress }
 
-    private init(channel: any Channel, quiesce: ServerQuiescingHelper) {
+    private init(channel: any Channel) {
         self.channel = channel
-        self.quiesce = quiesce
     }
 
     public static func bind(
@@ -31,15 +28,12 @@ public final class PileListener: Sendable {
     ) async throws -> PileListener {
         let config = gateway.config
         let port = tls == nil ? config.pilePort : config.pileTLSPort
-        let quiesce = ServerQuiescingHelper(group: group)
         var bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: Int32(clamping: config.listenBacklog))
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.maxMessagesPerRead, value: UInt(config.acceptsPerRead))
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        quiesce.makeServerChannelHandler(channel: channel))
                     try channel.pipeline.syncOperations.addHandler(AcceptPacer(admission: gateway.admission))
                     try channel.pipeline.syncOperations.addHandler(AcceptNumbering(order: gateway.acceptOrder))
                 }
@@ -47,8 +41,11 @@ public final class PileListener: Sendable {
             .childChannelOption(.socketOption(.so_keepalive), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 4)
-            .childChannelOption(
-                .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 4096))
+            // A fixed 256-byte receive buffer: NIO keeps each channel's buffer for its life and
+            // only ever grows it, so an adaptive allocator leaves the size of a pile's largest
+            // burst (up to its maximum) on every idle connection. Pile frames are ≤ 259 bytes and
+            // a read of more is finished by the next one (level-triggered).
+            .childChannelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 256))
             .childChannelOption(
                 .writeBufferWaterMark,
                 value: .init(low: config.writeBufferHighWater / 2, high: config.writeBufferHighWater))
@@ -73,7 +70,7 @@ public final class PileListener: Sendable {
             bootstrap = bootstrap.childChannelOption(.socketOption(.so_rcvbuf), value: config.socketReceiveBuffer)
         }
         let channel = try await bootstrap.bind(host: config.pileHost, port: port).get()
-        return PileListener(channel: channel, quiesce: quiesce)
+        return PileListener(channel: channel)
     }
 
     /// The one handler of a pile connection: the session, which also frames the byte stream.

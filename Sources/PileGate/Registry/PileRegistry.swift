@@ -17,6 +17,9 @@ public final class PileRegistry: Sendable {
     private let provisioningHooks = NIOLockedValueBox<[@Sendable (ProvisioningChange) -> Void]>([])
     private let logger: Logger
 
+    /// The page cache of each registry connection, in KiB (SQLite's default is 2,000).
+    static let pageCacheKiB = 256
+
     enum Update: Sendable {
         case login(PileSessionInfo, node: String)
         case offline(PileID, reason: OfflineReason, at: Date)
@@ -49,6 +52,10 @@ public final class PileRegistry: Sendable {
         var config = Configuration()
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            // A smaller page cache than SQLite's 2 MB per connection: the registry is written in
+            // batches by primary key and read by the admin API, and pages it misses come from
+            // the OS cache; 2 MB of cache per connection was ≈ 110 B of RSS per pile at 19,000.
+            try db.execute(sql: "PRAGMA cache_size = -\(Self.pageCacheKiB)")
         }
         self.logger = logger
         var migrator = DatabaseMigrator()
@@ -113,9 +120,11 @@ public final class PileRegistry: Sendable {
     /// Writes everything queued so far in one transaction. Returns how many updates were written.
     @discardableResult
     public func flush() async throws -> Int {
+        // The queue is handed over whole and starts again empty: keeping its capacity would hold
+        // the largest batch ever queued (a login wave: ≈ 150 B a pile) for the process's life.
         let batch = pending.withLockedValue { p -> [Update] in
             let b = p
-            p.removeAll(keepingCapacity: true)
+            p = []
             return b
         }
         guard !batch.isEmpty else { return 0 }

@@ -224,7 +224,12 @@ final class PileSessionHandler: ChannelDuplexHandler {
                 close(context: context, reason: .malformedInput)
                 return
             }
-            partial = bytes
+            // A copy, not a slice: a slice would keep NIO's receive buffer shared, so its next
+            // read in the same batch would allocate a second buffer, which the channel's buffer
+            // pool then keeps for the connection's life.
+            var copy = context.channel.allocator.buffer(capacity: bytes.readableBytes)
+            copy.writeBuffer(&bytes)
+            partial = copy
         }
     }
 
@@ -656,11 +661,6 @@ final class PileSessionHandler: ChannelDuplexHandler {
             }
             return
         }
-        if let q = event as? ChannelShouldQuiesceEvent {
-            _ = q
-            close(context: context, reason: .shutdown)
-            return
-        }
         context.fireUserInboundEventTriggered(event)
     }
 
@@ -668,6 +668,12 @@ final class PileSessionHandler: ChannelDuplexHandler {
 
     func isExpired(now: NIODeadline) -> Bool {
         machine.isExpired(now: now)
+    }
+
+    /// Closes the connection (the sweeper's shutdown of every connection on its loop).
+    func close(reason: OfflineReason) {
+        guard let ctx = context else { return }
+        close(context: ctx, reason: reason)
     }
 
     func expire() {

@@ -221,7 +221,7 @@ struct ProtectionTests {
         }
     }
 
-    @Test("graceful shutdown stops accepting, closes every pile with reason shutdown, and records it")
+    @Test("graceful shutdown stops accepting, closes every pile (logged in or not) with reason shutdown, and records it")
     func gracefulShutdown() async throws {
         let gw = try await TestGateway.start { $0.drainWindow = 0.3 }
         var piles: [SimulatedPile] = []
@@ -230,11 +230,15 @@ struct ProtectionTests {
             try await p.waitForLogin()
             piles.append(p)
         }
+        // A connection that never logs in is closed too (by its event loop's liveness sweeper).
+        let silent = try await RawClient.connect(port: gw.pilePort)
+        #expect(await gw.eventually { gw.counters.connections.load(ordering: .relaxed) == 6 })
         await gw.gateway.shutdown()
         for p in piles {
             try await p.waitUntil(timeout: .seconds(3), "closed by shutdown") { $0.connectionsClosed >= 1 }
         }
-        #expect(await gw.eventually { gw.counters.closed[.shutdown]?.load(ordering: .relaxed) == 5 })
+        #expect(await gw.eventually { silent.isClosed })
+        #expect(await gw.eventually { gw.counters.closed[.shutdown]?.load(ordering: .relaxed) == 6 })
         // Recorded in the file: the registry closes at shutdown, so read it as the next start would.
         let registry = try PileRegistry(directory: gw.dataDirectory, logger: Logger(label: "test"))
         let offline = try await registry.records(online: false, after: nil, limit: 100)

@@ -33,4 +33,29 @@ struct SessionMemoryTests {
         #expect(handlerBytes <= 320)
         #expect(gunBytes <= 72)
     }
+
+    @Test("the session info keeps host:port as the port alone and any other address verbatim")
+    func remoteAddress() {
+        let login = Login(
+            pileId: PileID(raw: 1), pileType: .ac, gunCount: 1, protocolVersion: 16, firmwareVersion: "x",
+            networkType: .lan, sim: "0", carrier: .other)
+        func info(_ address: String, _ host: String) -> PileSessionInfo {
+            PileSessionInfo(
+                connectionId: 1, pileId: PileID(raw: 1), remoteAddress: address, remoteHost: host, login: login, lane: "",
+                connectedAt: Date(timeIntervalSince1970: 0), loggedInAt: Date(timeIntervalSince1970: 0))
+        }
+        for (address, host) in [
+            ("123.145.167.189:54321", "123.145.167.189"), ("127.0.0.1", "127.0.0.1"), ("10.0.0.1:080", "10.0.0.1"),
+            ("10.0.0.1:+80", "10.0.0.1"), ("10.0.0.1:70000", "10.0.0.1"), ("[::1]:9", "::1"), ("", ""), ("h:1", "other"),
+        ] {
+            #expect(info(address, host).remoteAddress == address)
+        }
+        var moved = info("10.0.0.1:80", "10.0.0.1")
+        #expect(moved == info("10.0.0.1:80", "10.0.0.1"))
+        moved.remoteHost = "10.0.0.2"
+        #expect(moved.remoteAddress == "10.0.0.1:80")
+        moved.remoteAddress = "10.0.0.2:81"
+        #expect(moved.remoteAddress == "10.0.0.2:81")
+        #expect(moved == info("10.0.0.2:81", "10.0.0.2"))
+    }
 }
