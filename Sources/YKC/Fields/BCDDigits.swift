@@ -4,48 +4,134 @@ import NIOCore
 ///
 /// Real piles put hex letters in some "BCD" fields (ICCID `898604D1…`, docs/ykc/PROTOCOL-FACTS.md §1.3), so the digits
 /// are read as nibbles, never validated as decimal, and written back exactly.
+///
+/// Up to 32 hex digits (every BCD field of the protocol) are kept as packed nibbles inline, not as
+/// a `String`: a 20-digit SIM as text is a 64-byte heap block, and every logged-in session keeps
+/// its login's SIM. Any other text (a literal with other characters, or longer) is kept as text.
 public struct BCDDigits: Hashable, Sendable, CustomStringConvertible, ExpressibleByStringLiteral {
+    private enum Storage: Hashable, Sendable {
+        /// `count` digits, the last one in the low nibble of `low`, the ones before it above.
+        case nibbles(high: UInt64, low: UInt64, count: UInt8)
+        case text(String)
+    }
+
+    private var storage: Storage
+
     /// Uppercase hex digits, two per byte.
-    public private(set) var digits: String
+    public var digits: String {
+        switch storage {
+        case .text(let text): return text
+        case .nibbles(_, _, let count):
+            return String(unsafeUninitializedCapacity: Int(count)) { out in
+                for i in 0..<Int(count) { out[i] = hexDigitsUpper[Int(nibble(i))] }
+                return Int(count)
+            }
+        }
+    }
 
     /// Pads on the left with zeros to `2 * byteCount` digits. Nil if the text is not hex or too long.
     public init?(_ text: String, byteCount: Int) {
         guard text.utf8.count <= byteCount * 2,
             text.utf8.allSatisfy({ parseHexDigits(String(UnicodeScalar($0)), maxDigits: 1) != nil })
         else { return nil }
-        self.digits = String(repeating: "0", count: byteCount * 2 - text.utf8.count) + text.uppercased()
+        self.init(text: String(repeating: "0", count: byteCount * 2 - text.utf8.count) + text.uppercased())
     }
 
-    public init(stringLiteral value: String) { self.digits = value.uppercased() }
+    public init(stringLiteral value: String) { self.init(text: value.uppercased()) }
+
+    /// Packs `text` (already uppercase) when it is at most 32 hex digits.
+    private init(text: String) {
+        var high: UInt64 = 0
+        var low: UInt64 = 0
+        var count = 0
+        for c in text.utf8 {
+            let v: UInt8
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): v = c - UInt8(ascii: "0")
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): v = c - UInt8(ascii: "A") + 10
+            default:
+                storage = .text(text)
+                return
+            }
+            guard count < 32 else {
+                storage = .text(text)
+                return
+            }
+            high = high << 4 | low >> 60
+            low = low << 4 | UInt64(v)
+            count += 1
+        }
+        storage = .nibbles(high: high, low: low, count: UInt8(count))
+    }
+
+    /// The digits of `bytes`, two per byte, followed by zeros up to `2 * byteCount` digits when
+    /// there are fewer than `byteCount` bytes.
+    public init(bytes: some Collection<UInt8>, byteCount: Int) {
+        guard byteCount <= 16 else {
+            var out = [UInt8]()
+            out.reserveCapacity(byteCount * 2)
+            for b in bytes.prefix(byteCount) {
+                out.append(hexDigitsUpper[Int(b >> 4)])
+                out.append(hexDigitsUpper[Int(b & 0xF)])
+            }
+            while out.count < byteCount * 2 { out.append(UInt8(ascii: "0")) }
+            storage = .text(String(decoding: out, as: UTF8.self))
+            return
+        }
+        var high: UInt64 = 0
+        var low: UInt64 = 0
+        var taken = 0
+        for b in bytes.prefix(byteCount) {
+            high = high << 8 | low >> 56
+            low = low << 8 | UInt64(b)
+            taken += 1
+        }
+        for _ in taken..<byteCount {
+            high = high << 8 | low >> 56
+            low <<= 8
+        }
+        storage = .nibbles(high: high, low: low, count: UInt8(byteCount * 2))
+    }
 
     public var description: String { digits }
 
     /// The decimal value when every digit is decimal and the number fits.
     public var decimalValue: UInt64? { UInt64(digits) }
 
+    /// Digit `i` (0 is the first) as a value 0…15; a character that is not a hex digit counts as 0.
+    private func nibble(_ i: Int) -> UInt8 {
+        switch storage {
+        case .nibbles(let high, let low, let count):
+            let shift = 4 * (Int(count) - 1 - i)
+            return UInt8(truncatingIfNeeded: (shift >= 64 ? high >> (shift - 64) : low >> shift) & 0xF)
+        case .text(let text):
+            let c = text.utf8[text.utf8.index(text.utf8.startIndex, offsetBy: i)]
+            return UInt8(parseHexDigits(String(UnicodeScalar(c)), maxDigits: 1) ?? 0)
+        }
+    }
+
+    private var count: Int {
+        switch storage {
+        case .nibbles(_, _, let count): Int(count)
+        case .text(let text): text.utf8.count
+        }
+    }
+
     public static func read(from buffer: inout ByteBuffer, byteCount: Int) -> BCDDigits? {
         guard let view = buffer.readSlice(length: byteCount) else { return nil }
-        var out = [UInt8]()
-        out.reserveCapacity(byteCount * 2)
-        for b in view.readableBytesView {
-            out.append(hexDigitsUpper[Int(b >> 4)])
-            out.append(hexDigitsUpper[Int(b & 0xF)])
-        }
-        return BCDDigits(stringLiteral: String(decoding: out, as: UTF8.self))
+        return BCDDigits(bytes: view.readableBytesView, byteCount: byteCount)
     }
 
     /// Writes exactly `byteCount` bytes (the value is left-padded or truncated on the left).
     public func write(to buffer: inout ByteBuffer, byteCount: Int) {
-        var nibbles = Array(digits.utf8).map { c -> UInt8 in
-            UInt8(parseHexDigits(String(UnicodeScalar(c)), maxDigits: 1) ?? 0)
+        let n = count
+        let pad = byteCount * 2 - n
+        func digit(_ j: Int) -> UInt8 {
+            let i = j - pad
+            return i >= 0 && i < n ? nibble(i) : 0
         }
-        if nibbles.count < byteCount * 2 {
-            nibbles = [UInt8](repeating: 0, count: byteCount * 2 - nibbles.count) + nibbles
-        } else if nibbles.count > byteCount * 2 {
-            nibbles = Array(nibbles.suffix(byteCount * 2))
-        }
-        for i in 0..<byteCount {
-            buffer.writeInteger(nibbles[2 * i] << 4 | nibbles[2 * i + 1])
+        for k in 0..<byteCount {
+            buffer.writeInteger(digit(2 * k) << 4 | digit(2 * k + 1))
         }
     }
 }

@@ -91,22 +91,8 @@ struct YKCBodyReader {
     }
 
     mutating func ykcReadBCD(_ n: Int) -> BCDDigits {
-        let field = take(n)
-        let digits = String(unsafeUninitializedCapacity: 2 * n) { out in
-            var i = 0
-            for b in field {
-                out[i] = hexDigitsUpper[Int(b >> 4)]
-                out[i + 1] = hexDigitsUpper[Int(b & 0xF)]
-                i += 2
-            }
-            // A short field is zero-padded on the right, as the ByteBuffer reader's zero value.
-            while i < 2 * n {
-                out[i] = UInt8(ascii: "0")
-                i += 1
-            }
-            return i
-        }
-        return BCDDigits(stringLiteral: digits)
+        // A short field is zero-padded on the right, as the ByteBuffer reader's zero value.
+        BCDDigits(bytes: take(n), byteCount: n)
     }
 
     mutating func ykcReadHex(_ n: Int) -> HexBytes {
