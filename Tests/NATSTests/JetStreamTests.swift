@@ -153,20 +153,21 @@ extension RealServerTests {
                 try third.term()
 
                 // in progress: keeps extending the ack wait, so no redelivery while working. A consumer
-                // of its own with a 1 s ack wait, told every 100 ms: a loaded machine that delays a
-                // 100 ms sleep by a whole second is needed to let the wait run out between two signals.
+                // of its own with a 2 s ack wait, told every 100 ms for 3 s: only a machine so loaded
+                // that a 100 ms sleep takes 2 s lets the wait run out between two signals (a 300 ms
+                // wait told every 150 ms, and a 1 s one, did run out at load averages of 20 and 40).
                 try await js.createConsumer(stream: "R", ConsumerConfiguration(
-                    durableName: "w", ackWait: .seconds(1), maxDeliver: 3, filterSubject: "r.3"
+                    durableName: "w", ackWait: .seconds(2), maxDeliver: 3, filterSubject: "r.3"
                 ))
                 let worker = js.pullConsumer(stream: "R", name: "w")
                 _ = try await js.publish("slow work", to: "r.3")
                 let work = try #require(try await worker.fetch(batch: 1).first)
                 let working = ContinuousClock.now
-                while ContinuousClock.now - working < .milliseconds(1500) {
+                while ContinuousClock.now - working < .seconds(3) {
                     try await Task.sleep(for: .milliseconds(100))
                     try work.inProgress()
                 }
-                // 1.5 s > ack wait (1 s), but in-progress kept it ours.
+                // 3 s > ack wait (2 s), but in-progress kept it ours.
                 #expect(try await worker.fetch(batch: 1, expires: .milliseconds(200)).isEmpty)
                 try await work.ackSync()
                 #expect(try await worker.fetch(batch: 1, expires: .milliseconds(500)).isEmpty)
