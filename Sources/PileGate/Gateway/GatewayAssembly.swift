@@ -12,6 +12,7 @@ public enum GatewayAssembly {
         var outboxSettings = Outbox.Settings()
         outboxSettings.commitSpacing = config.outboxCommitSpacing
         outboxSettings.serviceRetention = config.outboxServiceRetention
+        outboxSettings.maxEvents = config.outboxMaxEvents
         outboxSettings.freshStore = config.freshStore
         let outbox = try Outbox(directory: config.dataDirectory, settings: outboxSettings, logger: logger)
         let hub = BackendHub(config: config.hub, outbox: outbox, logger: logger)

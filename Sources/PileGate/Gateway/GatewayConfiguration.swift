@@ -192,6 +192,9 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// undelivered events stop being kept for it (`DELETE /v1/outbox/services/{service}` does
     /// the same at once).
     public var outboxServiceRetention: TimeInterval = 7 * 86_400
+    /// Events the outbox may hold (`Outbox.Settings.maxEvents`): past it a new bill is refused
+    /// (no 0x40, the pile keeps it and re-sends it) instead of filling the data volume.
+    public var outboxMaxEvents = 1_000_000
 
     // Offline authorization of card and VIN starts while no backend answers
     // (`GatewayConfiguration+OfflineAuthorization.swift`, `OfflineAuthorizationPolicy`).
@@ -478,6 +481,7 @@ extension GatewayConfiguration {
         int("fileDescriptorReserve", \.fileDescriptorReserve, 64...1_000_000),
         double("outboxCommitSpacing", \.outboxCommitSpacing, 0...1),
         double("outboxServiceRetention", \.outboxServiceRetention, 1...31_536_000),
+        int("outboxMaxEvents", \.outboxMaxEvents, 1...1_000_000_000),
     ] + offlineAuthorizationSettings + [
         double("hubWarmupWindow", \.hub.warmupWindow, 0...3600),
         double("hubAckTimeout", \.hub.ackTimeout, 0.01...3600),

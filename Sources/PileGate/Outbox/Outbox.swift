@@ -47,7 +47,18 @@ public final class Outbox: Sendable {
         public var serviceRetention: TimeInterval = 7 * 86_400
         /// Move an empty or unreadable `outbox.sqlite` aside and start empty (see `SQLiteStore`).
         public var freshStore = false
+        /// Events `outbox.sqlite` may hold (delivered ones awaiting compaction included). Past it a
+        /// new event is refused (`Full`): a bill gets no 0x40, so the pile keeps it and sends it
+        /// again; without it a silent durable service lets piles fill the volume.
+        public var maxEvents = 1_000_000
         public init() {}
+    }
+
+    /// An event refused because the outbox holds `Settings.maxEvents` events: a bill is not
+    /// acknowledged (the pile keeps it and sends it again later).
+    public struct Full: Error, CustomStringConvertible {
+        public var maxEvents: Int
+        public var description: String { "the outbox holds its maximum of \(maxEvents) events (outboxMaxEvents)" }
     }
 
     /// What an append became.
@@ -81,6 +92,15 @@ public final class Outbox: Sendable {
     /// Set by the first `stop()`; later calls return at once.
     private let stopped = ManagedAtomic(false)
     let stats = NIOLockedValueBox(OutboxCounters())
+    /// Events stored in SQLite plus those queued or being committed: what `maxEvents` bounds.
+    /// Counted at open, raised by each accepted append, lowered by duplicates, failed commits and
+    /// compaction, so the per-bill check is one atomic load, never a `COUNT(*)`.
+    private let held: ManagedAtomic<Int>
+    /// Refusals since the last warning, and when that was (warnings at most every 10 s).
+    private let refusalLog = NIOLockedValueBox<(count: Int, last: Date)>((0, .distantPast))
+    /// A compaction that ignores the retention runs while full (at most once a second), so
+    /// delivered events kept only for inspection make room for new bills.
+    private let pressureCompaction = NIOLockedValueBox<(running: Bool, last: Date)>((false, .distantPast))
     /// Cluster mode: the stream events go to first (`OutboxRelay`); nil on a node alone.
     private let relayBox = NIOLockedValueBox<(any OutboxRelay)?>(nil)
     /// Cluster mode: services that subscribed durably here. Their events come from the stream,
@@ -101,6 +121,8 @@ public final class Outbox: Sendable {
         public var delivered = 0
         public var redeliveries = 0
         public var compacted = 0
+        /// Events refused because the outbox was full (`maxEvents`), per event type.
+        public var refusedFull: [String: Int] = [:]
         /// Cluster mode: events the stream stored directly (their 0x40 after the PubAck).
         public var relayed = 0
         /// Cluster mode: events the stream already had (a re-sent bill).
@@ -129,6 +151,7 @@ public final class Outbox: Sendable {
         (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         store = try OutboxStore(directory: directory, fresh: settings.freshStore, logger: logger)
         let recovered = store.recovered
+        held = ManagedAtomic(recovered.events)
         state = NIOLockedValueBox(OutboxDeliveryState(services: recovered.services, lastSeen: recovered.lastSeen, now: Date()))
         logger.notice("outbox recovered", metadata: ["events": "\(recovered.events)", "services": "\(recovered.services.keys.sorted())"])
     }
@@ -250,12 +273,54 @@ public final class Outbox: Sendable {
             promise?.fail(CancellationError())
             return
         }
+        // Checked before the row is built: a full outbox refuses a flood cheaply.
+        guard held.load(ordering: .relaxed) < settings.maxEvents else { return refuse(e, promise: promise) }
         let row = OutboxStore.Insert(
             id: e.id, event: e.event, code: e.code.map(Int.init), pile: e.pile.description, gun: e.gun, lane: e.lane,
             tradeSerial: e.tradeSerial?.description, receivedAt: e.receivedAt.timeIntervalSince1970, payload: String(buffer: e.payload))
-        appends.withLockedValue { $0.append(Append(row: row, promise: promise)) }
+        // The bound is taken under the queue's lock, so concurrent appends cannot overshoot it.
+        let queued = appends.withLockedValue { a -> Bool in
+            guard held.load(ordering: .relaxed) < settings.maxEvents else { return false }
+            held.wrappingIncrement(ordering: .relaxed)
+            a.append(Append(row: row, promise: promise))
+            return true
+        }
+        guard queued else { return refuse(e, promise: promise) }
         wake.yield()
     }
+
+    /// The outbox is full: the event is not stored (a bill gets no 0x40, so the pile keeps it
+    /// and re-sends it), counted, warned about at most every 10 s, and a compaction that ignores
+    /// the retention is started to make room from delivered events.
+    private func refuse(_ e: OutboxEvent, promise: EventLoopPromise<AppendResult>?) {
+        stats.withLockedValue { $0.refusedFull[e.event, default: 0] += 1 }
+        promise?.fail(Full(maxEvents: settings.maxEvents))
+        let now = Date()
+        let report = refusalLog.withLockedValue { r -> Int? in
+            r.count += 1
+            guard now.timeIntervalSince(r.last) >= 10 else { return nil }
+            defer { r = (0, now) }
+            return r.count
+        }
+        if let report {
+            logger.warning(
+                "outbox full (outboxMaxEvents): events are refused, bills get no 0x40 and piles will re-send them",
+                metadata: ["max_events": "\(settings.maxEvents)", "refused": "\(report)", "event": "\(e.event)", "pile": "\(e.pile)"])
+        }
+        let start = pressureCompaction.withLockedValue { p -> Bool in
+            guard !p.running, now.timeIntervalSince(p.last) >= 1 else { return false }
+            p = (true, now)
+            return true
+        }
+        guard start, !stopped.load(ordering: .relaxed) else { return }
+        Task { [self] in
+            _ = try? await compact(before: Date().timeIntervalSince1970)
+            pressureCompaction.withLockedValue { $0.running = false }
+        }
+    }
+
+    /// Whether the outbox holds `maxEvents` events (new ones are refused).
+    public var isFull: Bool { held.load(ordering: .relaxed) >= settings.maxEvents }
 
     /// One transaction for everything queued: appends (dedup by trade serial for bills) and
     /// delivery progress.
@@ -274,6 +339,8 @@ public final class Outbox: Sendable {
         let started = NIODeadline.now()
         do {
             let inserted = try await store.commit(batch.map(\.row), marks: marks)
+            let duplicates = inserted.reduce(0) { n, r in if case .duplicate = r { n + 1 } else { n } }
+            if duplicates > 0 { held.wrappingDecrement(by: duplicates, ordering: .relaxed) }
             let seconds = Double((NIODeadline.now() - started).nanoseconds) / 1e9
             stats.withLockedValue { s in
                 s.commits += 1
@@ -297,6 +364,7 @@ public final class Outbox: Sendable {
             }
         } catch {
             stats.withLockedValue { $0.commitFailures += 1 }
+            if !batch.isEmpty { held.wrappingDecrement(by: batch.count, ordering: .relaxed) }
             if !(error is CancellationError) {
                 failure.withLockedValue { $0 = "outbox.sqlite cannot commit: \(SQLiteStore.describe(error))" }
             }
@@ -463,7 +531,13 @@ public final class Outbox: Sendable {
     /// acked (and that at least one service has: an event nobody ever took is never dropped).
     @discardableResult
     public func compact(now: Date = Date()) async throws -> Int {
-        let removed = try await store.compact(before: now.timeIntervalSince1970 - settings.retention)
+        try await compact(before: now.timeIntervalSince1970 - settings.retention)
+    }
+
+    /// Deletes delivered events created before `cutoff` (see `compact(now:)`).
+    private func compact(before cutoff: Double) async throws -> Int {
+        let removed = try await store.compact(before: cutoff)
+        if removed > 0 { held.wrappingDecrement(by: removed, ordering: .relaxed) }
         stats.withLockedValue { $0.compacted += removed }
         return removed
     }
@@ -475,6 +549,9 @@ public final class Outbox: Sendable {
         public var oldestPendingAgeSeconds: [String: Double]
         public var counters: OutboxCounters
         public var services: [String: [String]]
+        /// The bound on `events` (`outboxMaxEvents`), and whether it is reached (new events are refused).
+        public var maxEvents: Int
+        public var full: Bool
         /// Cluster mode: the stream, its consumers and the forwarding backlog (`ClusterEventStream`).
         public var stream: JSONValue?
     }
@@ -493,7 +570,7 @@ public final class Outbox: Sendable {
         }
         return Summary(
             events: counts.events, pending: counts.pending, oldestPendingAgeSeconds: oldest, counters: stats.withLockedValue { $0 },
-            services: known.mapValues { Array($0).sorted() }, stream: stream)
+            services: known.mapValues { Array($0).sorted() }, maxEvents: settings.maxEvents, full: isFull, stream: stream)
     }
 
     /// A page of stored events, with whether `service` has acked each.
@@ -529,6 +606,9 @@ public final class Outbox: Sendable {
         w.counter("pilegate_outbox_delivered_total", [], s.delivered)
         w.counter("pilegate_outbox_redeliveries_total", [], s.redeliveries)
         w.counter("pilegate_outbox_compacted_total", [], s.compacted)
+        w.counter("pilegate_outbox_refused_total", [("reason", "full")], s.refusedFull.values.reduce(0, +))
+        w.gauge("pilegate_outbox_max_events", [], Double(settings.maxEvents))
+        w.gauge("pilegate_outbox_full", [], isFull ? 1 : 0)
         if activeRelay != nil {
             w.counter("pilegate_outbox_relayed_total", [], s.relayed)
             w.counter("pilegate_outbox_relay_duplicates_total", [], s.relayDuplicates)

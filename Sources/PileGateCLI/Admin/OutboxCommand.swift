@@ -66,6 +66,8 @@ struct OutboxCommand: AsyncParsableCommand {
         let (depth, oldest) = OutboxFigures.of(doc)
         var out = "depth \(depth.map(String.init) ?? "?")   oldest pending \(oldest.map(Format.duration) ?? "-")"
         if let stored = doc["events"]?.intValue { out += "   stored \(stored)" }
+        if let max = doc["maxEvents"]?.intValue { out += " of max \(max)" }
+        if doc["full"] == .bool(true) { out += "   FULL: new events refused, bills get no 0x40 (outboxMaxEvents)" }
         out += "\n"
         if let pending = doc["pending"]?.objectValue, !pending.isEmpty {
             var t = TextTable(["service", "event", "pending", "oldest"], rightAligned: [2, 3], indent: "  ")
@@ -86,6 +88,9 @@ struct OutboxCommand: AsyncParsableCommand {
                 return "\(k) \(n.rounded() == n ? String(Int(n)) : Format.rate(n))"
             }
             out += "counters  " + parts.joined(separator: "   ") + "\n"
+            if let refused = counters["refusedFull"]?.objectValue, !refused.isEmpty {
+                out += "refused (full)  " + refused.keys.sorted().map { "\($0) \(refused[$0]?.intValue ?? 0)" }.joined(separator: "   ") + "\n"
+            }
         }
         return out
     }
