@@ -18,7 +18,9 @@ struct OutboxBoundTests {
             let id = "66010600000900"
             let pile = try await gw.pile(id, guns: 1) {
                 $0.requestBillingModel = false
+                // Re-sends like a real pile, and does not give up while the test waits.
                 $0.billRetryInterval = .milliseconds(300)
+                $0.billMaxSends = 1_000
             }
             try await pile.waitForLogin()
             let serials = (1...4).map { TradeSerial(id + "0124112312000000" + String(format: "%02d", $0))! }
