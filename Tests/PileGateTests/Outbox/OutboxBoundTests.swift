@@ -44,15 +44,18 @@ struct OutboxBoundTests {
             #expect(((counters?["refusedFull"] as? [String: Any])?["transaction_record"] as? Int ?? 0) >= 1, "\(shown.body)")
             let cli = try await CLI.run(["outbox", "--api", "http://127.0.0.1:\(gw.apiPort)"])
             #expect(cli.stdout.contains("FULL"), "\(cli.stdout)")
-            // The service acks (the redelivered events); delivered events make room and the
-            // pile's next re-send of the 4th bill is stored and acknowledged.
-            billing.autoAck.withLockedValue { $0 = true }
-            try await pile.waitForBillAck(serials[3], timeout: .seconds(10))
+            // The silent instance goes and one that acks takes the service's events (redelivered
+            // after the 1 s redelivery timeout); delivered events make room and the pile's next
+            // re-send of the 4th bill is stored and acknowledged.
+            await billing.close()
+            let acking = try await TestBackend.connect(apiPort: gw.apiPort)
+            try await acking.subscribe(service: "billing", instance: "b2", events: ["transaction_record"])
+            try await pile.waitForBillAck(serials[3], timeout: .seconds(20))
             let stored = try await outbox.events(service: nil, after: 0, limit: 10)
             #expect(stored.contains { $0.tradeSerial == serials[3].description })
             #expect(try await outbox.summary().full == false, "delivered events were compacted to make room")
             await pile.stop()
-            await billing.close()
+            await acking.close()
         }
     }
 
