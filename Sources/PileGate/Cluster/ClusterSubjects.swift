@@ -14,6 +14,10 @@ public struct ClusterSubjects: Sendable, Equatable {
     public func heartbeat(node: String) -> String { "\(cluster).node.\(node).alive" }
     /// Subscribed by every node to learn the others.
     public var allHeartbeats: String { "\(cluster).node.*.alive" }
+    /// A node's backend instances (`ClusterBackendAdvert`): `<cluster>.node.<node>.backends`.
+    public func backends(node: String) -> String { "\(cluster).node.\(node).backends" }
+    /// Subscribed by every node to learn the others' backend instances.
+    public var allBackends: String { "\(cluster).node.*.backends" }
     /// A node's request subject for work another node hands it: `<cluster>.node.<node>.<verb>`.
     public func node(_ node: String, _ verb: String) -> String { "\(cluster).node.\(node).\(verb)" }
     /// A must-deliver event in the cluster's event stream: `<cluster>.durable.<event>.<pile>`.

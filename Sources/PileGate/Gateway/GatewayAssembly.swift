@@ -70,6 +70,10 @@ public enum GatewayAssembly {
                 o["takeovers"] = piles.takeover.statsJSON()
                 return .object(o)
             }
+            // Backends see one gateway: events of every node's piles reach every node's backends.
+            let relay = ClusterEventRelay(hub: hub, logger: logger)
+            cluster.add(relay)
+            statsProviders["clusterEvents"] = { relay.statsJSON() }
         }
         let gateway: Gateway
         let book: LaneRuleBook

@@ -110,11 +110,11 @@ struct BackendConnection: Sendable {
                     await send(error: "malformed_message", "reply needs an object \"data\"", id: id)
                     return nil
                 }
-                do {
-                    let accepted = try hub.replied(id, data: data)
-                    if !accepted { await send(error: "unknown_id", "no reply is pending for event '\(id)' (late or duplicate)", id: id) }
-                } catch {
-                    await send(error: "invalid_reply", error.description, id: id)
+                // Answered here, or (cluster) by the node holding the pile.
+                switch await hub.answer(id, data: data) {
+                case .accepted: break
+                case .unknown: await send(error: "unknown_id", "no reply is pending for event '\(id)' (late or duplicate)", id: id)
+                case .invalid(let problem): await send(error: "invalid_reply", problem, id: id)
                 }
             }
             if !hub.acked(id, by: instance) && type == "ack" {
@@ -161,6 +161,7 @@ struct BackendConnection: Sendable {
                 return nil
             }
             instance.setDraining()
+            hub.notifyLocalInstancesChanged()
             hub.logger.info("backend instance draining", metadata: ["service": "\(instance.service)", "instance": "\(instance.name)"])
             await write(#"{"type":"draining","inFlight":\#(instance.inFlightCount)}"#)
             return nil

@@ -24,7 +24,7 @@ extension BackendHub {
         return instances.withLockedValue { all in
             var out: [String: LocalDurableService] = [:]
             for (service, list) in all {
-                for i in list where durable.contains(i.id) {
+                for i in list where i.node == nil && durable.contains(i.id) {
                     var entry = out[service] ?? LocalDurableService(events: [], healthy: 0)
                     if let e = i.events, entry.events != nil { entry.events?.formUnion(e) } else { entry.events = nil }
                     if i.isHealthy(at: now) {
@@ -43,7 +43,8 @@ extension BackendHub {
     /// Hands an event from the stream to one healthy instance of `service` here, routed by lane
     /// as any event; false when none can take it (the caller gives it back to the stream).
     func deliverFromStream(id: String, text: ByteBuffer, event: String, pile: UInt64, lane: String, service: String) -> Bool {
-        let pending = BackendInstance.Pending(id: id, text: text, event: event, pile: pile, route: RouteKey(lane: lane, service: ""))
-        return route(pending, onlyService: service, countUndeliverable: false) > 0
+        // Only this node's own instances (not another node's, known through `ClusterEventRelay`).
+        let pending = BackendInstance.Pending(id: id, text: text, event: event, pile: pile, route: RouteKey(lane: lane, service: service))
+        return handOver(pending, service: service) != nil
     }
 }

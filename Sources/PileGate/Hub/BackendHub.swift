@@ -33,7 +33,15 @@ public final class BackendHub: GatewayEventSink {
     private let laneSource: NIOLockedValueBox<LaneSource>
     private var laneDecider: @Sendable (Login, String) -> String { laneSource.withLockedValue { $0.decide } }
     private let gatewayBox = NIOLockedValueBox<Gateway?>(nil)
+    /// Instances by service: this node's sockets, and in a cluster the other nodes' too
+    /// (`BackendInstance.node`), all candidates of the one router.
     let instances = NIOLockedValueBox<[String: [BackendInstance]]>([:])
+    /// Told when this node's own instances change (subscribe, leave, drain, ejection), so the
+    /// cluster relay advertises them at once rather than at its next periodic advertisement.
+    let localInstancesChanged = NIOLockedValueBox<(@Sendable () -> Void)?>(nil)
+    /// In a cluster, asks the node that sent an event for its reply (`ClusterEventRelay`): nil
+    /// when the event is not another node's.
+    let replyForwarder = NIOLockedValueBox<(@Sendable (String, JSONValue) async -> ReplyOutcome?)?>(nil)
     /// Event names some instance subscribed to, for the per-frame `wants` check (lock-free read).
     let wanted = NIOLockedValueBox<WantedSet>(WantedSet())
     private let traffic = NIOLockedValueBox<[RouteKey: BackendLaneTraffic]>([:])
@@ -449,17 +457,27 @@ public final class BackendHub: GatewayEventSink {
 
     /// - Parameter durable: the outbox keeps the service's durable events while it is away
     ///   (false: `pilegate tail` and other one-time subscribers, which must not pin events).
-    func register(service: String, name: String, lane: String, events: Set<String>?, maxInFlight: Int, durable: Bool = true) -> BackendInstance {
+    /// - Parameters:
+    ///   - node: for an instance of another node of the cluster (`ClusterEventRelay`), that node.
+    ///   - joinedAt: when it subscribed there.
+    func register(
+        service: String, name: String, lane: String, events: Set<String>?, maxInFlight: Int, durable: Bool = true, node: String? = nil,
+        joinedAt: Date = Date()
+    ) -> BackendInstance {
         let instance = BackendInstance(
             id: instanceCounter.wrappingIncrementThenLoad(ordering: .relaxed), service: service, name: name, lane: lane,
-            events: events, maxInFlight: maxInFlight)
+            events: events, maxInFlight: maxInFlight, node: node, joinedAt: joinedAt)
         instances.withLockedValue { $0[service, default: []].append(instance) }
         if durable { durableInstances.withLockedValue { _ = $0.insert(instance.id) } }
         refreshWanted()
         if durable { outbox.serviceSubscribed(service, events: events) }
         logger.info(
             "backend subscribed",
-            metadata: ["service": "\(service)", "instance": "\(name)", "lane": "\(lane)", "events": "\(events.map { Array($0).sorted() } ?? ["*"])"])
+            metadata: [
+                "service": "\(service)", "instance": "\(name)", "lane": "\(lane)", "events": "\(events.map { Array($0).sorted() } ?? ["*"])",
+                "node": "\(node ?? nodeId)",
+            ])
+        if node == nil { notifyLocalInstancesChanged() }
         return instance
     }
 
@@ -472,10 +490,31 @@ public final class BackendHub: GatewayEventSink {
         }
         refreshWanted()
         let leftovers = instance.takeUnacked()
-        for p in leftovers { _ = route(p, onlyService: instance.service, exclude: instance.id) }
+        reroute(leftovers, from: instance, because: .instanceGone)
         logger.info(
             "backend unsubscribed",
-            metadata: ["service": "\(instance.service)", "instance": "\(instance.name)", "rerouted": "\(leftovers.count)"])
+            metadata: [
+                "service": "\(instance.service)", "instance": "\(instance.name)", "rerouted": "\(leftovers.count)",
+                "node": "\(instance.node ?? nodeId)",
+            ])
+        if instance.node == nil { notifyLocalInstancesChanged() }
+    }
+
+    func notifyLocalInstancesChanged() {
+        localInstancesChanged.withLockedValue { $0 }?()
+    }
+
+    /// Work an instance will not do (it left, was ejected, timed out) goes to another instance of
+    /// its service; an event handed over from outside goes back to its receipt instead, whose
+    /// owner re-routes it.
+    func reroute(_ items: [BackendInstance.Pending], from instance: BackendInstance, because failure: BackendEventReceipt.Failure) {
+        for p in items {
+            if let receipt = p.receipt {
+                receipt.report(p.id, instance, .failed(failure))
+            } else {
+                _ = route(p, onlyService: instance.service, exclude: instance.id)
+            }
+        }
     }
 
     private func refreshWanted() {
@@ -493,9 +532,17 @@ public final class BackendHub: GatewayEventSink {
 
     func acked(_ id: String, by instance: BackendInstance) -> Bool {
         guard let f = instance.ack(id) else { return false }
-        outbox.acked(id: id, service: instance.service)
         let seconds = Double((NIODeadline.now() - f.sentAt).nanoseconds) / 1e9
         instance.observe(latency: seconds)
+        if let receipt = f.item.receipt {
+            // Handed over from outside: health here, the rest is the receipt owner's.
+            if let period = instance.record(success: true, sentAt: f.sentAt, policy: ejectionPolicy) {
+                ejected(instance, period: period, route: f.item.route)
+            }
+            receipt.report(id, instance, .acked)
+            return true
+        }
+        outbox.acked(id: id, service: instance.service)
         // Slow is an outlier: over the bound while another instance that could take this one's
         // piles answers within it. When every instance is slow (the backends all overloaded, or
         // the gateway itself behind on its loops, which delays every ack alike), ejecting one
@@ -532,8 +579,8 @@ public final class BackendHub: GatewayEventSink {
                 "seconds": "\(Double(period.nanoseconds) / 1e9)",
             ])
         // Its waiting work goes elsewhere now rather than waiting out the ejection.
-        let waiting = instance.takeWaiting()
-        for p in waiting { _ = self.route(p, onlyService: instance.service, exclude: instance.id) }
+        reroute(instance.takeWaiting(), from: instance, because: .ejected)
+        if instance.node == nil { notifyLocalInstancesChanged() }
     }
 
     /// Reply from a backend to a `replyExpected` event.
@@ -557,12 +604,14 @@ public final class BackendHub: GatewayEventSink {
             let expired = instance.expired(timeout: timeout, now: .now())
             for f in expired {
                 guard instance.ack(f.item.id) != nil else { continue }
-                traffic.withLockedValue { $0[f.item.route, default: BackendLaneTraffic()].failures += 1 }
+                if f.item.receipt == nil {
+                    traffic.withLockedValue { $0[f.item.route, default: BackendLaneTraffic()].failures += 1 }
+                }
                 if let period = instance.record(success: false, sentAt: f.sentAt, policy: ejectionPolicy) {
                     ejected(instance, period: period, route: f.item.route)
                 }
                 // Unacked within the timeout: try another instance of the same service.
-                _ = route(f.item, onlyService: instance.service, exclude: instance.id)
+                reroute([f.item], from: instance, because: .ackTimeout)
             }
         }
     }

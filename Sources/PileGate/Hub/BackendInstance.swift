@@ -3,16 +3,21 @@ import Foundation
 import Atomics
 import NIOConcurrencyHelpers
 import NIOCore
-import NIOWebSocket
 
 /// One subscribed backend socket: a (service, instance, lane, event types) subscription with
 /// in-flight credit (`maxInFlight`), a bounded waiting queue, health (failures, ejection) and
 /// drain state. Pile event loops enqueue; the socket's writer task drains.
+///
+/// In a cluster an instance may also stand for a socket on another node (`node` set): events go
+/// there over NATS (`ClusterEventRelay`), and credit, health, warm-up and ejection are this node's
+/// own view of it, kept exactly as for a local socket.
 final class BackendInstance: Sendable {
     let id: UInt64
     let service: String
     let name: String
     let lane: String
+    /// The node whose socket this is; nil = a socket of this node.
+    let node: String?
     /// nil = every event type.
     let events: Set<String>?
     let maxInFlight: Int
@@ -27,6 +32,9 @@ final class BackendInstance: Sendable {
         var event: String
         var pile: UInt64
         var route: RouteKey
+        /// Set when the event was handed over from outside (another node, a durable consumer):
+        /// its outcome goes there, and the hub does not re-route it (`BackendEventReceipt`).
+        var receipt: BackendEventReceipt? = nil
     }
 
     typealias InFlight = BackendInstanceCredit<Pending>.InFlight
@@ -36,6 +44,8 @@ final class BackendInstance: Sendable {
         var credit: BackendInstanceCredit<Pending>
         var draining = false
         var closed = false
+        /// A remote instance its own node reports ejected: no new work from here either.
+        var ejectedAtItsNode = false
         /// Failure streak and ejections (pure state, see `BackendInstanceHealth`).
         var health = BackendInstanceHealth()
         /// Smoothed ack latency in seconds (nil until the first ack): what a slow ack is
@@ -44,22 +54,30 @@ final class BackendInstance: Sendable {
     }
 
     let state: NIOLockedValueBox<State>
-    /// The WebSocket channel events are written to; nil until the subscription is confirmed and
-    /// after the socket closes.
-    private let output = NIOLockedValueBox<(any Channel)?>(nil)
+    /// Where events are written (the WebSocket, or NATS to the instance's node); nil until the
+    /// subscription is confirmed and after the socket closes.
+    private let output = NIOLockedValueBox<BackendInstanceOutput?>(nil)
     /// A write round is queued on the channel's event loop: enqueues in between add to it
     /// instead of queuing another, so a burst of events becomes one flush.
     private let writeScheduled = ManagedAtomic(false)
 
-    init(id: UInt64, service: String, name: String, lane: String, events: Set<String>?, maxInFlight: Int) {
+    /// - Parameters:
+    ///   - node: the node holding the socket, for an instance of another node (nil = local).
+    ///   - joinedAt: when it subscribed (a remote one's, as its node reports it, so every node
+    ///     warms it up alike).
+    init(
+        id: UInt64, service: String, name: String, lane: String, events: Set<String>?, maxInFlight: Int, node: String? = nil,
+        joinedAt: Date = Date()
+    ) {
         self.id = id
         self.service = service
         self.name = name
         self.lane = lane
+        self.node = node
         self.events = events
         self.maxInFlight = maxInFlight
         self.state = NIOLockedValueBox(State(credit: BackendInstanceCredit(maxInFlight: maxInFlight)))
-        self.joinedAt = Date()
+        self.joinedAt = joinedAt
         self.routeSeed = BackendRouter.seed(service: service, name: name)
     }
 
@@ -68,7 +86,7 @@ final class BackendInstance: Sendable {
     /// Healthy = may take new work: connected, not draining, not ejected.
     func isHealthy(at now: NIODeadline) -> Bool {
         state.withLockedValue { s in
-            !s.closed && !s.draining && !s.health.isEjected(at: now)
+            !s.closed && !s.draining && !s.ejectedAtItsNode && !s.health.isEjected(at: now)
         }
     }
 
@@ -143,6 +161,16 @@ final class BackendInstance: Sendable {
 
     func setDraining() { state.withLockedValue { $0.draining = true } }
 
+    /// What a remote instance's node last reported of it: draining, ejected there.
+    func setReported(draining: Bool, ejected: Bool) {
+        state.withLockedValue { s in
+            if draining { s.draining = true }
+            s.ejectedAtItsNode = ejected
+        }
+    }
+
+    var isClosed: Bool { state.withLockedValue { $0.closed } }
+
     func close() {
         state.withLockedValue { $0.closed = true }
         output.withLockedValue { $0 = nil }
@@ -151,25 +179,28 @@ final class BackendInstance: Sendable {
     /// Starts writing events to `channel` (the subscription's WebSocket), beginning with any
     /// that became ready before.
     func attach(_ channel: any Channel) {
-        output.withLockedValue { $0 = channel }
+        attach(.socket(channel))
+    }
+
+    /// Starts writing events to `output`, beginning with any that became ready before.
+    func attach(_ output: BackendInstanceOutput) {
+        self.output.withLockedValue { $0 = output }
         scheduleWrite()
     }
 
-    /// Queues one write round on the socket's event loop unless one is queued already. The
-    /// round takes everything ready, writes each as a WebSocket text frame and flushes once.
+    /// Queues one write round on the output's event loop unless one is queued already. The
+    /// round takes everything ready and hands it to the output (for a socket: each event as a
+    /// WebSocket text frame, one flush).
     private func scheduleWrite() {
-        guard let channel = output.withLockedValue({ $0 }) else { return }
+        guard let output = output.withLockedValue({ $0 }) else { return }
         guard writeScheduled.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
             return
         }
-        channel.eventLoop.execute { [self] in
+        output.eventLoop.execute { [self] in
             writeScheduled.store(false, ordering: .releasing)
             let batch = takeReady()
             guard !batch.isEmpty else { return }
-            for p in batch {
-                channel.write(WebSocketFrame(fin: true, opcode: .text, data: p.text), promise: nil)
-            }
-            channel.flush()
+            output.write(batch)
         }
     }
 
@@ -179,13 +210,13 @@ final class BackendInstance: Sendable {
     func status(now: Date, warmup: TimeInterval) -> InstanceStatus {
         let tick = NIODeadline.now()
         return state.withLockedValue { s in
-            let ejected = s.health.isEjected(at: tick)
+            let ejected = s.health.isEjected(at: tick) || s.ejectedAtItsNode
             let warming = warmup > 0 && now.timeIntervalSince(joinedAt) < warmup
             return InstanceStatus(
                 service: service, instance: name, lane: lane, events: events.map { Array($0).sorted() } ?? ["*"],
                 maxInFlight: maxInFlight, inFlight: s.credit.inFlight.count, queued: s.credit.waiting.count,
                 state: s.closed ? "closed" : s.draining ? "draining" : ejected ? "ejected" : warming ? "warming" : "healthy",
-                ejections: s.health.ejections, joinedAt: joinedAt, weight: weight(now: now, warmup: warmup))
+                ejections: s.health.ejections, joinedAt: joinedAt, weight: weight(now: now, warmup: warmup), node: node)
         }
     }
 }
@@ -204,6 +235,8 @@ public struct InstanceStatus: Codable, Sendable {
     public var ejections: Int
     public var joinedAt: Date
     public var weight: Double
+    /// In a cluster, the node holding an instance of another node (absent for this node's own).
+    public var node: String?
 }
 
 /// A (session lane, service) pair: the unit of lane traffic accounting.
