@@ -298,7 +298,11 @@ final class ClusterEventRelay: ClusterComponent, Sendable {
 
     /// Asks the node that sent event `id` to take a backend's reply (nil: not another node's event).
     private func forwardReply(id: String, data: JSONValue, node: ClusterNode, client: NATSClient) async -> BackendHub.ReplyOutcome? {
-        guard let origin = Self.originNode(ofEvent: id), origin != node.nodeId, node.isAlive(origin) else { return nil }
+        // Not gated on this node's membership view: a node that just joined (or whose view lags)
+        // may get a reply before it has seen the origin's heartbeat; the event reaching its
+        // backend shows the origin was there. A gone origin has no responder: the request fails
+        // at once and the backend gets `unknown_id`.
+        guard let origin = Self.originNode(ofEvent: id), origin != node.nodeId else { return nil }
         var headers = NATSHeaders()
         headers.append(Header.event, id)
         repliesForwarded.wrappingIncrement(ordering: .relaxed)
@@ -324,6 +328,9 @@ final class ClusterEventRelay: ClusterComponent, Sendable {
             } catch {
                 answer = "invalid:" + error.description
             }
+        }
+        if answer == "unknown" {
+            logger.debug("cluster: forwarded reply matches nothing waiting here", metadata: ["event": "\(m.headers?[Header.event] ?? "-")"])
         }
         try? client.respond(to: m, with: ByteBuffer(string: answer))
     }

@@ -7,7 +7,7 @@ import YKC
 
 /// Backends see one gateway (issue 11, item 1): real nodes on a real nats-server, piles and
 /// backends over real sockets, each on the node the test says.
-@Suite("Cluster: backends on any node get every node's pile events", .serialized)
+@Suite("Cluster: backends on any node get every node's pile events", .serialized, .timeLimit(.minutes(2)))
 struct ClusterEventRelayTests {
     @Test("a backend on node B gets the events of a pile on node A, in order, once")
     func remoteBackendGetsEvents() async throws {
@@ -58,14 +58,18 @@ struct ClusterEventRelayTests {
                 let sb = BackendRouter.score(pile: raw, seed: BackendRouter.seed(service: "svc", name: "sb"), weight: 1)
                 return sa > sb ? "sa" : "sb"
             }
-            var ids: [String] = []
-            var n = 7100
-            while ids.count < 4 || Set(ids.map(owner)).count < 2 || Set(ids.suffix(2).map(owner)).count < 2 {
-                n += 1
+            // Two piles each instance owns, ordered [sa, sb, sb, sa]: node A (even indexes) and
+            // node B (odd) each hold a pile of each instance. Bounded search (a pure function of
+            // the ids; one in two piles goes to each instance).
+            var owned: [String: [String]] = [:]
+            for n in 7101...7400 where (owned["sa"]?.count ?? 0) < 2 || (owned["sb"]?.count ?? 0) < 2 {
                 let id = "5501060000\(n)"
-                if ids.count < 2 || !ids.suffix(2).map(owner).contains(owner(id)) { ids.append(id) }
-                if ids.count > 4 { ids.removeFirst() }
+                owned[owner(id), default: []].append(id)
             }
+            let sa = owned["sa"] ?? []
+            let sb = owned["sb"] ?? []
+            try #require(sa.count >= 2 && sb.count >= 2, "no pile ids split between the instances")
+            let ids = [sa[0], sb[0], sb[1], sa[1]]
             var piles: [SimulatedPile] = []
             for (i, id) in ids.enumerated() { piles.append(try await (i % 2 == 0 ? a : b).startPile(id)) }
             for id in ids {
@@ -133,7 +137,11 @@ struct ClusterEventRelayTests {
             let billing = try await TestBackend.connect(apiPort: b.apiPort)
             try await billing.subscribe(service: "billing", instance: "b1", events: ["billing_model_request"])
             #expect(await a.eventually { await a.relayInstances().contains { $0["instance"] as? String == "b1" } })
-            let pile = try await a.startPile("55010600007301") { $0.requestBillingModel = true }
+            // One request (no resend while the test answers it: a resend would replace it).
+            let pile = try await a.startPile("55010600007301") {
+                $0.requestBillingModel = true
+                $0.billingModelRetryInterval = .seconds(60)
+            }
             let request = try await billing.waitForEvent("billing_model_request", timeout: 10)
             #expect(request["replyExpected"] as? Bool == true)
             #expect(request["node"] as? String == "n1")
@@ -152,6 +160,41 @@ struct ClusterEventRelayTests {
             // A second reply to the same event: unknown, as on one node.
             billing.send(#"{"type":"reply","id":"\#(id)","data":{"billingModel":"0002"}}"#)
             try await billing.waitFor("unknown_id") { $0["type"] as? String == "error" && $0["error"] as? String == "unknown_id" }
+            await pile.stop()
+            await billing.close()
+        }
+    }
+
+    @Test("a card start request (0x31) of a pile on B, approved by a backend connected only to A, reaches the pile as 0x32")
+    func startRequestAcrossNodes() async throws {
+        try await ClusterFixture.with(nodes: ["n1", "n2"]) { cluster in
+            let a = cluster.nodes[0]
+            let b = cluster.nodes[1]
+            let billing = try await TestBackend.connect(apiPort: a.apiPort)
+            try await billing.subscribe(service: "billing", instance: "b1", events: ["start_request"])
+            #expect(await b.eventually { await b.relayInstances().contains { $0["instance"] as? String == "b1" && $0["node"] as? String == "n1" } })
+            let pile = try await b.startPile("55010600007351", guns: 2)
+            try await pile.waitForLogin()
+            let card = BinaryID(raw: 0xD14B_0A54)
+            async let reply = pile.requestCardStart(gun: 1, card: card, timeout: .seconds(8))
+            let request = try await billing.waitForEvent("start_request", timeout: 8) {
+                ($0["data"] as? [String: Any])?["cardNumber"] as? String == card.description
+            }
+            #expect(request["replyExpected"] as? Bool == true)
+            #expect(request["node"] as? String == "n2", "the event names the node holding the pile")
+            let id = try #require(request["id"] as? String)
+            let serial = "55010600007351" + "01" + "241130235900" + "0001"
+            billing.send(#"""
+                {"type":"reply","id":"\#(id)","data":{"tradeSerial":"\#(serial)","logicalCardNumber":"0000001000000573","balance":42.5,"authResult":"succeeded","failureReason":"none"}}
+                """#)
+            let answer = try await reply
+            #expect(answer.authResult == .succeeded)
+            #expect(answer.tradeSerial.description == serial)
+            #expect(answer.balance == YKCDecimal(units: 4250, scale: 2))
+            // The reply travelled A → B once: B's relay does not count it, A's does.
+            let relayed = try await a.http("GET", "/v1/stats").json
+            #expect((((relayed["extensions"] as? [String: Any])?["clusterEvents"] as? [String: Any])?["repliesForwarded"] as? Int ?? 0) == 1)
+            #expect(!billing.messages.contains { $0["type"] as? String == "error" }, "the backend got an error for its reply")
             await pile.stop()
             await billing.close()
         }
@@ -189,41 +232,50 @@ struct ClusterEventRelayTests {
         }
     }
 
-    @Test("a node that leaves takes its instances with it: the pile's events go to the instance left")
+    @Test("a node that leaves takes its instances with it: what they had in flight and the pile's next events go to the instance left")
     func nodeLeaves() async throws {
         try await ClusterFixture.with(nodes: ["n1", "n2"]) { cluster in
             let a = cluster.nodes[0]
             let b = cluster.nodes[1]
-            let remote = try await TestBackend.connect(apiPort: b.apiPort)
+            // Never acks: the events it gets stay in flight on A's side.
+            let remote = try await TestBackend.connect(apiPort: b.apiPort, autoAck: false)
             try await remote.subscribe(service: "s", instance: "r", events: ["heartbeat"])
             #expect(await a.eventually { await a.relayInstances().contains { $0["instance"] as? String == "r" } })
             let pile = try await a.startPile("55010600007501")
-            try await remote.waitForEvent("heartbeat", timeout: 10)
+            let held = try await remote.waitForEvent("heartbeat", timeout: 10)
+            let heldId = try #require(held["id"] as? String)
             let local = try await TestBackend.connect(apiPort: a.apiPort)
             try await local.subscribe(service: "s", instance: "l", events: ["heartbeat"])
             await cluster.stop(b)
             #expect(await a.eventually(timeout: 5) { await a.relayInstances().allSatisfy { $0["node"] == nil } })
-            try await local.waitForEvent("heartbeat", timeout: 10) { $0["pile"] as? String == "55010600007501" }
+            // The unacked event is re-routed to the instance left (at least once: same id).
+            try await local.waitForEvent("heartbeat", timeout: 10) { $0["id"] as? String == heldId }
+            func counter(_ id: String?) -> Int { id?.split(separator: "-").last.flatMap { Int($0) } ?? 0 }
+            try await local.waitForEvent("heartbeat", timeout: 10) { counter($0["id"] as? String) > counter(heldId) }
             await pile.stop()
             await remote.close()
             await local.close()
         }
     }
 
-    @Test("NATS away: remote instances stop being candidates and local ones take the events; they come back with NATS")
+    @Test("NATS away: remote instances stop being candidates, what they had in flight and the next events go to local ones; they come back with NATS")
     func natsAway() async throws {
         try await ClusterFixture.with(nodes: ["n1", "n2"]) { cluster in
             let a = cluster.nodes[0]
             let b = cluster.nodes[1]
-            let remote = try await TestBackend.connect(apiPort: b.apiPort)
+            // Never acks: what it gets stays in flight on A's side.
+            let remote = try await TestBackend.connect(apiPort: b.apiPort, autoAck: false)
             try await remote.subscribe(service: "s", instance: "r", events: ["heartbeat"])
+            #expect(await a.eventually { await a.relayInstances().contains { $0["instance"] as? String == "r" } })
+            let pile = try await a.startPile("55010600007601")
+            let held = try await remote.waitForEvent("heartbeat", timeout: 10)
+            let heldId = try #require(held["id"] as? String)
             let local = try await TestBackend.connect(apiPort: a.apiPort)
             try await local.subscribe(service: "s", instance: "l", lane: "", events: ["heartbeat"])
             #expect(await a.eventually { await a.relayInstances().count == 2 })
-            let pile = try await a.startPile("55010600007601")
-            try await Task.sleep(nanoseconds: 300_000_000)
             await cluster.nats.stop()
             #expect(await a.eventually(timeout: 10) { await a.relayInstances().map { $0["instance"] as? String } == ["l"] })
+            try await local.waitForEvent("heartbeat", timeout: 10) { $0["id"] as? String == heldId }
             let seen = local.events.count
             #expect(await a.eventually(timeout: 5) { local.events.count > seen + 1 }, "the local instance did not take the pile's events")
             try await cluster.nats.start()

@@ -32,7 +32,8 @@ final class AssembledGateway: Sendable {
 
     static func start(_ config: GatewayConfiguration) async throws -> AssembledGateway {
         var logger = Logger(label: "pilegate-sec-test")
-        logger.logLevel = .critical
+        // PILEGATE_TEST_LOG=debug (trace, info, …) shows the gateways' logs when chasing a failure.
+        logger.logLevel = ProcessInfo.processInfo.environment["PILEGATE_TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
         let gateway = try GatewayAssembly.make(config: config, logger: logger)
         do {
             try await gateway.start()
