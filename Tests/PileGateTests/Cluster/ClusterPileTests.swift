@@ -70,10 +70,13 @@ struct ClusterPileTests {
         try await ClusterFixture.with(nodes: ["n1", "n2"]) { cluster in
             let (a, b) = (cluster.nodes[0], cluster.nodes[1])
             #expect(await a.eventually { await a.clusterMembers() == ["n1", "n2"] })
+            // Two services, one instance each, on different nodes: each gets every event of the
+            // pile, wherever the pile is (backends see one gateway).
             let onA = try await TestBackend.connect(apiPort: a.apiPort)
-            try await onA.subscribe(service: "ops", instance: "a1", events: ["pile_online", "pile_offline"])
+            try await onA.subscribe(service: "ops-a", instance: "a1", events: ["pile_online", "pile_offline"])
             let onB = try await TestBackend.connect(apiPort: b.apiPort)
-            try await onB.subscribe(service: "ops", instance: "b1", events: ["pile_online", "pile_offline"])
+            try await onB.subscribe(service: "ops-b", instance: "b1", events: ["pile_online", "pile_offline"])
+            for node in [a, b] { #expect(await node.eventually { await node.relayInstances().count == 2 }) }
 
             let first = try await cluster.pile("55010600000702", on: a)
             defer { first.stopNow() }
@@ -84,7 +87,7 @@ struct ClusterPileTests {
             defer { second.stopNow() }
             let offline = try await onA.waitForEvent("pile_offline")
             #expect((offline["data"] as? [String: Any])?["reason"] as? String == "replaced_by_new_login", "\(offline)")
-            let online = try await onB.waitForEvent("pile_online")
+            let online = try await onB.waitForEvent("pile_online") { $0["node"] as? String == "n2" }
             // Node 1's pile_offline happened before node 2's pile_online.
             let off = try #require(offline["receivedAt"] as? String)
             let on = try #require(online["receivedAt"] as? String)
@@ -99,9 +102,18 @@ struct ClusterPileTests {
             // Node 1's late offline did not erase node 2's entry; a command from node 1 reaches node 2.
             let r = try await a.http("POST", "/v1/piles/55010600000702/commands/reboot", body: #"{"when":"immediately"}"#)
             #expect(r.status == 200, "\(r.body)")
-            // Each backend saw its node's events paired: node 1 online then offline, node 2 online only.
-            #expect(onA.messages.filter { $0["type"] as? String == "event" }.compactMap { $0["event"] as? String } == ["pile_online", "pile_offline"])
-            #expect(onB.messages.filter { $0["type"] as? String == "event" }.compactMap { $0["event"] as? String } == ["pile_online"])
+            // Each service saw the pile's three events once: online on n1, offline on n1, online on
+            // n2. The instance on n1 gets them in that order (n2's online is relayed after n1 closed
+            // its session); the gateways' receivedAt orders them for every instance.
+            func seen(_ backend: TestBackend) -> [String] {
+                backend.events.map { "\($0["event"] as? String ?? "?")@\($0["node"] as? String ?? "?")" }
+            }
+            try await onA.waitForEvent("pile_online") { $0["node"] as? String == "n2" }
+            #expect(seen(onA) == ["pile_online@n1", "pile_offline@n1", "pile_online@n2"])
+            try await onB.waitFor("n1's offline relayed") { $0["event"] as? String == "pile_offline" }
+            #expect(seen(onB).sorted() == ["pile_offline@n1", "pile_online@n1", "pile_online@n2"])
+            let times = onB.events.sorted { ($0["receivedAt"] as? String ?? "") < ($1["receivedAt"] as? String ?? "") }
+            #expect(times.map { "\($0["event"] as? String ?? "?")@\($0["node"] as? String ?? "?")" } == ["pile_online@n1", "pile_offline@n1", "pile_online@n2"])
             await onA.close()
             await onB.close()
         }
@@ -153,13 +165,17 @@ struct ClusterPileTests {
             await ghost.close()
             #expect(await a.eventually(timeout: 5) { await listed(a).isEmpty })
             #expect(await b.eventually(timeout: 5) { await listed(b).isEmpty })
-            // One node (the cleaner, n1) announced it, once.
-            let lost = try await backendA.waitForEvent("pile_offline", timeout: 5)
+            // One node (the cleaner, n1) announced it, once, to one instance of the service (a1 on
+            // n1 or b1 on n2, whichever the pile hashes to: backends see one gateway).
+            @Sendable func offline() -> [[String: Any]] {
+                (backendA.messages + backendB.messages).filter { $0["event"] as? String == "pile_offline" }
+            }
+            #expect(await a.eventually(timeout: 5) { !offline().isEmpty })
+            let lost = try #require(offline().first)
             #expect((lost["data"] as? [String: Any])?["reason"] as? String == "node_lost", "\(lost)")
             #expect(lost["pile"] as? String == "55010600000703")
             try await Task.sleep(for: .seconds(1.5))
-            let events = (backendA.messages + backendB.messages).filter { $0["event"] as? String == "pile_offline" }
-            #expect(events.count == 1, "\(events)")
+            #expect(offline().count == 1, "\(offline())")
             // And the bucket no longer has it.
             let reader = try await cluster.nats.connect()
             #expect(try await reader.jetStream().keyValue(subjects.resource("piles")).get("55010600000703") == nil)
