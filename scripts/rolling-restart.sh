@@ -7,8 +7,9 @@
 # everything and record it (`pilegate tail --print`): "billing" (durable: transaction_record,
 # command_result, command_expired), reconnecting to the next node's API whenever its connection
 # ends (durable events reach it from every node through the cluster's event stream), and one
-# "audit" instance per node (pile_online, pile_offline: these are not durable and reach only the
-# backends of the node that publishes them), reconnecting to its own node; and `pilegate simulate`
+# "audit" instance per node (pile_online, pile_offline: not durable; each event reaches one audit
+# instance, on whichever node the pile's hash picks, as backends see one gateway — docs/CLUSTER.md),
+# reconnecting to its own node; and `pilegate simulate`
 # piles spread over every node's pile port with --failover (a reconnect goes to another node, as
 # through a load balancer), uploading bills (re-sent until 0x40, never abandoned), each 0x40
 # appended to acked.txt as it arrives.
