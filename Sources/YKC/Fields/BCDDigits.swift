@@ -32,7 +32,7 @@ public struct BCDDigits: Hashable, Sendable, CustomStringConvertible, Expressibl
     /// Pads on the left with zeros to `2 * byteCount` digits. Nil if the text is not hex or too long.
     public init?(_ text: String, byteCount: Int) {
         guard text.utf8.count <= byteCount * 2,
-            text.utf8.allSatisfy({ parseHexDigits(String(UnicodeScalar($0)), maxDigits: 1) != nil })
+            text.utf8.allSatisfy({ hexNibble($0) != nil })
         else { return nil }
         self.init(text: String(repeating: "0", count: byteCount * 2 - text.utf8.count) + text.uppercased())
     }
@@ -45,15 +45,8 @@ public struct BCDDigits: Hashable, Sendable, CustomStringConvertible, Expressibl
         var low: UInt64 = 0
         var count = 0
         for c in text.utf8 {
-            let v: UInt8
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): v = c - UInt8(ascii: "0")
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): v = c - UInt8(ascii: "A") + 10
-            default:
-                storage = .text(text)
-                return
-            }
-            guard count < 32 else {
+            // Uppercase only: lowercase text is kept as text, exactly as given.
+            guard c < UInt8(ascii: "a"), let v = hexNibble(c), count < 32 else {
                 storage = .text(text)
                 return
             }

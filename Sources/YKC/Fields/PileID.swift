@@ -126,18 +126,23 @@ func allNibblesDecimal(_ value: UInt64, digits: Int) -> Bool {
     return true
 }
 
+/// The value of one hex digit, upper or lower case; nil for any other byte.
+@inline(__always)
+func hexNibble(_ c: UInt8) -> UInt8? {
+    switch c {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
+    default: return nil
+    }
+}
+
 /// Parses hex digits (upper or lower case) into an integer; nil on a bad character or too many digits.
 func parseHexDigits(_ text: some StringProtocol, maxDigits: Int) -> UInt64? {
     var value: UInt64 = 0
     var count = 0
     for c in text.utf8 {
-        let nibble: UInt8
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): nibble = c - UInt8(ascii: "0")
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): nibble = c - UInt8(ascii: "A") + 10
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): nibble = c - UInt8(ascii: "a") + 10
-        default: return nil
-        }
+        guard let nibble = hexNibble(c) else { return nil }
         count += 1
         if count > maxDigits { return nil }
         value = value << 4 | UInt64(nibble)
