@@ -10,42 +10,89 @@ import NIOCore
 import ServiceLifecycle
 import YKC
 
-/// The admin and backend HTTP API (Hummingbird), on 127.0.0.1:8780 by default.
+/// The admin and backend HTTP API (Hummingbird), on 127.0.0.1:8780 by default, as the first
+/// service of the gateway's group (`Gateway.services`): it listens before the piles are
+/// accepted and stops last, after the piles have drained and the long-running loops have
+/// stopped, so backends get every drained pile's `pile_offline` over their WebSockets.
 ///
 /// Health and readiness, Prometheus metrics, JSON stats, pile lookup, paging, provisioning and
 /// kick. Other parts (the backend hub's WebSocket, lanes, commands, outbox) hand their routes
 /// over as a `RouteCollection` (`Gateway.routes`), added here at start. Invalid requests get a
 /// 4xx with a JSON `{"error","message"}`.
-public final class AdminAPI: Sendable {
+public struct AdminAPI: Service {
     public typealias Context = APIRequestContext
     /// Builds one feature's routes; the API adds the collection at start. (A closure because a
     /// `RouteCollection` is not `Sendable`: it is built on the task that starts the API.)
     public typealias Routes = @Sendable () -> RouteCollection<Context>
 
-    let port: Int
-    private let group: ServiceGroup
-    private let task: Task<Void, any Error>
-    /// Set when the server task has ended (its value can then be awaited without blocking).
-    private let finished: ManagedAtomic<Bool>
-    private let logger: Logger
+    let gateway: Gateway
 
-    private init(port: Int, group: ServiceGroup, task: Task<Void, any Error>, finished: ManagedAtomic<Bool>, logger: Logger) {
-        self.port = port
-        self.group = group
-        self.task = task
-        self.finished = finished
-        self.logger = logger
+    init(gateway: Gateway) {
+        self.gateway = gateway
     }
 
-    /// Binds the API and starts serving; throws `APIStartError` naming the address when it cannot
-    /// listen (port taken, host that does not resolve, no permission).
+    /// Binds the API (reporting its port, or why it cannot listen, to the gateway's start-up),
+    /// serves until graceful shutdown, then stops within about 2 × `shutdownGrace`. Throws
+    /// `APIStartError` naming the address when it cannot listen (port taken, host that does not
+    /// resolve, no permission).
+    public func run() async throws {
+        let server: Server
+        do {
+            server = try await listen()
+        } catch {
+            gateway.startup.apiFailed(error)
+            throw error
+        }
+        gateway.startup.apiListening(port: server.port)
+        // Returns when shutdown is requested; throws when the group is cancelled.
+        do {
+            try await gracefulShutdown()
+        } catch {
+            server.task.cancel()
+        }
+        await server.stop(grace: gateway.config.shutdownGrace)
+    }
+
+    /// The running server: its port, the task running it, and whether that task has ended.
+    private struct Server: Sendable {
+        let port: Int
+        let task: Task<Void, any Error>
+        /// Set when the server task has ended (its value can then be awaited without blocking).
+        let finished: ManagedAtomic<Bool>
+        let logger: Logger
+
+        /// Stops the server once graceful shutdown has reached it (idle connections close,
+        /// requests in progress finish, WebSockets get a close frame); after `grace`, cancels
+        /// whatever is left — a backend that keeps its WebSocket open without reading never
+        /// answers the close handshake and would otherwise hold the process forever. Returns
+        /// within about 2 × `grace`.
+        func stop(grace: TimeInterval) async {
+            if await waitUntilFinished(timeout: grace) { return }
+            logger.warning(
+                "API connections still open after the shutdown grace; closing them", metadata: ["grace_s": "\(grace)"])
+            task.cancel()
+            if await waitUntilFinished(timeout: grace) { return }
+            logger.warning("API server did not stop after cancellation; leaving it behind", metadata: ["grace_s": "\(grace)"])
+        }
+
+        private func waitUntilFinished(timeout: TimeInterval) async -> Bool {
+            let deadline = NIODeadline.now() + .nanoseconds(Int64(timeout * 1e9))
+            while !finished.load(ordering: .acquiring) {
+                guard NIODeadline.now() < deadline else { return false }
+                try? await Task.sleep(nanoseconds: 10_000_000)
+            }
+            return true
+        }
+    }
+
+    /// Builds the router and starts the server; returns once it listens.
     ///
-    /// The server runs in a detached task under a service group of its own, which the gateway
-    /// stops last (`stop(grace:)`), after the piles have drained: a task created here would
-    /// inherit the caller's graceful-shutdown handler (a task-local), and a nested service group
-    /// follows its parent's shutdown at once, which tore the API (and every backend WebSocket)
-    /// down at the start of the drain, before the drained piles' `pile_offline` went out.
-    static func start(gateway: Gateway) async throws -> AdminAPI {
+    /// The server (a Hummingbird `Application`, itself a service) runs in an unstructured task
+    /// created here, so it inherits this service's graceful-shutdown handler (a task-local) and
+    /// stops when the group's shutdown reaches the API, yet can be left behind if it ignores
+    /// cancellation (`Server.stop(grace:)`).
+    private func listen() async throws -> Server {
+        let gateway = self.gateway
         if let refusal = APIAuthenticator.listenRefusal(config: gateway.config, tokensExist: !gateway.auth.tokens.isEmpty) {
             throw APIStartError(message: refusal)
         }
@@ -58,7 +105,7 @@ public final class AdminAPI: Sendable {
         let table = RouteTable()
         router.add(middleware: APIErrorMiddleware(routes: table))
         router.add(middleware: APIAuthMiddleware(auth: gateway.auth))
-        installCoreRoutes(router, gateway: gateway)
+        Self.installCoreRoutes(router, gateway: gateway)
         gateway.auth.installRoutes(router)
         for build in gateway.routes { router.addRoutes(build()) }
         table.set(router.routes.map { ($0.path.description, $0.method) })
@@ -101,49 +148,27 @@ public final class AdminAPI: Sendable {
             },
             eventLoopGroupProvider: .shared(gateway.group),
             logger: logger)
-        let group = ServiceGroup(services: [app], gracefulShutdownSignals: [], cancellationSignals: [], logger: logger)
         let finished = ManagedAtomic(false)
-        // Detached for the task-locals only: it keeps the caller's priority (under load, a
-        // server task below its callers' priority starves on the cooperative pool).
-        let task = Task.detached(priority: Task.currentPriority) {
+        // Not detached: it inherits this service's graceful-shutdown handler. It keeps the
+        // caller's priority (under load, a server task below its callers' priority starves on
+        // the cooperative pool).
+        let task = Task(priority: Task.currentPriority) {
             defer {
                 finished.store(true, ordering: .releasing)
-                // A bind failure ends the group before the server runs: end the wait below too.
+                // A bind failure ends the server before it runs: end the wait below too.
                 continuation.finish()
             }
-            try await group.run()
+            try await app.run()
         }
         var port: Int?
         for await p in stream { port = p }
         guard let port else {
             var reason = "the server stopped before it listened"
+            if Task.isCancelled { task.cancel() }
             do { try await task.value } catch { reason = Self.describe(bindError: error) }
             throw APIStartError(message: "cannot listen for the API on \(address): \(reason)")
         }
-        return AdminAPI(port: port, group: group, task: task, finished: finished, logger: logger)
-    }
-
-    /// Stops the server: a graceful shutdown first (idle connections close, requests in progress
-    /// finish, WebSockets get a close frame), then, after `grace`, cancellation of whatever is
-    /// left — a backend that keeps its WebSocket open without reading never answers the close
-    /// handshake and would otherwise hold the process forever. Returns within about 2 × `grace`.
-    func stop(grace: TimeInterval) async {
-        await group.triggerGracefulShutdown()
-        if await waitUntilFinished(timeout: grace) { return }
-        logger.warning(
-            "API connections still open after the shutdown grace; closing them", metadata: ["grace_s": "\(grace)"])
-        task.cancel()
-        if await waitUntilFinished(timeout: grace) { return }
-        logger.warning("API server did not stop after cancellation; leaving it behind", metadata: ["grace_s": "\(grace)"])
-    }
-
-    private func waitUntilFinished(timeout: TimeInterval) async -> Bool {
-        let deadline = NIODeadline.now() + .nanoseconds(Int64(timeout * 1e9))
-        while !finished.load(ordering: .acquiring) {
-            guard NIODeadline.now() < deadline else { return false }
-            try? await Task.sleep(nanoseconds: 10_000_000)
-        }
-        return true
+        return Server(port: port, task: task, finished: finished, logger: logger)
     }
 
     /// A bind failure in words: NIO's errors name the system call, not the cause.

@@ -4,8 +4,8 @@ import ServiceLifecycle
 /// sweeper) as a swift-service-lifecycle `Service`: `loop` runs until graceful shutdown cancels
 /// it, then `finish` runs once (a final flush, a close).
 ///
-/// The gateway runs its loops in one `ServiceGroup` that it shuts down, in reverse order, after
-/// the piles have drained (`Gateway.shutdown()`).
+/// The loops are services of the gateway's one group (`Gateway.services`), started before the
+/// pile listeners, so shut down, in reverse order, after the piles have drained.
 struct BackgroundLoop: Service {
     /// What the loop is, for logs.
     let name: String

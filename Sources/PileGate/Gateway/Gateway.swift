@@ -7,16 +7,20 @@ import NIOSSL
 import ServiceLifecycle
 import YKC
 
-/// A running gateway: pile listener, registry, admin/backend API, and their shutdown.
+/// A gateway: pile listeners, registry, admin/backend API, the long-running loops, and their
+/// order at start and shutdown.
 ///
-/// `start()` binds everything (ports may be 0 in tests; read them back from `pilePort`/`apiPort`),
-/// `shutdown()` drains: stop accepting, close piles spread over the drain window, flush the
-/// registry. As a `Service` it runs under swift-service-lifecycle and drains on SIGTERM/SIGINT.
+/// Its pieces are swift-service-lifecycle services (`services`), in start order: the API, the
+/// registry flush, the token refresh, the services handed in (the cluster node, the hub's outbox
+/// and sweeper), and the pile listeners. One `ServiceGroup` runs them and shuts them down in
+/// reverse order: the listeners drain the piles first, while the API, the hub and the outbox are
+/// still up; the API stops last. `pilegate serve` puts `services` in its own group with the
+/// signals; embedders can run the gateway itself as a `Service` (`run()`), and tests use
+/// `start()` (which returns once the ports are bound; read them back from `pilePort`/`apiPort`)
+/// and `shutdown()`.
 public final class Gateway: Service, Sendable {
     public let context: GatewayContext
     public let group: any EventLoopGroup
-    private let listenerBox = NIOLockedValueBox<PileListener?>(nil)
-    private let tlsListenerBox = NIOLockedValueBox<PileListener?>(nil)
     /// The TLS pile listener's certificate (nil without `pileTLSCertificate`), re-read by `reload(to:)`.
     public let pileTLS: PileTLSCredentials?
     /// The API's TLS context (nil for plain HTTP), set when the API starts.
@@ -28,21 +32,20 @@ public final class Gateway: Service, Sendable {
     private let reloadHooks = NIOLockedValueBox<[@Sendable (GatewayConfiguration) -> Void]>([])
     /// One reload at a time (SIGHUP and the API may race).
     private let reloadLock = NIOLock()
-    private let apiBox = NIOLockedValueBox<AdminAPI?>(nil)
-    /// The long-running loops (registry flush, token refresh, and the `services` handed in:
-    /// the outbox, the hub's sweeper) in one service group, and the task running it.
-    private let background = NIOLockedValueBox(Background.notStarted)
+    /// How far start-up has come: the API's port, the pile ports, or why the gateway did not start.
+    let startup = GatewayStartup()
+    /// The service group `start()` runs the gateway's services in, and the task running it.
+    private let running = NIOLockedValueBox(Running.notStarted)
 
-    private enum Background {
+    private enum Running {
         case notStarted
         case running(ServiceGroup, Task<Void, Never>)
-        /// Shut down; the registry was flushed and closed by its loop's end.
+        /// Stopped: the registry was flushed and closed (by its loop's end, or by `shutdown()`).
         case stopped
     }
     /// Long-running work of other components, run in the gateway's service group after its own
-    /// loops (so stopped before them).
-    private let services: [any Service]
-    private let startedBox = NIOLockedValueBox<Bool>(false)
+    /// loops and before the pile listeners (so stopped after the drain, before its own loops).
+    private let componentServices: [any Service]
     public let metrics: GatewayMetrics
     /// API credentials (tokens in the registry's database, client-certificate scopes).
     public let auth: APIAuthenticator
@@ -63,7 +66,7 @@ public final class Gateway: Service, Sendable {
         logger: Logger = Logger(label: "pilegate"), routes: [AdminAPI.Routes] = [],
         statsProviders: [String: @Sendable () -> JSONValue] = [:], services: [any Service] = []
     ) throws {
-        self.services = services
+        self.componentServices = services
         self.routes = routes
         self.statsProviders = statsProviders
         let registry = try PileRegistry(directory: config.dataDirectory, fresh: config.freshStore, logger: logger)
@@ -90,17 +93,17 @@ public final class Gateway: Service, Sendable {
     }
 
     /// The bound pile port.
-    public var pilePort: Int? { listenerBox.withLockedValue { $0?.localAddress?.port } }
+    public var pilePort: Int? { startup.pilePorts?.plain }
     /// The bound TLS pile port (nil without `pileTLSCertificate`).
-    public var pileTLSPort: Int? { tlsListenerBox.withLockedValue { $0?.localAddress?.port } }
+    public var pileTLSPort: Int? { startup.pilePorts?.tls }
     /// The bound API port.
-    public var apiPort: Int? { apiBox.withLockedValue { $0?.port } }
+    public var apiPort: Int? { startup.apiPort }
     public var isReady: Bool { notReadyReasons.isEmpty }
 
     /// Why `/readyz` answers 503: starting, shutting down, or a store that cannot commit.
     public var notReadyReasons: [String] {
         var reasons: [String] = []
-        if !startedBox.withLockedValue({ $0 }) { reasons.append("starting") }
+        if !startup.isStarted { reasons.append("starting") }
         if context.shuttingDown.load(ordering: .relaxed) { reasons.append("shutting down") }
         if let p = context.registry.problem { reasons.append(p) }
         for check in readinessChecks.withLockedValue({ $0 }) { if let p = check() { reasons.append(p) } }
@@ -115,108 +118,28 @@ public final class Gateway: Service, Sendable {
         readinessChecks.withLockedValue { $0.append(check) }
     }
 
-    /// Binds the API and the pile listener and starts background work. Throws an error naming
-    /// the address when either cannot listen; nothing is left running then.
-    public func start() async throws {
-        let api = try await AdminAPI.start(gateway: self)
-        apiBox.withLockedValue { $0 = api }
-        startBackground()
-        let listener: PileListener
-        do {
-            listener = try await PileListener.bind(gateway: context, group: group)
-        } catch {
-            await stopBackground()
-            await api.stop(grace: 1)
-            apiBox.withLockedValue { $0 = nil }
-            throw GatewayStartError(
-                message: "cannot listen for piles on \(config.pileHost):\(config.pilePort): \(AdminAPI.describe(bindError: error))")
-        }
-        listenerBox.withLockedValue { $0 = listener }
-        if let pileTLS {
-            do {
-                let tlsListener = try await PileListener.bind(gateway: context, group: group, tls: pileTLS)
-                tlsListenerBox.withLockedValue { $0 = tlsListener }
-            } catch {
-                await stopBackground()
-                await listener.stopAccepting()
-                await api.stop(grace: 1)
-                apiBox.withLockedValue { $0 = nil }
-                throw GatewayStartError(
-                    message: "cannot listen for TLS piles on \(config.pileHost):\(config.pileTLSPort): \(AdminAPI.describe(bindError: error))")
-            }
-        }
-        let files = FileLimit.read(reserve: config.fileDescriptorReserve)
-        context.admission.fileLimitCap.store(files.pileConnections, ordering: .relaxed)
-        if files.pileConnections < config.maxConnections {
-            context.logger.notice(
-                "pile connections capped by the file limit",
-                metadata: [
-                    "file_limit": "\(files.limit)", "open": "\(files.open)", "reserve": "\(files.reserve)",
-                    "pile_connections": "\(files.pileConnections)",
-                ])
-        }
-        startedBox.withLockedValue { $0 = true }
-        context.logger.notice(
-            "pilegate started",
-            metadata: [
-                "node": "\(context.config.nodeId)",
-                "piles": "\(context.config.pileHost):\(pilePort ?? context.config.pilePort)",
-                "piles_tls": "\(pileTLSPort.map { "\(context.config.pileHost):\($0)" } ?? "off")",
-                "api": "\(context.config.apiHost):\(apiPort ?? context.config.apiPort)",
-                "data": "\(context.config.dataDirectory)", "login_policy": "\(context.config.loginPolicy.rawValue)",
-            ])
-    }
-
-    /// Graceful shutdown, in the reverse order of start: `/readyz` turns 503 and the listener
-    /// stops accepting; pile connections close spread over the drain window while the API and
-    /// the backend hub stay up, so backends get every drained pile's `pile_offline`; then the
-    /// service group of the long-running loops shuts down in reverse order (the hub's sweeper,
-    /// the outbox's last commit, the token refresh, the registry's final flush); the API closes
-    /// last. Bounded whatever clients do:
-    /// drain window + `shutdownGrace` for piles that do not close + about 2 × `shutdownGrace`
-    /// for API connections (a backend that stops reading is cut off).
-    public func shutdown() async {
-        guard !context.shuttingDown.exchange(true, ordering: .relaxed) else { return }
-        let listener = listenerBox.withLockedValue { $0 }
-        let tlsListener = tlsListenerBox.withLockedValue { $0 }
-        await listener?.stopAccepting()
-        await tlsListener?.stopAccepting()
-        let sessions = context.directory.all()
-        let window = context.config.drainWindow
-        context.logger.notice("draining pile connections", metadata: ["sessions": "\(sessions.count)", "window_s": "\(window)"])
-        if !sessions.isEmpty {
-            // Close in small batches spread evenly over the window.
-            let batches = max(1, min(sessions.count, Int(window * 20)))
-            let perBatch = (sessions.count + batches - 1) / batches
-            let pause = window / Double(batches)
-            var index = 0
-            while index < sessions.count {
-                for s in sessions[index..<min(index + perBatch, sessions.count)] { s.close(reason: .shutdown) }
-                index += perBatch
-                if index < sessions.count && pause > 0 { try? await Task.sleep(nanoseconds: UInt64(pause * 1e9)) }
-            }
-        }
-        // Connections that never logged in are closed too: every connection is in its event
-        // loop's liveness sweeper from activation on, and the sweepers close them all.
-        context.liveness.closeAll(reason: .shutdown)
-        await waitForConnections(timeout: context.config.shutdownGrace)
-        // The loops stop in reverse order: the hub's sweeper, the outbox (its last commit), the
-        // token refresh, and the registry (its final flush, then it closes).
-        await stopBackground()
-        let api = apiBox.withLockedValue { $0 }
-        await api?.stop(grace: context.config.shutdownGrace)
-        context.logger.notice("pilegate stopped")
-    }
-
-    /// Starts the service group of the long-running loops. It runs in a detached task: a task
-    /// created here would inherit the graceful-shutdown handler of the group running the
-    /// gateway (a task-local) and stop the outbox at the start of the drain, before the drained
-    /// piles' bills are committed; `shutdown()` stops it once the piles have drained.
-    private func startBackground() {
+    /// The gateway's pieces as services, in start order; a `ServiceGroup` shuts them down in
+    /// reverse:
+    /// 1. the API (`AdminAPI`), which stops last: it stays up through the drain, so backends get
+    ///    every drained pile's `pile_offline` and the outbox can deliver to the end, and it is
+    ///    bounded whatever clients do (about 2 × `shutdownGrace`: a backend that stops reading is
+    ///    cut off);
+    /// 2. the registry flush (at shutdown: a final flush, then the database closes) and the token
+    ///    refresh;
+    /// 3. the services handed in at creation (the cluster node, then the hub's: the outbox with
+    ///    its last commit, the hub's sweeper, …);
+    /// 4. the pile listeners (`PileListenerService`), which bind once the API listens and drain
+    ///    first: stop accepting, close piles spread over `drainWindow`, wait up to
+    ///    `shutdownGrace` for the connections to end.
+    ///
+    /// A service that throws (a port taken) shuts the rest down in the same order, and the group
+    /// throws its error. The services run once: the registry closes at their end.
+    public var services: [ServiceGroupConfiguration.ServiceConfiguration] {
         let registry = context.registry
         let interval = context.config.registryFlushInterval
         let tokens = auth.tokens
-        let loops: [any Service] = [
+        let own: [any Service] = [
+            AdminAPI(gateway: self),
             BackgroundLoop(
                 name: "registry flush", loop: { await registry.runFlushLoop(interval: interval) },
                 // After the loop has ended (a write it had started, or put back after its
@@ -227,40 +150,73 @@ public final class Gateway: Service, Sendable {
                 }),
             BackgroundLoop(name: "token refresh", loop: { await tokens.runRefreshLoop() }),
         ]
-        let group = ServiceGroup(
-            services: loops + services, gracefulShutdownSignals: [], cancellationSignals: [], logger: context.logger)
-        let logger = context.logger
-        let task = Task.detached {
-            do { try await group.run() } catch {
-                logger.error("background services ended", metadata: ["error": "\(error)"])
-            }
+        return (own + componentServices + [PileListenerService(gateway: self)]).map {
+            ServiceGroupConfiguration.ServiceConfiguration(service: $0, failureTerminationBehavior: .gracefullyShutdownGroup)
         }
-        background.withLockedValue { $0 = .running(group, task) }
     }
 
-    /// Shuts the loops' service group down (in reverse order) and waits for it; when it never
-    /// ran, flushes and closes the registry itself.
-    private func stopBackground() async {
-        let state = background.withLockedValue { b in
-            defer { b = .stopped }
-            return b
+    /// Runs the gateway's `services` in a service group of their own until graceful shutdown
+    /// (of the group running the gateway), then shuts them down in reverse order: the piles
+    /// drain first. Throws the error of a service that could not start (naming the address).
+    public func run() async throws {
+        let group = ServiceGroup(configuration: .init(services: services, logger: context.logger))
+        do {
+            try await group.run()
+        } catch {
+            startup.gatewayFailed(error)
+            throw error
+        }
+        startup.gatewayFailed(GatewayStartError(message: "the gateway stopped before it started"))
+        context.logger.notice("pilegate stopped")
+    }
+
+    /// Starts the gateway's `services` in a service group of its own, in a detached task (a task
+    /// created here would inherit the graceful-shutdown handler of a group running the caller,
+    /// and drain at once), and returns once the pile listeners are bound. Throws the error of a
+    /// service that could not start (naming the address); nothing is left running then.
+    /// `shutdown()` stops it.
+    public func start() async throws {
+        let group = ServiceGroup(configuration: .init(services: services, logger: context.logger))
+        let (startup, logger) = (self.startup, context.logger)
+        let task = Task.detached(priority: Task.currentPriority) {
+            do {
+                try await group.run()
+                logger.notice("pilegate stopped")
+                startup.gatewayFailed(GatewayStartError(message: "the gateway stopped before it started"))
+            } catch {
+                startup.gatewayFailed(error)
+            }
+        }
+        running.withLockedValue { $0 = .running(group, task) }
+        do {
+            try await startup.waitUntilStarted()
+        } catch {
+            await task.value
+            running.withLockedValue { $0 = .stopped }
+            throw error
+        }
+    }
+
+    /// Graceful shutdown of what `start()` started, in the reverse order of start (`services`):
+    /// the piles drain, the long-running loops stop, the API closes last. Bounded whatever
+    /// clients do: drain window + `shutdownGrace` for piles that do not close + about
+    /// 2 × `shutdownGrace` for API connections. When the gateway never started, flushes and
+    /// closes the registry.
+    public func shutdown() async {
+        let state = running.withLockedValue { r in
+            defer { if case .notStarted = r { r = .stopped } }
+            return r
         }
         switch state {
         case .running(let group, let task):
             await group.triggerGracefulShutdown()
             await task.value
         case .notStarted:
+            context.shuttingDown.store(true, ordering: .relaxed)
             _ = try? await context.registry.flush()
             await context.registry.close()
         case .stopped:
             break
-        }
-    }
-
-    private func waitForConnections(timeout: TimeInterval) async {
-        let deadline = Date().addingTimeInterval(timeout)
-        while context.counters.connections.load(ordering: .relaxed) > 0 && Date() < deadline {
-            try? await Task.sleep(nanoseconds: 20_000_000)
         }
     }
 
@@ -340,14 +296,6 @@ public final class Gateway: Service, Sendable {
                 "changed settings that apply only after a restart", metadata: ["settings": "\(plan.restartRequired.joined(separator: ","))"])
         }
         return result
-    }
-
-    /// Runs until graceful shutdown is requested (ServiceLifecycle), then drains.
-    public func run() async throws {
-        try await start()
-        // Returns when shutdown is requested (or throws on cancellation); either way, drain.
-        _ = try? await gracefulShutdown()
-        await shutdown()
     }
 }
 

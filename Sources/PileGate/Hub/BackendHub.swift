@@ -147,8 +147,9 @@ public final class BackendHub: GatewayEventSink {
 
     /// The hub's long-running work, for the gateway's service group: the outbox (its writer and
     /// delivery, handing stored events to this hub's routing) and the sweeper that times out
-    /// acks and replies every 100 ms. They run from the gateway's start until the piles have
-    /// drained (`Gateway.shutdown()`).
+    /// acks and replies every 100 ms. Handed to the gateway at creation, they run in its service
+    /// group between its own loops and the pile listeners, so they stop after the piles have
+    /// drained (`Gateway.services`).
     public var services: [any Service] {
         [
             OutboxService(outbox: outbox) { [weak self] event, service in

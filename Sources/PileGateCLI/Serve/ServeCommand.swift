@@ -5,7 +5,6 @@ import Metrics
 import PileGate
 import Prometheus
 import ServiceLifecycle
-import UnixSignals
 
 /// `pilegate serve`: runs the gateway until SIGTERM/SIGINT, then drains and exits 0.
 struct ServeCommand: AsyncParsableCommand {
@@ -62,11 +61,6 @@ struct ServeCommand: AsyncParsableCommand {
             throw ExitCode(1)
         }
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: gateway.metrics.registry))
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: gateway)],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
         // SIGHUP (and POST /v1/config/reload) read the file and the environment again, as at
         // start-up, and apply what can change live (Gateway.reload); the gateway logs the outcome.
         let file = config
@@ -77,14 +71,17 @@ struct ServeCommand: AsyncParsableCommand {
             return c
         }
         gateway.onReload { c in level.level = Logger.Level(rawValue: c.logLevel) ?? level.level }
-        let hangups = Task {
-            for await _ in await UnixSignalsSequence(trapping: .sighup) {
-                _ = try? gateway.reloadConfiguration()
-            }
-        }
-        defer { hangups.cancel() }
+        // One service group for the process: SIGHUP's reloads, then the gateway's pieces in
+        // their start order (Gateway.services: the API, the loops, the hub's, the pile
+        // listeners); SIGTERM/SIGINT shut them down in reverse, the piles draining first.
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: HangupReloadService(gateway: gateway))] + gateway.services,
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
         do {
             try await group.run()
+            logger.notice("pilegate stopped")
         } catch {
             // Start-up errors (a port taken, a host that does not resolve) name the address.
             logger.critical("cannot start: \(error)")
