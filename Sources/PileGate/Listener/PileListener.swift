@@ -6,8 +6,8 @@ import YKC
 
 /// The TCP listener piles connect to, tuned for hundreds of thousands of long-lived, mostly idle
 /// connections: a listen backlog sized for a reconnect wave, many accepts per wake-up, a small
-/// fixed receive buffer (pile frames are ≤ 259 bytes, and NIO keeps each channel's receive
-/// buffer, which sets the idle cost per pile), and accept pacing.
+/// fixed receive buffer (NIO keeps each channel's receive buffer, which sets part of the idle
+/// cost per pile; see `receiveBufferBytes`), and accept pacing.
 ///
 /// The same listener serves TLS piles on `pileTLSPort` when given `PileTLSCredentials`: each
 /// accepted connection gets a TLS handler made from the credentials' current context (so a
@@ -22,6 +22,20 @@ public final class PileListener: Sendable {
     private init(channel: any Channel) {
         self.channel = channel
     }
+
+    /// The receive buffer of a pile connection. NIO keeps one per channel for the connection's
+    /// life (its storage object and 64 bytes: 160 B of heap with glibc's headers, against 352 B
+    /// at 256), so this is an idle pile's cost, not a per-read one. 64 bytes hold a login (38 B)
+    /// or a round of two guns' heartbeats (2 × 17 B) in one read; a larger frame (a 0x13 of
+    /// 68 B, a 0x3B of 166 B) arrives over two or three reads of the same readable event (a full
+    /// buffer makes NIO read again, up to `maxMessagesPerRead` times, and level-triggered epoll
+    /// wakes it for the rest), and the session handler joins the pieces (`PileSessionHandler`).
+    /// ByteBuffer capacities are powers of two, so this is the step below 128.
+    static let receiveBufferBytes = 64
+    /// The receive buffer of a TLS pile connection: TLS records carry ≈ 30 bytes of overhead
+    /// each and a handshake's records are hundreds of bytes, while BoringSSL's own state per
+    /// connection is many kilobytes, so the plain listener's saving would cost reads for little.
+    static let tlsReceiveBufferBytes = 256
 
     public static func bind(
         gateway: GatewayContext, group: any EventLoopGroup, tls: PileTLSCredentials? = nil
@@ -41,11 +55,11 @@ public final class PileListener: Sendable {
             .childChannelOption(.socketOption(.so_keepalive), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 4)
-            // A fixed 256-byte receive buffer: NIO keeps each channel's buffer for its life and
-            // only ever grows it, so an adaptive allocator leaves the size of a pile's largest
-            // burst (up to its maximum) on every idle connection. Pile frames are ≤ 259 bytes and
-            // a read of more is finished by the next one (level-triggered).
-            .childChannelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 256))
+            // A small fixed receive buffer (`receiveBufferBytes`): NIO keeps each channel's buffer
+            // for its life and only ever grows it, so its size is paid by every idle pile.
+            .childChannelOption(
+                .recvAllocator,
+                value: FixedSizeRecvByteBufferAllocator(capacity: tls == nil ? receiveBufferBytes : tlsReceiveBufferBytes))
             .childChannelOption(
                 .writeBufferWaterMark,
                 value: .init(low: config.writeBufferHighWater / 2, high: config.writeBufferHighWater))

@@ -208,10 +208,14 @@ final class PileSessionHandler: ChannelDuplexHandler {
         // use (it counts in GatewayCounters): a fresh one per read costs nothing, a stored one 64 bytes.
         var parser = YKCFrameParser()
         var bytes = unwrapInboundIn(data)
+        // True when `bytes` is our own buffer (a split frame's start with this read appended),
+        // not NIO's receive buffer.
+        var ownBuffer = false
         if var pending = partial {
             partial = nil
             pending.writeBuffer(&bytes)
             bytes = pending
+            ownBuffer = true
         }
         inReadBatch = true
         while machine.isActive, let event = parser.next(&bytes) {
@@ -224,10 +228,19 @@ final class PileSessionHandler: ChannelDuplexHandler {
                 close(context: context, reason: .malformedInput)
                 return
             }
+            if ownBuffer {
+                // Already ours (a frame arriving over several reads, as any frame larger than the
+                // receive buffer does): kept, its consumed bytes dropped so it never grows.
+                bytes.discardReadBytes()
+                partial = bytes
+                return
+            }
             // A copy, not a slice: a slice would keep NIO's receive buffer shared, so its next
             // read in the same batch would allocate a second buffer, which the channel's buffer
-            // pool then keeps for the connection's life.
-            var copy = context.channel.allocator.buffer(capacity: bytes.readableBytes)
+            // pool then keeps for the connection's life. Sized for the whole frame its length
+            // byte announces, so the reads that complete it append without reallocating.
+            let announced = bytes.getInteger(at: bytes.readerIndex + 1, as: UInt8.self).map { Int($0) + 4 } ?? 0
+            var copy = context.channel.allocator.buffer(capacity: max(bytes.readableBytes, announced))
             copy.writeBuffer(&bytes)
             partial = copy
         }
