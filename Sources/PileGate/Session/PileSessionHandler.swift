@@ -31,8 +31,6 @@ final class PileSessionHandler: ChannelDuplexHandler {
 
     private var connectionId: UInt64 = 0
     private var remoteHost = "?"
-    /// The pile's source port; -1 when the channel has no remote address.
-    private var remotePort: Int32 = -1
     /// "host:port", built when a log line or the session info needs it (not stored twice).
     private var remoteAddress: String { remotePort < 0 ? remoteHost : "\(remoteHost):\(remotePort)" }
     private var connectedAt = Date()
@@ -41,12 +39,18 @@ final class PileSessionHandler: ChannelDuplexHandler {
     private var handle: PileSessionHandle?
     private var session: PileSessionInfo? { handle?.info }
 
-    private var sweeper: LivenessSweeper?
     private var timers: PileSessionTimers?
 
+    // The small fields together (Swift lays a class's stored properties out in declaration
+    // order): the three flags and the port share one 8-byte word.
     /// True between a channelRead and its channelReadComplete: writes are flushed once at the end.
     private var inReadBatch = false
     private var needsFlush = false
+    /// Registered with the event loop's `LivenessSweeper` (looked up again at close rather than
+    /// kept: one reference less per pile).
+    private var watched = false
+    /// The pile's source port; -1 when the channel has no remote address.
+    private var remotePort: Int32 = -1
     /// Frame encryption, from the pile's first encrypted frame on.
     private var encryption: PileEncryptionState?
 
@@ -78,8 +82,8 @@ final class PileSessionHandler: ChannelDuplexHandler {
         case .read:
             context.read()
         case .watchLiveness:
-            sweeper = gateway.liveness.sweeper(for: context.eventLoop)
-            sweeper?.add(connectionId, self)
+            watched = true
+            gateway.liveness.sweeper(for: context.eventLoop).add(connectionId, self)
         case .closeConnection(_, let flush):
             // Flush what is queued (a rejection's 0x02), then close.
             if flush && needsFlush {
@@ -149,8 +153,10 @@ final class PileSessionHandler: ChannelDuplexHandler {
         if ending.countTrailingInput { countTrailingInput() }
         partial = nil
         var reason = ending.reason
-        sweeper?.remove(connectionId)
-        sweeper = nil
+        if watched {
+            watched = false
+            gateway.liveness.sweeper(for: context.eventLoop).remove(connectionId)
+        }
         timers?.slowReader?.cancel()
         timers?.command?.cancel()
         timers = nil
