@@ -6,24 +6,47 @@ import YKC
 /// that sends many gun numbers from growing it). Empty — and no allocation — until the first
 /// heartbeat or real-time frame.
 struct PileGunTable {
-    /// 16 bytes a gun: the monotonic heartbeat time has no optional's padding (uptime zero is "none").
+    /// 8 bytes a gun (2 guns: a 64-byte heap block with the array's header, not 80): the gun
+    /// state and status as their raw bytes, the heartbeat time in tenths of a second of uptime.
     struct Gun: Equatable {
         var gun: GunNumber
-        var state: GunState
-        var status: GunStatus?
-        private var heartbeatAt: NIODeadline
+        private var stateRaw: UInt8
+        private var statusRaw: UInt8
+        private var hasStatus: Bool
+        /// `NIODeadline.uptimeNanoseconds / 100_000_000`; 0 is "none" (32 bits last 13 years).
+        private var heartbeatTenths: UInt32
 
         init(gun: GunNumber, state: GunState, status: GunStatus?, lastHeartbeat: NIODeadline?) {
             self.gun = gun
-            self.state = state
-            self.status = status
-            self.heartbeatAt = lastHeartbeat ?? .uptimeNanoseconds(0)
+            self.stateRaw = state.rawValue
+            self.statusRaw = status?.rawValue ?? 0
+            self.hasStatus = status != nil
+            self.heartbeatTenths = Self.tenths(lastHeartbeat)
         }
 
-        /// Monotonic, turned into wall-clock time only when someone asks (`PileLiveState`).
+        var state: GunState {
+            get { GunState(rawValue: stateRaw) }
+            set { stateRaw = newValue.rawValue }
+        }
+
+        var status: GunStatus? {
+            get { hasStatus ? GunStatus(rawValue: statusRaw) : nil }
+            set {
+                statusRaw = newValue?.rawValue ?? 0
+                hasStatus = newValue != nil
+            }
+        }
+
+        /// Monotonic, to a tenth of a second, turned into wall-clock time only when someone asks
+        /// (`PileLiveState`).
         var lastHeartbeat: NIODeadline? {
-            get { heartbeatAt == .uptimeNanoseconds(0) ? nil : heartbeatAt }
-            set { heartbeatAt = newValue ?? .uptimeNanoseconds(0) }
+            get { heartbeatTenths == 0 ? nil : .uptimeNanoseconds(UInt64(heartbeatTenths) * 100_000_000) }
+            set { heartbeatTenths = Self.tenths(newValue) }
+        }
+
+        private static func tenths(_ time: NIODeadline?) -> UInt32 {
+            guard let time else { return 0 }
+            return max(1, UInt32(clamping: time.uptimeNanoseconds / 100_000_000))
         }
     }
 

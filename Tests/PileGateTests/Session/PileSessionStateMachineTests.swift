@@ -288,6 +288,16 @@ struct PileSessionStateMachineTests {
         var table = PileGunTable()
         for n in 0..<100 { table.status(GunNumber(raw: UInt8(n)), .idle) }
         #expect(table.guns.count == PileGunTable.limit)
+        // Kept to a tenth of a second; an unnamed state or status is kept as its raw byte.
+        var one = PileGunTable()
+        one.heartbeat(7, state: .unrecognized(9), at: .uptimeNanoseconds(1_234_567_890_123))
+        one.status(7, .unrecognized(200))
+        #expect(one.guns.first?.lastHeartbeat == .uptimeNanoseconds(1_234_500_000_000))
+        #expect(one.guns.first?.state == .unrecognized(9))
+        #expect(one.guns.first?.status == .unrecognized(200))
+        one.status(8, .offline)
+        #expect(one.guns.last?.status == .offline)
+        #expect(one.guns.last?.lastHeartbeat == nil)
     }
 
     // MARK: commands
