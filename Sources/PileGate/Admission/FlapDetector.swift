@@ -8,13 +8,27 @@ import NIOCore
 /// Consulted once per connect/login, never per frame, so one lock is fine. Memory is bounded:
 /// entries idle for a window are swept.
 public final class FlapDetector: Sendable {
-    /// A key's connects in its current window: 16 bytes a table slot beside the key, since every
-    /// pile id that logged in within a window has one (19,000 piles: 32,768 slots of 32 B); the
+    /// A key's connects in its current window: 8 bytes a table slot beside the key, since every
+    /// pile id that logged in within a window has one (19,000 piles: 32,768 slots of 24 B); the
     /// rare bans are kept apart so their fields do not widen every entry.
     private struct Window {
-        /// `NIODeadline.uptimeNanoseconds` of the window's first connect.
-        var start: UInt64
+        /// Uptime in milliseconds of the window's first connect, wrapping every 49.7 days: ages
+        /// are taken with wrapping subtraction, right for any window shorter than that (an entry
+        /// is swept once its window is over, at the first connect after it).
+        var start: UInt32
         var count: UInt32
+
+        init(start: UInt32) {
+            self.start = start
+            self.count = 0
+        }
+
+        /// Milliseconds since the window started.
+        func age(at nowMillis: UInt32) -> Int64 { Int64(nowMillis &- start) }
+    }
+
+    private static func millis(_ time: NIODeadline) -> UInt32 {
+        UInt32(truncatingIfNeeded: time.uptimeNanoseconds / 1_000_000)
     }
 
     private struct BanEntry {
@@ -59,10 +73,10 @@ public final class FlapDetector: Sendable {
                 s.bans[key] = nil
                 s.windows[key] = nil
             }
-            let nowNanos = now.uptimeNanoseconds
-            var w = s.windows[key] ?? Window(start: nowNanos, count: 0)
-            if Int64(truncatingIfNeeded: nowNanos &- w.start) > window.nanoseconds {
-                w = Window(start: nowNanos, count: 0)
+            let nowMillis = Self.millis(now)
+            var w = s.windows[key] ?? Window(start: nowMillis)
+            if w.age(at: nowMillis) * 1_000_000 > window.nanoseconds {
+                w = Window(start: nowMillis)
             }
             w.count &+= 1
             if Int(w.count) > maxConnects && banDuration > .zero {
@@ -145,11 +159,11 @@ public final class FlapDetector: Sendable {
             return true
         }
         guard due else { return }
-        let nowNanos = now.uptimeNanoseconds
+        let nowMillis = Self.millis(now)
         state.withLockedValue { s in
             s.bans = s.bans.filter { _, b in b.until > now }
             s.windows = s.windows.filter { key, w in
-                s.bans[key] != nil || Int64(truncatingIfNeeded: nowNanos &- w.start) <= window.nanoseconds
+                s.bans[key] != nil || w.age(at: nowMillis) * 1_000_000 <= window.nanoseconds
             }
         }
     }

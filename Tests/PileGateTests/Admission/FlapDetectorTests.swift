@@ -22,6 +22,20 @@ struct FlapDetectorTests {
         #expect(!f.isBanned("a", now: t0 + .seconds(44)))
     }
 
+    @Test("a window is aged across the wrap of its 32-bit millisecond start")
+    func windowAcrossTheWrap() {
+        // The window starts 1 s before uptime reaches 2^32 ms (49.7 days) and goes on past it.
+        let start = NIODeadline.uptimeNanoseconds((UInt64(UInt32.max) - 1_000) * 1_000_000)
+        let f = FlapDetector(maxConnects: 2, window: .seconds(10), banDuration: .seconds(30))
+        #expect(f.record("w", now: start) == .allowed)
+        #expect(f.record("w", now: start + .seconds(2)) == .allowed)
+        #expect(f.record("w", now: start + .seconds(5)) == .newlyBanned)
+        let g = FlapDetector(maxConnects: 1, window: .seconds(10), banDuration: .seconds(30))
+        #expect(g.record("w", now: start) == .allowed)
+        // 11 s later, past the wrap: the window is over.
+        #expect(g.record("w", now: start + .seconds(11)) == .allowed)
+    }
+
     @Test("a ban reports its start and count, is listed, and a lift forgets the count")
     func banAndLift() throws {
         let f = FlapDetector(maxConnects: 1, window: .seconds(10), banDuration: .seconds(30))
