@@ -24,7 +24,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
     private let gateway: GatewayContext
     /// The start of a frame split across reads (at most one frame, ≤ 259 bytes: the parser
     /// skips garbage and waits only for a frame's announced length); nil when nothing is pending.
-    private var partial: ByteBuffer?
+    private var partial: PileSplitFrame?
     private typealias Machine = PileSessionStateMachine<EventLoopPromise<YKCMessage>>
     private var machine: Machine
     private var context: ChannelHandlerContext?
@@ -214,14 +214,15 @@ final class PileSessionHandler: ChannelDuplexHandler {
         // use (it counts in GatewayCounters): a fresh one per read costs nothing, a stored one 64 bytes.
         var parser = YKCFrameParser()
         var bytes = unwrapInboundIn(data)
-        // True when `bytes` is our own buffer (a split frame's start with this read appended),
-        // not NIO's receive buffer.
-        var ownBuffer = false
-        if var pending = partial {
+        // Set when `bytes` is our own buffer (a split frame's start with this read appended),
+        // not NIO's receive buffer: the box it came from, to keep what is still incomplete.
+        var pendingBox: PileSplitFrame?
+        if let box = partial, var pending = box.bytes {
+            box.bytes = nil  // `pending` is now the only reference: appending does not copy
             partial = nil
             pending.writeBuffer(&bytes)
             bytes = pending
-            ownBuffer = true
+            pendingBox = box
         }
         inReadBatch = true
         while machine.isActive, let event = parser.next(&bytes) {
@@ -234,11 +235,12 @@ final class PileSessionHandler: ChannelDuplexHandler {
                 close(context: context, reason: .malformedInput)
                 return
             }
-            if ownBuffer {
+            if let pendingBox {
                 // Already ours (a frame arriving over several reads, as any frame larger than the
                 // receive buffer does): kept, its consumed bytes dropped so it never grows.
                 bytes.discardReadBytes()
-                partial = bytes
+                pendingBox.bytes = bytes
+                partial = pendingBox
                 return
             }
             // A copy, not a slice: a slice would keep NIO's receive buffer shared, so its next
@@ -248,13 +250,13 @@ final class PileSessionHandler: ChannelDuplexHandler {
             let announced = bytes.getInteger(at: bytes.readerIndex + 1, as: UInt8.self).map { Int($0) + 4 } ?? 0
             var copy = context.channel.allocator.buffer(capacity: max(bytes.readableBytes, announced))
             copy.writeBuffer(&bytes)
-            partial = copy
+            partial = PileSplitFrame(copy)
         }
     }
 
     /// Whatever was left of a frame when the pile closed is counted as truncated input.
     private func countTrailingInput() {
-        guard var rest = partial else { return }
+        guard var rest = partial?.bytes else { return }
         partial = nil
         var parser = YKCFrameParser()
         while let event = parser.nextAtEnd(&rest) {
