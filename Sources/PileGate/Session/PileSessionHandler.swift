@@ -33,16 +33,31 @@ final class PileSessionHandler: ChannelDuplexHandler {
     private var remoteHost = "?"
     /// "host:port", built when a log line or the session info needs it (not stored twice).
     private var remoteAddress: String { remotePort < 0 ? remoteHost : "\(remoteHost):\(remotePort)" }
-    private var connectedAt = Date()
-    /// The logged-in session, shared with the session directory (one copy of the session info
-    /// per pile, not one here and one there).
-    private var handle: PileSessionHandle?
+    private var side: PileSessionSideState?
+
+    /// Before login, when the connection became active; from login on, the session, shared with
+    /// the session directory (one copy of the session info per pile, not one here and one there),
+    /// whose info holds the connection time. One field for the two.
+    private enum Phase {
+        case connected(at: Date)
+        case loggedIn(PileSessionHandle)
+    }
+    private var phase = Phase.connected(at: Date())
+    private var handle: PileSessionHandle? {
+        if case .loggedIn(let handle) = phase { return handle }
+        return nil
+    }
     private var session: PileSessionInfo? { handle?.info }
+    private var connectedAt: Date {
+        switch phase {
+        case .connected(let at): at
+        case .loggedIn(let handle): handle.info.connectedAt
+        }
+    }
 
-    private var timers: PileSessionTimers?
-
-    // The small fields together (Swift lays a class's stored properties out in declaration
-    // order): the three flags and the port share one 8-byte word.
+    // The small fields together, after `phase` (Swift lays a class's stored properties out in
+    // declaration order, each right after the previous one's size): `phase` is 9 bytes, and the
+    // three flags and the port fill the rest of its second word.
     /// True between a channelRead and its channelReadComplete: writes are flushed once at the end.
     private var inReadBatch = false
     private var needsFlush = false
@@ -51,25 +66,26 @@ final class PileSessionHandler: ChannelDuplexHandler {
     private var watched = false
     /// The pile's source port; -1 when the channel has no remote address.
     private var remotePort: Int32 = -1
+
     /// Frame encryption, from the pile's first encrypted frame on.
-    private var encryption: PileEncryptionState?
+    private var encryption: PileEncryptionState? { side?.encryption }
 
     init(gateway: GatewayContext) {
         self.gateway = gateway
         machine = PileSessionStateMachine(limits: gateway.sessionLimits)
     }
 
-    private var sessionTimers: PileSessionTimers {
-        if let timers { return timers }
-        let made = PileSessionTimers()
-        timers = made
+    private var sideState: PileSessionSideState {
+        if let side { return side }
+        let made = PileSessionSideState()
+        side = made
         return made
     }
 
     private var encryptionState: PileEncryptionState {
         if let encryption { return encryption }
         let made = PileEncryptionState()
-        encryption = made
+        sideState.encryption = made
         return made
     }
 
@@ -106,7 +122,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
         case .startSlowReaderTimer:
             gateway.counters.slowReaderEpisodes.wrappingIncrement(ordering: .relaxed)
             let timeout = TimeAmount.fromSeconds(gateway.config.slowReaderTimeout)
-            sessionTimers.slowReader = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+            sideState.slowReader = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
                 guard let ctx = self.context else { return }
                 let action = machine.slowReaderTimedOut()
                 if action != .none {
@@ -116,8 +132,8 @@ final class PileSessionHandler: ChannelDuplexHandler {
                 run(action, context: ctx)
             }
         case .cancelSlowReaderTimer(let read):
-            timers?.slowReader?.cancel()
-            timers?.slowReader = nil
+            side?.slowReader?.cancel()
+            side?.slowReader = nil
             if read { context.read() }
         }
     }
@@ -131,11 +147,12 @@ final class PileSessionHandler: ChannelDuplexHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
-        handle = nil  // it holds the channel: no cycle left behind once the pipeline is torn down
+        // The handle holds the channel: no cycle left behind once the pipeline is torn down.
+        phase = .connected(at: connectedAt)
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        connectedAt = Date()
+        phase = .connected(at: Date())
         if let remote = context.channel.remoteAddress {
             remoteHost = remote.ipAddress ?? "?"
             remotePort = Int32(clamping: remote.port ?? 0)
@@ -157,9 +174,10 @@ final class PileSessionHandler: ChannelDuplexHandler {
             watched = false
             gateway.liveness.sweeper(for: context.eventLoop).remove(connectionId)
         }
-        timers?.slowReader?.cancel()
-        timers?.command?.cancel()
-        timers = nil
+        side?.slowReader?.cancel()
+        side?.command?.cancel()
+        side?.slowReader = nil
+        side?.command = nil
         for promise in ending.abandonedCommands { promise.fail(PileCommandError.pileOffline) }
         if let session {
             // The directory says who owns the pile. A connection whose entry a newer login has
@@ -526,7 +544,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
         gateway.counters.loginsAccepted.wrappingIncrement(ordering: .relaxed)
         gateway.counters.sessionOnline()
         let handle = PileSessionHandle(info: info, channel: context.channel)
-        self.handle = handle
+        phase = .loggedIn(handle)
         let registry = gateway.registry
         let sink = gateway.sink
         let node = gateway.config.nodeId
@@ -633,7 +651,7 @@ final class PileSessionHandler: ChannelDuplexHandler {
             metadata: ["pile": "\(info.pileId)", "from": "\(info.lane)", "to": "\(lane)", "connection": "\(connectionId)"])
         info.lane = lane
         let moved = PileSessionHandle(info: info, channel: context.channel)
-        handle = moved
+        phase = .loggedIn(moved)
         gateway.directory.update(moved)
     }
 
@@ -652,10 +670,10 @@ final class PileSessionHandler: ChannelDuplexHandler {
 
     /// One timer per session, for the earliest command deadline (the machine says when).
     private func armCommandTimer(context: ChannelHandlerContext, for deadline: NIODeadline) {
-        let timers = sessionTimers
+        let timers = sideState
         timers.command?.cancel()
         timers.command = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
-            self.timers?.command = nil
+            side?.command = nil
             let timeouts = machine.commandTimerFired(now: .now())
             for promise in timeouts.expired { promise.fail(PileCommandError.timeout) }
             if let next = timeouts.rearm, let ctx = self.context { armCommandTimer(context: ctx, for: next) }
