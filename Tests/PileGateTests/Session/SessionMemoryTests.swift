@@ -32,6 +32,9 @@ struct SessionMemoryTests {
         #expect(MemoryLayout<PileGunTable.Gun>.stride == 8)
         // 248 usable bytes is a 256-byte glibc block; 249–264 would take a 272-byte one.
         #expect(handlerBytes <= 248)
+        // The handle (16-byte header, the info, a 16-byte channel existential) is then 168 bytes,
+        // a 176-byte block; 137 bytes of info would make it 192.
+        #expect(MemoryLayout<PileSessionInfo>.size <= 136)
         // Two 8-byte guns behind the array's 32-byte header: a 48-byte request, 56 usable.
         #expect(gunBytes <= 56)
         // The receive buffer NIO keeps per channel for life: 64 bytes and its storage object.
