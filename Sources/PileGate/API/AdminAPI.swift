@@ -118,13 +118,7 @@ public struct AdminAPI: Service {
         // TLS and mutual TLS (docs/SECURITY.md): a client without a valid certificate fails
         // the handshake when apiClientCA is set. The context is re-read per connection, so a
         // reload (Gateway.reload) rotates the certificate without a restart.
-        let credentials: APITLSCredentials?
-        do {
-            credentials = try APITLSCredentials.load(gateway.config).map(APITLSCredentials.init)
-        } catch {
-            throw APIStartError(message: "\(error)")
-        }
-        gateway.apiTLS.withLockedValue { $0 = credentials }
+        let credentials = gateway.apiTLS
         let server = HTTPServerBuilder { responder -> any ServerChildChannel in
             let http = APIChildChannel(
                 inner: HTTP1WebSocketUpgradeChannel(
@@ -225,7 +219,7 @@ public struct AdminAPI: Service {
             let id = try pileId(context)
             let live = gateway.directory.session(for: id)
             // Cluster mode: a pile held by another node is shown as that node sees it.
-            if live == nil, let cluster = gateway.cluster.withLockedValue({ $0 }), let remote = await cluster.remoteView(id) {
+            if live == nil, let cluster = gateway.cluster, let remote = await cluster.remoteView(id) {
                 return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: remote)))
             }
             guard let record = try await gateway.registry.record(id) ?? live.map({ placeholderRecord($0.info) }) else {
@@ -265,7 +259,7 @@ public struct AdminAPI: Service {
                     view.node = gateway.config.nodeId
                     views.append(view)
                 }
-                if let cluster = gateway.cluster.withLockedValue({ $0 }) {
+                if let cluster = gateway.cluster {
                     let elsewhere = cluster.directory.heldElsewhere().lazy.filter { held in start.map { held.pile > $0 } ?? true }.prefix(limit)
                     views += elsewhere.map(PileView.init(held:))
                     views.sort { $0.pile.id < $1.pile.id }
@@ -275,7 +269,7 @@ public struct AdminAPI: Service {
             }
             let records = try await gateway.registry.records(online: online, after: after.flatMap { PileID(input: $0)?.description }, limit: limit)
             var views: [PileView] = []
-            let cluster = gateway.cluster.withLockedValue { $0 }
+            let cluster = gateway.cluster
             for r in records {
                 let id = PileID(r.id)
                 let live = id.flatMap { gateway.directory.session(for: $0) }
@@ -297,7 +291,7 @@ public struct AdminAPI: Service {
             let id = try pileId(context)
             guard let session = gateway.directory.session(for: id) else {
                 // Cluster mode: the node holding the pile kicks it.
-                if let cluster = gateway.cluster.withLockedValue({ $0 }), let answer = await cluster.remoteKick(id) { return answer }
+                if let cluster = gateway.cluster, let answer = await cluster.remoteKick(id) { return answer }
                 return error(.notFound, "pile_offline", "pile \(id) has no connection on this gateway")
             }
             session.close(reason: .kicked)

@@ -27,26 +27,28 @@ public final class ClusterCommandRouter: ClusterComponent, Sendable {
     let directory: ClusterPileDirectory
     private let logger: Logger
     private let defaultCommandTimeout: Double
-    private let localBox = NIOLockedValueBox<(gateway: Gateway, hub: BackendHub)?>(nil)
+    /// This node's side: its sessions and stores (lookups and kicks), and its hub (commands).
+    private let stores: GatewayStores
+    private let hub: BackendHub
 
-    public init(directory: ClusterPileDirectory, defaultCommandTimeout: Double, logger: Logger) {
+    /// Builds the router with the node's stores and hub (the local command path), and installs
+    /// it as the hub's route for commands to piles held elsewhere. The hub is built before the
+    /// router, which runs commands through it, so the hub's forwarder (and its queued commands'
+    /// remote delivery) can only be set here: the one place the two are wired after creation.
+    public init(
+        directory: ClusterPileDirectory, stores: GatewayStores, hub: BackendHub, defaultCommandTimeout: Double, logger: Logger
+    ) {
         self.directory = directory
+        self.stores = stores
+        self.hub = hub
         self.defaultCommandTimeout = defaultCommandTimeout
         self.logger = logger
-    }
-
-    /// Connects the router to the node's gateway and hub (the local command path) and installs
-    /// it as the hub's route for commands to piles held elsewhere.
-    public func attach(gateway: Gateway, hub: BackendHub) {
-        localBox.withLockedValue { $0 = (gateway, hub) }
-        gateway.cluster.withLockedValue { $0 = self }
         hub.forwardCommands { [weak self] pile, command, args, lane, timeout in
             await self?.forward(pile: pile, command: command, args: args, senderLane: lane, timeout: timeout)
         }
         // Commands queued here for a pile that logs in on another node go out through the same
         // path, as soon as the directory shows the pile there (and by the queue's sweep).
-        if let queued = hub.queuedCommands.withLockedValue({ $0 }) {
-            let directory = directory
+        if let queued = hub.queuedCommands {
             queued.deliverRemotely(
                 .init(
                     isHeldElsewhere: { directory.holder(of: $0) != nil },
@@ -89,7 +91,6 @@ public final class ClusterCommandRouter: ClusterComponent, Sendable {
     }
 
     private func answerCommand(_ request: NATSMessage, _ client: NATSClient) async {
-        guard let hub = localBox.withLockedValue({ $0 })?.hub else { return }
         let outcome: BackendCommands.Outcome
         if let r = try? JSONDecoder().decode(CommandRequest.self, from: Data(request.payload.readableBytesView)) {
             outcome = await hub.runLocalCommand(pile: r.pile, command: r.command, args: r.args, senderLane: r.lane, timeout: r.timeout)
@@ -105,29 +106,27 @@ public final class ClusterCommandRouter: ClusterComponent, Sendable {
     }
 
     private func answerView(_ request: NATSMessage, _ client: NATSClient) async {
-        guard let gateway = localBox.withLockedValue({ $0 })?.gateway, let pile = PileID(input: request.string),
-            let session = gateway.directory.session(for: pile)
+        guard let pile = PileID(input: request.string), let session = stores.directory.session(for: pile)
         else {
             try? client.respond(to: request, with: ByteBuffer(string: "not online here"), headers: [Self.errorHeader: "pile_offline"])
             return
         }
-        let record = (try? await gateway.registry.record(pile)) ?? nil
+        let record = (try? await stores.registry.record(pile)) ?? nil
         guard var view = try? await PileView(record: record ?? AdminAPI.placeholderRecord(session.info), session: session) else { return }
-        view.node = gateway.config.nodeId
-        view.limits = gateway.context.limits.limits(for: pile)
+        view.node = node.nodeId
+        view.limits = stores.limits.limits(for: pile)
         guard let data = try? AdminAPI.encoder.encode(view) else { return }
         try? client.respond(to: request, with: ByteBuffer(bytes: data))
     }
 
     private func answerKick(_ request: NATSMessage, _ client: NATSClient) {
-        guard let gateway = localBox.withLockedValue({ $0 })?.gateway, let pile = PileID(input: request.string),
-            let session = gateway.directory.session(for: pile)
+        guard let pile = PileID(input: request.string), let session = stores.directory.session(for: pile)
         else {
             try? client.respond(to: request, with: ByteBuffer(string: "not online here"), headers: [Self.errorHeader: "pile_offline"])
             return
         }
         session.close(reason: .kicked)
-        gateway.context.logger.info(
+        logger.info(
             "pile kicked", metadata: ["pile": "\(pile)", "connection": "\(session.info.connectionId)", "by": "cluster"])
         let answer: [String: String] = ["kicked": pile.description, "connection": String(session.info.connectionId), "node": node.nodeId]
         try? client.respond(to: request, with: ByteBuffer(bytes: (try? AdminAPI.encoder.encode(answer)) ?? Data()))
@@ -142,7 +141,7 @@ public final class ClusterCommandRouter: ClusterComponent, Sendable {
         -> BackendCommands.Outcome?
     {
         guard let pile = PileID(input: pileText), let held = directory.holder(of: pile),
-            localBox.withLockedValue({ $0 })?.gateway.directory.session(for: pile) == nil,
+            stores.directory.session(for: pile) == nil,
             case .success(let seconds) = BackendCommands.timeout(timeout)
         else { return nil }
         guard let client else {

@@ -171,7 +171,7 @@ final class ClusterEventRelay: ClusterComponent, Sendable {
         guard let (changes, gone) = taken, !changes.isEmpty else { return }
         for instance in gone { hub.unregister(instance) }
         let now = Date()
-        let loop = (hub.gateway?.group ?? MultiThreadedEventLoopGroup.singleton).next()
+        let loop = hub.group.next()
         let deliverSubject = subjects.node(advert.node, "deliver")
         for i in changes.added {
             // Must-deliver events (bills…) reach a service through the cluster's stream, from a

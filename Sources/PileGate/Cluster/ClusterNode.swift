@@ -25,6 +25,9 @@ public final class ClusterNode: Service, Sendable {
     private let localView: @Sendable () -> (piles: Int, api: String?)
     private let clientBox = NIOLockedValueBox<NATSClient?>(nil)
     private let membership: NIOLockedValueBox<ClusterMembership>
+    /// What runs on the node's connection (`add`): each component is built with the node (it
+    /// needs its subjects and client), so the node can only be handed them afterwards; all are
+    /// added before the node runs.
     private let components = NIOLockedValueBox<[any ClusterComponent]>([])
     private let changeHooks = NIOLockedValueBox<[@Sendable (ClusterMembership.Change) -> Void]>([])
     private let buckets = NIOLockedValueBox<[String: KeyValue]>([:])

@@ -54,13 +54,20 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
     private let bucketBox = NIOLockedValueBox<KeyValue?>(nil)
     private let watcherBox = NIOLockedValueBox<KeyValueWatcher?>(nil)
     /// The gateway's sessions and where `node_lost` events go, set by `attach`.
-    private let localBox = NIOLockedValueBox<(sessions: SessionDirectory, events: any GatewayEventSink)?>(nil)
+    /// This node's sessions (for resync and takeovers) and where `node_lost` events are
+    /// published (the backend hub).
+    private let sessions: SessionDirectory
+    private let events: any GatewayEventSink
     private let failures = NIOLockedValueBox<(count: Int, last: String?)>((0, nil))
     private let cleanedCount = NIOLockedValueBox(0)
+    /// Set by `ClusterCommandRouter` when it is built (`onPileOnlineElsewhere`): the router and
+    /// the queued commands it wakes are built after this directory, with it.
     private let onlineElsewhere = NIOLockedValueBox<(@Sendable (PileID) -> Void)?>(nil)
 
-    public init(node: ClusterNode, nodeTimeout: Double, logger: Logger) {
+    public init(node: ClusterNode, nodeTimeout: Double, sessions: SessionDirectory, events: any GatewayEventSink, logger: Logger) {
         self.node = node
+        self.sessions = sessions
+        self.events = events
         self.nodeTimeout = nodeTimeout
         self.logger = logger
         (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -71,12 +78,6 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
             if case .joined(let id) = change { self.departed.withLockedValue { _ = $0.remove(id) } }
             self.sweepWake.yield()
         }
-    }
-
-    /// Connects the directory to the gateway's sessions (for resync and takeovers) and to where
-    /// `node_lost` events are published (the backend hub).
-    public func attach(sessions: SessionDirectory, events: any GatewayEventSink) {
-        localBox.withLockedValue { $0 = (sessions, events) }
     }
 
     /// Calls `action` whenever the watch sees a pile put online by another node (the queued
@@ -228,7 +229,7 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
     /// takeover request did not reach this node, e.g. both logins raced): this one is the old
     /// session and closes as replaced.
     private func replacedElsewhere(_ held: Held) {
-        guard held.entry.node != node.nodeId, let local = localBox.withLockedValue({ $0 })?.sessions.session(for: held.pile),
+        guard held.entry.node != node.nodeId, let local = sessions.session(for: held.pile),
             local.info.loggedInAt.timeIntervalSince1970 < held.entry.since
         else { return }
         logger.info(
@@ -241,7 +242,6 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
     /// while NATS was away, or lost with the server's store), and an offline for every entry this
     /// node owns without a session.
     private func resync() {
-        guard let sessions = localBox.withLockedValue({ $0 })?.sessions else { return }
         let me = node.nodeId
         let settled = Date().addingTimeInterval(-2)
         var ops: [Operation] = []
@@ -408,7 +408,7 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
         guard (try? await deleteIfUnchanged(kv, key: held.pile.description, revision: held.revision)) == true else { return }
         mirror.withLockedValue { m in if m[held.pile]?.revision == held.revision { m[held.pile] = nil } }
         cleanedCount.withLockedValue { $0 += 1 }
-        guard announce, let events = localBox.withLockedValue({ $0 })?.events else { return }
+        guard announce else { return }
         events.sessionOffline(Self.sessionInfo(held), reason: .nodeLost)
     }
 

@@ -22,17 +22,15 @@ public final class ClusterTakeover: ClusterComponent, Sendable {
     let wait: Duration
     let directory: ClusterPileDirectory
     private let logger: Logger
-    private let sessionsBox = NIOLockedValueBox<SessionDirectory?>(nil)
+    /// This node's sessions: the old connection of a pile logging in elsewhere is closed here.
+    private let sessions: SessionDirectory
     private let counts = NIOLockedValueBox<(asked: Int, closed: Int, unanswered: Int)>((0, 0, 0))
 
-    public init(directory: ClusterPileDirectory, wait: Duration = .seconds(1), logger: Logger) {
+    public init(directory: ClusterPileDirectory, sessions: SessionDirectory, wait: Duration = .seconds(1), logger: Logger) {
         self.directory = directory
+        self.sessions = sessions
         self.wait = wait
         self.logger = logger
-    }
-
-    public func attach(sessions: SessionDirectory) {
-        sessionsBox.withLockedValue { $0 = sessions }
     }
 
     private var node: ClusterNode { directory.node }
@@ -72,7 +70,7 @@ public final class ClusterTakeover: ClusterComponent, Sendable {
     }
 
     private func answer(_ request: NATSMessage, _ client: NATSClient) async {
-        guard let sessions = sessionsBox.withLockedValue({ $0 }), let pile = PileID(input: request.string),
+        guard let pile = PileID(input: request.string),
             let session = sessions.session(for: pile)
         else {
             try? client.respond(to: request, with: ByteBuffer(string: "none"))

@@ -23,12 +23,12 @@ public final class Gateway: Service, Sendable {
     public let group: any EventLoopGroup
     /// The TLS pile listener's certificate (nil without `pileTLSCertificate`), re-read by `reload(to:)`.
     public let pileTLS: PileTLSCredentials?
-    /// The API's TLS context (nil for plain HTTP), set when the API starts.
-    let apiTLS = NIOLockedValueBox<APITLSCredentials?>(nil)
+    /// The API's TLS context (nil for plain HTTP), re-read by `reload(to:)`.
+    let apiTLS: APITLSCredentials?
     /// Open API connections and their bound's episodes (`APIConnectionLimit`), for `/metrics`.
     let apiConnections = APIConnectionCounts()
     /// Where a reload reads the configuration from (`pilegate serve`: its file and environment).
-    private let configurationSource = NIOLockedValueBox<(@Sendable () throws(ConfigurationError) -> GatewayConfiguration)?>(nil)
+    private let configurationSource: (@Sendable () throws(ConfigurationError) -> GatewayConfiguration)?
     private let reloadHooks = NIOLockedValueBox<[@Sendable (GatewayConfiguration) -> Void]>([])
     /// One reload at a time (SIGHUP and the API may race).
     private let reloadLock = NIOLock()
@@ -53,29 +53,41 @@ public final class Gateway: Service, Sendable {
     public let routes: [AdminAPI.Routes]
     /// Extra sections of `/v1/stats`, by name.
     public let statsProviders: [String: @Sendable () -> JSONValue]
-    /// Cluster mode: reaches piles held by other nodes (lookups, kicks), set by the assembly.
-    let cluster = NIOLockedValueBox<ClusterCommandRouter?>(nil)
+    /// Cluster mode: reaches piles held by other nodes (lookups, kicks).
+    let cluster: ClusterCommandRouter?
 
     public var config: GatewayConfiguration { context.config }
     public var counters: GatewayCounters { context.counters }
     public var directory: SessionDirectory { context.directory }
     public var registry: PileRegistry { context.registry }
 
+    /// - Parameters:
+    ///   - stores: the registry and the stores beside it, opened first by whoever builds pieces
+    ///     that need them (`GatewayAssembly`); opened here when not given.
+    ///   - sink: where sessions' events go (the backend hub).
+    ///   - group: the event loops; one per core when not given.
+    ///   - routes: other components' API routes, added when the API starts.
+    ///   - statsProviders: extra sections of `/v1/stats`, by name.
+    ///   - services: other components' long-running work, run after the gateway's own loops and
+    ///     before the pile listeners (`services`).
+    ///   - cluster: in cluster mode, reaches piles held by other nodes (lookups, kicks).
+    ///   - configurationSource: where `reloadConfiguration()` reads the configuration from
+    ///     (`pilegate serve`: its `--config` file with the environment on top, as at start-up).
     public init(
-        config: GatewayConfiguration, sink: any GatewayEventSink = NoBackendSink(), group: (any EventLoopGroup)? = nil,
-        logger: Logger = Logger(label: "pilegate"), routes: [AdminAPI.Routes] = [],
-        statsProviders: [String: @Sendable () -> JSONValue] = [:], services: [any Service] = []
+        config: GatewayConfiguration, stores: GatewayStores? = nil, sink: any GatewayEventSink = NoBackendSink(),
+        group: (any EventLoopGroup)? = nil, logger: Logger = Logger(label: "pilegate"), routes: [AdminAPI.Routes] = [],
+        statsProviders: [String: @Sendable () -> JSONValue] = [:], services: [any Service] = [], cluster: ClusterCommandRouter? = nil,
+        configurationSource: (@Sendable () throws(ConfigurationError) -> GatewayConfiguration)? = nil
     ) throws {
         self.componentServices = services
         self.routes = routes
         self.statsProviders = statsProviders
-        let registry = try PileRegistry(directory: config.dataDirectory, fresh: config.freshStore, logger: logger)
-        try registry.markAllOffline(reason: "gateway_restart")
-        let keys = try PileKeyStore(database: registry.database, logger: logger)
-        let limits = try PileLimitStore(database: registry.database, logger: logger)
+        self.cluster = cluster
+        self.configurationSource = configurationSource
+        let stores = try stores ?? GatewayStores.open(config: config, logger: logger)
         self.context = GatewayContext(
-            config: config, counters: GatewayCounters(), directory: SessionDirectory(), registry: registry, keys: keys, limits: limits,
-            sink: sink, logger: logger)
+            config: config, counters: GatewayCounters(), directory: stores.directory, registry: stores.registry, keys: stores.keys,
+            limits: stores.limits, sink: sink, logger: logger)
         self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: config.resolvedEventLoopThreads)
         self.metrics = GatewayMetrics(counters: context.counters)
         do {
@@ -83,9 +95,14 @@ public final class Gateway: Service, Sendable {
         } catch {
             throw GatewayStartError(message: error.description)
         }
-        let auth = APIAuthenticator(
-            tokens: try TokenStore(database: registry.database, logger: logger), certificateScopes: config.apiClientCertificateScopes,
-            alwaysEnforced: APIAuthenticator.mustAlwaysEnforce(config), logger: logger)
+        // TLS and mutual TLS for the API (docs/SECURITY.md): loaded here so that a file that
+        // does not load stops the gateway before anything runs.
+        do {
+            self.apiTLS = try APITLSCredentials.load(config).map(APITLSCredentials.init)
+        } catch {
+            throw GatewayStartError(message: "\(error)")
+        }
+        let auth = stores.auth
         self.auth = auth
         metrics.addCollector { auth.collectMetrics($0) }
         let apiConnections = self.apiConnections
@@ -220,12 +237,6 @@ public final class Gateway: Service, Sendable {
         }
     }
 
-    /// Sets where `reloadConfiguration()` reads the configuration from: `pilegate serve` passes
-    /// its `--config` file with the environment on top, as at start-up.
-    public func setConfigurationSource(_ source: @escaping @Sendable () throws(ConfigurationError) -> GatewayConfiguration) {
-        configurationSource.withLockedValue { $0 = source }
-    }
-
     /// Work to do with each configuration a reload puts in force (serve: the log level).
     public func onReload(_ hook: @escaping @Sendable (GatewayConfiguration) -> Void) {
         reloadHooks.withLockedValue { $0.append(hook) }
@@ -234,7 +245,7 @@ public final class Gateway: Service, Sendable {
     /// SIGHUP and `POST /v1/config/reload`: reads the configuration source again and applies it
     /// with `reload(to:)`.
     public func reloadConfiguration() throws(ConfigurationReloadError) -> ConfigurationReload {
-        guard let source = configurationSource.withLockedValue({ $0 }) else { throw .unavailable }
+        guard let source = configurationSource else { throw .unavailable }
         let loaded: GatewayConfiguration
         do { loaded = try source() } catch {
             context.logger.error("configuration not reloaded, the running one stays", metadata: ["reason": "\(error)"])
@@ -253,7 +264,6 @@ public final class Gateway: Service, Sendable {
         reloadLock.lock()
         defer { reloadLock.unlock() }
         let running = context.config
-        let apiTLS = apiTLS.withLockedValue { $0 }
         let plan = ConfigurationReload.plan(running: running, loaded: loaded, pileTLSLive: pileTLS != nil, apiTLSLive: apiTLS != nil)
         let effective = plan.effective
         do { try effective.validate() } catch {

@@ -136,7 +136,7 @@ struct BackendConnection: Sendable {
             let deliverWithin = object["deliverWithin"]
             let lane = instance.lane
             if let principal, let denial = principal.refusal(command: command, lane: lane) {
-                hub.gateway?.auth.refuse(denial)
+                hub.auth.refuse(denial)
                 await sendResult(requestId: requestId, .failure("forbidden", denial))
                 return nil
             }
@@ -240,7 +240,7 @@ struct BackendConnection: Sendable {
         if let principal, !principal.allows(service: service) || !principal.allows(lane: lane) {
             let denial = principal.allows(service: service)
                 ? "token '\(principal.name)' may not subscribe in lane '\(lane)'" : "token '\(principal.name)' may not subscribe as service '\(service)'"
-            hub.gateway?.auth.refuse(denial)
+            hub.auth.refuse(denial)
             await send(error: "forbidden", denial)
             return nil
         }

@@ -26,8 +26,6 @@ extension BackendHub {
         case overloaded
     }
 
-    var offlineAuthorizer: OfflineAuthorizer? { offlineAuthorizerBox.withLockedValue { $0 } }
-
     /// Answers a pile request no backend decided: the offline policy for start requests, the
     /// gateway's `fallback` otherwise (and for a start the policy refuses: `pile_disabled`).
     func answerWithoutBackend(
@@ -38,7 +36,7 @@ extension BackendHub {
             return respond.succeed(fallback)
         }
         let now = Date()
-        let model = billingModels.withLockedValue { $0 }?.model(for: session.pileId)
+        let model = billingModels?.model(for: session.pileId)
         switch authorizer.decide(credential, billingModel: model, now: now) {
         case .refuse(let reason):
             authorizer.count(refused: reason)
@@ -63,7 +61,7 @@ extension BackendHub {
         authorizer: OfflineAuthorizer, respond: EventLoopPromise<YKCMessage?>
     ) {
         let now = Date()
-        let offset = gateway?.config.pileUTCOffsetSeconds ?? 8 * 3600
+        let offset = envelope.pileUTCOffsetSeconds
         let serial = authorizer.newTradeSerial(pile: session.pileId, gun: gun, now: now, utcOffsetSeconds: offset)
         let last = credential.flatMap { authorizer.cache.decision(for: $0) }
         let zeroCard = BCDDigits("0", byteCount: 8) ?? "0000000000000000"

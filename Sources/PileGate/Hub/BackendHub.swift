@@ -32,15 +32,21 @@ public final class BackendHub: GatewayEventSink {
     }
     private let laneSource: NIOLockedValueBox<LaneSource>
     private var laneDecider: @Sendable (Login, String) -> String { laneSource.withLockedValue { $0.decide } }
-    private let gatewayBox = NIOLockedValueBox<Gateway?>(nil)
+    /// The gateway's API credentials: commands a backend's token does not allow are counted there.
+    let auth: APIAuthenticator
+    /// The gateway's event loops (promises of queued commands' stored events, remote instances).
+    let group: any EventLoopGroup
     /// Instances by service: this node's sockets, and in a cluster the other nodes' too
     /// (`BackendInstance.node`), all candidates of the one router.
     let instances = NIOLockedValueBox<[String: [BackendInstance]]>([:])
     /// Told when this node's own instances change (subscribe, leave, drain, ejection), so the
     /// cluster relay advertises them at once rather than at its next periodic advertisement.
+    /// Set by `ClusterEventRelay` while it runs: the relay is built with this hub (it routes
+    /// other nodes' events here), so it can only reach back after both exist.
     let localInstancesChanged = NIOLockedValueBox<(@Sendable () -> Void)?>(nil)
     /// In a cluster, asks the node that sent an event for its reply (`ClusterEventRelay`): nil
-    /// when the event is not another node's.
+    /// when the event is not another node's. Set and cleared by the relay while it is linked to
+    /// the cluster (a cycle, as above).
     let replyForwarder = NIOLockedValueBox<(@Sendable (String, JSONValue) async -> ReplyOutcome?)?>(nil)
     /// Event names some instance subscribed to, for the per-frame `wants` check (lock-free read).
     let wanted = NIOLockedValueBox<WantedSet>(WantedSet())
@@ -50,22 +56,26 @@ public final class BackendHub: GatewayEventSink {
     private let eventCounter = ManagedAtomic<UInt64>(0)
     private let instanceCounter = ManagedAtomic<UInt64>(0)
     private let bootTag: String
-    /// What every event envelope repeats (node, event-id prefix, the piles' UTC offset), fixed
-    /// when the gateway attaches: read under one lock per event.
-    let envelopes: NIOLockedValueBox<BackendEventEnvelope>
+    /// What every event envelope repeats (node, event-id prefix, the piles' UTC offset).
+    let envelope: BackendEventEnvelope
     /// Picks the instance of each service for an event (pure; lanes and rendezvous hashing).
     let router: BackendRouter
     let undeliverable = ManagedAtomic(0)
     /// Commands refused because their backend socket had `maxCommandsPerSocket` running.
     let commandsRefusedPerSocket = ManagedAtomic(0)
-    let billingModels = NIOLockedValueBox<BillingModelCache?>(nil)
-    /// Commands to piles, built when the gateway attaches (they look sessions up there).
-    private let commands = NIOLockedValueBox<BackendCommands?>(nil)
-    /// The offline authorization of starts no backend answers (`BackendHub+OfflineAuthorization`),
-    /// built when the gateway attaches (its cache lives in the gateway's database).
-    let offlineAuthorizerBox = NIOLockedValueBox<OfflineAuthorizer?>(nil)
-    /// Commands waiting for offline piles (`BackendHub+QueuedCommands.swift`), when attached.
-    let queuedCommands = NIOLockedValueBox<QueuedCommands?>(nil)
+    /// Billing models seen going to piles, in the registry's database (nil when it cannot open).
+    let billingModels: BillingModelCache?
+    /// Commands to piles (they look sessions up in the gateway's session directory).
+    let commands: BackendCommands
+    /// The offline authorization of starts no backend answers (`BackendHub+OfflineAuthorization`);
+    /// nil when its cache cannot open in the registry's database.
+    let offlineAuthorizer: OfflineAuthorizer?
+    /// Commands waiting for offline piles (`BackendHub+QueuedCommands.swift`); nil when their
+    /// store cannot open. Set once, at the end of `init`: they publish their final events
+    /// through this hub, so they cannot exist before it (the only box set after the stored
+    /// properties, never replaced).
+    private let queuedCommandsBox = NIOLockedValueBox<QueuedCommands?>(nil)
+    var queuedCommands: QueuedCommands? { queuedCommandsBox.withLockedValue { $0 } }
 
     struct WantedSet: Sendable {
         var all = false
@@ -73,27 +83,54 @@ public final class BackendHub: GatewayEventSink {
         func contains(_ n: String) -> Bool { all || names.contains(n) }
     }
 
+    /// Builds the hub complete, with what it uses of the gateway: the gateway itself is built
+    /// after it, with the hub as its event sink, its routes, stats and `services`.
+    ///
     /// - Parameters:
+    ///   - config: the hub's settings.
+    ///   - gateway: the gateway's configuration: its node id and the piles' UTC offset go in every
+    ///     envelope; the offline authorization starts with its policy (`register(on:)` follows
+    ///     reloads).
+    ///   - stores: the gateway's stores (`GatewayStores`): billing models, queued commands and the
+    ///     offline cache live in the registry's database, commands find sessions in the
+    ///     directory, refused commands are counted by the authenticator.
+    ///   - group: the gateway's event loops.
     ///   - outbox: where must-deliver events (bills first of all) are committed before the pile
     ///     is acknowledged and from where they are delivered; it runs as one of `services`.
     ///   - lanes: decides a session's lane at login (the lane rule book); "" = base.
+    ///   - laneVersion: the version of the rules `lanes` follows (sessions re-decide on a change).
     public init(
-        config: HubConfiguration = HubConfiguration(), outbox: Outbox, logger: Logger,
-        lanes: @escaping @Sendable (Login, String) -> String = { _, _ in "" }
+        config: HubConfiguration = HubConfiguration(), gateway: GatewayConfiguration, stores: GatewayStores, group: any EventLoopGroup,
+        outbox: Outbox, logger: Logger, lanes: @escaping @Sendable (Login, String) -> String = { _, _ in "" },
+        laneVersion: @escaping @Sendable () -> Int = { 0 }
     ) {
         self.config = config
         self.outbox = outbox
         self.ejectionPolicy = BackendInstanceHealth.Policy(config)
         self.logger = logger
-        self.laneSource = NIOLockedValueBox(LaneSource(decide: lanes, version: { 0 }))
+        self.laneSource = NIOLockedValueBox(LaneSource(decide: lanes, version: laneVersion))
+        self.auth = stores.auth
+        self.group = group
         let bootTag = String(UInt32.random(in: 0...UInt32.max), radix: 36)
         self.bootTag = bootTag
-        self.envelopes = NIOLockedValueBox(BackendEventEnvelope(bootTag: bootTag))
+        self.envelope = BackendEventEnvelope(nodeId: gateway.nodeId, bootTag: bootTag, pileUTCOffsetSeconds: gateway.pileUTCOffsetSeconds)
         self.router = BackendRouter(warmup: config.warmupWindow)
+        let billingModels = try? BillingModelCache(database: stores.registry.database)
+        self.billingModels = billingModels
+        self.commands = BackendCommands(
+            directory: stores.directory, defaultTimeout: config.commandTimeout, pileUTCOffsetSeconds: gateway.pileUTCOffsetSeconds,
+            billingModels: billingModels)
+        do {
+            self.offlineAuthorizer = try OfflineAuthorizer(database: stores.registry.database, config: gateway)
+        } catch {
+            self.offlineAuthorizer = nil
+            logger.error("offline authorization unavailable: its cache cannot open", metadata: ["error": "\(SQLiteStore.describe(error))"])
+        }
+        queuedCommandsBox.withLockedValue { $0 = openQueuedCommands(database: stores.registry.database) }
     }
 
-    /// Replaces how lanes are decided (the assembly installs the lane rule book once the
-    /// gateway's database is open).
+    /// Replaces how lanes are decided (the assembly passes the lane rule book at creation; tests
+    /// swap deciders on a running hub, hence the box).
     public func decideLanes(
         with decider: @escaping @Sendable (Login, String) -> String, version: @escaping @Sendable () -> Int = { 0 }
     ) {
@@ -116,27 +153,13 @@ public final class BackendHub: GatewayEventSink {
         return v
     }
 
-    /// Connects the hub to its gateway: commands look sessions up there, billing models are
-    /// cached in its database, metrics and readiness include the hub's and the outbox's.
-    public func attach(to gateway: Gateway) {
-        gatewayBox.withLockedValue { $0 = gateway }
-        envelopes.withLockedValue {
-            $0 = BackendEventEnvelope(nodeId: gateway.config.nodeId, bootTag: bootTag, pileUTCOffsetSeconds: gateway.config.pileUTCOffsetSeconds)
-        }
-        let billingModels = try? BillingModelCache(database: gateway.registry.database)
-        self.billingModels.withLockedValue { $0 = billingModels }
-        let commands = BackendCommands(
-            directory: gateway.directory, defaultTimeout: config.commandTimeout,
-            pileUTCOffsetSeconds: gateway.config.pileUTCOffsetSeconds, billingModels: billingModels)
-        self.commands.withLockedValue { $0 = commands }
-        attachQueuedCommands(gateway: gateway, commands: commands)
-        do {
-            let authorizer = try OfflineAuthorizer(database: gateway.registry.database, config: gateway.config)
-            offlineAuthorizerBox.withLockedValue { $0 = authorizer }
+    /// Adds the hub's metrics and the outbox's to the gateway's `/metrics`, makes the gateway not
+    /// ready while the outbox cannot commit, and has reloads reach the offline policy. These are
+    /// registrations on the gateway, built after the hub; the hub keeps no reference to it.
+    public func register(on gateway: Gateway) {
+        if let authorizer = offlineAuthorizer {
             gateway.metrics.addCollector { authorizer.collectMetrics($0) }
             gateway.onReload { authorizer.update($0) }
-        } catch {
-            logger.error("offline authorization unavailable: its cache cannot open", metadata: ["error": "\(SQLiteStore.describe(error))"])
         }
         gateway.metrics.addCollector { [weak self] w in self?.collectMetrics(w) }
         let outbox = self.outbox
@@ -182,8 +205,7 @@ public final class BackendHub: GatewayEventSink {
     /// Instances that subscribed durably (the default): their service is known to the outbox.
     let durableInstances = NIOLockedValueBox<Set<UInt64>>([])
 
-    var gateway: Gateway? { gatewayBox.withLockedValue { $0 } }
-    var nodeId: String { envelopes.withLockedValue { $0.nodeId } }
+    var nodeId: String { envelope.nodeId }
 
     /// The hub's routes (`BackendHubRoutes`: the backends' WebSocket, commands, `/v1/hub`) and
     /// the outbox's (`OutboxRoutes`), for the API to add at start.
@@ -206,7 +228,7 @@ public final class BackendHub: GatewayEventSink {
 
     public func sessionOnline(_ session: PileSessionInfo) {
         // Queued commands go out after the login (and its time sync) is written: on a task.
-        queuedCommands.withLockedValue({ $0 })?.pileOnline(session.pileId)
+        queuedCommands?.pileOnline(session.pileId)
         guard wanted.withLockedValue({ $0.contains("pile_online") }) else { return }
         publish(event: "pile_online", code: 0x01, session: session, gun: nil, receivedAt: session.loggedInAt) { w in
             w.beginObject()
@@ -366,7 +388,7 @@ public final class BackendHub: GatewayEventSink {
     /// What the gateway answers itself when no backend does (DESIGN: keep the lights on): the
     /// last billing model seen for the pile, from SQLite.
     func localAnswer(to message: YKCMessage) -> YKCMessage? {
-        guard let cache = billingModels.withLockedValue({ $0 }) else { return nil }
+        guard let cache = billingModels else { return nil }
         switch message {
         case .billingModelVerify(let v):
             guard let model = cache.model(for: v.pileId) else { return nil }
@@ -385,13 +407,13 @@ public final class BackendHub: GatewayEventSink {
 
     /// Caches billing models the gateway sees going to piles.
     func remember(_ message: YKCMessage) {
-        billingModels.withLockedValue({ $0 })?.remember(message)
+        billingModels?.remember(message)
     }
 
     // MARK: routing
 
     func nextEventId() -> String {
-        envelopes.withLockedValue { $0 }.eventId(eventCounter.wrappingIncrementThenLoad(ordering: .relaxed))
+        envelope.eventId(eventCounter.wrappingIncrementThenLoad(ordering: .relaxed))
     }
 
     /// Builds the event envelope and routes it to one instance per subscribed service.
@@ -414,7 +436,7 @@ public final class BackendHub: GatewayEventSink {
         event: String, code: UInt8?, session: PileSessionInfo, gun: Int?, receivedAt: Date,
         replyExpected: Bool = false, id: String? = nil, extra: ((inout JSONWriter) -> Void)? = nil, data: (inout JSONWriter) -> Void
     ) -> (String, ByteBuffer) {
-        let envelope = envelopes.withLockedValue { $0 }
+        let envelope = self.envelope
         let id = id ?? envelope.eventId(eventCounter.wrappingIncrementThenLoad(ordering: .relaxed))
         let text = envelope.encode(
             id: id, event: event, code: code, pile: session.pileId, lane: session.lane, gun: gun, receivedAt: receivedAt,
@@ -622,6 +644,8 @@ public final class BackendHub: GatewayEventSink {
     /// A command for a pile held by another node of the cluster (`ClusterCommandRouter`); nil
     /// when the pile is not held elsewhere.
     typealias CommandForwarder = @Sendable (String, String, JSONValue?, String, JSONValue?) async -> BackendCommands.Outcome?
+    /// Set by `ClusterCommandRouter` when it is built: the router is built with this hub (it runs
+    /// forwarded commands through it), so it can only install itself here afterwards.
     private let forwarder = NIOLockedValueBox<CommandForwarder?>(nil)
 
     /// Cluster mode: commands for piles held by other nodes go through `forward`.
@@ -645,10 +669,9 @@ public final class BackendHub: GatewayEventSink {
     func runLocalCommand(
         pile: String, command: String, args: JSONValue?, senderLane: String, timeout: JSONValue?, deliverWithin: JSONValue? = nil
     ) async -> BackendCommands.Outcome {
-        guard let commands = commands.withLockedValue({ $0 }) else { return .failure("unavailable", "gateway not attached") }
-        return await commands.run(
+        await commands.run(
             pile: pile, command: command, args: args, senderLane: senderLane, timeout: timeout, deliverWithin: deliverWithin,
-            queue: queuedCommands.withLockedValue { $0 })
+            queue: queuedCommands)
     }
 
     // MARK: visibility

@@ -15,7 +15,7 @@ enum QueuedCommandRoutes {
     static func add(to routes: RouteCollection<AdminAPI.Context>, hub: BackendHub) {
         routes.get("/v1/piles/:id/commands/queued") { _, context in
             let pile = try AdminAPI.pileId(context)
-            guard let queued = hub.queuedCommands.withLockedValue({ $0 }) else { return unavailable() }
+            guard let queued = hub.queuedCommands else { return unavailable() }
             let list = try await queued.store.list(pile: pile)
             var w = JSONWriter()
             w.beginObject()
@@ -31,7 +31,7 @@ enum QueuedCommandRoutes {
         routes.delete("/v1/piles/:id/commands/queued/:qid") { _, context in
             let pile = try AdminAPI.pileId(context)
             let id = context.parameters.get("qid") ?? ""
-            guard let queued = hub.queuedCommands.withLockedValue({ $0 }) else { return unavailable() }
+            guard let queued = hub.queuedCommands else { return unavailable() }
             switch try await queued.store.cancel(pile: pile, id: id) {
             case .cancelled(let command):
                 hub.logger.notice("queued command cancelled", metadata: ["pile": "\(pile)", "id": "\(id)", "command": "\(command.command)"])

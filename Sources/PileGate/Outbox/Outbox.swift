@@ -101,7 +101,9 @@ public final class Outbox: Sendable {
     /// A compaction that ignores the retention runs while full (at most once a second), so
     /// delivered events kept only for inspection make room for new bills.
     private let pressureCompaction = NIOLockedValueBox<(running: Bool, last: Date)>((false, .distantPast))
-    /// Cluster mode: the stream events go to first (`OutboxRelay`); nil on a node alone.
+    /// Cluster mode: the stream events go to first (`OutboxRelay`); nil on a node alone. Set by
+    /// the assembly before the outbox starts (`relay(via:)`): the stream delivers through the hub,
+    /// which is built with this outbox, so the stream exists only after it.
     private let relayBox = NIOLockedValueBox<(any OutboxRelay)?>(nil)
     /// Cluster mode: services that subscribed durably here. Their events come from the stream,
     /// so the outbox keeps nothing for them, but live copies to transient subscribers skip them.

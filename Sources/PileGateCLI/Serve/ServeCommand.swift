@@ -53,23 +53,22 @@ struct ServeCommand: AsyncParsableCommand {
             return LiveLevelLogHandler(handler, level: level)
         }
         let logger = Logger(label: "pilegate")
+        // SIGHUP (and POST /v1/config/reload) read the file and the environment again, as at
+        // start-up, and apply what can change live (Gateway.reload); the gateway logs the outcome.
+        let file = config
+        let fresh = freshStore
         let gateway: Gateway
         do {
-            gateway = try GatewayAssembly.make(config: settings, logger: logger)
+            gateway = try GatewayAssembly.make(config: settings, logger: logger) { () throws(ConfigurationError) in
+                var c = try GatewayConfiguration.load(file: file)
+                if fresh { c.freshStore = true }
+                return c
+            }
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode(1)
         }
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: gateway.metrics.registry))
-        // SIGHUP (and POST /v1/config/reload) read the file and the environment again, as at
-        // start-up, and apply what can change live (Gateway.reload); the gateway logs the outcome.
-        let file = config
-        let fresh = freshStore
-        gateway.setConfigurationSource { () throws(ConfigurationError) in
-            var c = try GatewayConfiguration.load(file: file)
-            if fresh { c.freshStore = true }
-            return c
-        }
         gateway.onReload { c in level.level = Logger.Level(rawValue: c.logLevel) ?? level.level }
         // One service group for the process: SIGHUP's reloads, then the gateway's pieces in
         // their start order (Gateway.services: the API, the loops, the hub's, the pile

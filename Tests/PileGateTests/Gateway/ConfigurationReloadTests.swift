@@ -28,8 +28,8 @@ struct ConfigurationReloadTests {
         let data = NSTemporaryDirectory() + "pilegate-test-" + UUID().uuidString
         try writeConfig(file, dataDirectory: data, settings)
         let loaded = try GatewayConfiguration.load(file: file, environment: [:])
-        try await withGateway({ $0 = loaded }) { gw in
-            gw.gateway.setConfigurationSource { () throws(ConfigurationError) in try GatewayConfiguration.load(file: file, environment: [:]) }
+        let source = { @Sendable () throws(ConfigurationError) -> GatewayConfiguration in try GatewayConfiguration.load(file: file, environment: [:]) }
+        try await withGateway(config: TestGateway.configuration { $0 = loaded }, configurationSource: source) { gw in
             try await body(gw, file)
         }
     }

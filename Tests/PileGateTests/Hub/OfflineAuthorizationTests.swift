@@ -231,12 +231,14 @@ extension OfflineAuthorizationTests {
     func reloadAppliesPolicy() async throws {
         let file = NSTemporaryDirectory() + "pilegate-offline-\(UUID().uuidString).json"
         defer { try? FileManager.default.removeItem(atPath: file) }
-        try await withHub { gw, hub in
-            gw.gateway.setConfigurationSource { () throws(ConfigurationError) in
-                var c = try GatewayConfiguration.load(file: file, environment: [:])
-                c.dataDirectory = gw.dataDirectory
-                return c
-            }
+        // A directory named as TestGateway names its own, so it is removed when the gateway stops.
+        let directory = NSTemporaryDirectory() + "pilegate-test-" + UUID().uuidString
+        let source = { @Sendable () throws(ConfigurationError) -> GatewayConfiguration in
+            var c = try GatewayConfiguration.load(file: file, environment: [:])
+            c.dataDirectory = directory
+            return c
+        }
+        try await withHub(dataDirectory: directory, configurationSource: source) { gw, hub in
             let pile = try await gw.pile("55010600000704", guns: 2) { $0.requestBillingModel = false }
             try await pile.waitForLogin()
             #expect(try await pile.requestCardStart(gun: 1, card: Self.cardAllowed, timeout: .seconds(5)).authResult == .failed)

@@ -19,10 +19,9 @@ final class TestGateway: Sendable {
     let pilePort: Int
     let apiPort: Int
 
-    static func start(
-        sink: any GatewayEventSink = NoBackendSink(), routes: [AdminAPI.Routes] = [], services: [any Service] = [],
-        _ configure: (inout GatewayConfiguration) -> Void = { _ in }
-    ) async throws -> TestGateway {
+    /// The settings of a test gateway: ephemeral loopback ports, a temporary data directory,
+    /// fast timers.
+    static func configuration(_ configure: (inout GatewayConfiguration) -> Void = { _ in }) -> GatewayConfiguration {
         var config = GatewayConfiguration()
         config.nodeId = "test-node"
         config.pileHost = "127.0.0.1"
@@ -37,13 +36,33 @@ final class TestGateway: Sendable {
         config.registryFlushInterval = 0.02
         config.timeSyncOnLogin = false
         configure(&config)
-        var logger = Logger(label: "pilegate-test")
-        logger.logLevel = .critical
+        return config
+    }
+
+    static func start(
+        sink: any GatewayEventSink = NoBackendSink(), routes: [AdminAPI.Routes] = [], services: [any Service] = [],
+        _ configure: (inout GatewayConfiguration) -> Void = { _ in }
+    ) async throws -> TestGateway {
+        try await start(config: configuration(configure), sink: sink, routes: routes, services: services)
+    }
+
+    /// Starts a gateway with `config`; with `stores` when pieces built before it (a hub) share them.
+    static func start(
+        config: GatewayConfiguration, stores: GatewayStores? = nil, sink: any GatewayEventSink = NoBackendSink(),
+        routes: [AdminAPI.Routes] = [], services: [any Service] = [],
+        configurationSource: (@Sendable () throws(ConfigurationError) -> GatewayConfiguration)? = nil
+    ) async throws -> TestGateway {
         let gateway = try Gateway(
-            config: config, sink: sink, group: MultiThreadedEventLoopGroup.singleton, logger: logger,
-            routes: routes, services: services)
+            config: config, stores: stores, sink: sink, group: MultiThreadedEventLoopGroup.singleton, logger: logger,
+            routes: routes, services: services, configurationSource: configurationSource)
         try await gateway.start()
         return TestGateway(gateway: gateway, dataDirectory: config.dataDirectory)
+    }
+
+    static var logger: Logger {
+        var logger = Logger(label: "pilegate-test")
+        logger.logLevel = .critical
+        return logger
     }
 
     private init(gateway: Gateway, dataDirectory: String) {
