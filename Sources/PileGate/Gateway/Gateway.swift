@@ -142,7 +142,7 @@ public final class Gateway: Service, Sendable {
     ///    bounded whatever clients do (about 2 × `shutdownGrace`: a backend that stops reading is
     ///    cut off);
     /// 2. the registry flush (at shutdown: a final flush, then the database closes) and the token
-    ///    refresh;
+    ///    refresh, which like the next start once the API has tried to listen (`StartsAfterAPI`);
     /// 3. the services handed in at creation (the cluster node, then the hub's: the outbox with
     ///    its last commit, the hub's sweeper, …);
     /// 4. the pile listeners (`PileListenerService`), which bind once the API listens and drain
@@ -155,8 +155,7 @@ public final class Gateway: Service, Sendable {
         let registry = context.registry
         let interval = context.config.registryFlushInterval
         let tokens = auth.tokens
-        let own: [any Service] = [
-            AdminAPI(gateway: self),
+        let loops: [any Service] = [
             BackgroundLoop(
                 name: "registry flush", loop: { await registry.runFlushLoop(interval: interval) },
                 // After the loop has ended (a write it had started, or put back after its
@@ -167,7 +166,9 @@ public final class Gateway: Service, Sendable {
                 }),
             BackgroundLoop(name: "token refresh", loop: { await tokens.runRefreshLoop() }),
         ]
-        return (own + componentServices + [PileListenerService(gateway: self)]).map {
+        let startup = self.startup
+        let afterAPI = (loops + componentServices).map { StartsAfterAPI(service: $0, startup: startup) as any Service }
+        return ([AdminAPI(gateway: self)] + afterAPI + [PileListenerService(gateway: self)]).map {
             ServiceGroupConfiguration.ServiceConfiguration(service: $0, failureTerminationBehavior: .gracefullyShutdownGroup)
         }
     }

@@ -70,9 +70,12 @@ struct GatewayServicesTests {
         defer { try? FileManager.default.removeItem(atPath: config.dataDirectory) }
         let probe = ShutdownProbe()
         let gateway = try Gateway(config: config, group: MultiThreadedEventLoopGroup.singleton, logger: Self.logger, services: [probe])
-        let names = gateway.services.map { "\(type(of: $0.service))" }
+        // Between the API and the listeners, each waits for the API to have tried to listen.
+        let services = gateway.services.map { ($0.service as? StartsAfterAPI)?.service ?? $0.service }
+        let names = services.map { "\(type(of: $0))" }
         #expect(names == ["AdminAPI", "BackgroundLoop", "BackgroundLoop", "ShutdownProbe", "PileListenerService"])
-        let loops = gateway.services.compactMap { ($0.service as? BackgroundLoop)?.name }
+        #expect(gateway.services.map { $0.service is StartsAfterAPI } == [false, true, true, true, false])
+        let loops = services.compactMap { ($0 as? BackgroundLoop)?.name }
         #expect(loops == ["registry flush", "token refresh"])
     }
 
