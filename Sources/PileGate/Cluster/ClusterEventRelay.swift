@@ -77,9 +77,9 @@ final class ClusterEventRelay: ClusterComponent, Sendable {
         let replies = try await client.subscribe(to: subjects.node(me, "replies"))
         let adverts = try await client.subscribe(to: subjects.allBackends)
         let (wake, wakeUp) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        hub.localInstancesChanged.withLockedValue { $0 = { wakeUp.yield() } }
+        hub.localInstancesChanged.withLockedValue { $0 = Callback { wakeUp.yield() } }
         hub.replyForwarder.withLockedValue {
-            $0 = { [weak self] id, data in await self?.forwardReply(id: id, data: data, node: node, client: client) }
+            $0 = Callback { [weak self] id, data in await self?.forwardReply(id: id, data: data, node: node, client: client) }
         }
         node.onMembershipChange { [weak self] change in
             switch change {

@@ -62,7 +62,7 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
     private let cleanedCount = NIOLockedValueBox(0)
     /// Set by `ClusterCommandRouter` when it is built (`onPileOnlineElsewhere`): the router and
     /// the queued commands it wakes are built after this directory, with it.
-    private let onlineElsewhere = NIOLockedValueBox<(@Sendable (PileID) -> Void)?>(nil)
+    private let onlineElsewhere = NIOLockedValueBox<Callback<@Sendable (PileID) -> Void>?>(nil)
 
     public init(node: ClusterNode, nodeTimeout: Double, sessions: SessionDirectory, events: any GatewayEventSink, logger: Logger) {
         self.node = node
@@ -83,7 +83,7 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
     /// Calls `action` whenever the watch sees a pile put online by another node (the queued
     /// commands waiting here for it go out then). Called on the watch's task: must not block.
     func onPileOnlineElsewhere(_ action: @escaping @Sendable (PileID) -> Void) {
-        onlineElsewhere.withLockedValue { $0 = action }
+        onlineElsewhere.withLockedValue { $0 = Callback(action) }
     }
 
     /// The bucket's name.
@@ -210,7 +210,7 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
                         mirror.withLockedValue { $0[pile] = held }
                         if let held {
                             replacedElsewhere(held)
-                            if held.entry.node != node.nodeId { onlineElsewhere.withLockedValue { $0 }?(pile) }
+                            if held.entry.node != node.nodeId { onlineElsewhere.withLockedValue { $0 }?.call(pile) }
                         }
                     }
                 }

@@ -66,7 +66,7 @@ extension BackendHub {
         } catch {
             return .invalid(error.description)
         }
-        guard let forward = replyForwarder.withLockedValue({ $0 }) else { return .unknown }
+        guard let forward = replyForwarder.withLockedValue({ $0 })?.call else { return .unknown }
         return await forward(id, data) ?? .unknown
     }
 

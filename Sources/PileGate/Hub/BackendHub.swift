@@ -43,11 +43,11 @@ public final class BackendHub: GatewayEventSink {
     /// cluster relay advertises them at once rather than at its next periodic advertisement.
     /// Set by `ClusterEventRelay` while it runs: the relay is built with this hub (it routes
     /// other nodes' events here), so it can only reach back after both exist.
-    let localInstancesChanged = NIOLockedValueBox<(@Sendable () -> Void)?>(nil)
+    let localInstancesChanged = NIOLockedValueBox<Callback<@Sendable () -> Void>?>(nil)
     /// In a cluster, asks the node that sent an event for its reply (`ClusterEventRelay`): nil
     /// when the event is not another node's. Set and cleared by the relay while it is linked to
     /// the cluster (a cycle, as above).
-    let replyForwarder = NIOLockedValueBox<(@Sendable (String, JSONValue) async -> ReplyOutcome?)?>(nil)
+    let replyForwarder = NIOLockedValueBox<Callback<@Sendable (String, JSONValue) async -> ReplyOutcome?>?>(nil)
     /// Event names some instance subscribed to, for the per-frame `wants` check (lock-free read).
     let wanted = NIOLockedValueBox<WantedSet>(WantedSet())
     private let traffic = NIOLockedValueBox<[RouteKey: BackendLaneTraffic]>([:])
@@ -524,7 +524,7 @@ public final class BackendHub: GatewayEventSink {
     }
 
     func notifyLocalInstancesChanged() {
-        localInstancesChanged.withLockedValue { $0 }?()
+        localInstancesChanged.withLockedValue { $0 }?.call()
     }
 
     /// Work an instance will not do (it left, was ejected, timed out) goes to another instance of
@@ -646,11 +646,11 @@ public final class BackendHub: GatewayEventSink {
     typealias CommandForwarder = @Sendable (String, String, JSONValue?, String, JSONValue?) async -> BackendCommands.Outcome?
     /// Set by `ClusterCommandRouter` when it is built: the router is built with this hub (it runs
     /// forwarded commands through it), so it can only install itself here afterwards.
-    private let forwarder = NIOLockedValueBox<CommandForwarder?>(nil)
+    private let forwarder = NIOLockedValueBox<Callback<CommandForwarder>?>(nil)
 
     /// Cluster mode: commands for piles held by other nodes go through `forward`.
     func forwardCommands(_ forward: @escaping CommandForwarder) {
-        forwarder.withLockedValue { $0 = forward }
+        forwarder.withLockedValue { $0 = Callback(forward) }
     }
 
     /// Runs a command for a backend of lane `senderLane` (see `BackendCommands.run`), on the node
@@ -659,7 +659,7 @@ public final class BackendHub: GatewayEventSink {
     func runCommand(
         pile: String, command: String, args: JSONValue?, senderLane: String, timeout: JSONValue?, deliverWithin: JSONValue? = nil
     ) async -> BackendCommands.Outcome {
-        if let forward = forwarder.withLockedValue({ $0 }), let outcome = await forward(pile, command, args, senderLane, timeout) {
+        if let forward = forwarder.withLockedValue({ $0 })?.call, let outcome = await forward(pile, command, args, senderLane, timeout) {
             return outcome
         }
         return await runLocalCommand(pile: pile, command: command, args: args, senderLane: senderLane, timeout: timeout, deliverWithin: deliverWithin)
