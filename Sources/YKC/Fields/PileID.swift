@@ -64,7 +64,7 @@ public struct TradeSerial: Hashable, Sendable, CustomStringConvertible {
 
     public static let zero = TradeSerial(high: 0, low: 0)
 
-    /// All-zero serials mark "no session" in idle real-time frames (docs/ykc/PROTOCOL-FACTS.md §7.10).
+    /// All-zero serials mark "no session" in idle real-time frames (docs/ykc/PROTOCOL-FACTS.md §1.4).
     public var isZero: Bool { high == 0 && low == 0 }
 
     public var description: String { hexString(high, digits: 16) + hexString(low, digits: 16) }

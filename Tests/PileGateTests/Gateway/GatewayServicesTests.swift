@@ -37,18 +37,12 @@ struct GatewayServicesTests {
         }
     }
 
+    /// `TestGateway`'s settings under this suite's node id.
     static func config(_ configure: (inout GatewayConfiguration) -> Void = { _ in }) -> GatewayConfiguration {
-        var config = GatewayConfiguration()
-        config.nodeId = "services-node"
-        config.pileHost = "127.0.0.1"
-        config.pilePort = 0
-        config.apiPort = 0
-        config.dataDirectory = NSTemporaryDirectory() + "pilegate-test-" + UUID().uuidString
-        config.drainWindow = 0.2
-        config.registryFlushInterval = 0.02
-        config.timeSyncOnLogin = false
-        configure(&config)
-        return config
+        TestGateway.configuration {
+            $0.nodeId = "services-node"
+            configure(&$0)
+        }
     }
 
     static var logger: Logger {
