@@ -68,7 +68,7 @@ struct BillQueue {
     }
 
     /// Keeps the retry timer of a pending bill (cancelled by the next send, an ack or `cancelTimers`).
-    mutating func setRetryTimer(_ timer: Scheduled<Void>?, for serial: TradeSerial) {
+    mutating func setRetryTimer(_ timer: PileTimer?, for serial: TradeSerial) {
         pending[serial]?.timer = timer
     }
 

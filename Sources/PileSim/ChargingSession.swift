@@ -11,5 +11,5 @@ struct ChargingSession {
     var meterStartRaw: UInt64
     /// Energy so far, 0.0001 kWh.
     var energyRaw: UInt64 = 0
-    var timer: Scheduled<Void>?
+    var timer: PileTimer?
 }

@@ -15,5 +15,5 @@ struct GunSim {
     var meterRaw: UInt64 = 10_000_000
     /// Card of a pending pile-initiated (0x31) start, used when 0x32 authorises it.
     var pendingCard: BinaryID?
-    var cardStartWaiter: (promise: EventLoopPromise<StartRequestReply>, timer: Scheduled<Void>)?
+    var cardStartWaiter: (promise: EventLoopPromise<StartRequestReply>, timer: PileTimer)?
 }

@@ -6,7 +6,7 @@ struct PendingBill {
     var record: TransactionRecord
     var gunIndex: Int
     var sends = 0
-    var timer: Scheduled<Void>?
+    var timer: PileTimer?
     /// When the bill first went out, for the 0x3B → 0x40 latency.
     var firstSentAt: NIODeadline?
 }

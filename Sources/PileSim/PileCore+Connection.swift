@@ -24,8 +24,11 @@ extension PileCore {
         connectAttempts += 1
         counters?.connectAttempts.wrappingIncrement(ordering: .relaxed)
         let bound = NIOLoopBound(self, eventLoop: eventLoop)
+        connectTimedOut = false
+        connectTimer = after(config.connectTimeout) { self.connectDeadlinePassed(connectionID: id) }
         var bootstrap = ClientBootstrap(group: eventLoop)
-            .connectTimeout(config.connectTimeout)
+            // Only a backstop: the deadline is `connectTimer` (see `connectDeadlinePassed`).
+            .connectTimeout(config.connectTimeout + Self.connectTimeoutBackstop)
             .channelOption(
                 ChannelOptions.recvAllocator,
                 value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 8192)
@@ -47,6 +50,7 @@ extension PileCore {
     ) -> EventLoopFuture<Void> {
         channel.eventLoop.makeCompletedFuture {
             let sync = channel.pipeline.syncOperations
+            if core.value.connectionID == connectionID { core.value.connectingChannel = channel }
             let config = core.value.config
             if let tls = config.tls {
                 try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: config.tlsServerName))
@@ -56,7 +60,32 @@ extension PileCore {
         }
     }
 
+    /// How much longer than `config.connectTimeout` NIO's own connect timeout is: it fires only
+    /// if the wheel's deadline could not close the channel.
+    static let connectTimeoutBackstop = TimeAmount.seconds(30)
+
+    /// The connect deadline: a connect still pending is abandoned (its channel closed, which fails
+    /// the connect and goes on in `connectCompleted`). Being a wheel timer, it runs only after the
+    /// loop has polled its sockets, so a connect the kernel finished is seen first, as a pile's
+    /// own TCP stack would see it.
+    func connectDeadlinePassed(connectionID id: Int) {
+        guard id == connectionID, phase == .connecting, let channel = connectingChannel else { return }
+        connectTimedOut = true
+        channel.close(promise: nil)
+    }
+
+    /// "Connect timeout (5 s)", as NIO words its own.
+    static func connectTimeoutText(_ timeout: TimeAmount) -> String {
+        let ms = timeout.nanoseconds / 1_000_000
+        return ms % 1000 == 0 ? "Connect timeout (\(ms / 1000) s)" : "Connect timeout (\(ms) ms)"
+    }
+
     func connectCompleted(_ result: Result<any Channel, any Error>, connectionID id: Int) {
+        if id == connectionID {
+            connectTimer?.cancel()
+            connectTimer = nil
+            connectingChannel = nil
+        }
         switch result {
         case .success(let channel):
             if id != connectionID || phase == .stopped {
@@ -66,7 +95,7 @@ extension PileCore {
             guard id == connectionID, phase == .connecting else { return }
             connectFailures += 1
             counters?.connectFailures.wrappingIncrement(ordering: .relaxed)
-            lastCloseReason = .connectFailed("\(error)")
+            lastCloseReason = .connectFailed(connectTimedOut ? Self.connectTimeoutText(config.connectTimeout) : "\(error)")
             if config.reconnect.enabled {
                 let delay = config.reconnect.delay(afterFailures: consecutiveFailures)
                 consecutiveFailures += 1
@@ -84,6 +113,9 @@ extension PileCore {
             return
         }
         self.context = context
+        connectTimer?.cancel()
+        connectTimer = nil
+        connectingChannel = nil
         phase = .awaitingLogin
         connectionsOpened += 1
         counters?.connected.wrappingIncrement(ordering: .relaxed)
@@ -173,6 +205,8 @@ extension PileCore {
     }
 
     func cancelConnectionTimers() {
+        connectTimer?.cancel()
+        connectTimer = nil
         loginTimer?.cancel()
         loginTimer = nil
         heartbeatTimer?.cancel()

@@ -6,14 +6,16 @@ import YKC
 /// It outlives its connections (a reconnect makes a new channel on the same loop and the same
 /// core), so bills, sessions and counters survive a dropped link the way they survive in a real
 /// pile's flash. Nothing here is locked: every method runs on `eventLoop`, reached from other
-/// threads only through `NIOLoopBound`/`NIOLoopBoundBox`. Timers re-arm themselves with
-/// `scheduleTask` instead of a Task per pile, so 19,000 piles cost a few small objects each.
+/// threads only through `NIOLoopBound`/`NIOLoopBoundBox`. Timers re-arm themselves on the loop's
+/// `PileTimerWheel` instead of a Task per pile, so 19,000 piles cost a few small objects each.
 final class PileCore {
     let config: SimulatedPileConfig
     /// Where the next connect goes: the pile's target, or after a reconnect with
     /// `failoverTargets` another of those.
     var target: SocketAddress
     let eventLoop: any EventLoop
+    /// The timers of every pile on this loop (`PileTimerWheel`: they must not starve its I/O).
+    let timers: PileTimerWheel
 
     // Connection
     var phase: PilePhase = .idle
@@ -28,14 +30,20 @@ final class PileCore {
     var guns: [GunSim]
 
     // Timers
-    var loginTimer: Scheduled<Void>?
-    var heartbeatTimer: Scheduled<Void>?
-    var billingModelTimer: Scheduled<Void>?
-    var realtimeTimer: Scheduled<Void>?
-    var reconnectTimer: Scheduled<Void>?
-    var rebootTimer: Scheduled<Void>?
+    var loginTimer: PileTimer?
+    var heartbeatTimer: PileTimer?
+    var billingModelTimer: PileTimer?
+    var realtimeTimer: PileTimer?
+    var reconnectTimer: PileTimer?
+    /// The connect deadline (`config.connectTimeout`), on the wheel rather than NIO's connect
+    /// timeout, so a loop that is behind sees a connect the kernel finished before it gives up
+    /// on it; `connectingChannel` is the channel it closes.
+    var connectTimer: PileTimer?
+    var connectingChannel: (any Channel)?
+    var connectTimedOut = false
+    var rebootTimer: PileTimer?
     /// The next session of `config.chargingCycle`.
-    var chargingCycleTimer: Scheduled<Void>?
+    var chargingCycleTimer: PileTimer?
 
     // Login / billing model
     var loginSentAt = NIODeadline.now()
@@ -77,20 +85,21 @@ final class PileCore {
         var id: Int
         var code: UInt8
         var promise: EventLoopPromise<YKCFrame>
-        var timer: Scheduled<Void>
+        var timer: PileTimer
     }
 
     struct StateWaiter {
         var id: Int
         var predicate: @Sendable (SimulatedPileState) -> Bool
         var promise: EventLoopPromise<SimulatedPileState>
-        var timer: Scheduled<Void>
+        var timer: PileTimer
     }
 
-    init(config: SimulatedPileConfig, target: SocketAddress, eventLoop: any EventLoop) {
+    init(config: SimulatedPileConfig, target: SocketAddress, eventLoop: any EventLoop, timers: PileTimerWheel? = nil) {
         self.config = config
         self.target = target
         self.eventLoop = eventLoop
+        self.timers = timers ?? PileTimerWheel(eventLoop: eventLoop)
         self.sequencer = FrameSequencer(
             scope: config.sequenceScope, byteOrder: config.sequenceByteOrder, gunCount: config.gunCount)
         self.bills = BillQueue(maxSends: config.billMaxSends, countsSends: config.detailedStats)
@@ -100,9 +109,9 @@ final class PileCore {
     var counters: SimulatorCounters? { config.counters }
     var pileID: PileID { config.pileID }
 
-    /// Runs `body` on the loop after `delay`; the loop-isolated API lets it touch this object.
+    /// Runs `body` on the loop after `delay`, on the loop's timer wheel.
     @discardableResult
-    func after(_ delay: TimeAmount, _ body: @escaping () -> Void) -> Scheduled<Void> {
-        eventLoop.assumeIsolated().scheduleTask(in: delay, body)
+    func after(_ delay: TimeAmount, _ body: @escaping () -> Void) -> PileTimer {
+        timers.schedule(in: delay, body)
     }
 }

@@ -85,6 +85,9 @@ public final class PileFleet: Sendable {
         for i in 0..<max(0, config.sourceAddressCount) {
             sources.append(try SocketAddress(ipAddress: config.sourceAddressPrefix + String(i + 1), port: 0))
         }
+        // One timer wheel per loop, shared by its piles (`PileTimerWheel`: timers must not starve I/O).
+        var wheels: [ObjectIdentifier: PileTimerWheel] = [:]
+        for loop in self.group.makeIterator() { wheels[ObjectIdentifier(loop)] = PileTimerWheel(eventLoop: loop) }
         var piles: [SimulatedPile] = []
         piles.reserveCapacity(config.pileCount)
         for i in 0..<config.pileCount {
@@ -99,7 +102,9 @@ public final class PileFleet: Sendable {
             }
             let gateway = config.assignment.gatewayIndex(
                 runIndex: runIndex, pileID: config.firstPileID + UInt64(i), count: config.targets.count)
-            piles.append(SimulatedPile(target: config.targets[gateway], config: c, eventLoop: self.group.next()))
+            let loop = self.group.next()
+            piles.append(
+                SimulatedPile(target: config.targets[gateway], config: c, eventLoop: loop, timers: wheels[ObjectIdentifier(loop)]))
         }
         self.piles = piles
     }
@@ -112,25 +117,33 @@ public final class PileFleet: Sendable {
         return id
     }
 
-    /// Starts the piles at `connectRate` per second (or all at once) and returns when every pile
-    /// has been started; they keep connecting and logging in in the background.
+    /// Starts the piles at `connectRate` per second (or all at once) and returns when the last
+    /// pile's start is due; they keep connecting and logging in in the background.
+    ///
+    /// Each pile's start is a timer on its loop's wheel (`PileTimerWheel`), due at its place in
+    /// the schedule: a loop that falls behind starts its piles late, rather than queueing
+    /// connects ahead of the replies and connect completions waiting on its sockets (NIO runs
+    /// queued tasks before it polls for I/O).
     public func start() async {
         guard let rate = config.connectRate, rate > 0 else {
             for pile in piles { pile.start() }
             return
         }
-        let begin = ContinuousClock.now
-        var started = 0
-        while started < piles.count {
-            let elapsed = ContinuousClock.now - begin
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            let due = min(piles.count, max(started + 1, Int(seconds * rate) + 1))
-            while started < due {
-                piles[started].start()
-                started += 1
-            }
-            if started < piles.count { try? await Task.sleep(for: .milliseconds(5)) }
+        var byLoop: [ObjectIdentifier: (loop: any EventLoop, starts: [(NIOLoopBoundBox<PileCore>, TimeAmount)])] = [:]
+        for (i, pile) in piles.enumerated() {
+            let delay = TimeAmount.nanoseconds(Int64(Double(i) / rate * 1e9))
+            byLoop[ObjectIdentifier(pile.eventLoop), default: (pile.eventLoop, [])].starts.append((pile.core, delay))
         }
+        for (_, entry) in byLoop {
+            let starts = entry.starts
+            entry.loop.execute {
+                for (core, delay) in starts {
+                    core.value.timers.schedule(in: delay) { core.value.start() }
+                }
+            }
+        }
+        let last = Double(max(0, piles.count - 1)) / rate
+        try? await Task.sleep(for: .milliseconds(Int64(last * 1000)))
     }
 
     /// Queues a simulated bill on a random logged-in pile (skipped if the pile is offline).

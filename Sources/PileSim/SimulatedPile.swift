@@ -26,12 +26,18 @@ public final class SimulatedPile: Sendable {
     public var pileID: PileID { config.pileID }
 
     /// A pile that will connect to `target` from `eventLoop` once `start()` is called.
-    public init(target: SocketAddress, config: SimulatedPileConfig, eventLoop: any EventLoop) {
+    public convenience init(target: SocketAddress, config: SimulatedPileConfig, eventLoop: any EventLoop) {
+        self.init(target: target, config: config, eventLoop: eventLoop, timers: nil)
+    }
+
+    /// As `init(target:config:eventLoop:)`, sharing `timers` (on `eventLoop`) with the other piles
+    /// of the loop; nil gives the pile a wheel of its own.
+    init(target: SocketAddress, config: SimulatedPileConfig, eventLoop: any EventLoop, timers: PileTimerWheel?) {
         self.config = config
         self.target = target
         self.eventLoop = eventLoop
         self.core = NIOLoopBoundBox.makeBoxSendingValue(
-            PileCore(config: config, target: target, eventLoop: eventLoop), eventLoop: eventLoop)
+            PileCore(config: config, target: target, eventLoop: eventLoop, timers: timers), eventLoop: eventLoop)
     }
 
     /// Starts connecting (and, after that, keeps the pile online per its config). Idempotent.
