@@ -149,6 +149,8 @@ def cmd_report(run):
     print(f"cluster-load: {meta.get('DATE')}, {meta.get('CPU_MODEL')}, {meta.get('CORES')} cores, {meta.get('MEM')}, "
           f"commit {meta.get('GIT')}; results in {run}")
     print(f"command: {meta.get('COMMAND')}")
+    if meta.get("STANDALONE") == "1":
+        print("standalone baseline: the nodes are not in cluster mode; the subscribers see only node 1's piles")
     print(f"load average at the start: {meta.get('LOAD_START')}; at the end: {meta.get('LOAD_END', '?')}; "
           f"other pilegate runs at the start: {meta.get('OTHERS') or 'none'}")
     print()

@@ -15,6 +15,10 @@
 # charging 0x13 every 15 s, a bill at the end) and a durable `pilegate tail --service billing` on
 # node 1 takes the bills.
 #
+# --standalone runs the same load with the nodes out of cluster mode (no PILEGATE_NATS_URL): the
+# baseline for what the cluster costs (CPU per heartbeat, bills/s through SQLite instead of
+# JetStream); the subscribers on node 1 then see only node 1's piles.
+#
 # Everything started is stopped on exit (scripts/lib/harness.sh); each process runs under `timeout`
 # (the whole run is bounded by --max-seconds), each wait has a limit, traffic stays on 127.0.0.x,
 # and the data directories (node SQLite files, the JetStream store) are removed. Waits (up to
@@ -26,7 +30,7 @@
 #          [--login-wait 45] [--settle 5] [--idle 20] [--warmup 5] [--measure 40] [--subscribers 2]
 #          [--bill-rate 6000] [--bill-seconds 20] [--drain 20] [--max-seconds 600]
 #          [--base-port 19100] [--nats-port 19090] [--single-node-us 16.2]
-#          [--bin PATH] [--no-build] [--wait-busy 600]
+#          [--bin PATH] [--no-build] [--wait-busy 600] [--standalone]
 # A process may hold at most 20,000 open files here: each node takes piles/nodes (≤ 19,000) and
 # each simulate worker piles/workers (auto: ≤ 16,000) connections.
 set -euo pipefail
@@ -37,7 +41,7 @@ HELPER="python3 $ROOT/scripts/cluster-load-stats.py"
 
 NODES=6 PILES=96000 GUNS=2 HEARTBEAT=10 CHARGING=0.2 CHARGING_SESSION=60 WORKERS=auto SOURCES=auto RATE=8000
 LOGIN_WAIT=45 SETTLE=5 IDLE=20 WARMUP=5 MEASURE=40 SUBS=2 BILL_RATE=6000 BILL_SECONDS=20 DRAIN=20
-MAX_SECONDS=600 BASE_PORT=19100 NATS_PORT=19090 SINGLE_NODE_US=16.2 BIN="" BUILD=1 WAIT_BUSY=600
+MAX_SECONDS=600 BASE_PORT=19100 NATS_PORT=19090 SINGLE_NODE_US=16.2 BIN="" BUILD=1 WAIT_BUSY=600 STANDALONE=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --nodes) NODES=$2; shift 2 ;;
@@ -65,7 +69,8 @@ while [ $# -gt 0 ]; do
         --bin) BIN=$2; BUILD=0; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --wait-busy) WAIT_BUSY=$2; shift 2 ;;
-        -h|--help) sed -n '2,33p' scripts/cluster-load.sh; exit 0 ;;
+        --standalone) STANDALONE=1; shift ;;
+        -h|--help) sed -n '2,37p' scripts/cluster-load.sh; exit 0 ;;
         *) usage_error "unknown argument $1" ;;
     esac
 done
@@ -79,7 +84,10 @@ PER_NODE=$(( (PILES + NODES - 1) / NODES ))
 if [ "$PER_NODE" -gt 19000 ]; then usage_error "$PER_NODE piles per node: at most 19,000 (20,000 open files per process); add --nodes"; fi
 if [ "$WORKERS" = auto ]; then WORKERS=$(( (PILES + 15999) / 16000 )); [ "$WORKERS" -ge 2 ] || WORKERS=2; fi
 require_whole_number --workers "$WORKERS"
-if [ "$SOURCES" = auto ]; then SOURCES=$(( (PILES + 19999) / 20000 )); [ "$SOURCES" -ge 16 ] || SOURCES=16; fi
+# At most 6,000 piles per source address: the kernel's search for a free local port at bind
+# grows with the ports already bound to the address (at 14,000 per address in the 300,000-pile
+# run it was the top kernel symbol).
+if [ "$SOURCES" = auto ]; then SOURCES=$(( (PILES + 5999) / 6000 )); [ "$SOURCES" -ge 16 ] || SOURCES=16; fi
 require_whole_number --sources "$SOURCES"
 [ "$SOURCES" -le 254 ] || usage_error "--sources must be <= 254"
 command -v nats-server >/dev/null || die "nats-server is missing (scripts/setup.sh installs it)"
@@ -119,6 +127,7 @@ SOURCES=$SOURCES
 RATE=$RATE
 BILL_RATE=$BILL_RATE
 SINGLE_NODE_US=$SINGLE_NODE_US
+STANDALONE=$STANDALONE
 CPU_MODEL=$CPU_MODEL
 CORES=$CORES
 MEM=$MEM
@@ -133,14 +142,18 @@ spawn_bounded "$BOUND" "$RUN/nats.log" nats-server -js -a 127.0.0.1 -p "$NATS_PO
 NATS_WRAPPER=$SPAWNED
 wait_http "http://127.0.0.1:$NATS_MON/healthz" 20 "$NATS_WRAPPER" "$RUN/nats.log"
 
+# A pile is dropped after 3.5 heartbeat intervals of silence (35 s, the default, at 10 s heartbeats).
+LIVENESS=$(python3 -c "print($HEARTBEAT * 3.5)")
 NODE_WRAPPERS=() APIS=() GATEWAYS=()
+NATS_URL=nats://127.0.0.1:$NATS_PORT
+[ "$STANDALONE" = 0 ] || NATS_URL=""   # the node's setting, empty: not in cluster mode
 for ((i = 1; i <= NODES; i++)); do
     mkdir -p "$DATA/node-$i"
-    PILEGATE_NATS_URL=nats://127.0.0.1:$NATS_PORT PILEGATE_NODE_ID=cl-$i PILEGATE_CLUSTER_NAME=clusterload \
+    PILEGATE_NATS_URL=$NATS_URL PILEGATE_NODE_ID=cl-$i PILEGATE_CLUSTER_NAME=clusterload \
     PILEGATE_PILE_HOST=127.0.0.1 PILEGATE_PILE_PORT=$((BASE_PORT + i)) PILEGATE_API_PORT=$((BASE_PORT + 100 + i)) \
     PILEGATE_DATA_DIRECTORY=$DATA/node-$i PILEGATE_LOG_LEVEL=${NODE_LOG_LEVEL:-warning} \
     PILEGATE_FLAP_MAX_CONNECTS=1000000 PILEGATE_FLAP_MAX_CONNECTS_PER_ADDRESS=1000000 \
-    PILEGATE_MAX_CONNECTIONS_PER_ADDRESS=1000000 PILEGATE_DRAIN_WINDOW=0 \
+    PILEGATE_MAX_CONNECTIONS_PER_ADDRESS=1000000 PILEGATE_DRAIN_WINDOW=0 PILEGATE_LIVENESS_TIMEOUT=$LIVENESS \
         spawn_bounded "$BOUND" "$RUN/node-$i.log" "$BIN" serve
     NODE_WRAPPERS+=("$SPAWNED")
     APIS+=("http://127.0.0.1:$((BASE_PORT + 100 + i))")
@@ -155,14 +168,16 @@ GATEWAY_LIST=$(IFS=,; echo "${GATEWAYS[*]}")
 
 # The cluster is formed when node 1 lists every node.
 members=0
+[ "$STANDALONE" = 0 ] || members=$NODES
 for _ in $(seq 1 60); do
+    [ "$STANDALONE" = 0 ] || break
     members=$(curl -fsS --max-time 5 "${APIS[0]}/v1/stats" 2>/dev/null | python3 -c \
         "import json,sys; c=(json.load(sys.stdin).get('extensions') or {}).get('cluster') or {}; print(len(c.get('nodes') or c.get('members') or []))" \
         2>/dev/null || echo 0)
     [ "$members" -ge "$NODES" ] && break
     sleep 0.5
 done
-log "node 1 sees $members of $NODES nodes"
+if [ "$STANDALONE" = 0 ]; then log "node 1 sees $members of $NODES nodes"; else log "standalone: $NODES nodes out of cluster mode"; fi
 
 TAIL_PIDS=()
 spawn "$RUN/tail-billing.log" "$BIN" tail --api "${APIS[0]}" --service billing --instance bill1 --events transaction_record \
