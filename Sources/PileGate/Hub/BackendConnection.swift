@@ -79,6 +79,12 @@ struct BackendConnection: Sendable {
             }
             return nil
         }
+        // The same for a batch ({"type":"ack","ids":["…","…"]}): one message, one socket read and
+        // one write on the backend's side for many events.
+        if let ids = Self.plainAckIDs(text), let instance = instanceBox.withLockedValue({ $0 }) {
+            await ack(ids, by: instance)
+            return nil
+        }
         let json: JSONValue
         do { json = try JSONValue.parse(text) } catch {
             await send(error: "malformed_json", "message is not valid JSON: \(error)")
@@ -99,6 +105,23 @@ struct BackendConnection: Sendable {
         case "ack", "reply":
             guard let instance else {
                 await send(error: "not_subscribed", "send a subscribe message first")
+                return nil
+            }
+            if type == "ack", object["id"] == nil, let list = object["ids"] {
+                guard let items = list.arrayValue, !items.isEmpty, items.count <= Self.maxAckBatch else {
+                    await send(error: "malformed_message", "ack needs \"ids\": an array of 1 to \(Self.maxAckBatch) event ids")
+                    return nil
+                }
+                var ids: [String] = []
+                ids.reserveCapacity(items.count)
+                for item in items {
+                    guard let id = item.stringValue else {
+                        await send(error: "malformed_message", "ack \"ids\" must hold strings only")
+                        return nil
+                    }
+                    ids.append(id)
+                }
+                await ack(ids, by: instance)
                 return nil
             }
             guard let id = object["id"]?.stringValue else {
@@ -169,6 +192,56 @@ struct BackendConnection: Sendable {
             await send(error: "unknown_type", "unknown message type '\(type)'; expected subscribe, ack, reply, command or drain")
             return nil
         }
+    }
+
+    /// The most event ids one batch ack may carry (a backend's `maxInFlight` is at most 100,000).
+    static let maxAckBatch = 100_000
+
+    /// Acks each of `ids`; the ids not in flight here get one `unknown_id` error naming them (at
+    /// most 20 of them, and how many there were).
+    private func ack(_ ids: [String], by instance: BackendInstance) async {
+        var unknown: [String] = []
+        for id in ids where !hub.acked(id, by: instance) { unknown.append(id) }
+        guard !unknown.isEmpty else { return }
+        let shown = unknown.prefix(20).map { "'\($0)'" }.joined(separator: ", ")
+        let more = unknown.count > 20 ? " and \(unknown.count - 20) more" : ""
+        await send(
+            error: "unknown_id",
+            "\(unknown.count) of \(ids.count) acked events are not in flight on this socket (late or duplicate acks): \(shown)\(more)",
+            id: unknown.count == 1 ? unknown[0] : nil)
+    }
+
+    /// The ids of `{"type":"ack","ids":["…","…"]}` exactly as written (no whitespace, printable
+    /// ASCII ids without quotes or backslashes), else nil (the message then takes the general path).
+    static func plainAckIDs(_ text: String) -> [String]? {
+        let prefix = #"{"type":"ack","ids":["#.utf8
+        let suffix = #"]}"#.utf8
+        let bytes = text.utf8
+        guard bytes.count > prefix.count + suffix.count, bytes.starts(with: prefix), bytes.reversed().starts(with: suffix.reversed())
+        else { return nil }
+        var ids: [String] = []
+        var i = bytes.index(bytes.startIndex, offsetBy: prefix.count)
+        let end = bytes.index(bytes.endIndex, offsetBy: -suffix.count)
+        while i < end {
+            // "id" then a comma, or the end.
+            guard bytes[i] == UInt8(ascii: "\"") else { return nil }
+            let start = bytes.index(after: i)
+            var j = start
+            while j < end, bytes[j] != UInt8(ascii: "\"") {
+                let b = bytes[j]
+                guard b >= 0x20, b < 0x7F, b != UInt8(ascii: "\\") else { return nil }
+                j = bytes.index(after: j)
+            }
+            guard j < end, j > start else { return nil }
+            ids.append(String(decoding: bytes[start..<j], as: UTF8.self))
+            guard ids.count <= maxAckBatch else { return nil }
+            i = bytes.index(after: j)
+            if i < end {
+                guard bytes[i] == UInt8(ascii: ","), bytes.index(after: i) < end else { return nil }
+                i = bytes.index(after: i)
+            }
+        }
+        return ids.isEmpty ? nil : ids
     }
 
     /// The id of `{"type":"ack","id":"…"}` exactly as written (printable ASCII id without quotes or

@@ -78,6 +78,14 @@ struct TailCommand: AsyncParsableCommand {
     @Option(name: .customLong("stats-interval"), help: "Seconds between report lines.")
     var statsInterval: Double = 5
 
+    @Option(
+        name: .customLong("ack-batch"),
+        help: """
+            Acks sent together in one {"type":"ack","ids":[…]} message: when this many are waiting, or 2 ms \
+            after the first (1 acks each event on its own).
+            """)
+    var ackBatch: Int = 64
+
     func validate() throws {
         guard duration >= 0, warmup >= 0 else { throw ValidationError("--duration and --warmup must be >= 0") }
         guard statsInterval > 0 else { throw ValidationError("--stats-interval must be > 0") }
@@ -89,6 +97,7 @@ struct TailCommand: AsyncParsableCommand {
         if let maxInFlight, !(1...100_000).contains(maxInFlight) {
             throw ValidationError("--max-in-flight must be 1...100000")
         }
+        guard (1...10_000).contains(ackBatch) else { throw ValidationError("--ack-batch must be 1...10000") }
         _ = try Self.webSocketURL(api)
         let names = events.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard !names.isEmpty else { throw ValidationError("--events must name at least one event or *") }
@@ -130,6 +139,11 @@ struct TailCommand: AsyncParsableCommand {
         return out + "\""
     }
 
+    /// `{"type":"ack","ids":[…]}` for `ids` (docs/BACKEND-PROTOCOL.md, "ack").
+    static func batchAck(_ ids: [String]) -> String {
+        #"{"type":"ack","ids":["# + ids.map(jsonString).joined(separator: ",") + "]}"
+    }
+
     func run() async throws {
         let url = try Self.webSocketURL(api)
         let stats = NIOLockedValueBox(TailStats())
@@ -138,6 +152,9 @@ struct TailCommand: AsyncParsableCommand {
         let subscribe = subscribeMessage()
         let duration = self.duration
         let interval = self.statsInterval
+        let ackBatch = self.ackBatch
+        // Ids received and not yet acked (with --ack-batch above 1).
+        let pendingAcks = NIOLockedValueBox<[String]>([])
         let warmupEnd = TailClock.nowMicros() + Int64(warmup * 1e6)
         let begin = TailClock.nowMicros()
         var logger = Logger(label: "pilegate-tail")
@@ -162,7 +179,26 @@ struct TailCommand: AsyncParsableCommand {
                 if duration > 0 {
                     tasks.addTask {
                         try await Task.sleep(nanoseconds: UInt64(duration * 1e9))
+                        // The acks still waiting for their batch go first.
+                        let ids = pendingAcks.withLockedValue { p -> [String] in
+                            defer { p.removeAll() }
+                            return p
+                        }
+                        if !ids.isEmpty { try await outbound.write(.text(TailCommand.batchAck(ids))) }
                         try await outbound.close(.normalClosure, reason: "tail --duration elapsed")
+                    }
+                }
+                if ackBatch > 1 {
+                    // Acks a batch 2 ms after its first id at the latest.
+                    tasks.addTask {
+                        while !Task.isCancelled {
+                            try await Task.sleep(nanoseconds: 2_000_000)
+                            let ids = pendingAcks.withLockedValue { p -> [String] in
+                                defer { p.removeAll(keepingCapacity: true) }
+                                return p
+                            }
+                            if !ids.isEmpty { try await outbound.write(.text(TailCommand.batchAck(ids))) }
+                        }
                     }
                 }
                 if !printEvents {
@@ -190,7 +226,17 @@ struct TailCommand: AsyncParsableCommand {
                     switch scan.kind {
                     case .event:
                         if let id = scan.id {
-                            try await outbound.write(.text(#"{"type":"ack","id":\#(TailCommand.jsonString(id))}"#))
+                            if ackBatch == 1 {
+                                try await outbound.write(.text(#"{"type":"ack","id":\#(TailCommand.jsonString(id))}"#))
+                            } else {
+                                let full = pendingAcks.withLockedValue { p -> [String]? in
+                                    p.append(id)
+                                    guard p.count >= ackBatch else { return nil }
+                                    defer { p.removeAll(keepingCapacity: true) }
+                                    return p
+                                }
+                                if let full { try await outbound.write(.text(TailCommand.batchAck(full))) }
+                            }
                         }
                         let latency = scan.receivedAtMicros.map { arrival - $0 }
                         stats.withLockedValue { $0.record(latency: latency, countInSummary: arrival >= warmupEnd, at: arrival) }
