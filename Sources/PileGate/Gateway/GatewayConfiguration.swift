@@ -490,6 +490,7 @@ extension GatewayConfiguration {
         double("hubBaseEjection", \.hub.baseEjection, 0...86_400),
         double("hubMaxEjection", \.hub.maxEjection, 0...86_400),
         int("hubQueueLimit", \.hub.queueLimit, 0...100_000_000),
+        int("hubRemoteQueueLimit", \.hub.remoteQueueLimit, 0...100_000_000),
         double("hubReplyTimeout", \.hub.replyTimeout, 0.01...60),
         int("hubPendingRepliesPerPile", \.hub.pendingRepliesPerPile, 1...10_000),
         int("hubPendingRepliesTotal", \.hub.pendingRepliesTotal, 1...10_000_000),

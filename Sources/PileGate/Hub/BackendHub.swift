@@ -468,7 +468,7 @@ public final class BackendHub: GatewayEventSink {
             let instance = choice.instance
             var item = p
             item.route = RouteKey(lane: lane, service: instance.service)
-            let result = instance.enqueue(item, queueLimit: config.queueLimit)
+            let result = instance.enqueue(item, queueLimit: instance.node == nil ? config.queueLimit : config.remoteQueueLimit)
             traffic.withLockedValue { t in
                 t[item.route, default: BackendLaneTraffic()].count(fallback: choice.fallback, overflow: result == .overflow)
             }

@@ -16,6 +16,11 @@ public struct HubConfiguration: Sendable, Equatable {
     public var maxEjection: TimeInterval = 300
     /// Events waiting for credit per instance; beyond it they are dropped and counted.
     public var queueLimit = 10_000
+    /// The same for an instance of another node of the cluster, on this node. Its own node queues
+    /// the events again (up to `queueLimit`), so a long queue here only makes them later: with six
+    /// nodes at 10,000 each, events waited 13 s before the first was dropped (docs/BENCHMARKS.md,
+    /// "Cluster load").
+    public var remoteQueueLimit = 1_000
     /// How long a pile request (billing model, start, login) waits for a backend reply.
     public var replyTimeout: TimeInterval = 5
     /// Pile requests (billing model, start, backend login) of one pile that may wait for a
