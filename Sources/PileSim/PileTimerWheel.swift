@@ -61,9 +61,8 @@ final class PileTimerWheel: @unchecked Sendable {
     /// The NIO task that runs the next batch, and its deadline.
     private var armed: (deadline: NIODeadline, task: Scheduled<Void>)?
     private var firing = false
-    /// Timers run so far, and batches cut short by `batchLimit` (for tests and diagnostics).
+    /// Timers run so far (for tests).
     private(set) var timersRun = 0
-    private(set) var batchesYielded = 0
 
     init(eventLoop: any EventLoop, batchLimit: Int = 128, yieldDelay: TimeAmount = .milliseconds(1)) {
         self.eventLoop = eventLoop
@@ -124,7 +123,6 @@ final class PileTimerWheel: @unchecked Sendable {
         // past would run in the same round of tasks, before NIO polls for I/O.
         let end = eventLoop.now
         if next.deadline <= end {
-            batchesYielded += 1
             arm(at: end + yieldDelay)
         } else {
             arm(at: next.deadline)

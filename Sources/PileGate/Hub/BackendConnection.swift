@@ -228,8 +228,7 @@ struct BackendConnection: Sendable {
             let start = bytes.index(after: i)
             var j = start
             while j < end, bytes[j] != UInt8(ascii: "\"") {
-                let b = bytes[j]
-                guard b >= 0x20, b < 0x7F, b != UInt8(ascii: "\\") else { return nil }
+                guard isPlainIDByte(bytes[j]) else { return nil }
                 j = bytes.index(after: j)
             }
             guard j < end, j > start else { return nil }
@@ -244,6 +243,12 @@ struct BackendConnection: Sendable {
         return ids.isEmpty ? nil : ids
     }
 
+    /// A byte an id may hold on the fast paths: printable ASCII other than a quote or a backslash
+    /// (an id with either takes the general path, which unescapes it).
+    private static func isPlainIDByte(_ b: UInt8) -> Bool {
+        b >= 0x20 && b < 0x7F && b != UInt8(ascii: "\"") && b != UInt8(ascii: "\\")
+    }
+
     /// The id of `{"type":"ack","id":"…"}` exactly as written (printable ASCII id without quotes or
     /// backslashes), else nil (the message then takes the general path).
     static func plainAckID(_ text: String) -> String? {
@@ -255,7 +260,7 @@ struct BackendConnection: Sendable {
         let start = bytes.index(bytes.startIndex, offsetBy: prefix.count)
         let end = bytes.index(bytes.endIndex, offsetBy: -suffix.count)
         let id = bytes[start..<end]
-        guard id.allSatisfy({ $0 >= 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) else { return nil }
+        guard id.allSatisfy(isPlainIDByte) else { return nil }
         return String(decoding: id, as: UTF8.self)
     }
 

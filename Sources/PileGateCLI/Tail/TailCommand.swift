@@ -139,6 +139,15 @@ struct TailCommand: AsyncParsableCommand {
         return out + "\""
     }
 
+    /// All the ids waiting in `pending` once there are at least `count` (they are taken), else nil.
+    static func takeAcks(_ pending: NIOLockedValueBox<[String]>, atLeast count: Int) -> [String]? {
+        pending.withLockedValue { p -> [String]? in
+            guard !p.isEmpty, p.count >= count else { return nil }
+            defer { p.removeAll(keepingCapacity: true) }
+            return p
+        }
+    }
+
     /// `{"type":"ack","ids":[…]}` for `ids` (docs/BACKEND-PROTOCOL.md, "ack").
     static func batchAck(_ ids: [String]) -> String {
         #"{"type":"ack","ids":["# + ids.map(jsonString).joined(separator: ",") + "]}"
@@ -180,11 +189,9 @@ struct TailCommand: AsyncParsableCommand {
                     tasks.addTask {
                         try await Task.sleep(nanoseconds: UInt64(duration * 1e9))
                         // The acks still waiting for their batch go first.
-                        let ids = pendingAcks.withLockedValue { p -> [String] in
-                            defer { p.removeAll() }
-                            return p
+                        if let ids = TailCommand.takeAcks(pendingAcks, atLeast: 1) {
+                            try await outbound.write(.text(TailCommand.batchAck(ids)))
                         }
-                        if !ids.isEmpty { try await outbound.write(.text(TailCommand.batchAck(ids))) }
                         try await outbound.close(.normalClosure, reason: "tail --duration elapsed")
                     }
                 }
@@ -193,11 +200,9 @@ struct TailCommand: AsyncParsableCommand {
                     tasks.addTask {
                         while !Task.isCancelled {
                             try await Task.sleep(nanoseconds: 2_000_000)
-                            let ids = pendingAcks.withLockedValue { p -> [String] in
-                                defer { p.removeAll(keepingCapacity: true) }
-                                return p
+                            if let ids = TailCommand.takeAcks(pendingAcks, atLeast: 1) {
+                                try await outbound.write(.text(TailCommand.batchAck(ids)))
                             }
-                            if !ids.isEmpty { try await outbound.write(.text(TailCommand.batchAck(ids))) }
                         }
                     }
                 }
@@ -229,13 +234,10 @@ struct TailCommand: AsyncParsableCommand {
                             if ackBatch == 1 {
                                 try await outbound.write(.text(#"{"type":"ack","id":\#(TailCommand.jsonString(id))}"#))
                             } else {
-                                let full = pendingAcks.withLockedValue { p -> [String]? in
-                                    p.append(id)
-                                    guard p.count >= ackBatch else { return nil }
-                                    defer { p.removeAll(keepingCapacity: true) }
-                                    return p
+                                pendingAcks.withLockedValue { $0.append(id) }
+                                if let ids = TailCommand.takeAcks(pendingAcks, atLeast: ackBatch) {
+                                    try await outbound.write(.text(TailCommand.batchAck(ids)))
                                 }
-                                if let full { try await outbound.write(.text(TailCommand.batchAck(full))) }
                             }
                         }
                         let latency = scan.receivedAtMicros.map { arrival - $0 }
