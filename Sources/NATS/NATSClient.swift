@@ -49,6 +49,8 @@ public final class NATSClient: Sendable {
     /// Held while status changes are told to watchers (outside `state`'s lock, in order).
     private let notifying = NIOLock()
     private let counters = Counters()
+    /// Runs the request deadline sweep (`sweepRequests`).
+    private let sweepLoop: any EventLoop
 
     static let inboxSID: UInt64 = 1
 
@@ -60,7 +62,20 @@ public final class NATSClient: Sendable {
         var subscriptions: [UInt64: SubscriptionRecord] = [:]
         /// Protocol bytes written while disconnected, sent after the subscriptions on reconnect.
         var pending = ByteBuffer()
+        /// Protocol bytes for the connection, not yet handed to it: one write per event-loop turn
+        /// carries everything callers sent meanwhile (`send`), instead of a task hop and a write
+        /// syscall per message.
+        var outbound = ByteBuffer()
+        /// A turn of the connection's event loop will hand `outbound` to the connection.
+        var outboundScheduled = false
         var requests: [Substring: RequestWaiter] = [:]
+        /// Request deadlines by timeout (nanoseconds), each in the order the requests were made, so
+        /// their deadlines ascend: the sweep looks only at the heads. Answered requests stay here
+        /// until their deadline passes and are skipped then.
+        var requestDeadlines: [Int64: CircularBuffer<(deadline: NIODeadline, key: Substring)>] = [:]
+        /// When the next sweep of `requestDeadlines` is scheduled: never later than the earliest
+        /// deadline (a request with an earlier one schedules another sweep).
+        var sweepAt: NIODeadline?
         var nextRequest: UInt64 = 0
         var reconnectTask: Task<Void, Never>?
         var lastError: String?
@@ -96,7 +111,6 @@ public final class NATSClient: Sendable {
     struct RequestWaiter {
         var subject: String
         var continuation: CheckedContinuation<NATSMessage, any Error>
-        var timeout: Scheduled<Void>
     }
 
     final class Counters: Sendable {
@@ -115,6 +129,7 @@ public final class NATSClient: Sendable {
         try ClientProtocol.validate(subject: options.inboxPrefix)
         self.options = options
         self.group = group
+        self.sweepLoop = group.next()
         self.logger = logger
         self.muxInbox = "\(options.inboxPrefix).\(Self.randomToken())"
         if options.tls != nil || options.servers.contains(where: \.tls) {
@@ -310,7 +325,7 @@ public final class NATSClient: Sendable {
             }
             switch s.status {
             case .connected:
-                s.channel?.writeAndFlush(buffer, promise: nil)
+                Self.enqueue(buffer, in: &s, client: self)
             case .closed:
                 throw NATSError.connectionClosed
             case .connecting, .reconnecting:
@@ -324,21 +339,48 @@ public final class NATSClient: Sendable {
         }
     }
 
+    /// Appends protocol bytes for the current connection; the first append after a write schedules
+    /// the next one on the connection's event loop. Bytes leave in the order they were appended.
+    private static func enqueue(_ buffer: ByteBuffer, in s: inout State, client: NATSClient) {
+        guard let channel = s.channel else { return }
+        var bytes = buffer
+        s.outbound.writeBuffer(&bytes)
+        guard !s.outboundScheduled else { return }
+        s.outboundScheduled = true
+        channel.eventLoop.execute { client.writeOutbound(to: channel) }
+    }
+
+    /// Hands what was appended to the connection, in one write. On `channel`'s event loop.
+    private func writeOutbound(to channel: any Channel) {
+        let bytes: ByteBuffer? = state.withLockedValue { s in
+            s.outboundScheduled = false
+            // A lost connection's bytes were moved to `pending` (`connectionLost`).
+            guard s.channel === channel, s.outbound.readableBytes > 0 else { return nil }
+            defer { s.outbound = ByteBuffer() }
+            return s.outbound
+        }
+        if let bytes { channel.writeAndFlush(bytes, promise: nil) }
+    }
+
     /// Waits until the server has processed everything written before (a PING/PONG round trip).
     /// Throws `connectionClosed` when not connected and `timeout` when the PONG is late.
     public func flush(timeout: Duration = .seconds(5)) async throws {
         guard let channel = state.withLockedValue({ $0.status == .connected ? $0.channel : nil }) else {
             throw NATSError.connectionClosed
         }
-        try await Self.roundTrip(channel: channel, timeout: timeout)
+        try await roundTrip(channel: channel, timeout: timeout)
     }
 
-    static func roundTrip(channel: any Channel, timeout: Duration) async throws {
+    /// A PING after everything appended so far (`outbound` is written first), and its PONG.
+    func roundTrip(channel: any Channel, timeout: Duration) async throws {
         let promise = channel.eventLoop.makePromise(of: Void.self)
         let once = OneShot<Void>()
         promise.futureResult.whenComplete { once.resume($0) }
         let timer = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) { once.resume(.failure(NATSError.timeout)) }
-        channel.triggerUserOutboundEvent(PingRequest(promise: promise), promise: nil)
+        channel.eventLoop.execute {
+            self.writeOutbound(to: channel)
+            channel.triggerUserOutboundEvent(PingRequest(promise: promise), promise: nil)
+        }
         defer { timer.cancel() }
         try await once.wait()
     }
@@ -379,10 +421,10 @@ public final class NATSClient: Sendable {
             s.subscriptions[sid] = SubscriptionRecord(
                 subject: subject, queue: queue, sink: .stream(continuation, counters)
             )
-            if s.status == .connected, let channel = s.channel {
-                var buffer = channel.allocator.buffer(capacity: subject.utf8.count + 32)
+            if s.status == .connected {
+                var buffer = ByteBuffer()
                 ClientProtocol.writeSubscribe(sid: sid, subject: subject, queue: queue, into: &buffer)
-                channel.writeAndFlush(buffer, promise: nil)
+                Self.enqueue(buffer, in: &s, client: self)
             }
             return sid
         }
@@ -408,10 +450,10 @@ public final class NATSClient: Sendable {
                 s.subscriptions[sid] = nil
                 if case .stream(let continuation, _) = record.sink { finished = continuation }
             }
-            if s.status == .connected, let channel = s.channel {
-                var buffer = channel.allocator.buffer(capacity: 32)
+            if s.status == .connected {
+                var buffer = ByteBuffer()
                 ClientProtocol.writeUnsubscribe(sid: sid, max: serverMax, into: &buffer)
-                channel.writeAndFlush(buffer, promise: nil)
+                Self.enqueue(buffer, in: &s, client: self)
             }
             return finished
         }
@@ -435,19 +477,20 @@ public final class NATSClient: Sendable {
         let wait = TimeAmount(timeout ?? options.requestTimeout)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<NATSMessage, any Error>) in
-                let timer = group.next().scheduleTask(in: wait) { [weak self] () -> Void in
-                    self?.resolveRequest(key, with: .failure(NATSError.timeout))
-                }
-                let registered = state.withLockedValue { s in
-                    guard s.status != .closed else { return false }
-                    s.requests[key] = RequestWaiter(subject: subject, continuation: continuation, timeout: timer)
-                    return true
+                let deadline = NIODeadline.now() + wait
+                let (registered, armSweep) = state.withLockedValue { s -> (Bool, Bool) in
+                    guard s.status != .closed else { return (false, false) }
+                    s.requests[key] = RequestWaiter(subject: subject, continuation: continuation)
+                    s.requestDeadlines[wait.nanoseconds, default: CircularBuffer()].append((deadline, key))
+                    if let at = s.sweepAt, at <= deadline { return (true, false) }
+                    s.sweepAt = deadline
+                    return (true, true)
                 }
                 guard registered else {
-                    timer.cancel()
                     continuation.resume(throwing: NATSError.connectionClosed)
                     return
                 }
+                if armSweep { sweepLoop.scheduleTask(deadline: deadline) { [weak self] in self?.sweepRequests() } }
                 do {
                     try publish(payload, to: subject, replyTo: replyTo, headers: headers)
                 } catch {
@@ -472,9 +515,42 @@ public final class NATSClient: Sendable {
         try publish(payload, to: replyTo, headers: headers)
     }
 
+    /// Fails the requests whose deadline has passed, and schedules the next sweep at the earliest
+    /// deadline left. One timer for all requests: NIO cancels a scheduled task by searching its
+    /// heap, which at thousands of requests in flight (a PubAck per bill) costs more than the
+    /// requests themselves.
+    private func sweepRequests() {
+        let now = NIODeadline.now()
+        let (expired, next): ([RequestWaiter], NIODeadline?) = state.withLockedValue { s in
+            var expired: [RequestWaiter] = []
+            var next: NIODeadline?
+            for timeout in Array(s.requestDeadlines.keys) {
+                guard var queue = s.requestDeadlines.removeValue(forKey: timeout) else { continue }
+                while let head = queue.first {
+                    if s.requests[head.key] == nil {
+                        queue.removeFirst()  // answered already
+                    } else if head.deadline <= now {
+                        queue.removeFirst()
+                        if let waiter = s.requests.removeValue(forKey: head.key) { expired.append(waiter) }
+                    } else {
+                        next = min(next ?? head.deadline, head.deadline)
+                        break
+                    }
+                }
+                if !queue.isEmpty { s.requestDeadlines[timeout] = queue }
+            }
+            // A sweep scheduled for later than now (a request's earlier deadline scheduled this
+            // one) stays; otherwise this was the scheduled one, and the next goes at `next`.
+            if let at = s.sweepAt, at > now { return (expired, nil) }
+            s.sweepAt = next
+            return (expired, next)
+        }
+        for waiter in expired { waiter.continuation.resume(throwing: NATSError.timeout) }
+        if let next { sweepLoop.scheduleTask(deadline: next) { [weak self] in self?.sweepRequests() } }
+    }
+
     private func resolveRequest(_ key: Substring, with result: Result<NATSMessage, any Error>) {
         guard let waiter = state.withLockedValue({ $0.requests.removeValue(forKey: key) }) else { return }
-        waiter.timeout.cancel()
         switch result {
         case .success(let message) where message.status == 503 && message.payload.readableBytes == 0:
             waiter.continuation.resume(throwing: NATSError.noResponders(subject: waiter.subject))
@@ -499,7 +575,7 @@ public final class NATSClient: Sendable {
     /// Flushes what was published (within a second), closes the connection, ends every subscription and
     /// fails pending requests with `connectionClosed`. Further calls do nothing.
     public func close() async {
-        let taken = state.withLockedValue { s -> (Channel?, Task<Void, Never>?, [SubscriptionRecord], [RequestWaiter], [AsyncStream<NATSConnectionStatus>.Continuation])? in
+        let taken = state.withLockedValue { s -> (Channel?, ByteBuffer, Task<Void, Never>?, [SubscriptionRecord], [RequestWaiter], [AsyncStream<NATSConnectionStatus>.Continuation])? in
             guard s.status != .closed else { return nil }
             Self.setStatus(.closed, in: &s)
             defer {
@@ -507,23 +583,29 @@ public final class NATSClient: Sendable {
                 s.reconnectTask = nil
                 s.subscriptions = [:]
                 s.requests = [:]
+                s.requestDeadlines = [:]
                 s.statusWatchers = [:]
                 s.pending.clear()
+                s.outbound = ByteBuffer()
             }
-            return (s.channel, s.reconnectTask, Array(s.subscriptions.values), Array(s.requests.values), Array(s.statusWatchers.values))
+            return (
+                s.channel, s.outbound, s.reconnectTask, Array(s.subscriptions.values), Array(s.requests.values),
+                Array(s.statusWatchers.values)
+            )
         }
         tellStatusWatchers()
-        guard let (channel, task, subscriptions, requests, watchers) = taken else { return }
+        guard let (channel, unwritten, task, subscriptions, requests, watchers) = taken else { return }
         task?.cancel()
         if let channel {
-            try? await Self.roundTrip(channel: channel, timeout: .seconds(1))
+            // What was published before the close goes out before the final PING.
+            if unwritten.readableBytes > 0 { channel.writeAndFlush(unwritten, promise: nil) }
+            try? await roundTrip(channel: channel, timeout: .seconds(1))
             try? await channel.close()
         }
         for record in subscriptions {
             if case .stream(let continuation, _) = record.sink { continuation.finish() }
         }
         for waiter in requests {
-            waiter.timeout.cancel()
             waiter.continuation.resume(throwing: NATSError.connectionClosed)
         }
         for watcher in watchers { watcher.finish() }
@@ -608,6 +690,9 @@ public final class NATSClient: Sendable {
         let reconnect: Bool = state.withLockedValue { s in
             guard s.channel === channel else { return false }
             s.channel = nil
+            // Bytes not handed to the lost connection yet go out first on the next one.
+            s.pending.writeBuffer(&s.outbound)
+            s.outbound = ByteBuffer()
             guard s.status != .closed else { return false }
             Self.setStatus(.reconnecting, in: &s)
             s.reconnectTask = Task { await self.reconnectLoop() }

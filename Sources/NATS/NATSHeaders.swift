@@ -88,29 +88,68 @@ public struct NATSHeaders: Sendable, Equatable, ExpressibleByDictionaryLiteral {
     }
 
     /// Parses a header block (`NATS/1.0 …\r\n(Name: Value\r\n)*\r\n`).
+    ///
+    /// Every delivered JetStream message and every relayed cluster event carries one, so this works on
+    /// the bytes: one scan for line ends, and a String only for each name and value kept.
     static func parse(_ bytes: ByteBufferView) throws -> NATSHeaders {
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw NATSError.protocolViolation("header block is not UTF-8")
-        }
-        var lines = text.split(separator: "\r\n", omittingEmptySubsequences: false)[...]
-        guard let first = lines.popFirst(), first.hasPrefix("NATS/1.0") else {
+        let cr = UInt8(ascii: "\r"), lf = UInt8(ascii: "\n"), space = UInt8(ascii: " "), colon = UInt8(ascii: ":")
+        let prefix: StaticString = "NATS/1.0"
+        let end = bytes.endIndex
+        var i = bytes.startIndex
+        guard bytes.count >= prefix.utf8CodeUnitCount,
+            prefix.withUTF8Buffer({ p in p.indices.allSatisfy { bytes[i + $0] == p[$0] } })
+        else {
             throw NATSError.protocolViolation("header block does not start with NATS/1.0")
         }
-        var headers = NATSHeaders()
-        let statusPart = first.dropFirst("NATS/1.0".count).drop { $0 == " " }
-        if !statusPart.isEmpty {
-            let code = statusPart.prefix { $0 != " " }
-            guard let status = Int(code) else { throw NATSError.protocolViolation("bad header status '\(first)'") }
-            headers.status = status
-            headers.statusDescription = String(statusPart.dropFirst(code.count).drop { $0 == " " })
+        /// The end of the line starting at `from`: the index of its CR (or LF, or the block's end).
+        func lineEnd(_ from: Int) -> Int {
+            var j = from
+            while j < end, bytes[j] != cr, bytes[j] != lf { j += 1 }
+            return j
         }
-        for line in lines where !line.isEmpty {
-            guard let colon = line.firstIndex(of: ":") else {
+        func skipBreak(_ j: Int) -> Int {
+            var k = j
+            if k < end, bytes[k] == cr { k += 1 }
+            if k < end, bytes[k] == lf { k += 1 }
+            return k
+        }
+        func text(_ from: Int, _ to: Int) throws -> String {
+            guard let s = String(validating: bytes[from..<to], as: UTF8.self) else {
+                throw NATSError.protocolViolation("header block is not UTF-8")
+            }
+            return s
+        }
+        var headers = NATSHeaders()
+        i += prefix.utf8CodeUnitCount
+        let firstEnd = lineEnd(i)
+        while i < firstEnd, bytes[i] == space { i += 1 }
+        if i < firstEnd {
+            var codeEnd = i
+            var code = 0
+            while codeEnd < firstEnd, bytes[codeEnd] != space {
+                let digit = bytes[codeEnd] &- UInt8(ascii: "0")
+                guard digit < 10, codeEnd - i < 6 else {
+                    throw NATSError.protocolViolation("bad header status '\(try text(bytes.startIndex, firstEnd))'")
+                }
+                code = code * 10 + Int(digit)
+                codeEnd += 1
+            }
+            headers.status = code
+            var d = codeEnd
+            while d < firstEnd, bytes[d] == space { d += 1 }
+            headers.statusDescription = try text(d, firstEnd)
+        }
+        i = skipBreak(firstEnd)
+        while i < end {
+            let e = lineEnd(i)
+            defer { i = skipBreak(e) }
+            if e == i { continue }
+            guard let c = bytes[i..<e].firstIndex(of: colon) else {
                 throw NATSError.protocolViolation("header line without ':'")
             }
-            let name = String(line[..<colon])
-            let value = String(line[line.index(after: colon)...].drop { $0 == " " })
-            headers.append(name, value)
+            var v = c + 1
+            while v < e, bytes[v] == space { v += 1 }
+            headers.fields.append((try text(i, c), try text(v, e)))
         }
         return headers
     }

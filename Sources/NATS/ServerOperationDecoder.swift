@@ -65,23 +65,24 @@ struct ServerOperationDecoder: ByteToMessageDecoder {
 
         let verb = Self.verb(of: line)
         switch verb {
-        case "MSG", "HMSG":
-            let fields = Self.fields(of: line)
-            let withHeaders = verb == "HMSG"
+        case .msg, .hmsg:
+            let f = ControlFields(line)
+            func fields(_ k: Int) -> ByteBufferView.SubSequence { line[f[k]] }
+            let withHeaders = verb == .hmsg
             // MSG subject sid [reply] size; HMSG subject sid [reply] header-size total-size
             let minimum = withHeaders ? 5 : 4
-            guard fields.count == minimum || fields.count == minimum + 1 else {
-                throw NATSError.protocolViolation("malformed \(verb) line")
+            guard f.count == minimum || f.count == minimum + 1 else {
+                throw NATSError.protocolViolation("malformed \(withHeaders ? "HMSG" : "MSG") line")
             }
-            let subject = String(decoding: fields[1], as: UTF8.self)
-            guard let sid = UInt64(decimal: fields[2]) else { throw NATSError.protocolViolation("bad sid") }
-            let reply = fields.count == minimum + 1 ? String(decoding: fields[3], as: UTF8.self) : nil
-            guard let total = Int(decimal: fields[fields.count - 1]), total <= maxPayload else {
-                throw NATSError.protocolViolation("bad or oversized \(verb) size")
+            let subject = String(decoding: fields(1), as: UTF8.self)
+            guard let sid = UInt64(decimal: fields(2)) else { throw NATSError.protocolViolation("bad sid") }
+            let reply = f.count == minimum + 1 ? String(decoding: fields(3), as: UTF8.self) : nil
+            guard let total = Int(decimal: fields(f.count - 1)), total <= maxPayload else {
+                throw NATSError.protocolViolation("bad or oversized \(withHeaders ? "HMSG" : "MSG") size")
             }
             var headerLength = 0
             if withHeaders {
-                guard let length = Int(decimal: fields[fields.count - 2]), length <= total else {
+                guard let length = Int(decimal: fields(f.count - 2)), length <= total else {
                     throw NATSError.protocolViolation("bad HMSG header size")
                 }
                 headerLength = length
@@ -94,25 +95,25 @@ struct ServerOperationDecoder: ByteToMessageDecoder {
                 headers = try NATSHeaders.parse(block.readableBytesView)
             }
             guard let payload = buffer.readSlice(length: total - headerLength),
-                let trailer = buffer.readBytes(length: 2)
+                let trailer = buffer.readInteger(as: UInt16.self)
             else { return nil }
-            guard trailer == [13, 10] else { throw NATSError.protocolViolation("payload not followed by CRLF") }
+            guard trailer == 0x0D0A else { throw NATSError.protocolViolation("payload not followed by CRLF") }
             return .message(NATSMessage(subject: subject, sid: sid, replyTo: reply, headers: headers, payload: payload))
-        case "PING":
+        case .ping:
             buffer.moveReaderIndex(forwardBy: consumedLine)
             return .ping
-        case "PONG":
+        case .pong:
             buffer.moveReaderIndex(forwardBy: consumedLine)
             return .pong
-        case "+OK":
+        case .ok:
             buffer.moveReaderIndex(forwardBy: consumedLine)
             return .ok
-        case "-ERR":
+        case .err:
             var text = String(decoding: line.dropFirst(4), as: UTF8.self).trimmingCharacters(in: .whitespaces)
             if text.hasPrefix("'"), text.hasSuffix("'"), text.count >= 2 { text = String(text.dropFirst().dropLast()) }
             buffer.moveReaderIndex(forwardBy: consumedLine)
             return .error(text)
-        case "INFO":
+        case .info:
             let json = line.dropFirst(4)
             let info: ServerInfo
             do {
@@ -122,20 +123,75 @@ struct ServerOperationDecoder: ByteToMessageDecoder {
             }
             buffer.moveReaderIndex(forwardBy: consumedLine)
             return .info(info)
-        default:
+        case .unknown:
             throw NATSError.protocolViolation("unknown operation '\(String(decoding: line.prefix(16), as: UTF8.self))'")
         }
     }
 
-    /// The first token, upper-cased (the protocol's verbs are case-insensitive).
-    private static func verb(of line: ByteBufferView.SubSequence) -> String {
-        let token = line.prefix { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") }
-        return String(decoding: token, as: UTF8.self).uppercased()
+    enum Verb { case msg, hmsg, ping, pong, ok, err, info, unknown }
+
+    /// The first token (the protocol's verbs are case-insensitive), matched on the bytes: this runs
+    /// for every message.
+    static func verb(of line: ByteBufferView.SubSequence) -> Verb {
+        var word: UInt64 = 0
+        var length = 0
+        for byte in line {
+            if byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") { break }
+            length += 1
+            guard length <= 4 else { return .unknown }
+            let upper = (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) ? byte - 32 : byte
+            word = word << 8 | UInt64(upper)
+        }
+        switch (length, word) {
+        case (3, 0x4D_53_47): return .msg  // MSG
+        case (4, 0x48_4D_53_47): return .hmsg  // HMSG
+        case (4, 0x50_49_4E_47): return .ping  // PING
+        case (4, 0x50_4F_4E_47): return .pong  // PONG
+        case (3, 0x2B_4F_4B): return .ok  // +OK
+        case (4, 0x2D_45_52_52): return .err  // -ERR
+        case (4, 0x49_4E_46_4F): return .info  // INFO
+        default: return .unknown
+        }
     }
 
-    /// Space/tab separated tokens of a control line.
-    private static func fields(of line: ByteBufferView.SubSequence) -> [ByteBufferView.SubSequence] {
-        line.split(whereSeparator: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") })
+    /// The space/tab separated tokens of a MSG/HMSG line, as index ranges into it: at most six
+    /// are kept (HMSG with a reply has six), `count` says how many there were. No array per message.
+    struct ControlFields {
+        private(set) var count = 0
+        private var ranges: (Range<Int>, Range<Int>, Range<Int>, Range<Int>, Range<Int>, Range<Int>) =
+            (0..<0, 0..<0, 0..<0, 0..<0, 0..<0, 0..<0)
+
+        init(_ line: ByteBufferView.SubSequence) {
+            var i = line.startIndex
+            let end = line.endIndex
+            while i < end {
+                while i < end, line[i] == UInt8(ascii: " ") || line[i] == UInt8(ascii: "\t") { i += 1 }
+                guard i < end else { break }
+                let start = i
+                while i < end, line[i] != UInt8(ascii: " "), line[i] != UInt8(ascii: "\t") { i += 1 }
+                switch count {
+                case 0: ranges.0 = start..<i
+                case 1: ranges.1 = start..<i
+                case 2: ranges.2 = start..<i
+                case 3: ranges.3 = start..<i
+                case 4: ranges.4 = start..<i
+                case 5: ranges.5 = start..<i
+                default: break
+                }
+                count += 1
+            }
+        }
+
+        subscript(k: Int) -> Range<Int> {
+            switch k {
+            case 0: ranges.0
+            case 1: ranges.1
+            case 2: ranges.2
+            case 3: ranges.3
+            case 4: ranges.4
+            default: ranges.5
+            }
+        }
     }
 }
 

@@ -110,6 +110,67 @@ extension RealServerTests {
             }
         }
 
+        @Test("publishes from many threads are written in batches: all arrive, each publisher's in order, and close sends the last")
+        func coalescedWrites() async throws {
+            try await NATSTestServer.with { server in
+                let publisher = try await server.connect()
+                let reader = try await server.connect()
+                let subscription = try await reader.subscribe(to: "burst.>", bufferLimit: 1 << 16)
+                let collector = MessageCollector(subscription)
+                let perPublisher = 2_000
+                await withTaskGroup(of: Void.self) { group in
+                    for p in 0..<8 {
+                        group.addTask {
+                            for i in 0..<perPublisher { try? publisher.publish("\(i)", to: "burst.\(p)") }
+                        }
+                    }
+                }
+                // No flush: close() must still send everything published before it.
+                await publisher.close()
+                let got = try await collector.wait(for: 8 * perPublisher, timeout: .seconds(20))
+                #expect(got.count == 8 * perPublisher)
+                for p in 0..<8 {
+                    let mine = got.filter { $0.subject == "burst.\(p)" }.map(\.string)
+                    #expect(mine == (0..<perPublisher).map(String.init), "publisher \(p) out of order or short")
+                }
+                await reader.close()
+            }
+        }
+
+        @Test("requests with different timeouts each fail at their own deadline; answered ones are not timed out")
+        func requestDeadlines() async throws {
+            try await NATSTestServer.with { server in
+                let responder = try await server.connect()
+                let requester = try await server.connect()
+                let silent = try await responder.subscribe(to: "svc.silent")
+                let echo = try await responder.subscribe(to: "svc.echo")
+                let serving = Task { for await r in echo { try? responder.respond(to: r, with: ByteBuffer(string: r.string)) } }
+                let clock = ContinuousClock()
+                let start = clock.now
+                // The long one first: a sweep that only looked at the oldest request would hold the short one.
+                let long = Task { () -> Duration in
+                    do { _ = try await requester.request("l", to: "svc.silent", timeout: .seconds(3)) } catch {}
+                    return clock.now - start
+                }
+                try await Task.sleep(for: .milliseconds(50))
+                await #expect(throws: NATSError.timeout) {
+                    _ = try await requester.request("s", to: "svc.silent", timeout: .milliseconds(300))
+                }
+                let short = clock.now - start
+                #expect(short >= .milliseconds(300) && short < .milliseconds(1500), "short request failed after \(short)")
+                // Answered requests in between are not failed by the sweep that ends the others.
+                for i in 0..<100 {
+                    #expect(try await requester.request("\(i)", to: "svc.echo", timeout: .milliseconds(500)).string == "\(i)")
+                }
+                let longTook = await long.value
+                #expect(longTook >= .seconds(3) && longTook < .seconds(5), "long request failed after \(longTook)")
+                serving.cancel()
+                silent.unsubscribe()
+                await requester.close()
+                await responder.close()
+            }
+        }
+
         @Test("max_payload from INFO is respected")
         func maxPayload() async throws {
             try await NATSTestServer.with(configuration: "max_payload: 1024") { server in

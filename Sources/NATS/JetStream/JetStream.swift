@@ -40,6 +40,7 @@ public struct JetStream: Sendable {
         let reply = try await client.request(
             payload, to: subject, headers: headers.isEmpty ? nil : headers, timeout: timeout ?? self.timeout
         )
+        if reply.status == nil, let ack = PubAck.flat(reply.payload.readableBytesView) { return ack }
         return try Self.decode(PubAck.self, from: reply)
     }
 

@@ -24,21 +24,53 @@ public struct JetStreamMessage: Sendable {
         /// Messages left for the consumer after this one.
         public var pending: UInt64
 
-        /// Parses both the 2.x form (9 tokens) and the domain form (12 tokens).
+        /// Parses both the 2.x form (9 tokens) and the domain form (12 tokens). Works on the UTF-8
+        /// bytes (every delivered message has one of these): no token array, two Strings.
         init?(replySubject: String) {
-            let tokens = replySubject.split(separator: ".", omittingEmptySubsequences: false)
-            guard tokens.count >= 9, tokens[0] == "$JS", tokens[1] == "ACK" else { return nil }
-            let t = tokens.count == 9 ? Array(tokens[2...]) : Array(tokens[4...])
-            guard t.count >= 7, let delivered = Int(t[2]), let sseq = UInt64(t[3]), let cseq = UInt64(t[4]),
-                let nanos = Int64(t[5]), let pending = UInt64(t[6])
-            else { return nil }
-            stream = String(t[0])
-            consumer = String(t[1])
-            deliveryCount = delivered
-            streamSequence = sseq
-            consumerSequence = cseq
-            timestamp = Date(timeIntervalSince1970: Double(nanos) / 1e9)
+            var subject = replySubject
+            guard let parsed = subject.withUTF8({ Self.parse($0) }) else { return nil }
+            self = parsed
+        }
+
+        init(
+            stream: String, consumer: String, deliveryCount: Int, streamSequence: UInt64, consumerSequence: UInt64,
+            timestamp: Date, pending: UInt64
+        ) {
+            self.stream = stream
+            self.consumer = consumer
+            self.deliveryCount = deliveryCount
+            self.streamSequence = streamSequence
+            self.consumerSequence = consumerSequence
+            self.timestamp = timestamp
             self.pending = pending
+        }
+
+        private static func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> Metadata? {
+            // The dots' positions, -1 first: token k is bounds[k] + 1 ..< bounds[k + 1].
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: 13) { bounds -> Metadata? in
+                bounds[0] = -1
+                var dots = 0
+                for i in bytes.indices where bytes[i] == UInt8(ascii: ".") {
+                    dots += 1
+                    bounds[dots] = i
+                    if dots == 12 { break }  // tokens 0…11 are bounded; later ones are never read
+                }
+                let count = dots == 12 ? 12 : dots + 1
+                if dots < 12 { bounds[dots + 1] = bytes.count }
+                guard count >= 9 else { return nil }
+                func token(_ k: Int) -> Slice<UnsafeBufferPointer<UInt8>> { bytes[(bounds[k] + 1)..<bounds[k + 1]] }
+                guard token(0).elementsEqual("$JS".utf8), token(1).elementsEqual("ACK".utf8) else { return nil }
+                let base = count == 9 ? 2 : 4
+                guard base + 7 <= count, let delivered = Int(decimal: token(base + 2)),
+                    let sseq = UInt64(decimal: token(base + 3)), let cseq = UInt64(decimal: token(base + 4)),
+                    let nanos = Int64(decimal: token(base + 5)), let pending = UInt64(decimal: token(base + 6))
+                else { return nil }
+                return Metadata(
+                    stream: String(decoding: token(base), as: UTF8.self),
+                    consumer: String(decoding: token(base + 1), as: UTF8.self), deliveryCount: delivered,
+                    streamSequence: sseq, consumerSequence: cseq, timestamp: Date(timeIntervalSince1970: Double(nanos) / 1e9),
+                    pending: pending)
+            }
         }
     }
 

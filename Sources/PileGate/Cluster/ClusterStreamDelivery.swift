@@ -167,13 +167,18 @@ final class ClusterStreamDelivery: Sendable {
 
     /// One message from `service`'s consumer: handed to a local instance, skipped, or given back.
     private func handle(_ message: JetStreamMessage, service: String, view: BackendHub.LocalDurableService) {
-        let tokens = message.subject.split(separator: ".")
-        guard tokens.count >= 4, let pile = PileID(String(tokens[tokens.count - 1])), let id = message.headers?[Self.idHeader] else {
+        // `<cluster>.durable.<event>.<pile>`: the last two tokens.
+        let subject = message.subject
+        let last = subject.lastIndex(of: ".")
+        let previous = last.flatMap { subject[..<$0].lastIndex(of: ".") }
+        guard let last, let previous, subject[..<previous].contains("."), previous < subject.index(before: last),
+            let pile = PileID(String(subject[subject.index(after: last)...])), let id = message.headers?[Self.idHeader]
+        else {
             counters.withLockedValue { $0.invalid += 1 }
             try? message.term()
             return
         }
-        let event = String(tokens[tokens.count - 2])
+        let event = String(subject[subject.index(after: previous)..<last])
         guard view.wants(event) else {
             counters.withLockedValue { $0.skipped += 1 }
             try? message.ack()
