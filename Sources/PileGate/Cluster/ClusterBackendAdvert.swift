@@ -30,4 +30,7 @@ struct ClusterBackendAdvert: Codable, Sendable, Equatable {
 
     var node: String
     var instances: [Instance]
+    /// The node reads relayed events in batches and answers them with batched outcomes
+    /// (`ClusterRelayBatch`); nil from a node of an earlier version, which gets one message per event.
+    var batches: Bool? = nil
 }

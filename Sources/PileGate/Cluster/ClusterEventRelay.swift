@@ -35,6 +35,10 @@ final class ClusterEventRelay: ClusterComponent, Sendable {
         static let event = "Pilegate-Event"
         /// On an ack message: `acked`, or the `BackendEventReceipt.Failure` raw value.
         static let outcome = "Pilegate-Outcome"
+        /// The message carries several events (`ClusterRelayBatch`).
+        static let batch = "Pilegate-Batch"
+        /// The message carries several outcomes (`ClusterRelayBatch`).
+        static let outcomes = "Pilegate-Outcomes"
     }
 
     private let hub: BackendHub
@@ -54,6 +58,9 @@ final class ClusterEventRelay: ClusterComponent, Sendable {
         var linked = true
     }
     private let state = NIOLockedValueBox(State())
+    /// Outcomes waiting to go to their origin node's ack subject, one message per origin per
+    /// event-loop turn (`ClusterRelayBatch`); `scheduled`: a flush is on its way.
+    private let outcomeBatches = NIOLockedValueBox<(pending: [String: ByteBuffer], scheduled: Bool)>(([:], false))
     /// Events sent to remote instances, events taken for local ones, events given back to
     /// their origin, publishes that failed, replies forwarded (`/v1/stats`).
     private let relayedOut = ManagedAtomic(0)
@@ -153,7 +160,7 @@ final class ClusterEventRelay: ClusterComponent, Sendable {
                     key: prefix + String(i.id), service: i.service, instance: i.name, lane: i.lane,
                     events: i.events.map { Array($0).sorted() }, maxInFlight: i.maxInFlight, durable: durable.contains(i.id),
                     state: i.status(now: now, warmup: warmup).state, joinedSecondsAgo: max(0, now.timeIntervalSince(i.joinedAt)))
-            })
+            }, batches: true)
         state.withLockedValue { s in s.local = Dictionary(uniqueKeysWithValues: locals.map { ($0.id, $0) }) }
         guard let data = try? JSONEncoder().encode(advert) else { return }
         try? client.publish(ByteBuffer(bytes: data), to: subject)
@@ -184,7 +191,10 @@ final class ClusterEventRelay: ClusterComponent, Sendable {
                 service: i.service, name: i.instance, lane: i.lane, events: events, maxInFlight: i.maxInFlight,
                 durable: false, node: advert.node, joinedAt: now.addingTimeInterval(-i.joinedSecondsAgo))
             instance.setReported(draining: i.state == "draining", ejected: i.state == "ejected")
-            instance.attach(output(for: instance, key: i.key, loop: loop, deliver: deliverSubject, acks: acksSubject, client: client))
+            instance.attach(
+                output(
+                    for: instance, key: i.key, loop: loop, deliver: deliverSubject, acks: acksSubject, client: client,
+                    batched: advert.batches == true))
             // Registered after a drop raced it (the node died meanwhile): take it back out.
             let stale = state.withLockedValue { s in
                 guard s.directory.nodes[advert.node]?[i.key] != nil else { return true }
@@ -204,17 +214,39 @@ final class ClusterEventRelay: ClusterComponent, Sendable {
         for instance in gone { hub.unregister(instance) }
     }
 
-    /// A remote instance's write round: each ready event, as encoded, to the holding node.
+    /// A remote instance's write round: the ready events, as encoded, to the holding node: in one
+    /// message per `ClusterRelayBatch.maximumBytes` when that node reads batches, else one each.
     private func output(
-        for instance: BackendInstance, key: String, loop: any EventLoop, deliver: String, acks: String, client: NATSClient
+        for instance: BackendInstance, key: String, loop: any EventLoop, deliver: String, acks: String, client: NATSClient,
+        batched: Bool
     ) -> BackendInstanceOutput {
-        BackendInstanceOutput(eventLoop: loop) { [weak self, weak instance] batch in
+        var batchHeaders = NATSHeaders()
+        batchHeaders.append(Header.instance, key)
+        batchHeaders.append(Header.batch, "1")
+        let headers = batchHeaders
+        return BackendInstanceOutput(eventLoop: loop) { [weak self, weak instance] batch in
             var failed: [String] = []
-            for p in batch {
-                var headers = NATSHeaders()
-                headers.append(Header.instance, key)
-                headers.append(Header.event, p.id)
-                do { try client.publish(p.text, to: deliver, replyTo: acks, headers: headers) } catch { failed.append(p.id) }
+            if batched {
+                var start = batch.startIndex
+                while start < batch.endIndex {
+                    var body = ByteBuffer()
+                    var end = start
+                    while end < batch.endIndex, end == start || body.readableBytes < ClusterRelayBatch.maximumBytes {
+                        ClusterRelayBatch.append(id: batch[end].id, text: batch[end].text, to: &body)
+                        end += 1
+                    }
+                    do { try client.publish(body, to: deliver, replyTo: acks, headers: headers) } catch {
+                        failed.append(contentsOf: batch[start..<end].map(\.id))
+                    }
+                    start = end
+                }
+            } else {
+                for p in batch {
+                    var headers = NATSHeaders()
+                    headers.append(Header.instance, key)
+                    headers.append(Header.event, p.id)
+                    do { try client.publish(p.text, to: deliver, replyTo: acks, headers: headers) } catch { failed.append(p.id) }
+                }
             }
             self?.relayedOut.wrappingIncrement(by: batch.count - failed.count, ordering: .relaxed)
             if !failed.isEmpty { self?.publishFailures.wrappingIncrement(by: failed.count, ordering: .relaxed) }
@@ -227,12 +259,15 @@ final class ClusterEventRelay: ClusterComponent, Sendable {
 
     /// An event another node routed to one of this node's instances.
     private func deliver(_ m: NATSMessage, prefix: String, client: NATSClient) {
-        guard let headers = m.headers, let key = headers[Header.instance], let id = headers[Header.event], let origin = m.replyTo else {
-            return
-        }
-        let receipt = receipt(for: origin, client: client)
+        guard let headers = m.headers, let key = headers[Header.instance], let origin = m.replyTo else { return }
         let instance: BackendInstance? =
             key.hasPrefix(prefix) ? UInt64(key.dropFirst(prefix.count)).flatMap { n in state.withLockedValue { $0.local[n] } } : nil
+        if headers[Header.batch] != nil {
+            deliverBatch(m.payload, key: key, instance: instance, origin: origin, client: client)
+            return
+        }
+        guard let id = headers[Header.event] else { return }
+        let receipt = receipt(for: origin, batched: false, client: client)
         guard let instance else {
             // Not one of ours (gone, or from this node's previous life).
             publishOutcome(.failed(.instanceGone), key: key, id: id, to: origin, client: client)
@@ -244,19 +279,82 @@ final class ClusterEventRelay: ClusterComponent, Sendable {
         if let failure = hub.handOver(p, to: instance) { publishOutcome(.failed(failure), key: key, id: id, to: origin, client: client) }
     }
 
-    private func receipt(for origin: String, client: NATSClient) -> BackendEventReceipt {
-        if let r = state.withLockedValue({ $0.receipts[origin] }) { return r }
+    /// A batch of events for one of this node's instances (`ClusterRelayBatch`); what cannot be
+    /// handed over is given back at once, in a batch of outcomes.
+    private func deliverBatch(_ payload: ByteBuffer, key: String, instance: BackendInstance?, origin: String, client: NATSClient) {
+        guard let events = ClusterRelayBatch.events(in: payload) else {
+            logger.warning("cluster: damaged event batch dropped (its events come back after the ack timeout)", metadata: ["origin": "\(origin)"])
+            return
+        }
+        guard let instance else {
+            // Not one of ours (gone, or from this node's previous life).
+            for e in events { queueOutcome(.failed(.instanceGone), key: key, id: e.id, to: origin, client: client) }
+            return
+        }
+        let receipt = receipt(for: origin, batched: true, client: client)
+        relayedIn.wrappingIncrement(by: events.count, ordering: .relaxed)
+        let route = RouteKey(lane: instance.lane, service: instance.service)
+        for e in events {
+            let p = BackendInstance.Pending(id: e.id, text: e.text, event: "", pile: 0, route: route, receipt: receipt)
+            if let failure = hub.handOver(p, to: instance) { queueOutcome(.failed(failure), key: key, id: e.id, to: origin, client: client) }
+        }
+    }
+
+    /// The receipt for events from `origin`'s ack subject: it sends each outcome there, one
+    /// message each or (`batched`, for a node that sent a batch) gathered per event-loop turn.
+    private func receipt(for origin: String, batched: Bool, client: NATSClient) -> BackendEventReceipt {
+        let slot = batched ? "b:" + origin : origin
+        if let r = state.withLockedValue({ $0.receipts[slot] }) { return r }
         let prefix = "\(hub.nodeId)-\(tag)-"
         let r = BackendEventReceipt { [weak self] id, instance, outcome in
             // An ack timeout is counted by the origin's own sweeper; nothing to send.
             if outcome == .failed(.ackTimeout) { return }
-            self?.publishOutcome(outcome, key: prefix + String(instance.id), id: id, to: origin, client: client)
+            if batched {
+                self?.queueOutcome(outcome, key: prefix + String(instance.id), id: id, to: origin, client: client)
+            } else {
+                self?.publishOutcome(outcome, key: prefix + String(instance.id), id: id, to: origin, client: client)
+            }
         }
         return state.withLockedValue { s in
-            if s.receipts.count > 4096 { s.receipts = [:] }  // bounded: one per origin node in practice
-            if let existing = s.receipts[origin] { return existing }
-            s.receipts[origin] = r
+            if s.receipts.count > 4096 { s.receipts = [:] }  // bounded: two per origin node in practice
+            if let existing = s.receipts[slot] { return existing }
+            s.receipts[slot] = r
             return r
+        }
+    }
+
+    /// Adds an outcome to `origin`'s next batch; the first one since the last flush schedules it.
+    private func queueOutcome(_ outcome: BackendEventReceipt.Outcome, key: String, id: String, to origin: String, client: NATSClient) {
+        if case .failed = outcome { givenBack.wrappingIncrement(ordering: .relaxed) }
+        let schedule = outcomeBatches.withLockedValue { b -> Bool in
+            ClusterRelayBatch.appendOutcome(outcome, key: key, id: id, to: &b.pending[origin, default: ByteBuffer()])
+            guard !b.scheduled else { return false }
+            b.scheduled = true
+            return true
+        }
+        if schedule { hub.group.next().execute { self.flushOutcomes(client) } }
+    }
+
+    private func flushOutcomes(_ client: NATSClient) {
+        let taken = outcomeBatches.withLockedValue { b in
+            defer { b = ([:], false) }
+            return b.pending
+        }
+        var headers = NATSHeaders()
+        headers.append(Header.outcomes, "1")
+        for (origin, all) in taken {
+            var rest = all
+            // Whole lines, at most `maximumBytes` a message.
+            while rest.readableBytes > 0 {
+                var length = rest.readableBytes
+                if length > ClusterRelayBatch.maximumBytes,
+                    let cut = rest.readableBytesView.prefix(ClusterRelayBatch.maximumBytes).lastIndex(of: UInt8(ascii: "\n"))
+                {
+                    length = cut - rest.readerIndex + 1
+                }
+                guard let chunk = rest.readSlice(length: length) else { break }
+                try? client.publish(chunk, to: origin, headers: headers)
+            }
         }
     }
 
@@ -275,6 +373,17 @@ final class ClusterEventRelay: ClusterComponent, Sendable {
 
     /// An ack (or a give-up) for an event this node sent to a remote instance.
     private func outcome(_ m: NATSMessage) {
+        if m.headers?[Header.outcomes] != nil {
+            for o in ClusterRelayBatch.outcomes(in: m.payload) {
+                guard let instance = state.withLockedValue({ $0.remote[String(o.key)] }) else { continue }
+                if o.outcome == .acked {
+                    _ = hub.acked(String(o.id), by: instance)
+                } else {
+                    hub.remoteGaveUp(String(o.id), by: instance)
+                }
+            }
+            return
+        }
         guard let headers = m.headers, let key = headers[Header.instance], let id = headers[Header.event],
             let outcome = headers[Header.outcome], let instance = state.withLockedValue({ $0.remote[key] })
         else { return }
