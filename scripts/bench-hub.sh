@@ -17,6 +17,11 @@
 # cores. The measurement window starts --warmup seconds after the subscribers connect, once
 # every pile is logged in.
 #
+# --cluster (issue 11): the same phases across two cluster nodes and a nats-server of their own
+# (fresh per phase): the piles on node A (--pile-port/--api-port), the subscribers on node B (the
+# next two ports), so every event crosses the relay (docs/CLUSTER.md, "Backends see one gateway").
+# Gateway CPU is then both nodes' (/proc); the report adds the nats-server's.
+#
 # Everything started is stopped on exit (scripts/lib/harness.sh); the gateway runs under `timeout`,
 # each wait is bounded. Waits (up to --wait-busy s) while another benchmark is running.
 #
@@ -25,7 +30,7 @@
 #          [--sat-piles 8000] [--sat-guns 20] [--sat-heartbeat 1]
 #          [--subscribers 2] [--sims 2] [--sim-threads 1] [--sources 16] [--rate 2500]
 #          [--max-in-flight 1024] [--pile-port 18867] [--api-port 18880]
-#          [--bin PATH] [--no-build] [--out DIR] [--wait-busy 600]
+#          [--bin PATH] [--no-build] [--out DIR] [--wait-busy 600] [--cluster] [--nats-port 18890]
 set -euo pipefail
 COMMAND="scripts/bench-hub.sh $*"
 source "$(dirname "$0")/lib/harness.sh"
@@ -36,7 +41,7 @@ PHASES=latency,nohub,saturation MEASURE=30 WARMUP=5
 LAT_PILES=10000 LAT_GUNS=2 LAT_HB=1
 SAT_PILES=8000 SAT_GUNS=20 SAT_HB=1
 SUBS=2 SIMS=2 SIM_THREADS=1 SOURCES=16 RATE=2500 MAX_IN_FLIGHT=1024
-PILE_PORT=18867 API_PORT=18880 BIN="" BUILD=1 OUT="" WAIT_BUSY=600
+PILE_PORT=18867 API_PORT=18880 BIN="" BUILD=1 OUT="" WAIT_BUSY=600 CLUSTER=0 NATS_PORT=18890
 while [ $# -gt 0 ]; do
     case "$1" in
         --phases) PHASES=$2; shift 2 ;;
@@ -60,7 +65,9 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0; shift ;;
         --out) OUT=$2; shift 2 ;;
         --wait-busy) WAIT_BUSY=$2; shift 2 ;;
-        -h|--help) sed -n '2,29p' scripts/bench-hub.sh; exit 0 ;;
+        --cluster) CLUSTER=1; shift ;;
+        --nats-port) NATS_PORT=$2; shift 2 ;;
+        -h|--help) sed -n '2,34p' scripts/bench-hub.sh; exit 0 ;;
         *) usage_error "unknown argument $1" ;;
     esac
 done
@@ -76,18 +83,26 @@ done
 RUN=${OUT:-$(mktemp -d /tmp/pilegate-benchhub.XXXXXX)}
 mkdir -p "$RUN"
 DATA=""
-GW_PID="" SIM_PIDS=() TAIL_PIDS=()
+GW_PID="" GW_B_PID="" NATS_PID="" SIM_PIDS=() TAIL_PIDS=()
 API="http://127.0.0.1:$API_PORT"
+# Where the subscribers connect: node B in cluster mode, else the one gateway.
+SUB_API=$API
+[ "$CLUSTER" = 0 ] || SUB_API="http://127.0.0.1:$((API_PORT + 1))"
 
 # Stops this phase's processes and removes its data directory.
 stop_all() {
-    stop_processes "${TAIL_PIDS[@]}" "${SIM_PIDS[@]}" $GW_PID
-    GW_PID="" SIM_PIDS=() TAIL_PIDS=()
+    stop_processes "${TAIL_PIDS[@]}" "${SIM_PIDS[@]}" $GW_PID $GW_B_PID $NATS_PID
+    GW_PID="" GW_B_PID="" NATS_PID="" SIM_PIDS=() TAIL_PIDS=()
     if [ -n "$DATA" ]; then rm -rf "$DATA"; DATA=""; fi
 }
 on_exit stop_all
 
 require_free_ports "$PILE_PORT" "$API_PORT"
+if [ "$CLUSTER" = 1 ]; then
+    require_free_ports "$((PILE_PORT + 1))" "$((API_PORT + 1))" "$NATS_PORT"
+    NATS_SERVER=$(command -v nats-server || ls /usr/sbin/nats-server 2>/dev/null || true)
+    [ -n "$NATS_SERVER" ] || die "nats-server missing (scripts/setup.sh installs it)"
+fi
 bench_lock "$WAIT_BUSY"
 OTHERS_AT_START=$OTHERS
 release_build
@@ -111,15 +126,35 @@ run_phase() {
     DATA=$(mktemp -d /tmp/pilegate-benchhub-data.XXXXXX)
     local bound=$((MEASURE + WARMUP + 240))
     log "$name: gateway on $PILE_PORT/$API_PORT; $piles piles x $guns guns @ ${hb}s; $subs subscriber(s); logs in $dir"
-    PILEGATE_PILE_HOST=127.0.0.1 PILEGATE_PILE_PORT=$PILE_PORT PILEGATE_API_PORT=$API_PORT \
-    PILEGATE_DATA_DIRECTORY=$DATA PILEGATE_LOG_LEVEL=warning \
-    PILEGATE_FRAME_RATE_PER_SECOND=1000000 PILEGATE_BYTE_RATE_PER_SECOND=100000000 \
-    PILEGATE_FLAP_MAX_CONNECTS=1000000 PILEGATE_FLAP_MAX_CONNECTS_PER_ADDRESS=1000000 \
-    PILEGATE_MAX_CONNECTIONS_PER_ADDRESS=1000000 PILEGATE_DRAIN_WINDOW=0 \
-        spawn_bounded "$bound" "$dir/gateway.log" "$BIN" serve
+    local nats_url=""
+    if [ "$CLUSTER" = 1 ]; then
+        spawn_bounded "$bound" "$dir/nats.log" "$NATS_SERVER" -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$DATA/nats"
+        NATS_PID=$SPAWNED
+        for ((i = 0; i < 100; i++)); do (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null && break; sleep 0.1; done
+        nats_url="nats://127.0.0.1:$NATS_PORT"
+    fi
+    # start_node NODE PILE_PORT API_PORT LOG: one gateway (a cluster node when nats_url is set).
+    start_node() {
+        mkdir -p "$DATA/$1"
+        PILEGATE_NATS_URL=$nats_url PILEGATE_NODE_ID=$1 PILEGATE_CLUSTER_NAME=benchhub \
+        PILEGATE_PILE_HOST=127.0.0.1 PILEGATE_PILE_PORT=$2 PILEGATE_API_PORT=$3 \
+        PILEGATE_DATA_DIRECTORY=$DATA/$1 PILEGATE_LOG_LEVEL=warning \
+        PILEGATE_FRAME_RATE_PER_SECOND=1000000 PILEGATE_BYTE_RATE_PER_SECOND=100000000 \
+        PILEGATE_FLAP_MAX_CONNECTS=1000000 PILEGATE_FLAP_MAX_CONNECTS_PER_ADDRESS=1000000 \
+        PILEGATE_MAX_CONNECTIONS_PER_ADDRESS=1000000 PILEGATE_DRAIN_WINDOW=0 \
+            spawn_bounded "$bound" "$4" "$BIN" serve
+    }
+    start_node hub-a "$PILE_PORT" "$API_PORT" "$dir/gateway.log"
     GW_PID=$SPAWNED
     wait_http "$API/v1/stats" 30 "$GW_PID" "$dir/gateway.log"
     local gw; gw=$(child_pid "$GW_PID")
+    local gws=$gw
+    if [ "$CLUSTER" = 1 ]; then
+        start_node hub-b "$((PILE_PORT + 1))" "$((API_PORT + 1))" "$dir/gateway-b.log"
+        GW_B_PID=$SPAWNED
+        wait_http "$SUB_API/v1/stats" 30 "$GW_B_PID" "$dir/gateway-b.log"
+        gws="$gw $(child_pid "$GW_B_PID")"
+    fi
 
     for ((i = 0; i < SIMS; i++)); do
         local n=$per
@@ -137,30 +172,42 @@ run_phase() {
         [ $SECONDS -lt $deadline ] || { log "$name: only $online of $piles piles online after 120 s"; return 1; }
         sleep 1
     done
+    if [ "$CLUSTER" = 1 ]; then
+        deadline=$((SECONDS + 30))
+        until curl -fsS --max-time 5 "$API/v1/stats" 2>/dev/null | grep -q '"hub-b"'; do
+            [ $SECONDS -lt $deadline ] || { log "$name: node A does not see node B after 30 s"; return 1; }
+            sleep 0.5
+        done
+    fi
     log "$name: all $piles piles online; settling 3 s"
     sleep 3
 
     local names=(b1 b2)
     for ((i = 0; i < subs; i++)); do
-        "$BIN" tail --api "$API" --service bench --instance "${names[$i]}" --events heartbeat \
+        "$BIN" tail --api "$SUB_API" --service bench --instance "${names[$i]}" --events heartbeat \
             --max-in-flight "$MAX_IN_FLIGHT" --duration $((WARMUP + MEASURE + 3)) --warmup "$WARMUP" --stats-interval 5 \
             >"$dir/tail-${names[$i]}.out" 2>"$dir/tail-${names[$i]}.err" &
         TAIL_PIDS+=($!)
         track $!
     done
     sleep "$WARMUP"
-    local t0 gw0 gwp0 rss0 sim0 tail0 hb0 fin0
+    local t0 gw0 gwp0 rss0 sim0 tail0 hb0 fin0 nats0=0 nats1=0
     t0=$(date +%s.%N)
-    gw0=$(stats_field "d['process']['cpuSeconds']"); gwp0=$(cpu_seconds "$gw"); rss0=$(rss_bytes "$gw")
+    # shellcheck disable=SC2086
+    gw0=$(stats_field "d['process']['cpuSeconds']"); gwp0=$(cpu_seconds $gws); rss0=$(rss_bytes "$gw")
+    [ -z "$NATS_PID" ] || nats0=$(cpu_seconds "$(child_pid "$NATS_PID")")
     sim0=$(cpu_seconds "${SIM_PIDS[@]}"); tail0=$(cpu_seconds "${TAIL_PIDS[@]}")
     hb0=$(stats_field "d['counters']['heartbeats']"); fin0=$(stats_field "sum(d['counters']['framesIn'].values())")
     sleep "$MEASURE"
     local t1 gw1 gwp1 rss1 sim1 tail1 hb1 fin1
     t1=$(date +%s.%N)
-    gw1=$(stats_field "d['process']['cpuSeconds']"); gwp1=$(cpu_seconds "$gw"); rss1=$(rss_bytes "$gw")
+    # shellcheck disable=SC2086
+    gw1=$(stats_field "d['process']['cpuSeconds']"); gwp1=$(cpu_seconds $gws); rss1=$(rss_bytes "$gw")
+    [ -z "$NATS_PID" ] || nats1=$(cpu_seconds "$(child_pid "$NATS_PID")")
     sim1=$(cpu_seconds "${SIM_PIDS[@]}"); tail1=$(cpu_seconds "${TAIL_PIDS[@]}")
     hb1=$(stats_field "d['counters']['heartbeats']"); fin1=$(stats_field "sum(d['counters']['framesIn'].values())")
     curl -fsS --max-time 5 "$API/v1/hub" >"$dir/hub.json" || echo '{}' >"$dir/hub.json"
+    [ "$CLUSTER" = 0 ] || curl -fsS --max-time 5 "$SUB_API/v1/stats" >"$dir/stats-b.json" || true
     curl -fsS --max-time 5 "$API/v1/stats" >"$dir/stats.json" || echo '{}' >"$dir/stats.json"
     for pid in "${TAIL_PIDS[@]}"; do
         local w=$((SECONDS + 20))
@@ -169,7 +216,7 @@ run_phase() {
     cat >"$dir/window.env" <<EOF
 name=$name piles=$piles guns=$guns heartbeat=$hb subscribers=$subs
 t0=$t0 t1=$t1 gw0=$gw0 gw1=$gw1 gwproc0=$gwp0 gwproc1=$gwp1 sim0=$sim0 sim1=$sim1 tail0=$tail0 tail1=$tail1
-hb0=$hb0 hb1=$hb1 framesIn0=$fin0 framesIn1=$fin1 rss0=$rss0 rss1=$rss1
+hb0=$hb0 hb1=$hb1 framesIn0=$fin0 framesIn1=$fin1 rss0=$rss0 rss1=$rss1 nats0=$nats0 nats1=$nats1 cluster=$CLUSTER
 EOF
     stop_all
     log "$name: done"
@@ -243,6 +290,10 @@ for name in ("latency", "nohub", "saturation"):
         for t in tails:
             l = t["latencyMs"]
             print(f"  {t['instance']}: {t['eventsPerSecond']:,.0f}/s latency ms p50 {l['p50']} p90 {l['p90']} p99 {l['p99']} p99.9 {l['p999']} max {l['max']} mean {l['mean']}")
+    if w.get("cluster") == "1":
+        nats = float(w["nats1"]) - float(w["nats0"])
+        print(f"  cluster: piles on node A, subscribers on node B; gateway CPU below is both nodes' (/proc); "
+              f"nats-server {nats:.2f} s ({nats / secs * 100:.0f}% of a core)")
     print(f"  CPU seconds: gateway {gw:.2f} (/v1/stats; /proc {gwp:.2f}) = {gwp / secs * 100:.0f}% of a core, "
           f"simulators {sim:.2f} ({sim / secs * 100:.0f}%), subscribers {tl:.2f} ({tl / secs * 100:.0f}%)")
     if tails and ev:

@@ -76,6 +76,15 @@ def cmd_snapshot(path, args):
     apis = [a for a in opts.get("--apis", "").split(",") if a]
     pids = [p for p in opts.get("--nodes", "").split(",")]
     snap = {"t": time.time(), "nodes": [], "nats": {}, "sims": {}, "tails": {}}
+    # The processes' CPU first: the subscribers end soon after a window closes, and the nodes'
+    # /v1/stats take a while to answer under load.
+    snap["sims"] = proc_figures(opts.get("--sims"), kids)
+    tails = {"cpu": 0.0, "rss": 0}
+    for p in [p for p in opts.get("--tails", "").split(",") if p]:
+        f = proc_figures(p, kids)
+        tails["cpu"] += f["cpu"]
+        tails["rss"] += f["rss"]
+    snap["tails"] = tails
     for i, api in enumerate(apis):
         d = fetch(api + "/v1/stats")
         c = d.get("counters", {})
@@ -101,13 +110,6 @@ def cmd_snapshot(path, args):
             "jsz": {k: j.get(k) for k in ("streams", "consumers", "messages", "bytes", "api")},
             "proc": proc_figures(opts.get("--nats"), kids),
         }
-    snap["sims"] = proc_figures(opts.get("--sims"), kids)
-    tails = {"cpu": 0.0, "rss": 0}
-    for p in [p for p in opts.get("--tails", "").split(",") if p]:
-        f = proc_figures(p, kids)
-        tails["cpu"] += f["cpu"]
-        tails["rss"] += f["rss"]
-    snap["tails"] = tails
     with open(path, "w") as f:
         json.dump(snap, f)
 

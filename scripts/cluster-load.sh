@@ -109,7 +109,7 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 IDLE_AT=$((LOGIN_WAIT + SETTLE))
 TAILS_AT=$((IDLE_AT + IDLE))
 LAT_AT=$((TAILS_AT + WARMUP))
-BILLS_AT=$((LAT_AT + MEASURE + 2))
+BILLS_AT=$((LAT_AT + MEASURE + 4))
 SIM_DURATION=$((BILLS_AT + BILL_SECONDS))
 NEEDED=$((SIM_DURATION + DRAIN + 90))
 [ "$NEEDED" -le "$MAX_SECONDS" ] || usage_error "the schedule needs about $NEEDED s; raise --max-seconds or shorten the phases"
@@ -216,9 +216,11 @@ snapshot 2-idle-end
 names=(b1 b2 b3 b4)
 for ((i = 0; i < SUBS; i++)); do
     spawn "$RUN/tail-${names[$i]}.log" "$BIN" tail --api "${APIS[0]}" --service bench --instance "${names[$i]}" \
-        --events heartbeat,realtime_data --max-in-flight 1024 --warmup "$WARMUP" --duration $((WARMUP + MEASURE)) --stats-interval 10
+        --events heartbeat,realtime_data --max-in-flight 1024 --warmup "$WARMUP" --duration $((WARMUP + MEASURE + 3)) --stats-interval 10
     TAIL_PIDS+=("$SPAWNED")
 done
+# The subscribers run 3 s past the window, so they are still there for its closing snapshot
+# (their CPU is read from /proc), and end before the bills start.
 until_t "$LAT_AT"
 snapshot 3-latency-start
 until_t $((LAT_AT + MEASURE))

@@ -104,7 +104,8 @@ public final class NATSClient: Sendable {
 
         enum Sink {
             case inbox
-            case stream(AsyncStream<NATSMessage>.Continuation, SubscriptionCounters)
+            /// `stream` carries the messages, or (with a handler) only the end of the subscription.
+            case stream(AsyncStream<NATSMessage>.Continuation, SubscriptionCounters, handler: (@Sendable (NATSMessage) -> Void)?)
         }
     }
 
@@ -403,10 +404,29 @@ public final class NATSClient: Sendable {
         return subscription
     }
 
+    /// Subscribes with `handler` called for each message on the connection's event loop, in the
+    /// order the server sent them: no task switch per message, for subscriptions that carry a
+    /// stream of small messages to code that only takes locks and schedules work. The handler
+    /// must not block or wait. The returned subscription yields no messages; its sequence ends
+    /// when the subscription does (unsubscribed, cancelled, client closed).
+    public func subscribe(
+        to subject: String, queue: String? = nil, handler: @escaping @Sendable (NATSMessage) -> Void
+    ) async throws -> NATSSubscription {
+        let subscription = try subscribeNoFlush(to: subject, queue: queue, bufferLimit: 1, handler: handler)
+        if status == .connected { try? await flush() }
+        return subscription
+    }
+
     /// `subscribe` without the flush: for callers that flush once after several subscriptions.
     public func subscribeNoFlush(to subject: String, queue: String? = nil, bufferLimit: Int? = nil) throws
         -> NATSSubscription
     {
+        try subscribeNoFlush(to: subject, queue: queue, bufferLimit: bufferLimit, handler: nil)
+    }
+
+    private func subscribeNoFlush(
+        to subject: String, queue: String?, bufferLimit: Int?, handler: (@Sendable (NATSMessage) -> Void)?
+    ) throws -> NATSSubscription {
         try ClientProtocol.validate(subject: subject)
         if let queue { try ClientProtocol.validate(subject: queue) }
         let limit = max(1, bufferLimit ?? options.subscriptionBufferLimit)
@@ -419,7 +439,7 @@ public final class NATSClient: Sendable {
             let sid = s.nextSID
             s.nextSID += 1
             s.subscriptions[sid] = SubscriptionRecord(
-                subject: subject, queue: queue, sink: .stream(continuation, counters)
+                subject: subject, queue: queue, sink: .stream(continuation, counters, handler: handler)
             )
             if s.status == .connected {
                 var buffer = ByteBuffer()
@@ -448,7 +468,7 @@ public final class NATSClient: Sendable {
                 s.subscriptions[sid] = record
             } else {
                 s.subscriptions[sid] = nil
-                if case .stream(let continuation, _) = record.sink { finished = continuation }
+                if case .stream(let continuation, _, _) = record.sink { finished = continuation }
             }
             if s.status == .connected {
                 var buffer = ByteBuffer()
@@ -603,7 +623,7 @@ public final class NATSClient: Sendable {
             try? await channel.close()
         }
         for record in subscriptions {
-            if case .stream(let continuation, _) = record.sink { continuation.finish() }
+            if case .stream(let continuation, _, _) = record.sink { continuation.finish() }
         }
         for waiter in requests {
             waiter.continuation.resume(throwing: NATSError.connectionClosed)
@@ -758,7 +778,9 @@ extension NATSClient: NATSConnectionDelegate {
         enum Route {
             case none
             case reply(Substring)
-            case stream(AsyncStream<NATSMessage>.Continuation, SubscriptionCounters, finish: Bool)
+            case stream(
+                AsyncStream<NATSMessage>.Continuation, SubscriptionCounters, handler: (@Sendable (NATSMessage) -> Void)?,
+                finish: Bool)
         }
         let route: Route = state.withLockedValue { s in
             guard var record = s.subscriptions[message.sid] else { return .none }
@@ -766,12 +788,12 @@ extension NATSClient: NATSConnectionDelegate {
             case .inbox:
                 guard let dot = message.subject.lastIndex(of: ".") else { return .none }
                 return .reply(message.subject[message.subject.index(after: dot)...])
-            case .stream(let continuation, let counters):
+            case .stream(let continuation, let counters, let handler):
                 record.delivered += 1
                 record.deliveredOnConnection += 1
                 let finish = record.max.map { record.delivered >= $0 } ?? false
                 s.subscriptions[message.sid] = finish ? nil : record
-                return .stream(continuation, counters, finish: finish)
+                return .stream(continuation, counters, handler: handler, finish: finish)
             }
         }
         switch route {
@@ -779,7 +801,11 @@ extension NATSClient: NATSConnectionDelegate {
             break
         case .reply(let token):
             resolveRequest(token, with: .success(message))
-        case .stream(let continuation, let subscriptionCounters, let finish):
+        case .stream(let continuation, let subscriptionCounters, let handler?, let finish):
+            subscriptionCounters.delivered.wrappingIncrement(ordering: .relaxed)
+            handler(message)
+            if finish { continuation.finish() }
+        case .stream(let continuation, let subscriptionCounters, nil, let finish):
             subscriptionCounters.delivered.wrappingIncrement(ordering: .relaxed)
             if case .dropped = continuation.yield(message) {
                 subscriptionCounters.dropped.wrappingIncrement(ordering: .relaxed)

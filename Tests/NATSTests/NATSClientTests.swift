@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import Testing
 
@@ -168,6 +169,30 @@ extension RealServerTests {
                 silent.unsubscribe()
                 await requester.close()
                 await responder.close()
+            }
+        }
+
+        @Test("a handler subscription gets every message in order without a task per message, and its sequence ends on unsubscribe")
+        func handlerSubscription() async throws {
+            try await NATSTestServer.with { server in
+                let client = try await server.connect()
+                let seen = NIOLockedValueBox<[String]>([])
+                let subscription = try await client.subscribe(to: "handled.*") { m in
+                    seen.withLockedValue { $0.append(m.subject + "=" + m.string) }
+                }
+                let ended = Task { for await _ in subscription {} }
+                for i in 0..<500 { try client.publish("\(i)", to: "handled.\(i % 3)") }
+                try await client.flush()
+                try await waitUntil("500 handled") { seen.withLockedValue { $0.count } == 500 }
+                #expect(seen.withLockedValue { $0 } == (0..<500).map { "handled.\($0 % 3)=\($0)" })
+                #expect(subscription.deliveredMessages == 500 && subscription.droppedMessages == 0)
+                subscription.unsubscribe()
+                await ended.value
+                try client.publish("late", to: "handled.0")
+                try await client.flush()
+                try await Task.sleep(for: .milliseconds(100))
+                #expect(seen.withLockedValue { $0.count } == 500, "a handler called after unsubscribe")
+                await client.close()
             }
         }
 

@@ -79,8 +79,13 @@ final class ClusterEventRelay: ClusterComponent, Sendable {
         let subjects = node.subjects
         let prefix = "\(me)-\(tag)-"
         let acksSubject = subjects.node(me, "acks")
-        let deliveries = try await client.subscribe(to: subjects.node(me, "deliver"), bufferLimit: 1 << 16)
-        let acks = try await client.subscribe(to: acksSubject, bufferLimit: 1 << 16)
+        // Events and outcomes are taken on the NATS connection's event loop as they arrive: handing
+        // an event over and booking an ack only take locks and schedule writes, and a task switch
+        // per message would cost more than either (and add to the cross-node latency).
+        let deliveries = try await client.subscribe(to: subjects.node(me, "deliver")) { [weak self] m in
+            self?.deliver(m, prefix: prefix, client: client)
+        }
+        let acks = try await client.subscribe(to: acksSubject) { [weak self] m in self?.outcome(m) }
         let replies = try await client.subscribe(to: subjects.node(me, "replies"))
         let adverts = try await client.subscribe(to: subjects.allBackends)
         let (wake, wakeUp) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -112,10 +117,11 @@ final class ClusterEventRelay: ClusterComponent, Sendable {
                 for await m in adverts { self.received(advert: m, me: me, subjects: subjects, acksSubject: acksSubject, client: client) }
             }
             group.addTask {
-                for await m in deliveries { self.deliver(m, prefix: prefix, client: client) }
+                // Handled on arrival (above); this waits for the subscriptions' end.
+                for await _ in deliveries {}
             }
             group.addTask {
-                for await m in acks { self.outcome(m) }
+                for await _ in acks {}
             }
             group.addTask {
                 for await m in replies { self.answerReply(m, client: client) }
