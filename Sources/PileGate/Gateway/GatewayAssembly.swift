@@ -24,6 +24,7 @@ public enum GatewayAssembly {
         outboxSettings.commitSpacing = config.outboxCommitSpacing
         outboxSettings.serviceRetention = config.outboxServiceRetention
         outboxSettings.maxEvents = config.outboxMaxEvents
+        outboxSettings.relayInFlight = config.clusterPublishInFlight
         outboxSettings.freshStore = config.freshStore
         let outbox = try Outbox(directory: config.dataDirectory, settings: outboxSettings, logger: logger)
         do {

@@ -77,6 +77,12 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// How long a must-deliver event waits for the stream's acknowledgement before it is
     /// committed to the local outbox instead (and forwarded later).
     public var clusterPublishTimeout: TimeInterval = 2
+    /// At most this many must-deliver events wait for the stream's acknowledgement at once; the
+    /// next go to the local outbox at once (0x40 after its commit) and are forwarded later. Under
+    /// more bills than the stream and this node keep up with, it bounds the 0x40 wait and keeps
+    /// publishes from timing out after they were sent, which would cost each bill a publish, a
+    /// commit and a second publish.
+    public var clusterPublishInFlight = 1_000
     /// NATS credentials (docs/SECURITY.md, "NATS credentials"); one kind at most. Explicit settings
     /// win over credentials in `natsURL` (`nats://user:password@host`, `nats://token@host`).
     /// Path of a `.creds` file (user JWT and NKey seed, operator mode) or of an NKey seed file (`SU…`).
@@ -428,6 +434,7 @@ extension GatewayConfiguration {
         double("clusterAckWait", \.clusterAckWait, 0.1...3600),
         int("clusterMaxDeliver", \.clusterMaxDeliver, 1...1_000_000),
         double("clusterPublishTimeout", \.clusterPublishTimeout, 0.05...60),
+        int("clusterPublishInFlight", \.clusterPublishInFlight, 1...1_000_000),
         string("natsCredentials", \.natsCredentials, nonEmpty: false),
         string("natsToken", \.natsToken, nonEmpty: false),
         string("natsUser", \.natsUser, nonEmpty: false),

@@ -42,6 +42,9 @@ public final class Outbox: Sendable {
         /// 171 µs of gateway CPU per bill; 0.5 ms → 3.6 and 151 µs; 2 ms → 12 and 120 µs, with
         /// the 0x40 p50 rising by about the spacing (scripts/bench-bills.sh, docs/BENCHMARKS.md).
         public var commitSpacing: TimeInterval = 0.0005
+        /// Cluster mode: events waiting for the relay's acknowledgement at most; the next are
+        /// committed here at once and forwarded later (`clusterPublishInFlight`).
+        public var relayInFlight = 1_000
         /// A durable service with no instance connected for this long is forgotten at the next
         /// compaction: its undelivered events stop being kept for it.
         public var serviceRetention: TimeInterval = 7 * 86_400
@@ -131,6 +134,9 @@ public final class Outbox: Sendable {
         public var relayDuplicates = 0
         /// Cluster mode: events committed to SQLite because the stream was unavailable or failed.
         public var relayFallbacks = 0
+        /// Cluster mode: events committed to SQLite at once because `relayInFlight` events were
+        /// already waiting for the stream (forwarded later, as fallbacks are).
+        public var relaySpills = 0
         /// Cluster mode: events forwarded from SQLite into the stream afterwards.
         public var forwarded = 0
         public var commitLatencySumSeconds = 0.0
@@ -254,6 +260,10 @@ public final class Outbox: Sendable {
     /// commit (the promise completes after the commit).
     func append(_ e: OutboxEvent, promise: EventLoopPromise<AppendResult>?) {
         guard let relay = relayBox.withLockedValue({ $0 }), relay.isAvailable else { return appendLocally(e, promise: promise) }
+        guard relaying.load(ordering: .relaxed) < settings.relayInFlight else {
+            stats.withLockedValue { $0.relaySpills += 1 }
+            return appendLocally(e, promise: promise)
+        }
         relaying.wrappingIncrement(ordering: .relaxed)
         Task { [self] in
             defer { relaying.wrappingDecrement(ordering: .relaxed) }
@@ -615,6 +625,7 @@ public final class Outbox: Sendable {
             w.counter("pilegate_outbox_relayed_total", [], s.relayed)
             w.counter("pilegate_outbox_relay_duplicates_total", [], s.relayDuplicates)
             w.counter("pilegate_outbox_relay_fallbacks_total", [], s.relayFallbacks)
+            w.counter("pilegate_outbox_relay_spills_total", [], s.relaySpills)
             w.counter("pilegate_outbox_forwarded_total", [], s.forwarded)
         }
         w.histogram(
