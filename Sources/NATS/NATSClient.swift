@@ -354,9 +354,11 @@ public final class NATSClient: Sendable {
     /// Hands what was appended to the connection, in one write. On `channel`'s event loop.
     private func writeOutbound(to channel: any Channel) {
         let bytes: ByteBuffer? = state.withLockedValue { s in
+            // A lost connection's bytes were moved to `pending`, and its flag cleared
+            // (`connectionLost`); the flag belongs to the current connection then.
+            guard s.channel === channel else { return nil }
             s.outboundScheduled = false
-            // A lost connection's bytes were moved to `pending` (`connectionLost`).
-            guard s.channel === channel, s.outbound.readableBytes > 0 else { return nil }
+            guard s.outbound.readableBytes > 0 else { return nil }
             defer { s.outbound = ByteBuffer() }
             return s.outbound
         }
@@ -713,6 +715,7 @@ public final class NATSClient: Sendable {
             // Bytes not handed to the lost connection yet go out first on the next one.
             s.pending.writeBuffer(&s.outbound)
             s.outbound = ByteBuffer()
+            s.outboundScheduled = false
             guard s.status != .closed else { return false }
             Self.setStatus(.reconnecting, in: &s)
             s.reconnectTask = Task { await self.reconnectLoop() }
