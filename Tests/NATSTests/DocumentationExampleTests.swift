@@ -21,6 +21,8 @@ extension RealServerTests {
 
                 let events = try await client.subscribe(to: "pile.*.heartbeat", queue: "backends")
                 let seen = MessageCollector(events)
+                let acks = try await client.subscribe(to: "node.a.acks") { message in print(message.subject) }
+                defer { acks.unsubscribe() }
                 try client.publish("hello", to: "pile.32010200000001.heartbeat")
                 try client.publish(ByteBuffer(string: "x"), to: "a.b", headers: ["Nats-Msg-Id": "1"])
                 #expect(try await seen.wait(for: 1).first?.string == "hello")
