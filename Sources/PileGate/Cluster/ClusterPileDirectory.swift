@@ -195,7 +195,7 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
                 for try await e in watcher {
                     guard let pile = PileID(e.key) else { continue }
                     var held: Held?
-                    if e.operation == .put, let entry = try? decoder.decode(ClusterPileEntry.self, from: Data(e.value.readableBytesView)) {
+                    if e.operation == .put, let entry = ClusterPileEntry.decoded(from: e.value.readableBytesView, decoder: decoder) {
                         held = Held(pile: pile, entry: entry, revision: e.revision)
                     }
                     if fresh != nil {
