@@ -30,10 +30,13 @@ struct ClusterEventRelayTests {
             let counters = billing.events.compactMap { ($0["id"] as? String)?.split(separator: "-").last.flatMap { Int($0) } }
             #expect(counters == counters.sorted(), "events of one pile out of order: \(counters)")
             #expect(Set(counters).count == counters.count, "an event delivered twice")
-            // The pile's node counted the routing; the backend's node relayed.
-            let hub = try await a.http("GET", "/v1/hub").json
-            let traffic = ((hub["lanes"] as? [String: Any])?[""] as? [String: Any])?["billing"] as? [String: Any]
-            #expect((traffic?["acks"] as? Int ?? 0) >= 4)
+            // The pile's node counted the routing and, as their outcomes come back from B (in a batch
+            // per event-loop turn, after the backend's acks), the acks; the backend's node relayed.
+            #expect(await a.eventually {
+                let hub = (try? await a.http("GET", "/v1/hub").json) ?? [:]
+                let traffic = ((hub["lanes"] as? [String: Any])?[""] as? [String: Any])?["billing"] as? [String: Any]
+                return (traffic?["acks"] as? Int ?? 0) >= 4
+            })
             let relayed = try await b.http("GET", "/v1/stats").json
             #expect((((relayed["extensions"] as? [String: Any])?["clusterEvents"] as? [String: Any])?["relayedIn"] as? Int ?? 0) >= 4)
             await billing.close()

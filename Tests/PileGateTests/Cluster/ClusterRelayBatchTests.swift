@@ -68,7 +68,7 @@ struct ClusterRelayBatchTests {
                 }
             }
             defer { announcing.cancel() }
-            #expect(await a.eventually { await a.relayInstances().filter { ["old", "new"].contains($0["node"] as? String ?? "") }.count == 2 })
+            try #require(await a.eventually { await a.relayInstances().filter { ["old", "new"].contains($0["node"] as? String ?? "") }.count == 2 })
 
             // "old": one event per message, with its id in a header; acked one a message.
             let oldAcks = Task { () -> [String] in
@@ -107,7 +107,14 @@ struct ClusterRelayBatchTests {
                 return ids
             }
             let pile = try await a.startPile("55010600007101")
+            // Bounded: a stand-in that gets too few events ends its loop here and the counts below fail.
+            let watchdog = Task {
+                try? await Task.sleep(for: .seconds(30))
+                oldAcks.cancel()
+                newAcks.cancel()
+            }
             let (old, new) = (await oldAcks.value, await newAcks.value)
+            watchdog.cancel()
             #expect(old.count == 3 && new.count >= 3)
             // The pile's node took both kinds of ack: its lane traffic counts them per service.
             #expect(await a.eventually {
