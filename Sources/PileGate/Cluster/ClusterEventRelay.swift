@@ -380,8 +380,13 @@ final class ClusterEventRelay: ClusterComponent, Sendable {
     /// An ack (or a give-up) for an event this node sent to a remote instance.
     private func outcome(_ m: NATSMessage) {
         if m.headers?[Header.outcomes] != nil {
-            for o in ClusterRelayBatch.outcomes(in: m.payload) {
-                guard let instance = state.withLockedValue({ $0.remote[String(o.key)] }) else { continue }
+            let outcomes = ClusterRelayBatch.outcomes(in: m.payload)
+            // One lock for the batch: its lines name a few instances, many times each.
+            let instances = state.withLockedValue { s in
+                Dictionary(Set(outcomes.map(\.key)).compactMap { k in s.remote[String(k)].map { (k, $0) } }) { a, _ in a }
+            }
+            for o in outcomes {
+                guard let instance = instances[o.key] else { continue }
                 if o.outcome == .acked {
                     _ = hub.acked(String(o.id), by: instance)
                 } else {

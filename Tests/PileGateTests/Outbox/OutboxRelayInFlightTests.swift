@@ -53,6 +53,13 @@ struct OutboxRelayInFlightTests {
             return promise.futureResult
         }
         // The first two wait in the relay; the other three are committed here without waiting for it.
+        // Waited for with a deadline: `EventLoopFuture.get()` does not see the suite's time limit, so
+        // without the bound this would hang instead of failing.
+        let spilledDone = NIOLockedValueBox(0)
+        for f in futures[2...] { f.whenComplete { _ in spilledDone.withLockedValue { $0 += 1 } } }
+        let spillDeadline = ContinuousClock.now + .seconds(10)
+        while spilledDone.withLockedValue({ $0 }) < 3, ContinuousClock.now < spillDeadline { try await Task.sleep(for: .milliseconds(10)) }
+        try #require(spilledDone.withLockedValue { $0 } == 3, "bills beyond the bound waited for the relay")
         for f in futures[2...] {
             guard case .stored = try await f.get() else { Issue.record("a spilled bill was not stored locally"); return }
         }
