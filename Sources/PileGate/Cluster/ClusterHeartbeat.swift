@@ -12,12 +12,16 @@ public struct ClusterHeartbeat: Codable, Sendable, Equatable {
     /// When the node started (Unix seconds): a restarted node with the same id is a new member.
     public var startedAt: Double
     public var leaving: Bool
+    /// The node publishes its pile directory writes in batches (`ClusterDirectoryChanges`); absent
+    /// from nodes of earlier versions, which only write the bucket.
+    public var directoryChanges: Bool?
 
-    public init(node: String, piles: Int, api: String?, startedAt: Double, leaving: Bool = false) {
+    public init(node: String, piles: Int, api: String?, startedAt: Double, leaving: Bool = false, directoryChanges: Bool? = nil) {
         self.node = node
         self.piles = piles
         self.api = api
         self.startedAt = startedAt
         self.leaving = leaving
+        self.directoryChanges = directoryChanges
     }
 }

@@ -145,7 +145,8 @@ public final class ClusterNode: Service, Sendable {
 
     private func heartbeat(leaving: Bool) -> ClusterHeartbeat {
         let view = localView()
-        return ClusterHeartbeat(node: nodeId, piles: view.piles, api: view.api, startedAt: startedAt, leaving: leaving)
+        return ClusterHeartbeat(
+            node: nodeId, piles: view.piles, api: view.api, startedAt: startedAt, leaving: leaving, directoryChanges: true)
     }
 
     /// Publishes the heartbeat every interval and expires silent members.

@@ -7,14 +7,22 @@ import YKC
 
 /// Which node holds which pile, across the cluster (docs/CLUSTER.md, "Pile directory"): a
 /// JetStream KV bucket `<cluster>_piles`, key = pile id, value = `ClusterPileEntry`, and an
-/// in-memory mirror of it on every node kept by a watch, so a command, a lookup or a login asks
-/// memory, never NATS, whether another node holds a pile.
+/// in-memory mirror of it on every node, so a command, a lookup or a login asks memory, never
+/// NATS, whether another node holds a pile.
 ///
 /// Writes never hold up a session: a login and a logout only queue an operation (under a lock,
 /// from the pile's event loop); one writer task sends them, many piles at once (a pipelined
 /// JetStream publish each), one pile's operations in order. A node removes an entry only while
 /// it still owns it (a delete conditional on the revision its own put got), so a late logout on
 /// node A never erases node B's newer entry.
+///
+/// Nodes learn of each other's writes from `ClusterDirectoryChanges`: after a round of writes has
+/// its PubAcks, the writer publishes what it wrote in one message, and every node applies the
+/// changes to its mirror by revision (`ClusterDirectoryMirror`), whatever order they arrive in. A
+/// node loads the bucket whole when it starts, after a reconnect and when an origin's batches skip
+/// a sequence number. While any member does not advertise `directoryChanges` (an earlier version
+/// during a rolling upgrade, whose writes come only to the bucket) the node follows the bucket's
+/// own watch instead, one message per write, as before.
 ///
 /// Entries of a node that died, left or restarted count as offline for readers at once
 /// (`isLive`); the cleaner — the live node with the lowest id — deletes them (conditionally, so
@@ -40,7 +48,14 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
     private let nodeTimeout: Double
     /// Piles written at once by the writer (each a JetStream publish awaiting its PubAck).
     private let writeConcurrency = 64
-    private let mirror = NIOLockedValueBox<[PileID: Held]>([:])
+    private let mirror = NIOLockedValueBox(ClusterDirectoryMirror())
+    /// Changes written and acknowledged, waiting for the next publish; the sequence of the last
+    /// batch published (per incarnation, from 1).
+    private let outgoing = NIOLockedValueBox<(changes: [ClusterDirectoryChanges.Change], sequence: UInt64)>(([], 0))
+    /// How this node follows the others' writes, and what it has seen of each origin.
+    private let follow = NIOLockedValueBox(Follow())
+    private let restartWake: AsyncStream<Void>.Continuation
+    private let restartWakes: AsyncStream<Void>
     /// This node's entries: the connection and the revision its put got.
     private let owned = NIOLockedValueBox<[PileID: (connection: UInt64, revision: UInt64)]>([:])
     private let pending = NIOLockedValueBox<[Operation]>([])
@@ -72,10 +87,12 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
         self.logger = logger
         (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         (sweepWakes, sweepWake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        (restartWakes, restartWake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         node.onMembershipChange { [weak self] change in
             guard let self else { return }
             if case .left(let id) = change { self.departed.withLockedValue { _ = $0.insert(id) } }
             if case .joined(let id) = change { self.departed.withLockedValue { _ = $0.remove(id) } }
+            if self.follow.withLockedValue({ $0.mode }) != self.wantedMode() { self.restartFollowing() }
             self.sweepWake.yield()
         }
     }
@@ -106,7 +123,7 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
     /// The live entry of `pile` on another node, if any (this node's own sessions are in the
     /// gateway's session directory).
     public func holder(of pile: PileID) -> Held? {
-        guard let held = mirror.withLockedValue({ $0[pile] }), held.entry.node != node.nodeId else { return nil }
+        guard let held = mirror.withLockedValue({ $0.held[pile] }), held.entry.node != node.nodeId else { return nil }
         return isLive(held.entry, members: memberIncarnations()) ? held : nil
     }
 
@@ -114,12 +131,12 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
     public func heldElsewhere() -> [Held] {
         let members = memberIncarnations()
         let me = node.nodeId
-        return mirror.withLockedValue { m in m.values.filter { $0.entry.node != me && isLive($0.entry, members: members) } }
+        return mirror.withLockedValue { m in m.held.values.filter { $0.entry.node != me && isLive($0.entry, members: members) } }
             .sorted { $0.pile < $1.pile }
     }
 
     /// Entries in the mirror (live or not yet cleaned).
-    public var count: Int { mirror.withLockedValue { $0.count } }
+    public var count: Int { mirror.withLockedValue { $0.held.count } }
 
     private func memberIncarnations() -> [String: Double] {
         var out: [String: Double] = [:]
@@ -145,8 +162,8 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
         bucketBox.withLockedValue { $0 = kv }
         await withDiscardingTaskGroup { group in
             group.addTask { await self.watch(kv, client: client) }
-            group.addTask { await self.write(kv) }
-            group.addTask { await self.sweep(kv) }
+            group.addTask { await self.write(kv, client: client) }
+            group.addTask { await self.sweep(kv, client: client) }
         }
     }
 
@@ -165,9 +182,85 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
         return nil
     }
 
-    /// Keeps the mirror: the bucket's current values, then each change. Watched again after a
-    /// reconnect (the server may have lost the watch's consumer), swapping in the fresh view once
-    /// it has caught up, then queueing whatever of this node's sessions the bucket is missing.
+    // MARK: following the other nodes' writes
+
+    /// How the node follows the others' writes.
+    enum Mode: String, Sendable {
+        /// Their `ClusterDirectoryChanges` batches (every member publishes them).
+        case changes
+        /// The bucket's own watch, one message per write (some member is of an earlier version).
+        case bucket
+    }
+
+    struct Follow: Sendable {
+        /// The running way of following; nil before the first.
+        var mode: Mode?
+        /// Bumped to end the running way of following (the watch loop starts again, loading the bucket).
+        var generation = 0
+        /// While the bucket loads: the changes that arrived meanwhile, applied on top of it.
+        var loading: [ClusterDirectoryChanges.Change]?
+        /// The last batch sequence seen per origin incarnation.
+        var origins: [String: UInt64] = [:]
+        var loads = 0
+        var gaps = 0
+        var damaged = 0
+        var batchesReceived = 0
+        var batchesPublished = 0
+        var publishFailures = 0
+    }
+
+    /// `changes` when every member says it publishes its writes (`ClusterHeartbeat.directoryChanges`).
+    func wantedMode() -> Mode {
+        node.members.allSatisfy { $0.heartbeat.directoryChanges == true } ? .changes : .bucket
+    }
+
+    /// Ends the running way of following: the watch loop loads the bucket again, in the wanted mode.
+    private func restartFollowing() {
+        follow.withLockedValue { $0.generation += 1 }
+        watcherBox.withLockedValue { $0 }?.stop()
+        restartWake.yield()
+    }
+
+    private func monotonicNow() -> Double { Double(NIODeadline.now().uptimeNanoseconds) / 1e9 }
+
+    /// Applies changes to the mirror (or keeps them for after the load in progress), then closes
+    /// the local sessions of piles that moved and wakes the commands waiting for them.
+    private func take(_ changes: [ClusterDirectoryChanges.Change]) {
+        let applied: [Held] = follow.withLockedValue { f in
+            if f.loading != nil {
+                f.loading?.append(contentsOf: changes)
+                return []
+            }
+            let now = monotonicNow()
+            return mirror.withLockedValue { m in changes.compactMap { m.apply($0, now: now) } }
+        }
+        for held in applied { followed(held) }
+    }
+
+    private func followed(_ held: Held) {
+        replacedElsewhere(held)
+        if held.entry.node != node.nodeId { onlineElsewhere.withLockedValue { $0 }?.call(held.pile) }
+    }
+
+    /// Puts a freshly loaded bucket in place of the mirror, with what arrived during the load on top.
+    private func install(_ loaded: [PileID: Held]) {
+        let applied: [Held] = follow.withLockedValue { f in
+            let pending = f.loading ?? []
+            f.loading = nil
+            let now = monotonicNow()
+            return mirror.withLockedValue { m in
+                m = ClusterDirectoryMirror(held: loaded)
+                return pending.compactMap { m.apply($0, now: now) }
+            }
+        }
+        for held in applied { followed(held) }
+        resync()
+        sweepWake.yield()
+    }
+
+    /// Keeps the mirror: the bucket loaded whole, then the others' changes, in the wanted mode.
+    /// Loaded again after a reconnect (messages may have been lost meanwhile), on a gap in an
+    /// origin's batches and when the wanted mode changes.
     private func watch(_ kv: KeyValue, client: NATSClient) async {
         let reconnects = Task {
             var wasDown = false
@@ -175,54 +268,133 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
                 if status == .reconnecting { wasDown = true }
                 if status == .connected && wasDown {
                     wasDown = false
-                    self.watcherBox.withLockedValue { $0 }?.stop()
+                    self.restartFollowing()
                 }
             }
         }
         defer { reconnects.cancel() }
-        let decoder = JSONDecoder()
         var attempt = 0
         while !Task.isCancelled {
+            let generation = follow.withLockedValue { f -> Int in
+                f.loading = []
+                f.origins = [:]
+                f.loads += 1
+                return f.generation
+            }
             do {
-                let watcher = try await kv.watch()
-                watcherBox.withLockedValue { $0 = watcher }
-                attempt = 0
-                var fresh: [PileID: Held]? = watcher.initialPending > 0 ? [:] : nil
-                if fresh == nil {
-                    mirror.withLockedValue { $0 = [:] }
-                    resync()
-                }
-                for try await e in watcher {
-                    guard let pile = PileID(e.key) else { continue }
-                    var held: Held?
-                    if e.operation == .put, let entry = ClusterPileEntry.decoded(from: e.value.readableBytesView, decoder: decoder) {
-                        held = Held(pile: pile, entry: entry, revision: e.revision)
-                    }
-                    if fresh != nil {
-                        fresh?[pile] = held
-                        if e.delta == 0, let view = fresh {
-                            mirror.withLockedValue { $0 = view }
-                            fresh = nil
-                            resync()
-                            sweepWake.yield()
-                        }
-                    } else {
-                        mirror.withLockedValue { $0[pile] = held }
-                        if let held {
-                            replacedElsewhere(held)
-                            if held.entry.node != node.nodeId { onlineElsewhere.withLockedValue { $0 }?.call(pile) }
-                        }
-                    }
+                switch wantedMode() {
+                case .changes: try await followChanges(kv, client: client, generation: generation)
+                case .bucket: try await followBucket(kv, generation: generation)
                 }
             } catch where !Task.isCancelled {
                 if attempt == 0 { logger.warning("cluster: pile directory watch failed, retrying", metadata: ["error": "\(error)"]) }
             } catch {}
             watcherBox.withLockedValue { $0 = nil }
             if Task.isCancelled { break }
+            if follow.withLockedValue({ $0.generation }) != generation {
+                attempt = 0
+                continue
+            }
             try? await Task.sleep(for: client.options.reconnect.delay(attempt: attempt))
             attempt += 1
         }
         watcherBox.withLockedValue { $0 }?.stop()
+    }
+
+    /// Starts the bucket's watch; stopped at once if a restart came meanwhile.
+    private func startWatch(_ kv: KeyValue, generation: Int) async throws -> KeyValueWatcher {
+        let watcher = try await kv.watch()
+        watcherBox.withLockedValue { $0 = watcher }
+        if follow.withLockedValue({ $0.generation }) != generation { watcher.stop() }
+        return watcher
+    }
+
+    private static func held(_ e: KeyValueEntry, decoder: JSONDecoder) -> (PileID, Held?)? {
+        guard let pile = PileID(e.key) else { return nil }
+        guard e.operation == .put, let entry = ClusterPileEntry.decoded(from: e.value.readableBytesView, decoder: decoder) else {
+            return (pile, nil)
+        }
+        return (pile, Held(pile: pile, entry: entry, revision: e.revision))
+    }
+
+    /// Every member publishes its writes: subscribe to the batches (kept aside meanwhile), load the
+    /// bucket, then apply batches as they come until a restart.
+    private func followChanges(_ kv: KeyValue, client: NATSClient, generation: Int) async throws {
+        follow.withLockedValue { $0.mode = .changes }
+        let subscription = try await client.subscribe(to: node.subjects.allDirectoryChanges) { [weak self] message in
+            self?.received(message, generation: generation)
+        }
+        defer { subscription.unsubscribe() }
+        let watcher = try await startWatch(kv, generation: generation)
+        defer { watcher.stop() }
+        let decoder = JSONDecoder()
+        var loaded: [PileID: Held] = [:]
+        var caughtUp = watcher.initialPending == 0
+        if !caughtUp {
+            for try await e in watcher {
+                if let (pile, held) = Self.held(e, decoder: decoder) { loaded[pile] = held }
+                if e.delta == 0 {
+                    caughtUp = true
+                    break
+                }
+            }
+        }
+        guard caughtUp, follow.withLockedValue({ $0.generation }) == generation else { return }
+        watcher.stop()
+        install(loaded)
+        for await _ in restartWakes where follow.withLockedValue({ $0.generation }) != generation { break }
+    }
+
+    /// A batch of another node's changes, on the NATS connection's event loop.
+    private func received(_ message: NATSMessage, generation: Int) {
+        guard let batch = ClusterDirectoryChanges(decoding: message.payload) else {
+            follow.withLockedValue { $0.damaged += 1 }
+            logger.warning("cluster: a pile directory batch did not parse; loading the bucket again", metadata: ["subject": "\(message.subject)"])
+            restartFollowing()
+            return
+        }
+        // This node's own changes were applied when it wrote them.
+        if batch.origin == node.nodeId && batch.incarnation == node.startedAt { return }
+        let origin = "\(batch.origin)@\(batch.incarnation)"
+        let gap = follow.withLockedValue { f -> Bool? in
+            guard f.generation == generation else { return nil }
+            f.batchesReceived += 1
+            let last = f.origins.updateValue(batch.sequence, forKey: origin)
+            if let last, batch.sequence != last &+ 1 {
+                f.gaps += 1
+                return true
+            }
+            return false
+        }
+        guard let gap else { return }
+        if gap {
+            logger.info("cluster: a pile directory batch was missed; loading the bucket again", metadata: ["origin": "\(batch.origin)"])
+            restartFollowing()
+            return
+        }
+        take(batch.changes)
+    }
+
+    /// Some member is of an earlier version: follow the bucket's own watch, every write of every
+    /// node one message.
+    private func followBucket(_ kv: KeyValue, generation: Int) async throws {
+        follow.withLockedValue { $0.mode = .bucket }
+        let watcher = try await startWatch(kv, generation: generation)
+        let decoder = JSONDecoder()
+        var loaded: [PileID: Held]? = watcher.initialPending > 0 ? [:] : nil
+        if loaded == nil { install([:]) }
+        for try await e in watcher {
+            guard let (pile, held) = Self.held(e, decoder: decoder) else { continue }
+            if loaded != nil {
+                loaded?[pile] = held
+                if e.delta == 0, let view = loaded {
+                    loaded = nil
+                    install(view)
+                }
+            } else {
+                take([held.map { .put(pile, $0.entry, revision: $0.revision) } ?? .delete(pile, revision: e.revision)])
+            }
+        }
     }
 
     /// Another node took a pile this node still has a session for, having logged in later (the
@@ -245,7 +417,7 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
         let me = node.nodeId
         let settled = Date().addingTimeInterval(-2)
         var ops: [Operation] = []
-        let view = mirror.withLockedValue { $0 }
+        let view = mirror.withLockedValue { $0.held }
         for s in sessions.all() where s.info.loggedInAt < settled {
             let e = view[s.info.pileId]?.entry
             if e?.node != me || e?.connection != s.info.connectionId || e?.incarnation != node.startedAt { ops.append(.online(s.info)) }
@@ -270,7 +442,7 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
 
     // MARK: writer
 
-    private func write(_ kv: KeyValue) async {
+    private func write(_ kv: KeyValue, client: NATSClient) async {
         for await _ in wakes {
             while !Task.isCancelled {
                 let batch = pending.withLockedValue { p -> [Operation] in
@@ -278,8 +450,60 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
                     return p
                 }
                 if batch.isEmpty { break }
-                await apply(Self.byPile(batch), kv)
+                await apply(Self.byPile(batch), kv, client: client)
+                publishChanges(client)
             }
+        }
+    }
+
+    /// A write the bucket acknowledged: applied to the mirror at once, told to the other nodes
+    /// with the next batch (at the end of the writer's round, or when this many are waiting).
+    private func record(_ change: ClusterDirectoryChanges.Change, client: NATSClient) {
+        take([change])
+        let full = outgoing.withLockedValue { o -> Bool in
+            o.changes.append(change)
+            return o.changes.count >= Self.changesPerBatch
+        }
+        if full { publishChanges(client) }
+    }
+
+    /// Changes sent in one message at most (about 80 bytes each).
+    static let changesPerBatch = 1_000
+
+    /// Publishes the recorded changes, `ClusterDirectoryChanges.maximumBytes` per message, in
+    /// order (a lock held across the publishes, which only queue bytes on the connection).
+    private func publishChanges(_ client: NATSClient) {
+        let subject = node.subjects.directoryChanges(node: node.nodeId)
+        let (published, failed) = outgoing.withLockedValue { o -> (Int, Int) in
+            var published = 0
+            var failed = 0
+            var start = 0
+            while start < o.changes.count {
+                var end = start
+                var bytes = 0
+                while end < o.changes.count, end == start || bytes + ClusterDirectoryChanges.size(of: o.changes[end]) <= ClusterDirectoryChanges.maximumBytes {
+                    bytes += ClusterDirectoryChanges.size(of: o.changes[end])
+                    end += 1
+                }
+                o.sequence += 1
+                let batch = ClusterDirectoryChanges(
+                    origin: node.nodeId, incarnation: node.startedAt, sequence: o.sequence, changes: Array(o.changes[start..<end]))
+                do {
+                    try client.publish(batch.encoded(), to: subject)
+                    published += 1
+                } catch {
+                    // The others see the gap in the sequence and load the bucket.
+                    failed += 1
+                }
+                start = end
+            }
+            o.changes.removeAll(keepingCapacity: true)
+            return (published, failed)
+        }
+        guard published + failed > 0 else { return }
+        follow.withLockedValue {
+            $0.batchesPublished += published
+            $0.publishFailures += failed
         }
     }
 
@@ -303,7 +527,7 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
         return order.compactMap { p in ops[p].flatMap { $0.isEmpty ? nil : (p, $0) } }
     }
 
-    private func apply(_ work: [(PileID, [Operation])], _ kv: KeyValue) async {
+    private func apply(_ work: [(PileID, [Operation])], _ kv: KeyValue, client: NATSClient) async {
         await withTaskGroup(of: Void.self) { group in
             var running = 0
             for (pile, ops) in work {
@@ -313,13 +537,13 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
                 }
                 running += 1
                 group.addTask {
-                    for op in ops { await self.apply(op, pile: pile, kv) }
+                    for op in ops { await self.apply(op, pile: pile, kv, client: client) }
                 }
             }
         }
     }
 
-    private func apply(_ op: Operation, pile: PileID, _ kv: KeyValue) async {
+    private func apply(_ op: Operation, pile: PileID, _ kv: KeyValue, client: NATSClient) async {
         let key = pile.description
         do {
             switch op {
@@ -329,6 +553,7 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
                     address: info.remoteAddress, lane: info.lane, connection: info.connectionId)
                 let revision = try await kv.put(key, ByteBuffer(bytes: try JSONEncoder().encode(entry)))
                 owned.withLockedValue { $0[pile] = (info.connectionId, revision) }
+                record(.put(pile, entry, revision: revision), client: client)
             case .offline(_, let connection):
                 let mine = owned.withLockedValue { o -> UInt64? in
                     guard let held = o[pile], held.connection == connection else { return nil }
@@ -336,7 +561,9 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
                     return held.revision
                 }
                 guard let revision = mine else { return }
-                _ = try await deleteIfUnchanged(kv, key: key, revision: revision)
+                if let deleted = try await deleteIfUnchanged(kv, key: key, revision: revision) {
+                    record(.delete(pile, revision: deleted), client: client)
+                }
             }
         } catch {
             failures.withLockedValue { f in
@@ -349,15 +576,15 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
         }
     }
 
-    /// Deletes `key` only if its latest revision is still `revision`; false when another write
-    /// came first (a newer owner).
-    func deleteIfUnchanged(_ kv: KeyValue, key: String, revision: UInt64) async throws -> Bool {
+    /// Deletes `key` only if its latest revision is still `revision`; the delete's own revision, or
+    /// nil when another write came first (a newer owner).
+    func deleteIfUnchanged(_ kv: KeyValue, key: String, revision: UInt64) async throws -> UInt64? {
         do {
-            _ = try await kv.jetStream.publish(
-                ByteBuffer(), to: "$KV.\(kv.bucket).\(key)", headers: ["KV-Operation": "DEL"], expectedLastSubjectSequence: revision)
-            return true
+            return try await kv.jetStream.publish(
+                ByteBuffer(), to: "$KV.\(kv.bucket).\(key)", headers: ["KV-Operation": "DEL"], expectedLastSubjectSequence: revision
+            ).sequence
         } catch NATSError.jetStream(let e) where e.errorCode == JetStreamAPIError.wrongLastSequence {
-            return false
+            return nil
         }
     }
 
@@ -372,7 +599,7 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
     /// On every membership change and every `clusterNodeTimeout / 2`: when this node is the
     /// cleaner, deletes the entries that are not live and emits `pile_offline` (`node_lost`) for
     /// each it deleted; also requeues this node's sessions the bucket lacks.
-    private func sweep(_ kv: KeyValue) async {
+    private func sweep(_ kv: KeyValue, client: NATSClient) async {
         let period = Duration.milliseconds(max(100, Int(nodeTimeout * 500)))
         let ticker = Task {
             while !Task.isCancelled {
@@ -385,9 +612,11 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
         for await _ in sweepWakes {
             ticks += 1
             if ticks % 4 == 0 { resync() }
+            let pruneBefore = monotonicNow() - 60
+            mirror.withLockedValue { $0.prune(before: pruneBefore) }
             guard isCleaner else { continue }
             let members = memberIncarnations()
-            let dead = mirror.withLockedValue { m in m.values.filter { !isLive($0.entry, members: members) } }
+            let dead = mirror.withLockedValue { m in m.held.values.filter { !isLive($0.entry, members: members) } }
             guard !dead.isEmpty else { continue }
             let departed = self.departed.withLockedValue { $0 }
             await withTaskGroup(of: Void.self) { group in
@@ -398,15 +627,16 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
                         running -= 1
                     }
                     running += 1
-                    group.addTask { await self.clean(held, kv, announce: !departed.contains(held.entry.node)) }
+                    group.addTask { await self.clean(held, kv, client: client, announce: !departed.contains(held.entry.node)) }
                 }
             }
+            publishChanges(client)
         }
     }
 
-    private func clean(_ held: Held, _ kv: KeyValue, announce: Bool) async {
-        guard (try? await deleteIfUnchanged(kv, key: held.pile.description, revision: held.revision)) == true else { return }
-        mirror.withLockedValue { m in if m[held.pile]?.revision == held.revision { m[held.pile] = nil } }
+    private func clean(_ held: Held, _ kv: KeyValue, client: NATSClient, announce: Bool) async {
+        guard let deleted = try? await deleteIfUnchanged(kv, key: held.pile.description, revision: held.revision) else { return }
+        record(.delete(held.pile, revision: deleted), client: client)
         cleanedCount.withLockedValue { $0 += 1 }
         guard announce else { return }
         events.sessionOffline(Self.sessionInfo(held), reason: .nodeLost)
@@ -436,6 +666,13 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
             "writeFailures": .number(Double(f.count)), "cleaned": .number(Double(cleanedCount.withLockedValue { $0 })),
         ]
         if let last = f.last { o["lastWriteFailure"] = .string(last) }
+        let w = follow.withLockedValue { $0 }
+        o["following"] = .string(w.mode?.rawValue ?? "starting")
+        o["loads"] = .number(Double(w.loads))
+        o["gaps"] = .number(Double(w.gaps + w.damaged))
+        o["batchesPublished"] = .number(Double(w.batchesPublished))
+        o["batchesReceived"] = .number(Double(w.batchesReceived))
+        if w.publishFailures > 0 { o["batchPublishFailures"] = .number(Double(w.publishFailures)) }
         return .object(o)
     }
 }

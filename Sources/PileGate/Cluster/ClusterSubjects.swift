@@ -20,6 +20,9 @@ public struct ClusterSubjects: Sendable, Equatable {
     public var allBackends: String { "\(cluster).node.*.backends" }
     /// A node's request subject for work another node hands it: `<cluster>.node.<node>.<verb>`.
     public func node(_ node: String, _ verb: String) -> String { "\(cluster).node.\(node).\(verb)" }
+    /// Where a node publishes its pile directory writes (`ClusterDirectoryChanges`).
+    public func directoryChanges(node: String) -> String { "\(cluster).node.\(node).directory" }
+    public var allDirectoryChanges: String { "\(cluster).node.*.directory" }
     /// A must-deliver event in the cluster's event stream: `<cluster>.durable.<event>.<pile>`.
     public func durable(event: String, pile: String) -> String { "\(cluster).durable.\(event).\(pile)" }
     /// Every must-deliver event (the event stream's subjects).
