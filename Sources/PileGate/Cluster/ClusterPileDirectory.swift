@@ -27,7 +27,9 @@ import YKC
 /// Entries of a node that died, left or restarted count as offline for readers at once
 /// (`isLive`); the cleaner — the live node with the lowest id — deletes them (conditionally, so
 /// when two nodes both think they clean, one wins per entry) and, for each one it deleted, emits
-/// `pile_offline` with reason `node_lost` to its backends: once per pile across the cluster.
+/// `pile_offline` with reason `node_lost` to its backends: once per pile across the cluster. A
+/// node that fell silent (rather than left or restarted) gets one more `clusterNodeTimeout`
+/// before that: a saturated node's heartbeats come late, and if it comes back its piles stay.
 public final class ClusterPileDirectory: ClusterComponent, Sendable {
     public var name: String { "pile directory" }
 
@@ -66,6 +68,11 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
     /// Nodes that left with a drained shutdown: their leftover entries are removed without an event
     /// (the node sent its own `pile_offline`s while draining).
     private let departed = NIOLockedValueBox<Set<String>>([])
+    /// Nodes that fell silent (`died`), with when (monotonic seconds): their entries are deleted
+    /// and announced only after another `clusterNodeTimeout`, so a node that is only slow (its
+    /// heartbeats late while its machine is saturated, as in a reconnect storm) and comes back
+    /// keeps its piles instead of having them all announced `node_lost` and written again.
+    private let silentSince = NIOLockedValueBox<[String: Double]>([:])
     private let bucketBox = NIOLockedValueBox<KeyValue?>(nil)
     private let watcherBox = NIOLockedValueBox<KeyValueWatcher?>(nil)
     /// The gateway's sessions and where `node_lost` events go, set by `attach`.
@@ -92,6 +99,10 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
             guard let self else { return }
             if case .left(let id) = change { self.departed.withLockedValue { _ = $0.insert(id) } }
             if case .joined(let id) = change { self.departed.withLockedValue { _ = $0.remove(id) } }
+            switch change {
+            case .died(let id): self.silentSince.withLockedValue { $0[id] = self.monotonicNow() }
+            case .joined(let id), .restarted(let id), .left(let id): self.silentSince.withLockedValue { _ = $0.removeValue(forKey: id) }
+            }
             if self.follow.withLockedValue({ $0.mode }) != self.wantedMode() { self.restartFollowing() }
             self.sweepWake.yield()
         }
@@ -551,7 +562,7 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
                 let entry = ClusterPileEntry(
                     node: node.nodeId, incarnation: node.startedAt, since: info.loggedInAt.timeIntervalSince1970,
                     address: info.remoteAddress, lane: info.lane, connection: info.connectionId)
-                let revision = try await kv.put(key, ByteBuffer(bytes: try JSONEncoder().encode(entry)))
+                let revision = try await kv.put(key, entry.json())
                 owned.withLockedValue { $0[pile] = (info.connectionId, revision) }
                 record(.put(pile, entry, revision: revision), client: client)
             case .offline(_, let connection):
@@ -597,8 +608,9 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
     }
 
     /// On every membership change and every `clusterNodeTimeout / 2`: when this node is the
-    /// cleaner, deletes the entries that are not live and emits `pile_offline` (`node_lost`) for
-    /// each it deleted; also requeues this node's sessions the bucket lacks.
+    /// cleaner, deletes the entries that are not live (a silent node's once it has been silent
+    /// for another `clusterNodeTimeout`) and emits `pile_offline` (`node_lost`) for each it
+    /// deleted; also requeues this node's sessions the bucket lacks.
     private func sweep(_ kv: KeyValue, client: NATSClient) async {
         let period = Duration.milliseconds(max(100, Int(nodeTimeout * 500)))
         let ticker = Task {
@@ -616,7 +628,16 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
             mirror.withLockedValue { $0.prune(before: pruneBefore) }
             guard isCleaner else { continue }
             let members = memberIncarnations()
-            let dead = mirror.withLockedValue { m in m.held.values.filter { !isLive($0.entry, members: members) } }
+            let now = monotonicNow()
+            let silent = silentSince.withLockedValue { $0 }
+            let dead = mirror.withLockedValue { m in
+                m.held.values.filter { held in
+                    guard !isLive(held.entry, members: members) else { return false }
+                    // Of a node that fell silent: only once it has stayed silent a while longer.
+                    if let since = silent[held.entry.node], now - since < nodeTimeout { return false }
+                    return true
+                }
+            }
             guard !dead.isEmpty else { continue }
             let departed = self.departed.withLockedValue { $0 }
             await withTaskGroup(of: Void.self) { group in

@@ -1,6 +1,7 @@
 import Foundation
 import NATS
 import NATSTestSupport
+import NIOConcurrencyHelpers
 import NIOCore
 import PileGate
 import PileSim
@@ -182,6 +183,59 @@ struct ClusterPileTests {
             await reader.close()
             await backendA.close()
             await backendB.close()
+        }
+    }
+
+    @Test("a node whose heartbeats come late, but come back within another node timeout, keeps its piles: no node_lost")
+    func late_node_keeps_its_piles() async throws {
+        try await ClusterFixture.with(nodes: ["n1", "n2"]) { cluster in
+            let a = cluster.nodes[0]
+            let backend = try await TestBackend.connect(apiPort: a.apiPort)
+            try await backend.subscribe(service: "ops", instance: "a1", events: ["pile_offline"])
+            // A stand-in node, as in the test above, whose heartbeats pause, as a saturated
+            // machine's do, for longer than the node timeout (1 s here).
+            let late = try await cluster.nats.connect()
+            let subjects = ClusterSubjects(cluster: cluster.clusterName)
+            let beat = Array(try JSONEncoder().encode(ClusterHeartbeat(node: "late", piles: 1, api: nil, startedAt: 43)))
+            let paused = NIOLockedValueBox(false)
+            let beating = Task {
+                while !Task.isCancelled {
+                    if !paused.withLockedValue({ $0 }) { try? late.publish(beat, to: subjects.heartbeat(node: "late")) }
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            #expect(await a.eventually { await a.clusterMembers() == ["late", "n1", "n2"] })
+            let kv = try await late.jetStream().keyValue(subjects.resource("piles"))
+            let entry = ClusterPileEntry(node: "late", incarnation: 43, since: Date().timeIntervalSince1970, address: "10.0.0.9:5001", lane: "", connection: 8)
+            try await kv.put("55010600000705", ByteBuffer(bytes: try JSONEncoder().encode(entry)))
+            @Sendable func listed() async -> [String] {
+                let page = try? await a.http("GET", "/v1/piles?online=true")
+                return ((page?.json["piles"] as? [[String: Any]]) ?? []).compactMap { $0["node"] as? String }
+            }
+            #expect(await a.eventually { await listed() == ["late"] })
+
+            paused.withLockedValue { $0 = true }
+            // Taken for dead: its pile reads offline at once…
+            #expect(await a.eventually { await a.clusterMembers() == ["n1", "n2"] })
+            #expect(await listed().isEmpty)
+            // …and it beats again before another node timeout has passed.
+            paused.withLockedValue { $0 = false }
+            #expect(await a.eventually { await a.clusterMembers() == ["late", "n1", "n2"] })
+            #expect(await a.eventually { await listed() == ["late"] })
+            try await Task.sleep(for: .seconds(2.5))
+            #expect(await listed() == ["late"])
+            #expect(try await kv.get("55010600000705") != nil)
+            #expect(backend.messages.filter { $0["event"] as? String == "pile_offline" }.isEmpty, "\(backend.messages)")
+            #expect((try await a.clusterStats()["directory"] as? [String: Any])?["cleaned"] as? Int == 0)
+
+            // Silent for good: announced once the second timeout has passed.
+            beating.cancel()
+            await beating.value
+            let started = Date()
+            #expect(await a.eventually(timeout: 8) { backend.messages.contains { $0["event"] as? String == "pile_offline" } })
+            #expect(Date().timeIntervalSince(started) >= 1.5, "announced after \(Date().timeIntervalSince(started)) s")
+            await late.close()
+            await backend.close()
         }
     }
 
