@@ -224,7 +224,8 @@ def cmd_report(run):
               f"pending at the end {sim.get('billsPending')}) | ≥ 5,000/s{' — met' if bps >= 5000 else ' — **missed**'} |")
     if s4 and s5:
         a, b = s4["nats"].get("jsz", {}), s5["nats"].get("jsz", {})
-        if a and b and a.get("messages") is not None:
+        # The monitor may not answer a snapshot when the server is starved of CPU (300,000 piles).
+        if a and b and a.get("messages") is not None and b.get("messages") is not None:
             dt = s5["t"] - s4["t"]
             print(f"| JetStream during the bill phase | {b.get('messages', 0) - a.get('messages', 0):,} messages stored in {dt:.0f} s "
                   f"({b.get('streams')} streams, {b.get('consumers')} consumers) | |")

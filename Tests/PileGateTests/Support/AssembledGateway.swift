@@ -39,6 +39,7 @@ final class AssembledGateway: Sendable {
             try await gateway.start()
         } catch {
             await gateway.shutdown()
+            try? FileManager.default.removeItem(atPath: config.dataDirectory)
             throw error
         }
         return AssembledGateway(gateway: gateway, dataDirectory: config.dataDirectory)
