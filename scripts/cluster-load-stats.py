@@ -215,8 +215,11 @@ def cmd_report(run):
         nats = s4["nats"]["proc"]["cpu"] - s3["nats"]["proc"]["cpu"]
         tl = s4["tails"]["cpu"] - s3["tails"]["cpu"]
         simc = s4["sims"]["cpu"] - s3["sims"]["cpu"]
+        # A subscriber that ended before the closing snapshot (a window stretched by a saturated
+        # machine) takes its CPU with it: say so rather than print a negative share.
+        subs = f"{tl / dt:.2f}" if tl >= 0 else "not measured (a subscriber ended before the window closed)"
         print(f"| CPU in the latency window ({dt:.0f} s) | gateways {cpu / dt:.2f} cores, NATS {nats / dt:.2f}, simulators {simc / dt:.2f}, "
-              f"subscribers {tl / dt:.2f} (of 2) | |")
+              f"subscribers {subs} (of 2) | |")
     bps = sim.get("billsAckedPerSecond")
     if bps is not None:
         print(f"| durable bills/s (0x40s per second, bill load start → last 0x40) | **{bps:,.0f}/s** ({sim.get('billsAckedInLoad'):,} bills; "
