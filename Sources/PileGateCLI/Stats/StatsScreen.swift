@@ -275,6 +275,10 @@ struct StatsScreen {
         if let d = cluster["directory"], d != .null {
             out += "  directory \(int(d["entries"])) piles   this node's \(int(d["owned"]))   queued \(int(d["queued"]))"
             out += "   write failures \(int(d["writeFailures"]))   cleaned \(int(d["cleaned"]))\n"
+            if let following = d["following"]?.stringValue {
+                out += "  directory follows \(following)   loads \(int(d["loads"]))   gaps \(int(d["gaps"]))"
+                out += "   batches out \(int(d["batchesPublished"]))   in \(int(d["batchesReceived"]))\n"
+            }
         }
         if let t = cluster["takeovers"], t != .null {
             out += "  takeovers asked \(int(t["asked"]))   closed here \(int(t["closed"]))   unanswered \(int(t["unanswered"]))\n"
