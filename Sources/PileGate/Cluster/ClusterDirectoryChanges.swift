@@ -2,9 +2,9 @@ import NIOCore
 import YKC
 
 /// One node's writes to the pile directory, as it tells the other nodes about them
-/// (docs/CLUSTER.md, "Pile directory"): after a round of KV puts and deletes has its PubAcks, the
-/// node publishes what it wrote, with the revisions the bucket gave, in one message on
-/// `<cluster>.node.<node>.directory`.
+/// (docs/CLUSTER.md, "Pile directory"): once its KV puts and deletes have their PubAcks, the node
+/// publishes what it wrote (25 ms of it at most), with the revisions the bucket gave, in one
+/// message on `<cluster>.node.<node>.directory`.
 ///
 /// Why not the bucket's own watch: a watch delivers every write to every node, one message each.
 /// A login wave of 96,000 piles over 6 nodes was 576,000 deliveries for the server and 96,000
