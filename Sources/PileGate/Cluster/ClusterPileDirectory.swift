@@ -16,8 +16,8 @@ import YKC
 /// it still owns it (a delete conditional on the revision its own put got), so a late logout on
 /// node A never erases node B's newer entry.
 ///
-/// Nodes learn of each other's writes from `ClusterDirectoryChanges`: after a round of writes has
-/// its PubAcks, the writer publishes what it wrote in one message, and every node applies the
+/// Nodes learn of each other's writes from `ClusterDirectoryChanges`: once writes have their
+/// PubAcks, the node publishes them, 25 ms of them per message, and every node applies the
 /// changes to its mirror by revision (`ClusterDirectoryMirror`), whatever order they arrive in. A
 /// node loads the bucket whole when it starts, after a reconnect and when an origin's batches skip
 /// a sequence number. While any member does not advertise `directoryChanges` (an earlier version
