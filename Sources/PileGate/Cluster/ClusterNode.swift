@@ -99,7 +99,9 @@ public final class ClusterNode: Service, Sendable {
         await leave()
     }
 
-    private var now: Double {
+    /// Seconds on the node's monotonic clock (since it was built): what membership times are in,
+    /// and what the pile directory times silences and tombstones with.
+    var now: Double {
         let d = clock.now - epoch
         return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }

@@ -107,7 +107,7 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
             if case .left(let id) = change { self.departed.withLockedValue { _ = $0.insert(id) } }
             if case .joined(let id) = change { self.departed.withLockedValue { _ = $0.remove(id) } }
             switch change {
-            case .died(let id): self.silentSince.withLockedValue { $0[id] = self.monotonicNow() }
+            case .died(let id): self.silentSince.withLockedValue { $0[id] = self.node.now }
             case .joined(let id), .restarted(let id), .left(let id): self.silentSince.withLockedValue { _ = $0.removeValue(forKey: id) }
             }
             if self.follow.withLockedValue({ $0.mode }) != self.wantedMode() { self.restartFollowing() }
@@ -221,8 +221,8 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
         /// The last batch sequence seen per origin incarnation.
         var origins: [String: UInt64] = [:]
         var loads = 0
+        /// Loads caused by a missed or damaged batch.
         var gaps = 0
-        var damaged = 0
         var batchesReceived = 0
         var batchesPublished = 0
         var publishFailures = 0
@@ -240,8 +240,6 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
         restartWake.yield()
     }
 
-    private func monotonicNow() -> Double { Double(NIODeadline.now().uptimeNanoseconds) / 1e9 }
-
     /// Applies changes to the mirror (or keeps them for after the load in progress), then closes
     /// the local sessions of piles that moved and wakes the commands waiting for them.
     private func take(_ changes: [ClusterDirectoryChanges.Change]) {
@@ -250,7 +248,7 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
                 f.loading?.append(contentsOf: changes)
                 return []
             }
-            let now = monotonicNow()
+            let now = node.now
             return mirror.withLockedValue { m in changes.compactMap { m.apply($0, now: now) } }
         }
         for held in applied { followed(held) }
@@ -266,7 +264,7 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
         let applied: [Held] = follow.withLockedValue { f in
             let pending = f.loading ?? []
             f.loading = nil
-            let now = monotonicNow()
+            let now = node.now
             return mirror.withLockedValue { m in
                 m = ClusterDirectoryMirror(held: loaded)
                 return pending.compactMap { m.apply($0, now: now) }
@@ -367,7 +365,7 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
     /// A batch of another node's changes, on the NATS connection's event loop.
     private func received(_ message: NATSMessage, generation: Int) {
         guard let batch = ClusterDirectoryChanges(decoding: message.payload) else {
-            follow.withLockedValue { $0.damaged += 1 }
+            follow.withLockedValue { $0.gaps += 1 }
             logger.warning("cluster: a pile directory batch did not parse; loading the bucket again", metadata: ["subject": "\(message.subject)"])
             restartFollowing()
             return
@@ -508,8 +506,10 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
             while start < o.changes.count {
                 var end = start
                 var bytes = 0
-                while end < o.changes.count, end == start || bytes + ClusterDirectoryChanges.size(of: o.changes[end]) <= ClusterDirectoryChanges.maximumBytes {
-                    bytes += ClusterDirectoryChanges.size(of: o.changes[end])
+                while end < o.changes.count {
+                    let size = ClusterDirectoryChanges.size(of: o.changes[end])
+                    if end > start && bytes + size > ClusterDirectoryChanges.maximumBytes { break }
+                    bytes += size
                     end += 1
                 }
                 o.sequence += 1
@@ -640,11 +640,11 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
         for await _ in sweepWakes {
             ticks += 1
             if ticks % 4 == 0 { resync() }
-            let pruneBefore = monotonicNow() - 60
+            let pruneBefore = node.now - 60
             mirror.withLockedValue { $0.prune(before: pruneBefore) }
             guard isCleaner else { continue }
             let members = memberIncarnations()
-            let now = monotonicNow()
+            let now = node.now
             let silent = silentSince.withLockedValue { $0 }
             let dead = mirror.withLockedValue { m in
                 m.held.values.filter { held in
@@ -706,7 +706,7 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
         let w = follow.withLockedValue { $0 }
         o["following"] = .string(w.mode?.rawValue ?? "starting")
         o["loads"] = .number(Double(w.loads))
-        o["gaps"] = .number(Double(w.gaps + w.damaged))
+        o["gaps"] = .number(Double(w.gaps))
         o["batchesPublished"] = .number(Double(w.batchesPublished))
         o["batchesReceived"] = .number(Double(w.batchesReceived))
         if w.publishFailures > 0 { o["batchPublishFailures"] = .number(Double(w.publishFailures)) }
