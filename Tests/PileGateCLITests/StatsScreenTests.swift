@@ -91,7 +91,7 @@ struct StatsScreenClusterTests {
     func cluster() throws {
         let json = #"{"node":"gw-1","counters":{},"extensions":{"cluster":{"node":"gw-1","name":"prod","nats":"connected","natsReconnects":2,"#
             + #""nodes":[{"node":"gw-1","piles":18211,"api":"10.0.0.11:8780","lastSeenSeconds":0.4},{"node":"gw-2","piles":17930,"api":"10.0.0.12:8780","lastSeenSeconds":1.1}],"#
-            + #""directory":{"entries":36141,"owned":18211,"queued":0,"writeFailures":0,"cleaned":3,"following":"changes","loads":2,"gaps":1,"batchesPublished":40,"batchesReceived":77},"takeovers":{"asked":1,"closed":2,"unanswered":0}}}}"#
+            + #""directory":{"entries":36141,"owned":18211,"queued":0,"writeFailures":0,"cleaned":3,"following":"changes","loads":2,"gaps":1,"batchesPublished":40,"batchesReceived":77},"takeovers":{"asked":1,"closed":2,"unanswered":0,"unacknowledged":1}}}}"#
         let text = StatsScreen(current: try StatsScreenTests.sample(json, at: 0)).rendered
         #expect(text.contains("CLUSTER  prod · node gw-1\n  nats connected   reconnects 2\n"), "\(text)")
         #expect(text.contains("gw-2"))
@@ -99,7 +99,7 @@ struct StatsScreenClusterTests {
         #expect(text.contains("10.0.0.12:8780"))
         #expect(text.contains("directory 36141 piles   this node's 18211   queued 0   write failures 0   cleaned 3"))
         #expect(text.contains("directory follows changes   loads 2   gaps 1   batches out 40   in 77"))
-        #expect(text.contains("takeovers asked 1   closed here 2   unanswered 0"))
+        #expect(text.contains("takeovers asked 1   closed here 2   unanswered 0   offline unacknowledged 1"))
         let alone = StatsScreen(current: try StatsScreenTests.sample(#"{"counters":{}}"#, at: 0)).rendered
         #expect(!alone.contains("CLUSTER"))
     }

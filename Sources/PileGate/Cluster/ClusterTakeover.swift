@@ -9,8 +9,10 @@ import YKC
 /// node accepts a login of a pile the directory shows on another node, it asks that node on
 /// `<cluster>.node.<holder>.takeover`; the holder closes its session (`replaced_by_new_login`,
 /// as a takeover on one node does), which publishes its `pile_offline`, and answers once the
-/// session is gone. Only then does the new login complete and publish `pile_online`, so
-/// backends see the pile go offline before it comes online again.
+/// session is gone and its `pile_offline` is acknowledged by every backend instance it went to
+/// (`BackendDeliveryWatches`). Only then does the new login complete and publish `pile_online`,
+/// so every backend sees the pile go offline before it comes online again, wherever its instance
+/// and the two sessions are.
 ///
 /// The wait is bounded by `wait` (no responders: at once): a holder that is dead or stuck does
 /// not keep a pile from logging in; its entry is then overwritten and, should it come back, the
@@ -24,11 +26,17 @@ public final class ClusterTakeover: ClusterComponent, Sendable {
     private let logger: Logger
     /// This node's sessions: the old connection of a pile logging in elsewhere is closed here.
     private let sessions: SessionDirectory
-    private let counts = NIOLockedValueBox<(asked: Int, closed: Int, unanswered: Int)>((0, 0, 0))
+    /// Where the closed session's `pile_offline` is watched until the backends acknowledge it.
+    private let deliveries: BackendDeliveryWatches
+    private let counts = NIOLockedValueBox<(asked: Int, closed: Int, unanswered: Int, unacknowledged: Int)>((0, 0, 0, 0))
 
-    public init(directory: ClusterPileDirectory, sessions: SessionDirectory, wait: Duration = .seconds(1), logger: Logger) {
+    init(
+        directory: ClusterPileDirectory, sessions: SessionDirectory, deliveries: BackendDeliveryWatches, wait: Duration = .seconds(1),
+        logger: Logger
+    ) {
         self.directory = directory
         self.sessions = sessions
+        self.deliveries = deliveries
         self.wait = wait
         self.logger = logger
     }
@@ -80,19 +88,42 @@ public final class ClusterTakeover: ClusterComponent, Sendable {
         logger.info(
             "cluster: pile logging in on another node; closing its session here",
             metadata: ["pile": "\(pile)", "connection": "\(connection)"])
+        let delivery = deliveries.watch(pile: pile.raw, connection: connection)
+        defer { deliveries.end(delivery) }
         session.close(reason: .replaced)
-        // The session publishes pile_offline as it leaves the session directory.
-        let deadline = ContinuousClock.now + wait
+        // The session publishes pile_offline as it leaves the session directory; the answer
+        // waits for the backends' acks of it too, within a share of the asking node's wait, so
+        // the answer still reaches it in time.
+        let deadline = ContinuousClock.now + answerWithin
         while sessions.session(for: pile)?.info.connectionId == connection, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(2))
         }
-        counts.withLockedValue { $0.closed += 1 }
+        while delivery.isWaiting, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(2))
+        }
+        let acknowledged = !delivery.isWaiting
+        counts.withLockedValue { c in
+            c.closed += 1
+            if !acknowledged { c.unacknowledged += 1 }
+        }
+        if !acknowledged {
+            logger.notice(
+                "cluster: the closed session's pile_offline was not acknowledged in time; answering the takeover anyway",
+                metadata: ["pile": "\(pile)", "connection": "\(connection)"])
+        }
         try? client.respond(to: request, with: ByteBuffer(string: "closed"))
     }
+
+    /// How long the old holder works on a takeover before it answers: three quarters of the
+    /// asking node's `wait`, leaving the rest for the answer's way back.
+    var answerWithin: Duration { wait * 3 / 4 }
 
     /// `/v1/stats` → `cluster.takeovers`.
     func statsJSON() -> JSONValue {
         let c = counts.withLockedValue { $0 }
-        return .object(["asked": .number(Double(c.asked)), "closed": .number(Double(c.closed)), "unanswered": .number(Double(c.unanswered))])
+        return .object([
+            "asked": .number(Double(c.asked)), "closed": .number(Double(c.closed)), "unanswered": .number(Double(c.unanswered)),
+            "unacknowledged": .number(Double(c.unacknowledged)),
+        ])
     }
 }

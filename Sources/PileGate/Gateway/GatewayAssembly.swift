@@ -80,7 +80,7 @@ public enum GatewayAssembly {
                 node: cluster, nodeTimeout: config.clusterNodeTimeout, sessions: stores.directory, events: hub, logger: logger)
             let router = ClusterCommandRouter(
                 directory: directory, stores: stores, hub: hub, defaultCommandTimeout: config.hub.commandTimeout, logger: logger)
-            let takeover = ClusterTakeover(directory: directory, sessions: stores.directory, logger: logger)
+            let takeover = ClusterTakeover(directory: directory, sessions: stores.directory, deliveries: hub.deliveryWatches, logger: logger)
             for part: any ClusterComponent in [directory, router, takeover] { cluster.add(part) }
             sink = ClusterSessionSink(inner: hub, directory: directory, takeover: takeover)
             clusterPiles = (directory, router, takeover)

@@ -54,6 +54,8 @@ public final class BackendHub: GatewayEventSink {
     /// Events waiting for a backend's reply, with the promise the answer completes.
     private let pendingReplies = NIOLockedValueBox(BackendPendingReplies<EventLoopPromise<YKCMessage?>>())
     private let eventCounter = ManagedAtomic<UInt64>(0)
+    /// Sessions whose `pile_offline` a cluster takeover waits to see acknowledged.
+    let deliveryWatches = BackendDeliveryWatches()
     private let instanceCounter = ManagedAtomic<UInt64>(0)
     private let bootTag: String
     /// What every event envelope repeats (node, event-id prefix, the piles' UTC offset).
@@ -242,14 +244,20 @@ public final class BackendHub: GatewayEventSink {
     }
 
     public func sessionOffline(_ session: PileSessionInfo, reason: OfflineReason) {
-        guard wanted.withLockedValue({ $0.contains("pile_offline") }) else { return }
-        publish(event: "pile_offline", code: nil, session: session, gun: nil, receivedAt: Date()) { w in
+        let id = nextEventId()
+        let watch = deliveryWatches.publishing(id, pile: session.pileId.raw, connection: session.connectionId)
+        guard wanted.withLockedValue({ $0.contains("pile_offline") }) else {
+            watch?.expect(0)
+            return
+        }
+        let instances = publish(event: "pile_offline", code: nil, session: session, gun: nil, receivedAt: Date(), id: id) { w in
             w.beginObject()
             w.field("reason", reason.rawValue)
             w.field("remoteAddress", session.remoteAddress)
             w.field("connectionId", session.connectionId)
             w.endObject()
         }
+        watch?.expect(instances)
     }
 
     public func frameReceived(_ message: YKCMessage, frame: YKCFrame, session: PileSessionInfo, receivedAt: Date) {
@@ -469,6 +477,7 @@ public final class BackendHub: GatewayEventSink {
             var item = p
             item.route = RouteKey(lane: lane, service: instance.service)
             let result = instance.enqueue(item, queueLimit: instance.node == nil ? config.queueLimit : config.remoteQueueLimit)
+            if result == .overflow { deliveryWatches.settled(item.id) }
             traffic.withLockedValue { t in
                 t[item.route, default: BackendLaneTraffic()].count(fallback: choice.fallback, overflow: result == .overflow)
             }
@@ -534,8 +543,8 @@ public final class BackendHub: GatewayEventSink {
         for p in items {
             if let receipt = p.receipt {
                 receipt.report(p.id, instance, .failed(failure))
-            } else {
-                _ = route(p, onlyService: instance.service, exclude: instance.id)
+            } else if route(p, onlyService: instance.service, exclude: instance.id) == 0 {
+                deliveryWatches.settled(p.id)
             }
         }
     }
@@ -566,6 +575,7 @@ public final class BackendHub: GatewayEventSink {
             return true
         }
         outbox.acked(id: id, service: instance.service)
+        deliveryWatches.settled(id)
         // Slow is an outlier: over the bound while another instance that could take this one's
         // piles answers within it. When every instance is slow (the backends all overloaded, or
         // the gateway itself behind on its loops, which delays every ack alike), ejecting one

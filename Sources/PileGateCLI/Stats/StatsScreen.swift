@@ -281,7 +281,8 @@ struct StatsScreen {
             }
         }
         if let t = cluster["takeovers"], t != .null {
-            out += "  takeovers asked \(int(t["asked"]))   closed here \(int(t["closed"]))   unanswered \(int(t["unanswered"]))\n"
+            out += "  takeovers asked \(int(t["asked"]))   closed here \(int(t["closed"]))   unanswered \(int(t["unanswered"]))"
+            out += "   offline unacknowledged \(int(t["unacknowledged"]))\n"
         }
         return out + "\n"
     }

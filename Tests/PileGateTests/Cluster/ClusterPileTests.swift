@@ -111,12 +111,46 @@ struct ClusterPileTests {
             }
             try await onA.waitForEvent("pile_online") { $0["node"] as? String == "n2" }
             #expect(seen(onA) == ["pile_online@n1", "pile_offline@n1", "pile_online@n2"])
-            try await onB.waitFor("n1's offline relayed") { $0["event"] as? String == "pile_offline" }
-            #expect(seen(onB).sorted() == ["pile_offline@n1", "pile_online@n1", "pile_online@n2"])
-            let times = onB.events.sorted { ($0["receivedAt"] as? String ?? "") < ($1["receivedAt"] as? String ?? "") }
-            #expect(times.map { "\($0["event"] as? String ?? "?")@\($0["node"] as? String ?? "?")" } == ["pile_online@n1", "pile_offline@n1", "pile_online@n2"])
+            // The instance on n2 gets them in that order too: n1 answered the takeover only once
+            // that instance had acknowledged n1's pile_offline.
+            #expect(seen(onB) == ["pile_online@n1", "pile_offline@n1", "pile_online@n2"])
+            #expect((try await a.clusterStats()["takeovers"] as? [String: Any])?["unacknowledged"] as? Int == 0)
             await onA.close()
             await onB.close()
+        }
+    }
+
+    @Test("a backend on the new node, still holding the pile's last event, gets the old session's pile_offline before the new pile_online")
+    func takeoverWaitsForTheOfflineAck() async throws {
+        try await ClusterFixture.with(nodes: ["n1", "n2"]) { cluster in
+            let (a, b) = (cluster.nodes[0], cluster.nodes[1])
+            #expect(await a.eventually { await a.clusterMembers() == ["n1", "n2"] })
+            // One instance, on node 2, one event in flight at a time. Node 1 and node 2 each keep
+            // their own credit for it, so the two sessions' events race unless node 1 waits.
+            let backend = try await TestBackend.connect(apiPort: b.apiPort, autoAck: false)
+            try await backend.subscribe(service: "ops", instance: "o1", events: ["pile_online", "pile_offline"], maxInFlight: 1)
+            for node in [a, b] { #expect(await node.eventually { await node.relayInstances().count == 1 }) }
+
+            let first = try await cluster.pile("55010600000703", on: a)
+            defer { first.stopNow() }
+            // Node 1's pile_online, not acknowledged yet: the instance's one credit is taken.
+            let held = try await backend.waitForEvent("pile_online")
+            let heldId = try #require(held["id"] as? String)
+            #expect(await b.eventually { await b.holder(of: "55010600000703") == "n1" })
+
+            // The pile logs in again, on node 2, while the backend still works on that event.
+            let login = Task { try await cluster.pile("55010600000703", on: b) }
+            try await Task.sleep(for: .milliseconds(200))
+            backend.autoAck.withLockedValue { $0 = true }
+            backend.send(#"{"type":"ack","id":"\#(heldId)"}"#)
+            let second = try await login.value
+            defer { second.stopNow() }
+            try await backend.waitForEvent("pile_online") { $0["node"] as? String == "n2" }
+            let seen = backend.events.map { "\($0["event"] as? String ?? "?")@\($0["node"] as? String ?? "?")" }
+            #expect(seen == ["pile_online@n1", "pile_offline@n1", "pile_online@n2"])
+            let takeovers = try await a.clusterStats()["takeovers"] as? [String: Any]
+            #expect(takeovers?["closed"] as? Int == 1 && takeovers?["unacknowledged"] as? Int == 0, "\(String(describing: takeovers))")
+            await backend.close()
         }
     }
 
