@@ -534,7 +534,9 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
         }
     }
 
-    /// The batch per pile, in order; a login and its own logout in the same batch cancel out.
+    /// The batch per pile, in order; a login and its own logout in the same batch cancel out, and
+    /// a logout followed by a new login is the login's put alone (it overwrites the entry either
+    /// way): a pile that reconnects in a storm costs one write, not a delete and a put.
     static func byPile(_ batch: [Operation]) -> [(PileID, [Operation])] {
         var order: [PileID] = []
         var ops: [PileID: [Operation]] = [:]
@@ -549,6 +551,7 @@ public final class ClusterPileDirectory: ClusterComponent, Sendable {
                 ops[pile]?.removeLast()
                 continue
             }
+            if case .online = op, case .offline? = ops[pile]?.last { ops[pile]?.removeLast() }
             ops[pile, default: []].append(op)
         }
         return order.compactMap { p in ops[p].flatMap { $0.isEmpty ? nil : (p, $0) } }

@@ -31,6 +31,10 @@ struct ClusterPileDirectoryTests {
         #expect(work[1].1.count == 2)
         // A login and its logout alone: nothing to write.
         #expect(ClusterPileDirectory.byPile([.online(a1), .offline(a1.pileId, connection: 1)]).isEmpty)
+        // A reconnect (the old connection's logout, the new one's login): the new put alone.
+        let reconnect = ClusterPileDirectory.byPile([.offline(a1.pileId, connection: 1), .online(a2)])
+        #expect(reconnect.count == 1 && reconnect[0].1.count == 1)
+        if case .online(let info) = reconnect.first?.1.first { #expect(info.connectionId == 2) } else { Issue.record("\(reconnect)") }
     }
 
     @Test("a lost node's pile_offline carries what the entry holds")
