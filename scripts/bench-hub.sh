@@ -20,7 +20,8 @@
 # --cluster (issue 11): the same phases across two cluster nodes and a nats-server of their own
 # (fresh per phase): the piles on node A (--pile-port/--api-port), the subscribers on node B (the
 # next two ports), so every event crosses the relay (docs/CLUSTER.md, "Backends see one gateway").
-# Gateway CPU is then both nodes' (/proc); the report adds the nats-server's.
+# Gateway CPU is then both nodes' (/proc); the report adds the nats-server's. --nats-nice N starts
+# the nats-server at that nice value (negative: ahead of the other processes on a full machine).
 #
 # Everything started is stopped on exit (scripts/lib/harness.sh); the gateway runs under `timeout`,
 # each wait is bounded. Waits (up to --wait-busy s) while another benchmark is running.
@@ -31,6 +32,7 @@
 #          [--subscribers 2] [--sims 2] [--sim-threads 1] [--sources 16] [--rate 2500]
 #          [--max-in-flight 1024] [--pile-port 18867] [--api-port 18880]
 #          [--bin PATH] [--no-build] [--out DIR] [--wait-busy 600] [--cluster] [--nats-port 18890]
+#          [--nats-nice 0]
 set -euo pipefail
 COMMAND="scripts/bench-hub.sh $*"
 source "$(dirname "$0")/lib/harness.sh"
@@ -41,7 +43,7 @@ PHASES=latency,nohub,saturation MEASURE=30 WARMUP=5
 LAT_PILES=10000 LAT_GUNS=2 LAT_HB=1
 SAT_PILES=8000 SAT_GUNS=20 SAT_HB=1
 SUBS=2 SIMS=2 SIM_THREADS=1 SOURCES=16 RATE=2500 MAX_IN_FLIGHT=1024
-PILE_PORT=18867 API_PORT=18880 BIN="" BUILD=1 OUT="" WAIT_BUSY=600 CLUSTER=0 NATS_PORT=18890
+PILE_PORT=18867 API_PORT=18880 BIN="" BUILD=1 OUT="" WAIT_BUSY=600 CLUSTER=0 NATS_PORT=18890 NATS_NICE=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --phases) PHASES=$2; shift 2 ;;
@@ -67,7 +69,8 @@ while [ $# -gt 0 ]; do
         --wait-busy) WAIT_BUSY=$2; shift 2 ;;
         --cluster) CLUSTER=1; shift ;;
         --nats-port) NATS_PORT=$2; shift 2 ;;
-        -h|--help) sed -n '2,34p' scripts/bench-hub.sh; exit 0 ;;
+        --nats-nice) NATS_NICE=$2; shift 2 ;;
+        -h|--help) sed -n '2,37p' scripts/bench-hub.sh; exit 0 ;;
         *) usage_error "unknown argument $1" ;;
     esac
 done
@@ -99,7 +102,7 @@ on_exit stop_all
 
 require_free_ports "$PILE_PORT" "$API_PORT"
 if [ "$CLUSTER" = 1 ]; then
-    require_free_ports "$((PILE_PORT + 1))" "$((API_PORT + 1))" "$NATS_PORT"
+    require_free_ports "$((PILE_PORT + 1))" "$((API_PORT + 1))" "$NATS_PORT" "$((NATS_PORT + 1))"
     NATS_SERVER=$(command -v nats-server || ls /usr/sbin/nats-server 2>/dev/null || true)
     [ -n "$NATS_SERVER" ] || die "nats-server missing (scripts/setup.sh installs it)"
 fi
@@ -118,6 +121,11 @@ stats_field() {  # stats_field 'python expression on d' (d = /v1/stats JSON); -1
     echo -1
 }
 
+nats_messages() {  # "in out": the nats-server's message counters (its monitoring port); "0 0" unanswered
+    curl -fsS --max-time 5 "http://127.0.0.1:$((NATS_PORT + 1))/varz" 2>/dev/null \
+        | python3 -c "import json,sys; d=json.load(sys.stdin); print(d['in_msgs'], d['out_msgs'])" 2>/dev/null || echo "0 0"
+}
+
 # run_phase NAME PILES GUNS HEARTBEAT SUBSCRIBERS
 run_phase() {
     local name=$1 piles=$2 guns=$3 hb=$4 subs=$5
@@ -128,7 +136,7 @@ run_phase() {
     log "$name: gateway on $PILE_PORT/$API_PORT; $piles piles x $guns guns @ ${hb}s; $subs subscriber(s); logs in $dir"
     local nats_url=""
     if [ "$CLUSTER" = 1 ]; then
-        spawn_bounded "$bound" "$dir/nats.log" "$NATS_SERVER" -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$DATA/nats"
+        spawn_bounded "$bound" "$dir/nats.log" nice -n "$NATS_NICE" "$NATS_SERVER" -js -a 127.0.0.1 -p "$NATS_PORT" -m "$((NATS_PORT + 1))" -sd "$DATA/nats"
         NATS_PID=$SPAWNED
         for ((i = 0; i < 100; i++)); do (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null && break; sleep 0.1; done
         nats_url="nats://127.0.0.1:$NATS_PORT"
@@ -191,11 +199,12 @@ run_phase() {
         track $!
     done
     sleep "$WARMUP"
-    local t0 gw0 gwp0 rss0 sim0 tail0 hb0 fin0 nats0=0 nats1=0
+    local t0 gw0 gwp0 rss0 sim0 tail0 hb0 fin0 nats0=0 nats1=0 natsmsg0="0 0" natsmsg1="0 0"
     t0=$(date +%s.%N)
     # shellcheck disable=SC2086
     gw0=$(stats_field "d['process']['cpuSeconds']"); gwp0=$(cpu_seconds $gws); rss0=$(rss_bytes "$gw")
     [ -z "$NATS_PID" ] || nats0=$(cpu_seconds "$(child_pid "$NATS_PID")")
+    [ -z "$NATS_PID" ] || natsmsg0=$(nats_messages)
     sim0=$(cpu_seconds "${SIM_PIDS[@]}"); tail0=$(cpu_seconds "${TAIL_PIDS[@]}")
     hb0=$(stats_field "d['counters']['heartbeats']"); fin0=$(stats_field "sum(d['counters']['framesIn'].values())")
     sleep "$MEASURE"
@@ -204,6 +213,7 @@ run_phase() {
     # shellcheck disable=SC2086
     gw1=$(stats_field "d['process']['cpuSeconds']"); gwp1=$(cpu_seconds $gws); rss1=$(rss_bytes "$gw")
     [ -z "$NATS_PID" ] || nats1=$(cpu_seconds "$(child_pid "$NATS_PID")")
+    [ -z "$NATS_PID" ] || natsmsg1=$(nats_messages)
     sim1=$(cpu_seconds "${SIM_PIDS[@]}"); tail1=$(cpu_seconds "${TAIL_PIDS[@]}")
     hb1=$(stats_field "d['counters']['heartbeats']"); fin1=$(stats_field "sum(d['counters']['framesIn'].values())")
     curl -fsS --max-time 5 "$API/v1/hub" >"$dir/hub.json" || echo '{}' >"$dir/hub.json"
@@ -217,6 +227,7 @@ run_phase() {
 name=$name piles=$piles guns=$guns heartbeat=$hb subscribers=$subs
 t0=$t0 t1=$t1 gw0=$gw0 gw1=$gw1 gwproc0=$gwp0 gwproc1=$gwp1 sim0=$sim0 sim1=$sim1 tail0=$tail0 tail1=$tail1
 hb0=$hb0 hb1=$hb1 framesIn0=$fin0 framesIn1=$fin1 rss0=$rss0 rss1=$rss1 nats0=$nats0 nats1=$nats1 cluster=$CLUSTER
+natsIn0=${natsmsg0% *} natsOut0=${natsmsg0#* } natsIn1=${natsmsg1% *} natsOut1=${natsmsg1#* }
 EOF
     stop_all
     log "$name: done"
@@ -294,6 +305,11 @@ for name in ("latency", "nohub", "saturation"):
         nats = float(w["nats1"]) - float(w["nats0"])
         print(f"  cluster: piles on node A, subscribers on node B; gateway CPU below is both nodes' (/proc); "
               f"nats-server {nats:.2f} s ({nats / secs * 100:.0f}% of a core)")
+        nin = int(w.get("natsIn1", 0)) - int(w.get("natsIn0", 0))
+        nout = int(w.get("natsOut1", 0)) - int(w.get("natsOut0", 0))
+        if tails and ev and nin > 0:
+            print(f"  nats-server messages in {nin / secs:,.0f}/s, out {nout / secs:,.0f}/s; "
+                  f"per delivered event in {nin / secs / (ev / tsecs):.3f}, out {nout / secs / (ev / tsecs):.3f}")
     print(f"  CPU seconds: gateway {gw:.2f} (/v1/stats; /proc {gwp:.2f}) = {gwp / secs * 100:.0f}% of a core, "
           f"simulators {sim:.2f} ({sim / secs * 100:.0f}%), subscribers {tl:.2f} ({tl / secs * 100:.0f}%)")
     if tails and ev:

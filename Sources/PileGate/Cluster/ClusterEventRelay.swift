@@ -329,7 +329,15 @@ final class ClusterEventRelay: ClusterComponent, Sendable {
         }
     }
 
-    /// Adds an outcome to `origin`'s next batch; the first one since the last flush schedules it.
+    /// How long outcomes gather before they go back to their origins. Backends ack one event at a
+    /// time on their own sockets, so at a few thousand events a second an event-loop turn holds
+    /// one ack, and each outcome was a NATS message of its own, woken for by the server and the
+    /// origin (docs/BENCHMARKS.md, "Outcomes gathered for 2 ms"). Acks only free credit and feed
+    /// health, so they can wait a little; events never do.
+    static let outcomeDelay = TimeAmount.milliseconds(2)
+
+    /// Adds an outcome to `origin`'s next batch; the first one since the last flush schedules it,
+    /// `outcomeDelay` later.
     private func queueOutcome(_ outcome: BackendEventReceipt.Outcome, key: String, id: String, to origin: String, client: NATSClient) {
         if case .failed = outcome { givenBack.wrappingIncrement(ordering: .relaxed) }
         let schedule = outcomeBatches.withLockedValue { b -> Bool in
@@ -338,7 +346,7 @@ final class ClusterEventRelay: ClusterComponent, Sendable {
             b.scheduled = true
             return true
         }
-        if schedule { hub.group.next().execute { self.flushOutcomes(client) } }
+        if schedule { hub.group.next().scheduleTask(in: Self.outcomeDelay) { self.flushOutcomes(client) } }
     }
 
     private func flushOutcomes(_ client: NATSClient) {
