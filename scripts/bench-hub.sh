@@ -21,7 +21,8 @@
 # (fresh per phase): the piles on node A (--pile-port/--api-port), the subscribers on node B (the
 # next two ports), so every event crosses the relay (docs/CLUSTER.md, "Backends see one gateway").
 # Gateway CPU is then both nodes' (/proc); the report adds the nats-server's. --nats-nice N starts
-# the nats-server at that nice value (negative: ahead of the other processes on a full machine).
+# the nats-server at that nice value (negative: ahead of the other processes on a full machine);
+# --nats-procs N caps its Go scheduler at N threads (GOMAXPROCS; unset: the number of cores).
 #
 # Everything started is stopped on exit (scripts/lib/harness.sh); the gateway runs under `timeout`,
 # each wait is bounded. Waits (up to --wait-busy s) while another benchmark is running.
@@ -32,7 +33,7 @@
 #          [--subscribers 2] [--sims 2] [--sim-threads 1] [--sources 16] [--rate 2500]
 #          [--max-in-flight 1024] [--pile-port 18867] [--api-port 18880]
 #          [--bin PATH] [--no-build] [--out DIR] [--wait-busy 600] [--cluster] [--nats-port 18890]
-#          [--nats-nice 0]
+#          [--nats-nice 0] [--nats-procs N]
 set -euo pipefail
 COMMAND="scripts/bench-hub.sh $*"
 source "$(dirname "$0")/lib/harness.sh"
@@ -43,7 +44,7 @@ PHASES=latency,nohub,saturation MEASURE=30 WARMUP=5
 LAT_PILES=10000 LAT_GUNS=2 LAT_HB=1
 SAT_PILES=8000 SAT_GUNS=20 SAT_HB=1
 SUBS=2 SIMS=2 SIM_THREADS=1 SOURCES=16 RATE=2500 MAX_IN_FLIGHT=1024
-PILE_PORT=18867 API_PORT=18880 BIN="" BUILD=1 OUT="" WAIT_BUSY=600 CLUSTER=0 NATS_PORT=18890 NATS_NICE=0
+PILE_PORT=18867 API_PORT=18880 BIN="" BUILD=1 OUT="" WAIT_BUSY=600 CLUSTER=0 NATS_PORT=18890 NATS_NICE=0 NATS_PROCS=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --phases) PHASES=$2; shift 2 ;;
@@ -70,7 +71,8 @@ while [ $# -gt 0 ]; do
         --cluster) CLUSTER=1; shift ;;
         --nats-port) NATS_PORT=$2; shift 2 ;;
         --nats-nice) NATS_NICE=$2; shift 2 ;;
-        -h|--help) sed -n '2,37p' scripts/bench-hub.sh; exit 0 ;;
+        --nats-procs) NATS_PROCS=$2; shift 2 ;;
+        -h|--help) sed -n '2,36p' scripts/bench-hub.sh; exit 0 ;;
         *) usage_error "unknown argument $1" ;;
     esac
 done
@@ -136,7 +138,7 @@ run_phase() {
     log "$name: gateway on $PILE_PORT/$API_PORT; $piles piles x $guns guns @ ${hb}s; $subs subscriber(s); logs in $dir"
     local nats_url=""
     if [ "$CLUSTER" = 1 ]; then
-        spawn_bounded "$bound" "$dir/nats.log" nice -n "$NATS_NICE" "$NATS_SERVER" -js -a 127.0.0.1 -p "$NATS_PORT" -m "$((NATS_PORT + 1))" -sd "$DATA/nats"
+        spawn_bounded "$bound" "$dir/nats.log" env ${NATS_PROCS:+GOMAXPROCS=$NATS_PROCS} nice -n "$NATS_NICE" "$NATS_SERVER" -js -a 127.0.0.1 -p "$NATS_PORT" -m "$((NATS_PORT + 1))" -sd "$DATA/nats"
         NATS_PID=$SPAWNED
         for ((i = 0; i < 100; i++)); do (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null && break; sleep 0.1; done
         nats_url="nats://127.0.0.1:$NATS_PORT"

@@ -23,6 +23,8 @@
 # In production NATS has CPUs of its own; here it shares two cores with six nodes, six simulate
 # workers and the subscribers, and Linux gives each runnable thread a fair share, so the one
 # server that every node's bills pass through gets about a fifteenth of them.
+# --nats-procs N caps the server's Go scheduler at N threads (GOMAXPROCS); unset, it is the
+# number of cores.
 #
 # Everything started is stopped on exit (scripts/lib/harness.sh); each process runs under `timeout`
 # (the whole run is bounded by --max-seconds), each wait has a limit, traffic stays on 127.0.0.x,
@@ -36,6 +38,7 @@
 #          [--bill-rate 6000] [--bill-seconds 20] [--drain 20] [--max-seconds 600]
 #          [--base-port 19100] [--nats-port 19090] [--single-node-us 16.2]
 #          [--bin PATH] [--no-build] [--wait-busy 600] [--standalone] [--nats-nice 0]
+#          [--nats-procs N]
 # A process may hold at most 20,000 open files here: each node takes piles/nodes (≤ 19,000) and
 # each simulate worker piles/workers (auto: ≤ 16,000) connections.
 set -euo pipefail
@@ -46,7 +49,7 @@ HELPER="python3 $ROOT/scripts/cluster-load-stats.py"
 
 NODES=6 PILES=96000 GUNS=2 HEARTBEAT=10 CHARGING=0.2 CHARGING_SESSION=60 WORKERS=auto SOURCES=auto RATE=8000
 LOGIN_WAIT=45 SETTLE=5 IDLE=20 WARMUP=5 MEASURE=40 SUBS=2 BILL_RATE=6000 BILL_SECONDS=20 DRAIN=20
-MAX_SECONDS=600 BASE_PORT=19100 NATS_PORT=19090 SINGLE_NODE_US=16.2 BIN="" BUILD=1 WAIT_BUSY=600 STANDALONE=0 NATS_NICE=0
+MAX_SECONDS=600 BASE_PORT=19100 NATS_PORT=19090 SINGLE_NODE_US=16.2 BIN="" BUILD=1 WAIT_BUSY=600 STANDALONE=0 NATS_NICE=0 NATS_PROCS=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --nodes) NODES=$2; shift 2 ;;
@@ -76,7 +79,8 @@ while [ $# -gt 0 ]; do
         --wait-busy) WAIT_BUSY=$2; shift 2 ;;
         --standalone) STANDALONE=1; shift ;;
         --nats-nice) NATS_NICE=$2; shift 2 ;;
-        -h|--help) sed -n '2,37p' scripts/cluster-load.sh; exit 0 ;;
+        --nats-procs) NATS_PROCS=$2; shift 2 ;;
+        -h|--help) sed -n '2,43p' scripts/cluster-load.sh; exit 0 ;;
         *) usage_error "unknown argument $1" ;;
     esac
 done
@@ -144,7 +148,7 @@ OTHERS=$OTHERS_AT_START
 ENV
 
 log "nats-server on $NATS_PORT (monitor $NATS_MON), store $DATA/nats; logs in $RUN"
-spawn_bounded "$BOUND" "$RUN/nats.log" nice -n "$NATS_NICE" nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MON" -sd "$DATA/nats"
+spawn_bounded "$BOUND" "$RUN/nats.log" env ${NATS_PROCS:+GOMAXPROCS=$NATS_PROCS} nice -n "$NATS_NICE" nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MON" -sd "$DATA/nats"
 NATS_WRAPPER=$SPAWNED
 wait_http "http://127.0.0.1:$NATS_MON/healthz" 20 "$NATS_WRAPPER" "$RUN/nats.log"
 

@@ -34,7 +34,14 @@ final class AssembledGateway: Sendable {
         var logger = Logger(label: "pilegate-sec-test")
         // PILEGATE_TEST_LOG=debug (trace, info, …) shows the gateways' logs when chasing a failure.
         logger.logLevel = ProcessInfo.processInfo.environment["PILEGATE_TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
-        let gateway = try GatewayAssembly.make(config: config, logger: logger)
+        let gateway: Gateway
+        do {
+            gateway = try GatewayAssembly.make(config: config, logger: logger)
+        } catch {
+            // Refused while assembling (a bad setting): the stores it opened stay behind otherwise.
+            try? FileManager.default.removeItem(atPath: config.dataDirectory)
+            throw error
+        }
         do {
             try await gateway.start()
         } catch {

@@ -52,11 +52,30 @@ final class TestGateway: Sendable {
         routes: [AdminAPI.Routes] = [], services: [any Service] = [],
         configurationSource: (@Sendable () throws(ConfigurationError) -> GatewayConfiguration)? = nil
     ) async throws -> TestGateway {
-        let gateway = try Gateway(
-            config: config, stores: stores, sink: sink, group: MultiThreadedEventLoopGroup.singleton, logger: logger,
-            routes: routes, services: services, configurationSource: configurationSource)
-        try await gateway.start()
+        let gateway: Gateway
+        do {
+            gateway = try Gateway(
+                config: config, stores: stores, sink: sink, group: MultiThreadedEventLoopGroup.singleton, logger: logger,
+                routes: routes, services: services, configurationSource: configurationSource)
+        } catch {
+            removeOwnDirectory(config.dataDirectory)
+            throw error
+        }
+        do {
+            try await gateway.start()
+        } catch {
+            await gateway.shutdown()
+            removeOwnDirectory(config.dataDirectory)
+            throw error
+        }
         return TestGateway(gateway: gateway, dataDirectory: config.dataDirectory)
+    }
+
+    /// Removes `directory` if this harness named it (a test that names its own keeps it).
+    static func removeOwnDirectory(_ directory: String) {
+        if (directory as NSString).lastPathComponent.hasPrefix("pilegate-test-") {
+            try? FileManager.default.removeItem(atPath: directory)
+        }
     }
 
     static var logger: Logger {
@@ -76,10 +95,7 @@ final class TestGateway: Sendable {
 
     func stop() async {
         await gateway.shutdown()
-        // Only directories this harness made are removed; a test that names one keeps it.
-        if (dataDirectory as NSString).lastPathComponent.hasPrefix("pilegate-test-") {
-            try? FileManager.default.removeItem(atPath: dataDirectory)
-        }
+        Self.removeOwnDirectory(dataDirectory)
     }
 
     /// A simulated pile with fast timers aimed at this gateway.
