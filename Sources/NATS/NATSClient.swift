@@ -49,8 +49,11 @@ public final class NATSClient: Sendable {
     /// Held while status changes are told to watchers (outside `state`'s lock, in order).
     private let notifying = NIOLock()
     private let counters = Counters()
-    /// Runs the request deadline sweep (`sweepRequests`).
-    private let sweepLoop: any EventLoop
+    /// The event loop every connection of this client runs on (and the request deadline sweep,
+    /// `sweepRequests`): fixed for the client's life, so callers can do their NATS work on it and
+    /// skip a hop between threads per publish.
+    public let eventLoop: any EventLoop
+    private var sweepLoop: any EventLoop { eventLoop }
 
     static let inboxSID: UInt64 = 1
 
@@ -130,7 +133,7 @@ public final class NATSClient: Sendable {
         try ClientProtocol.validate(subject: options.inboxPrefix)
         self.options = options
         self.group = group
-        self.sweepLoop = group.next()
+        self.eventLoop = group.next()
         self.logger = logger
         self.muxInbox = "\(options.inboxPrefix).\(Self.randomToken())"
         if options.tls != nil || options.servers.contains(where: \.tls) {
@@ -638,7 +641,7 @@ public final class NATSClient: Sendable {
     /// Opens a connection to `server`, completes the handshake, re-sends every subscription and the
     /// buffered publishes, and makes it the client's connection.
     private func establish(_ server: NATSServerAddress) async throws {
-        let handshake = group.next().makePromise(of: ServerInfo.self)
+        let handshake = eventLoop.makePromise(of: ServerInfo.self)
         let options = self.options
         let tlsContext = self.tlsContext
         let logger = self.logger

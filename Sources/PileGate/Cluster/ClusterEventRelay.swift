@@ -184,7 +184,9 @@ final class ClusterEventRelay: ClusterComponent, Sendable {
         guard let (changes, gone) = taken, !changes.isEmpty else { return }
         for instance in gone { hub.unregister(instance) }
         let now = Date()
-        let loop = hub.group.next()
+        // The write rounds run where the NATS connection does: the publishes then queue their
+        // bytes without waking another thread.
+        let loop = client.eventLoop
         let deliverSubject = subjects.node(advert.node, "deliver")
         for i in changes.added {
             // Must-deliver events (bills…) reach a service through the cluster's stream, from a
@@ -346,7 +348,7 @@ final class ClusterEventRelay: ClusterComponent, Sendable {
             b.scheduled = true
             return true
         }
-        if schedule { hub.group.next().scheduleTask(in: Self.outcomeDelay) { self.flushOutcomes(client) } }
+        if schedule { client.eventLoop.scheduleTask(in: Self.outcomeDelay) { self.flushOutcomes(client) } }
     }
 
     private func flushOutcomes(_ client: NATSClient) {
