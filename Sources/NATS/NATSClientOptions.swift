@@ -4,7 +4,8 @@ import NIOCore
 /// How a `NATSClient` connects, authenticates, stays alive and behaves while disconnected.
 ///
 /// Defaults suit a gateway node: reconnect forever with jittered backoff, keep up to 8 MiB of publishes
-/// while disconnected, detect a dead connection within about three ping intervals.
+/// while disconnected, detect a dead connection within about three ping intervals (a connection on
+/// which the server still sends something is kept: slow, not dead).
 public struct NATSClientOptions: Sendable {
     /// Servers to try, in order (`nats://host:port`, `tls://host:port`; the port defaults to 4222).
     public var servers: [NATSServerAddress]
@@ -16,7 +17,8 @@ public struct NATSClientOptions: Sendable {
     public var tls: NATSTLSOptions?
     /// Time allowed for TCP connect plus the INFO/CONNECT/PING/PONG handshake.
     public var connectTimeout: Duration
-    /// How often the client pings the server; `maxPingsOutstanding` unanswered pings close the connection.
+    /// How often the client pings the server; `maxPingsOutstanding` unanswered pings close the connection
+    /// once the server has also sent nothing else for a whole interval.
     public var pingInterval: Duration
     public var maxPingsOutstanding: Int
     public var reconnect: NATSReconnectPolicy

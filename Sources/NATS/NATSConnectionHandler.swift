@@ -46,6 +46,8 @@ final class NATSConnectionHandler: ChannelDuplexHandler {
     /// One entry per PING in flight, in order: nil for keepalives, a promise for flush barriers.
     private var pongWaiters = CircularBuffer<EventLoopPromise<Void>?>()
     private var pingsOutstanding = 0
+    /// Whether the server sent anything since the last keepalive tick.
+    private var heardSinceKeepalive = false
     private var keepalive: RepeatedTask?
     private var context: ChannelHandlerContext?
 
@@ -70,6 +72,7 @@ final class NATSConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        heardSinceKeepalive = true
         switch unwrapInboundIn(data) {
         case .message(let message):
             delegate.connection(received: message)
@@ -156,11 +159,17 @@ final class NATSConnectionHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Sends a keepalive PING, or closes the connection when too many went unanswered (the socket may
-    /// look open for minutes after the server or the network died).
+    /// Sends a keepalive PING, or closes the connection when too many went unanswered and the server
+    /// sent nothing for a whole interval (the socket may look open for minutes after the server or the
+    /// network died). A server that keeps sending is slow, not gone: its PONGs wait behind what this
+    /// client sent it, as when it is starved of CPU in a reconnect storm, and reconnecting would only
+    /// add a resubscription and a resync to its load (seen at 300,000 piles, docs/BENCHMARKS.md).
     private func sendKeepalive() {
         guard let context, case .connected = state else { return }
+        let heard = heardSinceKeepalive
+        heardSinceKeepalive = false
         if pingsOutstanding >= options.maxPingsOutstanding {
+            if heard { return }
             logger.warning("nats connection stale: pings unanswered", metadata: ["server": "\(server)"])
             delegate.connection(receivedError: "Stale Connection (client)")
             context.close(promise: nil)

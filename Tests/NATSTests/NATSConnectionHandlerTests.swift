@@ -82,6 +82,36 @@ struct NATSConnectionHandlerTests {
         #expect(delegate.errors.withLockedValue { $0 }.last == "Slow Consumer")
     }
 
+    @Test("unanswered keepalive PINGs close a silent connection; a server that keeps sending is slow, not gone, and is kept")
+    func keepaliveToleratesASlowServer() throws {
+        var options = NATSClientOptions(servers: [NATSServerAddress(host: "127.0.0.1")])
+        options.pingInterval = .seconds(1)
+        options.maxPingsOutstanding = 2
+        let (channel, handshake, _) = try makeChannel(options: options)
+        let loop = try #require(channel.eventLoop as? EmbeddedEventLoop)
+        try channel.writeInbound(ByteBuffer(string: "INFO {\"server_id\":\"x\"}\r\nPONG\r\n"))
+        _ = try handshake.wait()
+        _ = try written(channel)
+        // Two PINGs go unanswered, but messages keep arriving: the connection stays.
+        for _ in 0..<6 {
+            loop.advanceTime(by: .seconds(1))
+            try channel.writeInbound(ByteBuffer(string: "MSG a 4 2\r\nhi\r\n"))
+            #expect(channel.isActive)
+        }
+        #expect(try written(channel) == "PING\r\nPING\r\n", "no more than maxPingsOutstanding in flight")
+        // The PONGs come, late: counted down, and keepalives go on.
+        try channel.writeInbound(ByteBuffer(string: "PONG\r\nPONG\r\n"))
+        loop.advanceTime(by: .seconds(1))
+        #expect(try written(channel) == "PING\r\n")
+        // Then the server falls silent: a second PING goes unanswered, and after a whole interval
+        // with nothing heard the connection is stale.
+        loop.advanceTime(by: .seconds(1))
+        #expect(channel.isActive)
+        #expect(try written(channel) == "PING\r\n")
+        loop.advanceTime(by: .seconds(1))
+        #expect(!channel.isActive, "two PINGs unanswered and nothing heard for an interval: stale")
+    }
+
     @Test("a client that wants TLS refuses a server whose INFO does not require it")
     func tlsMismatch() throws {
         var options = NATSClientOptions(servers: [NATSServerAddress(host: "127.0.0.1", tls: true)])

@@ -184,8 +184,8 @@ final class ClusterEventRelay: ClusterComponent, Sendable {
         guard let (changes, gone) = taken, !changes.isEmpty else { return }
         for instance in gone { hub.unregister(instance) }
         let now = Date()
-        // The write rounds run where the NATS connection does: the publishes then queue their
-        // bytes without waking another thread.
+        // The write rounds run where the NATS connection does (its own thread, apart from the
+        // pile loops): the publishes then queue their bytes without waking another thread.
         let loop = client.eventLoop
         let deliverSubject = subjects.node(advert.node, "deliver")
         for i in changes.added {

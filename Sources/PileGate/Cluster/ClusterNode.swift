@@ -2,7 +2,6 @@ import Foundation
 import Logging
 import NATS
 import NIOConcurrencyHelpers
-import NIOCore
 import ServiceLifecycle
 import YKC
 
@@ -33,19 +32,17 @@ public final class ClusterNode: Service, Sendable {
     private let changeHooks = NIOLockedValueBox<[@Sendable (ClusterMembership.Change) -> Void]>([])
     private let buckets = NIOLockedValueBox<[String: KeyValue]>([:])
     private let clock = ContinuousClock()
-    /// Where the NATS client's connection runs (nil: NIO's shared group).
-    private let group: (any EventLoopGroup)?
     private let epoch: ContinuousClock.Instant
 
-    /// `localView` reports this node's online piles and API address for its heartbeat. With
-    /// `group`, the NATS connection runs on one of its event loops (the gateway's own, so relayed
-    /// events and their outcomes need no hop to threads of another group); else on NIO's shared
-    /// group.
+    /// `localView` reports this node's online piles and API address for its heartbeat.
+    ///
+    /// The NATS connection runs on NIO's shared group, apart from the gateway's loops: in a login
+    /// wave or a reconnect storm the pile loops fall seconds behind, and the connection's reads,
+    /// its keepalives and the heartbeats it carries must not wait for them.
     public init(
-        config: GatewayConfiguration, group: (any EventLoopGroup)? = nil, logger: Logger,
+        config: GatewayConfiguration, logger: Logger,
         localView: @escaping @Sendable () -> (piles: Int, api: String?)
     ) throws(ConfigurationError) {
-        self.group = group
         guard ClusterSubjects.isToken(config.nodeId) else {
             throw ConfigurationError(
                 key: "nodeId", source: "configuration",
@@ -138,7 +135,6 @@ public final class ClusterNode: Service, Sendable {
         var lastProblem = ""
         while !Task.isCancelled {
             do {
-                if let group { return try await NATSClient.connect(options, eventLoopGroup: group, logger: logger) }
                 return try await NATSClient.connect(options, logger: logger)
             } catch {
                 let problem = "\(error)"

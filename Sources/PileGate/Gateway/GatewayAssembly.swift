@@ -51,7 +51,7 @@ public enum GatewayAssembly {
         let cluster: ClusterNode?
         if config.clusterEnabled {
             let sessions = stores.directory
-            cluster = try ClusterNode(config: config, group: group, logger: logger) {
+            cluster = try ClusterNode(config: config, logger: logger) {
                 (sessions.count, gatewayBox.withLockedValue({ $0 })?.apiPort.map { "\(config.apiHost):\($0)" })
             }
         } else {
