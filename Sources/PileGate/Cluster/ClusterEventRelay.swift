@@ -334,7 +334,7 @@ final class ClusterEventRelay: ClusterComponent, Sendable {
     /// How long outcomes gather before they go back to their origins. Backends ack one event at a
     /// time on their own sockets, so at a few thousand events a second an event-loop turn holds
     /// one ack, and each outcome was a NATS message of its own, woken for by the server and the
-    /// origin (docs/BENCHMARKS.md, "Outcomes gathered for 2 ms"). Acks only free credit and feed
+    /// origin (docs/BENCHMARKS.md, "Evening pass"). Acks only free credit and feed
     /// health, so they can wait a little; events never do.
     static let outcomeDelay = TimeAmount.milliseconds(2)
 
