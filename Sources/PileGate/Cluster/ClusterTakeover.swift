@@ -95,10 +95,7 @@ public final class ClusterTakeover: ClusterComponent, Sendable {
         // waits for the backends' acks of it too, within a share of the asking node's wait, so
         // the answer still reaches it in time.
         let deadline = ContinuousClock.now + answerWithin
-        while sessions.session(for: pile)?.info.connectionId == connection, ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(2))
-        }
-        while delivery.isWaiting, ContinuousClock.now < deadline {
+        while sessions.session(for: pile)?.info.connectionId == connection || delivery.isWaiting, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(2))
         }
         let acknowledged = !delivery.isWaiting
